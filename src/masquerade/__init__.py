@@ -1,0 +1,42 @@
+"""masquerade: face swapping for images and videos that works offline and labels its output."""
+
+from masquerade._version import __version__
+from masquerade.config import (
+    DetectOptions,
+    EncodeOptions,
+    EnhanceOptions,
+    RunConfig,
+    RuntimeOptions,
+    SelectOptions,
+    SwapOptions,
+    TrackOptions,
+)
+from masquerade.errors import (
+    MasqueradeError,
+    MediaError,
+    ModelError,
+    NoSourceFaceError,
+    OutputError,
+    UsageError,
+)
+from masquerade.types import Face, FrameContext
+
+__all__ = [
+    "DetectOptions",
+    "EncodeOptions",
+    "EnhanceOptions",
+    "Face",
+    "FrameContext",
+    "MasqueradeError",
+    "MediaError",
+    "ModelError",
+    "NoSourceFaceError",
+    "OutputError",
+    "RunConfig",
+    "RuntimeOptions",
+    "SelectOptions",
+    "SwapOptions",
+    "TrackOptions",
+    "UsageError",
+    "__version__",
+]

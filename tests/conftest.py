@@ -1,0 +1,42 @@
+"""Shared fixtures: real public-domain photos bundled in examples/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load(name: str) -> np.ndarray:
+    image = cv2.imread(str(EXAMPLES / name), cv2.IMREAD_COLOR)
+    assert image is not None, name
+    return image
+
+
+@pytest.fixture(scope="session")
+def examples_dir() -> Path:
+    return EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def obama() -> np.ndarray:
+    return _load("obama.jpg")
+
+
+@pytest.fixture(scope="session")
+def obama2() -> np.ndarray:
+    return _load("obama2.jpg")
+
+
+@pytest.fixture(scope="session")
+def biden() -> np.ndarray:
+    return _load("biden.jpg")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    return _load("astronaut.png")
