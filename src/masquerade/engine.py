@@ -1,0 +1,117 @@
+"""A three-stage streaming spine: a decode thread, the caller's processing, an encode thread.
+
+Decoding and encoding (PyAV releases the GIL in FFmpeg) overlap with face processing, so a
+2-core machine keeps both cores busy. Queues are bounded, so at most ``depth`` frames wait on
+each side whatever the video's length. An exception in any thread stops the others and is
+re-raised in the caller; KeyboardInterrupt in the caller stops the threads too.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+_DONE = object()
+_JOIN_TIMEOUT_S = 10.0
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class StreamEngine(Generic[T, U]):
+    """Run ``produce -> process -> consume`` with ``produce`` and ``consume`` on their own threads."""
+
+    def __init__(self, depth: int = 4) -> None:
+        if depth < 1:
+            raise ValueError("depth must be >= 1")
+        self.depth = depth
+
+    def run(
+        self,
+        produce: Iterable[T],
+        process: Callable[[T], U],
+        consume: Callable[[U], None],
+    ) -> None:
+        stop = threading.Event()
+        inbox: queue.Queue[object] = queue.Queue(self.depth)
+        outbox: queue.Queue[object] = queue.Queue(self.depth)
+        consumer_error: list[BaseException] = []
+
+        def put(q: queue.Queue[object], item: object) -> bool:
+            # Never block forever: give up as soon as the run is stopping.
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def producer() -> None:
+            try:
+                for item in produce:
+                    if not put(inbox, item):
+                        return
+                put(inbox, _DONE)
+            except BaseException as error:  # handed to the caller
+                put(inbox, _Failure(error))
+
+        def consumer() -> None:
+            while True:
+                try:
+                    item = outbox.get(timeout=0.1)
+                except queue.Empty:
+                    if stop.is_set():
+                        return
+                    continue
+                if item is _DONE:
+                    return
+                try:
+                    consume(item)  # type: ignore[arg-type]
+                except BaseException as error:  # handed to the caller
+                    consumer_error.append(error)
+                    stop.set()
+                    return
+
+        threads = [
+            threading.Thread(target=producer, name="masquerade-decode", daemon=True),
+            threading.Thread(target=consumer, name="masquerade-encode", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for item in _drain(inbox, stop):
+                if consumer_error:
+                    break
+                if not put(outbox, process(item)):  # type: ignore[arg-type]
+                    break
+            put(outbox, _DONE)
+            threads[1].join()
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=_JOIN_TIMEOUT_S)
+        if consumer_error:
+            raise consumer_error[0]
+
+
+def _drain(inbox: queue.Queue[object], stop: threading.Event) -> Iterator[object]:
+    while True:
+        try:
+            item = inbox.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return
+            continue
+        if item is _DONE:
+            return
+        if isinstance(item, _Failure):
+            raise item.error
+        yield item

@@ -1,0 +1,41 @@
+"""What the pipeline expects of each kind of stage. Embedded and neural stages both fit these."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from masquerade.types import Face, Image
+
+
+class Detector(Protocol):
+    def detect(self, image: Image) -> list[Face]: ...
+
+
+class Analyser(Detector, Protocol):
+    """A detector that can also follow known faces cheaply (the tracker's refine step)."""
+
+    def refine(self, image: Image, faces: Sequence[Face]) -> list[Face]: ...
+
+
+class Recognizer(Protocol):
+    name: str
+    default_threshold: float
+
+    def embed(self, image: Image, face: Face) -> np.ndarray: ...
+
+    def embed_faces(self, image: Image, faces: Sequence[Face]) -> list[Face]: ...
+
+    def distance(self, a: np.ndarray, b: np.ndarray) -> float: ...
+
+
+class Swapper(Protocol):
+    def prepare(self, sources: Sequence[tuple[Image, Face]]) -> Any: ...
+
+    def swap(self, image: Image, face: Face, source: Any) -> Image: ...
+
+
+class Enhancer(Protocol):
+    def enhance(self, image: Image, face: Face) -> Image: ...

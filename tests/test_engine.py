@@ -1,0 +1,70 @@
+import threading
+import time
+
+import pytest
+
+from masquerade.engine import StreamEngine
+
+
+def test_items_leave_in_order_and_all_arrive():
+    out: list[int] = []
+    StreamEngine(depth=2).run(range(100), lambda x: x * 2, out.append)
+    assert out == [x * 2 for x in range(100)]
+
+
+def test_memory_is_bounded_by_depth():
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def produce():
+        nonlocal in_flight, peak
+        for i in range(200):
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+            yield i
+
+    def consume(_):
+        nonlocal in_flight
+        time.sleep(0.0005)
+        with lock:
+            in_flight -= 1
+
+    StreamEngine(depth=3).run(produce(), lambda x: x, consume)
+    # inbox + outbox + one in process + one in consume + one being produced
+    assert peak <= 3 * 2 + 3
+
+
+@pytest.mark.parametrize("where", ["produce", "process", "consume"])
+def test_errors_in_any_stage_reach_the_caller_and_threads_end(where):
+    def produce():
+        for i in range(1000):
+            if where == "produce" and i == 5:
+                raise ValueError("boom")
+            yield i
+
+    def process(x):
+        if where == "process" and x == 5:
+            raise ValueError("boom")
+        return x
+
+    def consume(x):
+        if where == "consume" and x == 5:
+            raise ValueError("boom")
+
+    before = threading.active_count()
+    with pytest.raises(ValueError, match="boom"):
+        StreamEngine(depth=2).run(produce(), process, consume)
+    time.sleep(0.3)
+    assert threading.active_count() <= before
+
+
+def test_keyboard_interrupt_in_processing_stops_everything():
+    def process(x):
+        if x == 3:
+            raise KeyboardInterrupt
+        return x
+
+    with pytest.raises(KeyboardInterrupt):
+        StreamEngine(depth=2).run(iter(range(10_000)), process, lambda _: None)
