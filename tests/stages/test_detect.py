@@ -1,0 +1,79 @@
+"""MeshAnalyser.detect on real photos and a synthetic group photo."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from masquerade.stages.detect import MeshAnalyser, _tiles, ssd_anchors
+from masquerade.types import Face
+
+
+@pytest.fixture(scope="module")
+def analyser() -> MeshAnalyser:
+    return MeshAnalyser()
+
+
+def assert_plausible(face: Face) -> None:
+    """Landmarks inside the box; eyes above nose above mouth; left/right in image order."""
+    assert face.landmarks is not None and face.landmarks.shape == (468, 3)
+    x1, x2 = face.bbox[0], face.bbox[2]
+    xy = face.landmarks[:, :2]
+    assert np.all(xy >= face.bbox[:2] - 1e-3) and np.all(xy <= face.bbox[2:] + 1e-3)
+    le, re, nose, lm, rm = face.kps5
+    assert np.all((face.kps5 >= face.bbox[:2]) & (face.kps5 <= face.bbox[2:]))
+    assert le[0] < nose[0] < re[0]
+    assert lm[0] < rm[0]
+    assert max(le[1], re[1]) < nose[1] < min(lm[1], rm[1])
+    # Eye distance is a sane fraction of the face width.
+    assert 0.25 < (re[0] - le[0]) / (x2 - x1) < 0.7
+
+
+def test_anchor_counts_match_models() -> None:
+    assert len(ssd_anchors(128, (8, 16, 16, 16), True)) == 896
+    assert len(ssd_anchors(192, (4,), False)) == 2304
+    a = ssd_anchors(128, (8, 16, 16, 16), True)
+    assert np.allclose(a[0], [0.5 / 16, 0.5 / 16]) and np.allclose(a[1], a[0])
+    assert np.allclose(a[512], [0.5 / 8, 0.5 / 8])
+
+
+def test_tiles_cover_image_with_overlap() -> None:
+    tiles = _tiles(1280, 720, 320)
+    xs = sorted({t[0] for t in tiles})
+    assert xs[0] == 0 and tiles[-1][2] == 1280 and tiles[-1][3] == 720
+    assert all(b - a <= 320 * 2 / 3 + 1e-6 for a, b in itertools.pairwise(xs))
+    assert _tiles(200, 100, 320) == []
+
+
+@pytest.mark.parametrize("name", ["obama", "obama2", "biden", "astronaut"])
+def test_one_face_in_each_sample(analyser: MeshAnalyser, name: str, request: pytest.FixtureRequest) -> None:
+    image = request.getfixturevalue(name)
+    faces = analyser.detect(image)
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.score >= 0.9
+    assert_plausible(face)
+
+
+def test_obama_face_position(analyser: MeshAnalyser, obama: np.ndarray) -> None:
+    (face,) = analyser.detect(obama)
+    # Hand-checked: the face spans x ~ 370..615, y ~ 130..420 in obama.jpg.
+    assert np.allclose(face.bbox, [373, 127, 614, 421], atol=25)
+
+
+def test_no_face_images(analyser: MeshAnalyser) -> None:
+    rng = np.random.default_rng(0)
+    assert analyser.detect(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)) == []
+    assert analyser.detect(np.full((720, 1280, 3), 180, np.uint8)) == []
+    assert analyser.detect(np.zeros((3, 5, 3), np.uint8)) == []
+
+
+def test_grey_and_bgra_inputs(analyser: MeshAnalyser, astronaut: np.ndarray) -> None:
+    import cv2
+
+    grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    assert len(analyser.detect(grey)) == 1
+    bgra = cv2.cvtColor(astronaut, cv2.COLOR_BGR2BGRA)
+    assert len(analyser.detect(bgra)) == 1

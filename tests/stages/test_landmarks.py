@@ -1,0 +1,69 @@
+"""Face mesh on rotated ROIs, kps5 from the mesh, and MeshAnalyser.refine (tracking step)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from masquerade.stages.detect import MeshAnalyser
+from masquerade.stages.landmarks import Roi, kps5_from_mesh, roi_from_landmarks
+
+
+@pytest.fixture(scope="module")
+def analyser() -> MeshAnalyser:
+    return MeshAnalyser()
+
+
+def shift(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    out = np.zeros_like(image)
+    h, w = image.shape[:2]
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = image[
+        max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)
+    ]
+    return out
+
+
+def test_roi_affines_are_inverse() -> None:
+    roi = Roi(100.0, 50.0, 80.0, 0.3)
+    m, inv = roi.crop_to_image(), roi.image_to_crop()
+    p = np.array([10.0, 150.0])
+    q = m[:, :2] @ p + m[:, 2]
+    assert np.allclose(inv[:, :2] @ q + inv[:, 2], p)
+    # The crop centre maps to the ROI centre; the crop's x axis turns clockwise by the rotation.
+    assert np.allclose(m[:, :2] @ [96, 96] + m[:, 2], [100, 50])
+    assert np.allclose(m[:, 0] / np.linalg.norm(m[:, 0]), [math.cos(0.3), math.sin(0.3)])
+
+
+def test_kps5_from_mesh_shapes() -> None:
+    lm = np.random.default_rng(0).random((468, 3)).astype(np.float32)
+    assert kps5_from_mesh(lm).shape == (5, 2)
+    assert kps5_from_mesh(lm[:, :2]).shape == (5, 2)
+    with pytest.raises(ValueError):
+        kps5_from_mesh(lm[:10])
+
+
+def test_refine_follows_a_shifted_face(analyser: MeshAnalyser, obama: np.ndarray) -> None:
+    (face,) = analyser.detect(obama)
+    moved = shift(obama, 10, -10)
+    (new,) = analyser.refine(moved, [face.with_(track_id=7)])
+    assert new.track_id == 7
+    assert new.score >= 0.9
+    d = new.kps5 - face.kps5
+    assert np.allclose(d.mean(axis=0), [10, -10], atol=3)
+
+
+def test_refine_drops_a_face_that_is_gone(analyser: MeshAnalyser, obama: np.ndarray) -> None:
+    (face,) = analyser.detect(obama)
+    wall = np.full_like(obama, 170)
+    assert analyser.refine(wall, [face]) == []
+
+
+def test_roi_from_landmarks_levels_the_eyes(analyser: MeshAnalyser, astronaut: np.ndarray) -> None:
+    (face,) = analyser.detect(astronaut)
+    roi = roi_from_landmarks(face.landmarks)
+    # The astronaut's head is nearly upright: small rotation, ROI 1.5x the face and centred on it.
+    assert abs(roi.rotation) < 0.2
+    assert 1.3 * face.size < roi.size < 1.8 * face.size
+    assert np.allclose([roi.cx, roi.cy], face.center, atol=0.1 * face.size)
