@@ -1,0 +1,135 @@
+"""``masquerade models list|download|import|verify``: manage the model cache."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from masquerade.errors import ModelError
+from masquerade.models.manifest import MODELS
+from masquerade.models.store import ModelStore
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``models`` command and its sub-commands."""
+    models = subparsers.add_parser("models", help="list, download, import and verify model files")
+    models.add_argument("--models-dir", type=Path, metavar="DIR",
+                        help="model cache folder (default: $MASQUERADE_HOME/models or the per-user cache)")
+    sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    sub.add_parser("list", help="known models: licence, size, installed or not")
+    download = sub.add_parser("download", help="download models (resumable, SHA-256 verified)")
+    download.add_argument("names", nargs="+", metavar="NAME", help=f"model names: {', '.join(MODELS)}")
+    download.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    imp = sub.add_parser("import", help="copy or link a model file you already have into the cache")
+    imp.add_argument("path", type=Path, metavar="PATH")
+    imp.add_argument("--name", choices=tuple(MODELS), help="which model the file is (default: from its hash)")
+    imp.add_argument("--allow-unknown-hash", action="store_true",
+                     help="accept a file whose SHA-256 masquerade does not know (contract still checked)")
+    imp.add_argument("--link", action="store_true", help="symlink the file instead of copying it")
+    verify = sub.add_parser("verify", help="re-hash installed models")
+    verify.add_argument("names", nargs="*", metavar="NAME", help="models to check (default: all installed)")
+    models.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    store = ModelStore(args.models_dir)
+    action: Callable[[ModelStore, argparse.Namespace], int] = {
+        "list": _list, "download": _download, "import": _import, "verify": _verify,
+    }[args.models_command]
+    return action(store, args)
+
+
+def _size(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e6:.0f} MB"
+
+
+def _list(store: ModelStore, args: argparse.Namespace) -> int:
+    rows = [("NAME", "KIND", "SIZE", "INSTALLED", "LICENCE")]
+    for spec in store.models.values():
+        installed = "yes" if store.is_installed(spec) else "no"
+        size = _size(store.path(spec).stat().st_size if store.is_installed(spec) else spec.size)
+        rows.append((spec.name, spec.kind, size, installed, spec.licence))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    print(f"cache: {store.root}")
+    return 0
+
+
+def _download(store: ModelStore, args: argparse.Namespace) -> int:
+    specs = [store.spec(name) for name in dict.fromkeys(args.names)]  # validate all names first
+    for spec in specs:
+        if store.is_installed(spec):
+            print(f"{spec.name}: already installed ({store.path(spec)})")
+            continue
+        notice = store.take_licence_notice(spec)
+        if notice:
+            print(f"note: {notice}", file=sys.stderr)
+        with _progress_bar(spec.file_name, quiet=args.quiet) as progress:
+            path = store.download(spec, progress=progress)
+        print(f"{spec.name}: downloaded and verified ({path})")
+    return 0
+
+
+def _import(store: ModelStore, args: argparse.Namespace) -> int:
+    result = store.import_file(args.path, args.name, allow_unknown_hash=args.allow_unknown_hash,
+                               link=args.link)
+    if not result.known_hash:
+        print(f"warning: {args.path} has SHA-256 {result.sha256}, which masquerade does not know for "
+              f"{result.name}; it was imported because of --allow-unknown-hash and its results are "
+              "not vouched for", file=sys.stderr)
+    how = "linked" if args.link else "copied"
+    print(f"{result.name}: {how} to {result.path} (input/output contract checked)")
+    return 0
+
+
+def _verify(store: ModelStore, args: argparse.Namespace) -> int:
+    specs = [store.spec(n) for n in args.names] if args.names else None
+    results = [r for r in store.verify(specs) if specs is not None or r.status != "missing"]
+    if not results:
+        print(f"no models installed in {store.root}")
+        return 0
+    bad = 0
+    for r in results:
+        if r.status == "ok":
+            print(f"{r.name}: ok")
+        elif r.status == "accepted":
+            print(f"{r.name}: unknown SHA-256 {r.sha256}, accepted at import with --allow-unknown-hash")
+        elif r.status == "missing":
+            bad += 1
+            print(f"{r.name}: missing ({r.path})")
+        else:
+            bad += 1
+            print(f"{r.name}: CHECKSUM MISMATCH, SHA-256 {r.sha256}; delete {r.path} and run "
+                  f"`masquerade models download {r.name}`")
+    if bad:
+        raise ModelError(f"{bad} of {len(results)} model file(s) failed verification")
+    return 0
+
+
+class _progress_bar:
+    """A tqdm bar on stderr fed by the store's (done, total) callback."""
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        self.label, self.quiet, self.bar = label, quiet, None
+
+    def __enter__(self) -> Callable[[int, int | None], None] | None:
+        return None if self.quiet else self._update
+
+    def _update(self, done: int, total: int | None) -> None:
+        from tqdm import tqdm
+
+        # A new bar when the total becomes known or changes, or a retry restarted from zero.
+        if self.bar is None or self.bar.total != total or done < self.bar.n:
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=total, initial=done, desc=self.label, unit="B", unit_scale=True,
+                            unit_divisor=1024, file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+

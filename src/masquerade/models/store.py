@@ -1,0 +1,270 @@
+"""The per-user model cache: where model files live, how they get there, and whether they are intact.
+
+Layout of the cache folder (``MASQUERADE_HOME/models`` or the platform's per-user cache):
+``<file_name>`` the models; ``<file_name>.part`` unfinished downloads; ``archives/`` verified zips that
+still hold models not yet extracted; ``verified.json`` the hash, size and mtime of each file once it
+was verified (so a run re-hashes only files that changed); ``licences-shown.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from masquerade.errors import ChecksumMismatch, ModelError, ModelNotCached, UsageError
+from masquerade.models.download import Progress, RetryPolicy, fetch_verified, sha256_file
+from masquerade.models.manifest import MODELS, ModelSpec
+
+_Status = Literal["ok", "accepted", "mismatch"]
+
+
+def default_home() -> Path:
+    """``MASQUERADE_HOME``, else the platform's per-user cache folder for masquerade."""
+    env = os.environ.get("MASQUERADE_HOME")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA")
+        return (Path(base) if base else Path.home() / "AppData" / "Local") / "masquerade"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "masquerade"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "masquerade"
+
+
+def licence_notice(spec: ModelSpec) -> str | None:
+    """The notice to show before a non-commercial model is first used (None for other models)."""
+    if spec.commercial_use:
+        return None
+    where = f" ({spec.licence_url})" if spec.licence_url else ""
+    return f"{spec.name} is under the {spec.licence}{where}; you are responsible for complying with it."
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    name: str
+    path: Path
+    status: Literal["ok", "accepted", "mismatch", "missing"]
+    """ok: a pinned hash; accepted: an unknown hash the user imported with a flag; mismatch; missing."""
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    name: str
+    path: Path
+    sha256: str
+    known_hash: bool
+    """False when the file was accepted with ``allow_unknown_hash`` (the caller should warn)."""
+
+
+class ModelStore:
+    """A model cache folder. Cheap to create; touches the disk only when asked."""
+
+    def __init__(self, root: Path | None = None, retry: RetryPolicy | None = None,
+                 models: Mapping[str, ModelSpec] = MODELS) -> None:
+        self.root = Path(root) if root is not None else default_home() / "models"
+        self.retry = retry or RetryPolicy()
+        self.models = models
+        """The registry this store serves (the built-in one; tests pass their own)."""
+
+    def spec(self, name: str) -> ModelSpec:
+        """The declaration of model ``name``; a UsageError lists the known names otherwise."""
+        return _lookup(self.models, name)
+
+    def path(self, spec: ModelSpec) -> Path:
+        return self.root / spec.file_name
+
+    def is_installed(self, spec: ModelSpec) -> bool:
+        return self.path(spec).is_file()
+
+    # -- using models -------------------------------------------------------------------------------
+
+    def require(self, specs: Sequence[ModelSpec]) -> dict[str, Path]:
+        """Paths of these models, verified; one ModelNotCached names every missing file."""
+        missing = [s for s in specs if not self.is_installed(s)]
+        if missing:
+            raise ModelNotCached(self.missing_message(missing))
+        paths = {}
+        for spec in specs:
+            status, digest = self._check(spec)
+            if status == "mismatch":
+                raise ChecksumMismatch(
+                    f"{self.path(spec)} has SHA-256 {digest}, not one masquerade accepts for {spec.name}; "
+                    f"delete it and run `masquerade models download {spec.name}`"
+                )
+            paths[spec.name] = self.path(spec)
+        return paths
+
+    def missing_message(self, specs: Sequence[ModelSpec]) -> str:
+        """One line: which files are missing, where they go, and the command that fetches them."""
+        files = ", ".join(s.file_name for s in specs)
+        names = " ".join(s.name for s in specs)
+        noun = "model file" if len(specs) == 1 else "model files"
+        return (f"missing {noun} {files} in {self.root}: run `masquerade models download {names}`, or copy "
+                f"the file(s) there with `masquerade models import FILE`")
+
+    def take_licence_notice(self, spec: ModelSpec) -> str | None:
+        """The licence notice of ``spec`` the first time it is asked for in this cache, else None."""
+        notice = licence_notice(spec)
+        if notice is None:
+            return None
+        shown = self._read_json("licences-shown.json")
+        if shown.get(spec.name) == spec.licence:
+            return None
+        shown[spec.name] = spec.licence
+        self._write_json("licences-shown.json", shown)
+        return notice
+
+    # -- getting models -----------------------------------------------------------------------------
+
+    def download(self, spec: ModelSpec, progress: Progress | None = None, offline: bool = False) -> Path:
+        """Fetch ``spec`` into the cache (verified, resumable) unless it is already there."""
+        dest = self.path(spec)
+        if dest.is_file():
+            return dest
+        if offline:
+            raise ModelNotCached(self.missing_message([spec]) + " (offline: downloads are off)")
+        if not spec.pinned:
+            raise ModelError(
+                f"masquerade pins no SHA-256 for {spec.name}, so it will not download it; get "
+                f"{spec.file_name} yourself and run `masquerade models import FILE --allow-unknown-hash`"
+            )
+        if spec.urls or spec.archive is None:
+            try:
+                digest = fetch_verified(spec.urls, spec.sha256, dest, progress=progress,
+                                        expected_size=spec.size if len(spec.sha256) == 1 else None,
+                                        retry=self.retry)
+                self._stamp(spec, digest)
+                return dest
+            except ModelError:
+                if spec.archive is None:
+                    raise
+        return self._from_archive(spec, progress)
+
+    def _from_archive(self, spec: ModelSpec, progress: Progress | None) -> Path:
+        assert spec.archive is not None
+        archive = self.root / "archives" / spec.archive.urls[0].rsplit("/", 1)[-1]
+        if not archive.is_file() or sha256_file(archive) not in spec.archive.sha256:
+            fetch_verified(spec.archive.urls, spec.archive.sha256, archive, progress=progress,
+                           expected_size=spec.archive.size, retry=self.retry)
+        dest = self.path(spec)
+        part = dest.with_name(dest.name + ".part")
+        with zipfile.ZipFile(archive) as zf:
+            members = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == spec.archive.member]
+            if not members:
+                raise ModelError(f"{archive.name} holds no {spec.archive.member}")
+            with zf.open(members[0]) as src, open(part, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+        digest = sha256_file(part)
+        if digest not in spec.sha256:
+            part.unlink()
+            raise ChecksumMismatch(f"{spec.file_name} from {archive.name} has SHA-256 {digest}; "
+                                   "checksum mismatch, the file was deleted")
+        os.replace(part, dest)
+        self._stamp(spec, digest)
+        # Keep the zip only while another model still needs to be extracted from it.
+        users = [s for s in self.models.values() if s.archive and s.archive.urls == spec.archive.urls]
+        if all(self.is_installed(s) for s in users):
+            archive.unlink(missing_ok=True)
+        return dest
+
+    def import_file(self, path: Path, spec_name: str | None = None, allow_unknown_hash: bool = False,
+                    link: bool = False) -> ImportResult:
+        """Bring a file the user already has into the cache, after checking its hash and contract."""
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{path} is not a file")
+        digest = sha256_file(path)
+        spec = self.spec(spec_name) if spec_name else self._spec_for_hash(digest)
+        if spec is None:
+            raise UsageError(f"{path.name} (SHA-256 {digest}) is no model masquerade knows; "
+                             "name the model with --name to import it anyway")
+        known = digest in spec.sha256
+        if not known and not allow_unknown_hash:
+            raise ChecksumMismatch(f"{path.name} has SHA-256 {digest}, not one masquerade accepts for "
+                                   f"{spec.name}; pass --allow-unknown-hash to import it anyway")
+        from masquerade.models.contract import contract_problems, read_contract
+
+        problems = contract_problems(read_contract(path), spec.contract)
+        if problems:
+            raise ModelError(f"{path.name} does not fit {spec.name}'s contract: {'; '.join(problems)}")
+        dest = self.path(spec)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if dest.resolve() != path.resolve():
+            tmp = dest.with_name(dest.name + ".import")
+            tmp.unlink(missing_ok=True)
+            if link:
+                tmp.symlink_to(path.resolve())
+            else:
+                shutil.copyfile(path, tmp)
+            os.replace(tmp, dest)
+        self._stamp(spec, digest, user_accepted=not known)
+        return ImportResult(spec.name, dest, digest, known)
+
+    # -- checking models ----------------------------------------------------------------------------
+
+    def verify(self, specs: Iterable[ModelSpec] | None = None) -> list[VerifyResult]:
+        """Re-hash every (or each given) model file and report its status."""
+        results = []
+        for spec in self.models.values() if specs is None else specs:
+            if not self.is_installed(spec):
+                results.append(VerifyResult(spec.name, self.path(spec), "missing"))
+                continue
+            status, digest = self._check(spec, force=True)
+            results.append(VerifyResult(spec.name, self.path(spec), status, digest))
+        return results
+
+    def _check(self, spec: ModelSpec, force: bool = False) -> tuple[_Status, str]:
+        """Hash status of an installed file; re-hashes only when its size or mtime changed."""
+        path = self.path(spec)
+        stamps = self._read_json("verified.json")
+        stamp = stamps.get(spec.file_name)
+        st = path.stat()
+        unchanged = stamp and stamp.get("size") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns
+        digest = stamp["sha256"] if unchanged and not force else sha256_file(path)
+        if digest in spec.sha256:
+            self._stamp(spec, digest)
+            return "ok", digest
+        if stamp and stamp.get("user_accepted") and stamp.get("sha256") == digest:
+            return "accepted", digest
+        return "mismatch", digest
+
+    def _stamp(self, spec: ModelSpec, digest: str, user_accepted: bool = False) -> None:
+        st = self.path(spec).stat()
+        stamps = self._read_json("verified.json")
+        entry = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if user_accepted:
+            entry["user_accepted"] = True
+        if stamps.get(spec.file_name) != entry:
+            stamps[spec.file_name] = entry
+            self._write_json("verified.json", stamps)
+
+    def _read_json(self, name: str) -> dict[str, Any]:
+        try:
+            data = json.loads((self.root / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write_json(self, name: str, data: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, self.root / name)
+
+    def _spec_for_hash(self, digest: str) -> ModelSpec | None:
+        return next((s for s in self.models.values() if digest in s.sha256), None)
+
+
+def _lookup(models: Mapping[str, ModelSpec], name: str) -> ModelSpec:
+    if name not in models:
+        raise UsageError(f"unknown model {name!r}; known models: {', '.join(models)}")
+    return models[name]

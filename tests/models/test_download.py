@@ -1,0 +1,139 @@
+"""Verified, resumable downloads from a local HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from modelkit import FAST_RETRY, FileServer, sha256
+
+from masquerade.errors import ChecksumMismatch, ModelError, ModelNotCached
+from masquerade.models.manifest import ArchiveSource, ModelSpec, get_spec
+from masquerade.models.store import ModelStore
+
+PAYLOAD = os.urandom(3 * (1 << 20) + 12345)  # > 1 chunk, so progress and resume cross chunk borders
+
+
+def _spec(server: FileServer, data: bytes = PAYLOAD, *urls: str) -> ModelSpec:
+    server.files["model.onnx"] = data
+    return replace(get_spec("inswapper_128"), urls=urls or (server.url("model.onnx"),),
+                   sha256=(sha256(data),), size=len(data))
+
+
+def _store(root: Path, *specs: ModelSpec) -> ModelStore:
+    return ModelStore(root, retry=FAST_RETRY, models={s.name: s for s in specs})
+
+
+def test_download_verifies_and_moves_into_cache(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    store = _store(tmp_path, spec)
+    seen: list[tuple[int, int | None]] = []
+    path = store.download(spec, progress=lambda done, total: seen.append((done, total)))
+    assert path == tmp_path / spec.file_name
+    assert path.read_bytes() == PAYLOAD
+    assert not path.with_name(path.name + ".part").exists()
+    assert seen[0] == (0, len(PAYLOAD)) and seen[-1] == (len(PAYLOAD), len(PAYLOAD))
+    assert [v.status for v in store.verify()] == ["ok"]
+    # Installed: a second download does not touch the network.
+    n = len(http_server.requests)
+    assert store.download(spec) == path and len(http_server.requests) == n
+
+
+def test_interrupted_download_resumes_with_range(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    http_server.cut_after["model.onnx"] = [1_500_000, 700_000]  # two drops, then a full answer
+    path = _store(tmp_path, spec).download(spec)
+    assert path.read_bytes() == PAYLOAD
+    assert [r for _, r in http_server.requests] == [None, "bytes=1500000-", "bytes=2200000-"]
+
+
+def test_part_left_by_an_earlier_run_is_resumed(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    (tmp_path / "inswapper_128.onnx.part").write_bytes(PAYLOAD[:1000])
+    _store(tmp_path, spec).download(spec)
+    assert http_server.requests == [("/model.onnx", "bytes=1000-")]
+    assert (tmp_path / "inswapper_128.onnx").read_bytes() == PAYLOAD
+
+
+def test_foreign_part_file_is_restarted_once(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    (tmp_path / "inswapper_128.onnx.part").write_bytes(b"x" * 1000)  # not a prefix of the file
+    _store(tmp_path, spec).download(spec)
+    assert [r for _, r in http_server.requests] == ["bytes=1000-", None]
+    assert (tmp_path / "inswapper_128.onnx").read_bytes() == PAYLOAD
+
+
+def test_server_ignoring_range_restarts_from_zero(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    http_server.cut_after["model.onnx"] = [500_000]
+    http_server.ignore_range.add("model.onnx")
+    _store(tmp_path, spec).download(spec)
+    assert (tmp_path / "inswapper_128.onnx").read_bytes() == PAYLOAD
+
+
+def test_hash_mismatch_deletes_file_and_says_so(http_server: FileServer, tmp_path: Path) -> None:
+    spec = replace(_spec(http_server), sha256=("0" * 64,))
+    with pytest.raises(ChecksumMismatch, match="checksum mismatch, the downloaded file was deleted") as info:
+        _store(tmp_path, spec).download(spec)
+    assert sha256(PAYLOAD) in str(info.value)
+    assert "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_next_mirror_after_a_dead_one(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    spec = replace(spec, urls=(http_server.url("gone.onnx"), http_server.url("model.onnx")))
+    _store(tmp_path, spec).download(spec)
+    assert [p for p, _ in http_server.requests] == ["/gone.onnx", "/model.onnx"]  # 404: no retry
+
+
+def test_retries_are_bounded(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    http_server.fail_status["model.onnx"] = [503] * 10
+    with pytest.raises(ModelError, match="gave up after 3 attempts") as info:
+        _store(tmp_path, spec).download(spec)
+    assert not isinstance(info.value, ChecksumMismatch)
+    assert len(http_server.requests) == 3
+
+
+def test_transient_errors_are_retried(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    http_server.fail_status["model.onnx"] = [503, 500]
+    _store(tmp_path, spec).download(spec)
+    assert (tmp_path / "inswapper_128.onnx").read_bytes() == PAYLOAD
+
+
+def test_offline_gives_one_clear_message(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    with pytest.raises(ModelNotCached) as info:
+        _store(tmp_path, spec).download(spec, offline=True)
+    message = str(info.value)
+    assert "inswapper_128.onnx" in message and str(tmp_path) in message
+    assert "masquerade models download inswapper_128" in message
+    assert http_server.requests == []
+
+
+def test_unpinned_model_is_not_downloaded(http_server: FileServer, tmp_path: Path) -> None:
+    spec = replace(_spec(http_server), sha256=())
+    with pytest.raises(ModelError, match="--allow-unknown-hash"):
+        _store(tmp_path, spec).download(spec)
+    assert http_server.requests == []
+
+
+def test_model_extracted_from_verified_archive(http_server: FileServer, tmp_path: Path) -> None:
+    member = os.urandom(5000)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("buffalo_l/det_10g.onnx", member)
+        zf.writestr("buffalo_l/other.onnx", b"other")
+    http_server.files["buffalo_l.zip"] = buf.getvalue()
+    spec = replace(get_spec("det_10g"), sha256=(sha256(member),), archive=ArchiveSource(
+        (http_server.url("buffalo_l.zip"),), (sha256(buf.getvalue()),), "det_10g.onnx"))
+    store = _store(tmp_path, spec)
+    assert store.download(spec).read_bytes() == member
+    assert not (tmp_path / "archives" / "buffalo_l.zip").exists()  # no other model needs it
+    assert [v.status for v in store.verify()] == ["ok"]
