@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from masquerade.geometry.warp import warp_affine
 from masquerade.types import Image, Points
 
 MESH_SIZE = 192
@@ -129,10 +130,9 @@ class FaceMesh:
 
     def crop(self, image: Image, roi: Roi) -> NDArray[np.float32]:
         """The model's input: the ROI warped to 192x192, RGB, scaled to [0, 1]."""
-        patch = cv2.warpAffine(
-            image, roi.image_to_crop(), (MESH_SIZE, MESH_SIZE),
-            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0),
-        )
+        # Parts of the ROI outside the image (a face at the border) come in black, like MediaPipe's
+        # zero border.
+        patch = warp_affine(image, roi.image_to_crop(), (MESH_SIZE, MESH_SIZE))
         rgb = cv2.cvtColor(patch, cv2.COLOR_BGR2RGB)
         return (rgb.astype(np.float32) * (1.0 / 255.0))[None]
 
