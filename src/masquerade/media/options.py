@@ -1,0 +1,106 @@
+"""Pure builders for encoder settings, and the output formats masquerade writes.
+
+``encoder_options`` maps one quality scale (0 best .. 51 worst, CRF-like) and one preset vocabulary
+(x264's ``ultrafast`` .. ``veryslow``, or the encoder's own preset names) onto each encoder's
+private options. It touches no media and is tested by equality.
+"""
+
+from __future__ import annotations
+
+from masquerade.errors import UsageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
+
+SOFTWARE_ENCODERS = ("libx264", "libx265", "libvpx-vp9", "libsvtav1")
+HARDWARE_ENCODERS = (
+    "h264_nvenc", "hevc_nvenc", "av1_nvenc",
+    "h264_qsv", "hevc_qsv", "av1_qsv",
+    "h264_amf", "hevc_amf", "av1_amf",
+    "h264_videotoolbox", "hevc_videotoolbox",
+)  # fmt: skip
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+# x264 preset name -> the encoder's own speed knob, fastest first (same order as PRESETS).
+_VP9_CPU_USED = dict(zip(PRESETS, ("8", "7", "6", "5", "4", "3", "2", "1", "0"), strict=True))
+_SVTAV1_PRESET = dict(zip(PRESETS, ("12", "11", "10", "9", "8", "6", "4", "2", "1"), strict=True))
+_NVENC_PRESET = dict(zip(PRESETS, ("p1", "p2", "p3", "p3", "p4", "p5", "p6", "p7", "p7"), strict=True))
+_QSV_PRESET = dict(zip(PRESETS, ("veryfast", "veryfast", *PRESETS[2:]), strict=True))
+_AMF_QUALITY = dict(zip(PRESETS, ("speed",) * 4 + ("balanced",) * 2 + ("quality",) * 3, strict=True))
+
+QUALITY_MAX = 51
+
+
+def _check_quality(quality: int | None) -> None:
+    if quality is not None and not 0 <= quality <= QUALITY_MAX:
+        raise UsageError(f"video quality must be between 0 (best) and {QUALITY_MAX}, got {quality}")
+
+
+def _scaled(quality: int, top: int, bottom: int = 0) -> str:
+    """Map 0..51 onto an encoder's ``bottom..top`` quantiser range."""
+    return str(round(bottom + quality * (top - bottom) / QUALITY_MAX))
+
+
+def _preset(encoder: str, preset: str | None, table: dict[str, str], native: set[str]) -> str | None:
+    if preset is None:
+        return None
+    if preset in table:
+        return table[preset]
+    if preset in native:
+        return preset
+    choices = ", ".join([*PRESETS, *sorted(native)])
+    raise UsageError(f"unknown preset {preset!r} for {encoder}; choose one of: {choices}")
+
+
+def encoder_options(encoder: str, quality: int | None, preset: str | None) -> dict[str, str]:
+    """FFmpeg private options for ``encoder`` at ``quality`` (0..51, None = default) and ``preset``."""
+    _check_quality(quality)
+    opts: dict[str, str] = {}
+    family = encoder.rsplit("_", 1)[-1] if "_" in encoder else encoder
+    if encoder in ("libx264", "libx265"):
+        if quality is not None:
+            opts["crf"] = str(quality)
+        chosen = _preset(encoder, preset, {p: p for p in PRESETS}, {"placebo"})
+        if chosen is not None:
+            opts["preset"] = chosen
+        if encoder == "libx265":
+            opts["x265-params"] = "log-level=error"  # x265 prints to stderr itself otherwise
+    elif encoder == "libvpx-vp9":
+        # b:v=0 selects constant-quality mode; without it libvpx targets a tiny default bitrate.
+        crf = "32" if quality is None else _scaled(quality, 63)
+        opts.update({"crf": crf, "b:v": "0", "row-mt": "1", "deadline": "good"})
+        opts["cpu-used"] = _preset(encoder, preset, _VP9_CPU_USED, {str(i) for i in range(9)}) or "4"
+    elif encoder == "libsvtav1":
+        if quality is not None:
+            opts["crf"] = _scaled(quality, 63, 1)
+        chosen = _preset(encoder, preset, _SVTAV1_PRESET, {str(i) for i in range(14)})
+        if chosen is not None:
+            opts["preset"] = chosen
+    elif family == "nvenc":
+        opts["rc"] = "vbr"
+        opts["cq"] = str(23 if quality is None else max(quality, 1))  # cq=0 means "automatic" in nvenc
+        chosen = _preset(encoder, preset, _NVENC_PRESET, {f"p{i}" for i in range(1, 8)})
+        if chosen is not None:
+            opts["preset"] = chosen
+    elif family == "qsv":
+        if quality is not None:
+            opts["global_quality"] = str(max(quality, 1))
+        chosen = _preset(encoder, preset, _QSV_PRESET, set())
+        if chosen is not None:
+            opts["preset"] = chosen
+    elif family == "amf":
+        if quality is not None:
+            opts.update({"rc": "cqp", "qp_i": str(quality), "qp_p": str(quality), "qp_b": str(quality)})
+        chosen = _preset(encoder, preset, _AMF_QUALITY, {"speed", "balanced", "quality"})
+        if chosen is not None:
+            opts["quality"] = chosen
+    elif family == "videotoolbox":
+        if quality is not None:
+            opts["q:v"] = _scaled(QUALITY_MAX - quality, 100, 1)  # videotoolbox: higher is better
+        if preset is not None:
+            raise UsageError(f"{encoder} has no presets")
+    else:
+        known = ", ".join((*SOFTWARE_ENCODERS, *HARDWARE_ENCODERS))
+        raise UsageError(f"unsupported video encoder {encoder!r}; known encoders: {known}")
+    return opts

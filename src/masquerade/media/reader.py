@@ -1,0 +1,202 @@
+"""Streaming video reader: decodes one frame at a time into upright BGR ``FrameContext``s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from masquerade.errors import MediaError, UsageError
+from masquerade.media import orientation
+from masquerade.media.probe import open_input, video_stream
+from masquerade.types import FrameContext
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know about a video before the first frame."""
+
+    width: int
+    """Width of the frames ``frames()`` yields (upright, as displayed)."""
+    height: int
+    fps: Fraction | None
+    """Average frame rate; None when the container does not say."""
+    time_base: Fraction
+    frame_count: int | None
+    """Frames to expect (after trimming); exact from the container header when untrimmed, else estimated."""
+    duration: float | None
+    """Seconds (after trimming)."""
+    rotation: int
+    """Display rotation stored in the file, degrees counter-clockwise (0, 90, 180, -90...)."""
+    codec: str
+    pix_fmt: str | None
+    has_audio: bool
+    audio_codec: str | None
+    container: str
+    stored_width: int
+    """Width of the pixels as stored in the file (differs from ``width`` for 90° rotations)."""
+    stored_height: int
+
+
+class VideoReader:
+    """Decode a video frame by frame (bounded memory), optionally between ``trim_start`` and ``trim_end`` s.
+
+    Frames come out upright: a file's display rotation is applied so faces stand up for the
+    detectors; ``VideoWriter`` stores them back the way the input stored them. ``pts`` are the
+    input's own timestamps, in ``info.time_base``.
+    """
+
+    def __init__(self, path: Path, trim_start: float | None = None, trim_end: float | None = None) -> None:
+        self.path = Path(path)
+        if trim_start is not None and trim_start < 0:
+            raise UsageError(f"trim start must be >= 0 s, got {trim_start}")
+        if trim_end is not None and trim_end <= (trim_start or 0.0):
+            raise UsageError(f"trim end ({trim_end} s) must be after trim start ({trim_start or 0.0} s)")
+        self._container = open_input(self.path)
+        try:
+            self._setup(trim_start, trim_end)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def _setup(self, trim_start: float | None, trim_end: float | None) -> None:
+        container = self._container
+        stream = video_stream(container)
+        if stream is None:
+            raise MediaError(f"{self.path} has no video stream")
+        _check_not_cut(self.path, container)
+        stream.thread_type = "AUTO"  # frame + slice threads: several times faster decoding
+        self._stream = stream
+        self.time_base: Fraction = stream.time_base or Fraction(1, 90000)
+        self._start = stream.start_time or 0
+        self.trim_start = trim_start
+        self.trim_end = trim_end
+        self.last_duration: int | None = None
+        """Duration (in ``time_base``) of the last frame yielded, from the container; None if unknown."""
+
+        if trim_start:
+            # Seek to the key frame at or before the start; frames before it are decoded and dropped.
+            container.seek(self._start + int(trim_start / self.time_base), stream=stream, backward=True)
+        self._decoded = self._decode()
+        first = next(self._decoded, None)
+        if first is None:
+            if trim_start:
+                raise UsageError(f"trim start {trim_start} s is at or past the end of {self.path}")
+            raise MediaError(f"{self.path} has no decodable video frames (empty or truncated)")
+        self._first: av.VideoFrame | None = first
+        # The display matrix travels as frame side data (FFmpeg copies the stream's to every frame).
+        matrix = first.side_data.get("DISPLAYMATRIX") if len(first.side_data) else None
+        self.display_matrix: bytes | None = bytes(matrix) if matrix is not None else None
+        turn = orientation.from_display_matrix(self.display_matrix) if self.display_matrix else None
+        self.orientation: orientation.Orientation = turn or "none"
+        self.first_pts: int = first.pts if first.pts is not None else 0
+        self.info = self._make_info(first)
+
+    def _make_info(self, first: av.VideoFrame) -> VideoInfo:
+        stream, container = self._stream, self._container
+        fps = stream.average_rate or stream.guessed_rate or None
+        total: float | None = None
+        if stream.duration is not None:
+            total = float(stream.duration * self.time_base)
+        elif container.duration is not None:
+            total = container.duration / av.time_base
+        start = float((self.first_pts - self._start) * self.time_base) if self.trim_start else 0.0
+        end = total if self.trim_end is None or total is None else min(total, self.trim_end)
+        duration = None if end is None else max(end - start, 0.0)
+        if self.trim_start is None and self.trim_end is None and stream.frames > 0:
+            count: int | None = stream.frames
+        else:
+            count = round(duration * fps) if duration is not None and fps else None
+        width, height = first.width, first.height
+        audio = container.streams.audio
+        return VideoInfo(
+            width=height if orientation.swaps_axes(self.orientation) else width,
+            height=width if orientation.swaps_axes(self.orientation) else height,
+            fps=Fraction(fps) if fps else None,
+            time_base=self.time_base,
+            frame_count=count,
+            duration=duration,
+            rotation=first.rotation,
+            codec=stream.codec_context.name,
+            pix_fmt=first.format.name,
+            has_audio=len(audio) > 0,
+            audio_codec=audio[0].codec_context.name if audio else None,
+            container=container.format.name,
+            stored_width=width,
+            stored_height=height,
+        )
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        """Input frames inside the trim window, in presentation order, with their stored pixels."""
+        start = self._start + int(self.trim_start / self.time_base) if self.trim_start else None
+        end = self._start + int(self.trim_end / self.time_base) if self.trim_end is not None else None
+        last_end = None
+        try:
+            # container.decode() also sends the final empty packet, so the decoder's delayed frames come out.
+            for frame in self._container.decode(self._stream):
+                if frame.pts is not None:
+                    if start is not None and frame.pts < start:
+                        continue
+                    if end is not None and frame.pts >= end:
+                        return
+                    last_end = frame.pts + (frame.duration or 0)
+                yield frame
+        except av.FFmpegError as exc:
+            raise MediaError(f"{self.path} is damaged or truncated: {exc}") from exc
+        self._check_reached_end(last_end)
+
+    def _check_reached_end(self, last_end: int | None) -> None:
+        """Raise ``MediaError`` when decoding stopped well before the end the container announces."""
+        stream = self._stream
+        if last_end is None or not stream.duration:
+            return
+        declared = self._start + stream.duration
+        step = int(1 / (self.info.fps * self.time_base)) if self.info.fps else 0
+        slack = max(3 * step, int(Fraction(1, 4) / self.time_base))
+        if last_end + slack < declared:
+            got, want = (
+                float((last_end - self._start) * self.time_base),
+                float(stream.duration * self.time_base),
+            )
+            raise MediaError(f"{self.path} is truncated: its video stops at {got:.2f} s of {want:.2f} s")
+
+    def frames(self) -> Iterator[FrameContext]:
+        """Yield each frame as a ``FrameContext`` with an upright BGR image and the input's pts."""
+        if self._first is None:
+            raise RuntimeError("VideoReader.frames() can be iterated only once")
+        first, self._first = self._first, None
+        index, previous = 0, None
+        step = int(1 / (self.info.fps * self.time_base)) if self.info.fps else 1
+        for frame in _chain(first, self._decoded):
+            # Streams without timestamps (raw elementary streams) get a constant-rate clock.
+            pts = frame.pts if frame.pts is not None else (0 if previous is None else previous + step)
+            self.last_duration = frame.duration or None
+            image = orientation.apply(frame.to_ndarray(format="bgr24"), self.orientation)
+            yield FrameContext(index=index, image=image, pts=pts, time_base=self.time_base)
+            index, previous = index + 1, pts
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_not_cut(path: Path, container: av.container.InputContainer) -> None:
+    """Raise ``MediaError`` when the container's index points past the end of the file (cut download)."""
+    size = path.stat().st_size
+    for stream in container.streams:
+        entries = stream.index_entries
+        if len(entries) and any(e.pos + e.size > size for e in entries[-8:]):
+            raise MediaError(f"{path} is truncated: its index refers to data past the end of the file")
+
+
+def _chain(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+    yield first
+    yield from rest

@@ -1,0 +1,279 @@
+"""Streaming video writer: encodes frames as they come, remuxes audio (and subtitles) untouched.
+
+Audio is not decoded or re-encoded: a second, demux-only view of the input feeds its packets into the
+output as the video advances, so the file is interleaved and memory stays bounded (one packet ahead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from masquerade.config import EncodeOptions
+from masquerade.errors import OutputError, UsageError
+from masquerade.media import orientation
+from masquerade.media.atomic import atomic_output
+from masquerade.media.encoders import check_encoder, pixel_format
+from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options
+from masquerade.media.probe import open_input
+from masquerade.media.reader import VideoReader
+from masquerade.types import FrameContext
+
+_MUXER_OPTIONS = {".mp4": {"movflags": "+faststart"}, ".m4v": {"movflags": "+faststart"},
+                  ".mov": {"movflags": "+faststart"}}  # fmt: skip
+
+
+def check_video_extension(path: Path) -> str:
+    """The lower-case extension of a video output path; ``UsageError`` if masquerade cannot write it."""
+    ext = Path(path).suffix.lower()
+    if ext not in VIDEO_EXTENSIONS:
+        raise UsageError(
+            f"unsupported video output extension {ext or '(none)'}; use {', '.join(VIDEO_EXTENSIONS)}"
+        )
+    return ext
+
+
+class VideoWriter:
+    """Encode ``FrameContext``s into ``path`` with the input's timestamps, rotation and audio.
+
+    Use as a context manager: leaving the block normally calls ``close()`` (flush, remux the rest
+    of the audio, rename into place); leaving it by an exception (Ctrl-C included) removes the
+    temporary output, so no broken file is left behind.
+    """
+
+    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions) -> None:
+        self.path = Path(path)
+        ext = check_video_extension(self.path)
+        if self.path.resolve() == reader.path.resolve():
+            raise UsageError(f"output {self.path} is the input video; choose another output name")
+        check_encoder(options.video_encoder)
+        codec_options = encoder_options(options.video_encoder, options.video_quality, options.video_preset)
+        self._reader = reader
+        self._turn = orientation.inverse(reader.orientation)
+        self._pending: av.VideoFrame | None = None
+        self._last_pts: int | None = None
+        self._closed = False
+        self.skipped_streams: list[str] = []
+        """Input streams not copied (codec the output container cannot hold), e.g. ``"data:tmcd"``."""
+        self._stack = contextlib.ExitStack()
+        try:
+            temp = self._stack.enter_context(atomic_output(self.path))
+            self._out = self._stack.enter_context(_output_container(temp, _MUXER_OPTIONS.get(ext, {})))
+            self._supported = self._out.supported_codecs
+            self._add_video(options.video_encoder, codec_options)
+            # A second, demux-only view of the input supplies the packets that are copied untouched.
+            self._source = self._stack.enter_context(open_input(reader.path))
+            self._held: av.Packet | None = None
+            self._packets = self._copy_streams(ext, options.skip_audio)
+            try:
+                self._out.start_encoding()  # opens the encoder and writes the header now, not mid-run
+            except av.FFmpegError as exc:
+                raise UsageError(f"cannot write this video as {ext}: {exc}") from exc
+        except BaseException as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    def _add_video(self, encoder: str, codec_options: dict[str, str]) -> None:
+        info, reader = self._reader.info, self._reader
+        if encoder not in self._supported:
+            raise UsageError(f"{self.path.suffix} files cannot hold {encoder} video; pick another encoder")
+        stream = self._out.add_stream(encoder, rate=info.fps, options=codec_options)
+        stream.width, stream.height = info.stored_width, info.stored_height
+        stream.pix_fmt = pixel_format(encoder, info.stored_width, info.stored_height)
+        # Same clock as the input: the input's pts go through unchanged (VFR kept).
+        stream.codec_context.time_base = reader.time_base
+        stream.time_base = reader.time_base
+        src = reader._stream.codec_context
+        for name in ("color_range", "colorspace", "color_primaries", "color_trc"):
+            with contextlib.suppress(AttributeError, ValueError):
+                setattr(stream.codec_context, name, getattr(src, name))
+        if reader.display_matrix is not None:
+            stream.set_display_matrix(orientation.matrix_values(reader.display_matrix))
+        stream.metadata.update({k: v for k, v in reader._stream.metadata.items() if k in ("language",)})
+        self._video = stream
+        self._colorspace = src.colorspace
+        self._color_range = src.color_range
+
+    def _copy_streams(self, ext: str, skip_audio: bool) -> Iterator[av.Packet]:
+        """Add audio and subtitle streams from the input as templates; return their packet source."""
+        supported = self._supported
+        pairs: dict[int, av.stream.Stream] = {}
+        for stream in self._source.streams:
+            if stream.type == "audio" and not skip_audio:
+                name = stream.codec_context.name
+                if name not in supported:
+                    raise UsageError(
+                        f"the input's {name} audio cannot be stored in {ext} without re-encoding; "
+                        f"use .mkv or .mp4, or skip audio"
+                    )
+            elif stream.type == "subtitle" and stream.codec_context is not None:
+                if stream.codec_context.name not in supported:
+                    self.skipped_streams.append(f"subtitle:{stream.codec_context.name}")
+                    continue
+            else:
+                if stream.type in ("data", "attachment"):
+                    self.skipped_streams.append(f"{stream.type}:{stream.codec_tag or stream.index}")
+                continue
+            pairs[stream.index] = self._out.add_stream_from_template(stream)
+            if stream.metadata.get("language"):
+                pairs[stream.index].metadata["language"] = stream.metadata["language"]
+        self._pairs = pairs
+        return self._demux([self._source.streams[i] for i in pairs])
+
+    def _demux(self, streams: list[av.stream.Stream]) -> Iterator[av.Packet]:
+        """Packets of the copied streams inside the trim window, re-timed to the output's start."""
+        if not streams:
+            return
+        reader = self._reader
+        # The video is shifted by its first frame's time when trimmed; the copied streams move with it.
+        start = reader.first_pts * reader.time_base if reader.trim_start else Fraction(0)
+        end = (
+            reader._start * reader.time_base + Fraction(reader.trim_end)
+            if reader.trim_end is not None
+            else None
+        )
+        if reader.trim_start:
+            self._source.seek(int(start * av.time_base), backward=True)
+        for packet in self._source.demux(streams):
+            if packet.dts is None or packet.pts is None:  # the flush packet at the end of each stream
+                continue
+            tb = packet.time_base
+            when = packet.pts * tb
+            if reader.trim_start and when < start:
+                continue
+            if end is not None and when >= end:
+                continue  # other streams may still have packets inside the window
+            if reader.trim_start:
+                shift = round(start / tb)
+                packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
+            yield packet
+
+    def _mux_copied_until(self, seconds: float | None) -> None:
+        """Mux copied packets up to ``seconds`` of output time (all when None)."""
+        while True:
+            if self._held is not None:
+                packet = self._held
+            else:
+                packet = next(self._packets, None)
+                if packet is None:
+                    return
+            if seconds is not None and packet.pts * packet.time_base > seconds:
+                self._held = packet  # one packet ahead: memory stays bounded
+                return
+            self._held = None
+            packet.stream = self._pairs[packet.stream.index]
+            self._mux(packet)
+
+    def _mux(self, packets: av.Packet | list[av.Packet]) -> None:
+        try:
+            self._out.mux(packets)
+        except av.FFmpegError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+
+    def write(self, frame: FrameContext) -> None:
+        """Encode one frame at its own pts (frames must come in presentation order)."""
+        if self._closed:
+            raise RuntimeError("VideoWriter is closed")
+        image = orientation.apply(frame.image, self._turn)
+        info = self._reader.info
+        if image.shape != (info.stored_height, info.stored_width, 3):
+            raise ValueError(
+                f"frame {frame.index} is {frame.image.shape}, expected ({info.height}, {info.width}, 3)"
+            )
+        pts = frame.pts
+        if pts is None:
+            pts = (self._last_pts + 1) if self._last_pts is not None else self._reader.first_pts
+        if self._last_pts is not None and pts <= self._last_pts:
+            raise ValueError(f"frame {frame.index}: pts {pts} does not increase (previous {self._last_pts})")
+        self._last_pts = pts
+        video = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(
+            format=self._video.pix_fmt,
+            dst_colorspace=self._colorspace or None,
+            dst_color_range=self._color_range or None,
+        )
+        video.pts = pts - (self._reader.first_pts if self._reader.trim_start else 0)
+        video.time_base = self._reader.time_base
+        # Each frame lasts until the next one: hold one frame to learn its duration (kept for the
+        # last frame too, so the output's duration matches the input's).
+        if self._pending is not None:
+            self._pending.duration = video.pts - self._pending.pts
+            self._encode(self._pending)
+        self._pending = video
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        try:
+            packets = self._video.encode(frame)
+        except av.FFmpegError as exc:
+            raise OutputError(f"video encoder {self._video.codec_context.name} failed: {exc}") from exc
+        self._mux(packets)
+        if frame is not None:
+            self._mux_copied_until(float(frame.pts * frame.time_base))
+
+    def close(self) -> None:
+        """Flush the encoder, copy the remaining audio, finish the file and move it into place."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._pending is not None:
+                last = self._pending
+                last.duration = self._reader.last_duration or self._default_duration()
+                self._encode(last)
+                self._pending = None
+            self._encode(None)  # flush: the encoder holds frames back for look-ahead
+            self._mux_copied_until(None)
+        except BaseException as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._stack.close()  # closes output (trailer), input, then renames temp -> path
+
+    def _default_duration(self) -> int:
+        fps = self._reader.info.fps
+        return max(int(1 / (fps * self._reader.time_base)), 1) if fps else 1
+
+    def abort(self) -> None:
+        """Stop and remove the temporary output (used on errors; ``close()`` is the normal end)."""
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(_Abort):
+                self._stack.__exit__(_Abort, _Abort(), None)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif not self._closed:
+            self._closed = True
+            self._stack.__exit__(exc_type, exc, tb)
+
+
+class _Abort(Exception):
+    """Raised into the exit stack so ``atomic_output`` deletes the temp file."""
+
+
+@contextlib.contextmanager
+def _output_container(temp: Path, options: dict[str, str]) -> Iterator[av.container.OutputContainer]:
+    """``av.open`` for writing; on an error the file is dropped before closing, so no trailer is finished."""
+    try:
+        container = av.open(str(temp), mode="w", options=options)
+    except av.FFmpegError as exc:
+        raise OutputError(f"cannot create video output {temp.name}: {exc}") from exc
+    try:
+        yield container
+    except BaseException:
+        # Unlink first: closing writes the trailer (and faststart would rewrite the whole file).
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        with contextlib.suppress(Exception):
+            container.close()
+        raise
+    try:
+        container.close()
+    except av.FFmpegError as exc:
+        raise OutputError(f"cannot finish video output: {exc}") from exc

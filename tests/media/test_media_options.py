@@ -1,0 +1,81 @@
+import pytest
+
+from masquerade.errors import UsageError
+from masquerade.media.encoders import available_video_encoders, check_encoder, pixel_format
+from masquerade.media.options import encoder_options
+
+
+def test_x264_defaults_leave_the_encoder_alone():
+    assert encoder_options("libx264", None, None) == {}
+
+
+def test_x264_quality_and_preset():
+    assert encoder_options("libx264", 18, "slow") == {"crf": "18", "preset": "slow"}
+
+
+def test_x265_is_quiet():
+    assert encoder_options("libx265", 28, "fast") == {
+        "crf": "28",
+        "preset": "fast",
+        "x265-params": "log-level=error",
+    }
+
+
+def test_vp9_uses_constant_quality_mode():
+    assert encoder_options("libvpx-vp9", None, None) == {
+        "crf": "32",
+        "b:v": "0",
+        "row-mt": "1",
+        "deadline": "good",
+        "cpu-used": "4",
+    }
+    opts = encoder_options("libvpx-vp9", 51, "veryslow")
+    assert opts["crf"] == "63" and opts["cpu-used"] == "0"
+    assert encoder_options("libvpx-vp9", 0, "5")["cpu-used"] == "5"
+
+
+def test_svtav1_scales_quality_and_maps_presets():
+    assert encoder_options("libsvtav1", 0, "ultrafast") == {"crf": "1", "preset": "12"}
+    assert encoder_options("libsvtav1", 51, "8") == {"crf": "63", "preset": "8"}
+    assert encoder_options("libsvtav1", None, None) == {}
+
+
+def test_hardware_encoders():
+    assert encoder_options("h264_nvenc", 20, "slow") == {"rc": "vbr", "cq": "20", "preset": "p6"}
+    assert encoder_options("hevc_nvenc", None, "p2") == {"rc": "vbr", "cq": "23", "preset": "p2"}
+    assert encoder_options("h264_qsv", 25, "ultrafast") == {"global_quality": "25", "preset": "veryfast"}
+    assert encoder_options("h264_amf", 20, "medium") == {
+        "rc": "cqp",
+        "qp_i": "20",
+        "qp_p": "20",
+        "qp_b": "20",
+        "quality": "balanced",
+    }
+
+
+@pytest.mark.parametrize("quality", [-1, 52])
+def test_quality_out_of_range(quality):
+    with pytest.raises(UsageError, match="between 0"):
+        encoder_options("libx264", quality, None)
+
+
+def test_unknown_preset_and_encoder():
+    with pytest.raises(UsageError, match="unknown preset"):
+        encoder_options("libx264", None, "warp9")
+    with pytest.raises(UsageError, match="unsupported video encoder"):
+        encoder_options("mpeg4", None, None)
+    with pytest.raises(UsageError, match="unsupported video encoder"):
+        check_encoder("mpeg4")
+
+
+def test_available_encoders_include_the_default():
+    found = available_video_encoders()
+    assert found[0] == "libx264"
+    assert set(found) <= {"libx264", "libx265", "libvpx-vp9", "libsvtav1"} | {
+        n for n in found if n.split("_")[-1] in ("nvenc", "qsv", "amf", "videotoolbox")
+    }
+
+
+def test_pixel_format_keeps_odd_sizes():
+    assert pixel_format("libx264", 160, 120) == "yuv420p"
+    assert pixel_format("libx264", 161, 120) == "yuv444p"
