@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _size(n: int | None) -> str:
-    return "?" if n is None else f"{n / 1e6:.0f} MB"
+    if n is None:
+        return "?"
+    return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
 def _list(store: ModelStore, args: argparse.Namespace) -> int:
