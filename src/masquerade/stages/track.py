@@ -1,0 +1,185 @@
+"""Face tracking across video frames: follow each face with the mesh, detect only now and then.
+
+Per frame (``FaceTracker.update``):
+1. *Refine*: the analyser re-fits the mesh of every live track on the ROI its previous (raw, not
+   smoothed) landmarks imply. Cheap, and it keeps a face's identity without any matching.
+2. *Detect* when due: every ``redetect_interval`` frames, whenever refine lost a face, while a lost
+   track waits to be found again, and on every frame while nothing is tracked. Detections are matched
+   to tracks by IoU; unmatched detections start new tracks; a track missed by ``max_missed``
+   detection passes in a row is dropped.
+3. *Smooth*: each track's landmarks, key points and box go through its own One-Euro filter (see
+   ``geometry.smoothing``), timed in frames / fps so skipped frames are handled.
+
+The analyser sees raw landmarks only, so smoothing never feeds lag back into the ROI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from masquerade.config import TrackOptions
+from masquerade.geometry.boxes import iou_matrix
+from masquerade.geometry.smoothing import OneEuroFilter, OneEuroParams
+from masquerade.stages.protocols import Analyser
+from masquerade.types import Face, Image
+
+MATCH_IOU = 0.3
+"""A detection continues a track when their boxes overlap at least this much."""
+DUPLICATE_IOU = 0.6
+"""Two live tracks this close have converged on one face: the younger one is dropped."""
+
+
+@dataclass
+class _Track:
+    track_id: int
+    face: Face
+    """Last raw face (what the analyser fits from)."""
+    last_frame: int
+    filter: OneEuroFilter
+    missed: int = 0
+    """Consecutive detection passes that did not see this track."""
+    lost: bool = False
+    """Refine lost it; it only comes back if a detection matches its last box."""
+
+
+def _pack(face: Face) -> NDArray[np.float32]:
+    """Landmarks, key points and box corners as one (N, 3) point set for the filter."""
+    parts = [np.pad(face.kps5, ((0, 0), (0, 1))), np.pad(face.bbox.reshape(2, 2), ((0, 0), (0, 1)))]
+    if face.landmarks is not None:
+        lm = face.landmarks if face.landmarks.shape[1] == 3 else np.pad(face.landmarks, ((0, 0), (0, 1)))
+        parts.insert(0, lm)
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _unpack(face: Face, points: NDArray[np.float32]) -> Face:
+    n = 0 if face.landmarks is None else face.landmarks.shape[0]
+    landmarks = None
+    if face.landmarks is not None:
+        landmarks = points[:n, : face.landmarks.shape[1]]
+    kps5 = points[n:n + 5, :2]
+    bbox = points[n + 5:n + 7, :2].reshape(4)
+    return face.with_(landmarks=landmarks, kps5=kps5, bbox=bbox)
+
+
+class FaceTracker:
+    """Stateful tracking stage: one per video run (``reset`` between runs)."""
+
+    def __init__(self, analyser: Analyser, options: TrackOptions | None = None, fps: float = 25.0,
+                 smoothing: OneEuroParams | None = None) -> None:
+        """``smoothing`` overrides the filter parameters; by default they come from ``options``."""
+        options = options or TrackOptions()
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        if options.redetect_interval < 1 or options.max_missed < 1:
+            raise ValueError("redetect_interval and max_missed must be >= 1")
+        self.analyser = analyser
+        self.options = options
+        self.fps = float(fps)
+        self.smoothing = smoothing or OneEuroParams(
+            min_cutoff=options.smoothing_min_cutoff, beta=options.smoothing_beta)
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._last_detect: int | None = None
+        self.detections = 0
+        """Full detection passes run so far (for tests and timing reports)."""
+
+    def reset(self) -> None:
+        self._tracks = []
+        self._next_id = 0
+        self._last_detect = None
+        self.detections = 0
+
+    # -- per frame -----------------------------------------------------------------------------------
+
+    def update(self, image: Image, frame_index: int) -> list[Face]:
+        """Faces in this frame, with stable ``track_id`` and smoothed landmarks / kps5 / bbox,
+        sorted left to right."""
+        live = [t for t in self._tracks if not t.lost]
+        refined = self.analyser.refine(image, [t.face.with_(track_id=t.track_id) for t in live])
+        by_id = {f.track_id: f for f in refined if f.track_id is not None}
+        lost_now = False
+        for t in live:
+            face = by_id.get(t.track_id)
+            if face is None:
+                t.lost, lost_now = True, True
+            else:
+                t.face, t.last_frame = face, frame_index
+        self._drop_duplicates()
+
+        if self._detect_due(frame_index, lost_now):
+            self._detect(image, frame_index)
+
+        out = []
+        for t in self._tracks:
+            if t.lost or t.last_frame != frame_index:
+                continue
+            points = t.filter(_pack(t.face), frame_index / self.fps, scale=max(t.face.size, 1.0))
+            out.append(_unpack(t.face, points).with_(track_id=t.track_id))
+        return sorted(out, key=lambda f: float(f.center[0]))
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _detect_due(self, frame_index: int, lost_now: bool) -> bool:
+        if lost_now or self._last_detect is None:
+            return True
+        # Nothing followed, or a lost face waiting to be found again: look on every frame.
+        if all(t.lost for t in self._tracks):
+            return True
+        if any(t.lost for t in self._tracks):
+            return True
+        return frame_index - self._last_detect >= self.options.redetect_interval
+
+    def _detect(self, image: Image, frame_index: int) -> None:
+        self._last_detect = frame_index
+        self.detections += 1
+        found = self.analyser.detect(image)
+        # Live tracks are matched on their refined box of this frame, lost ones on their last box.
+        boxes = np.stack([t.face.bbox for t in self._tracks]) if self._tracks else np.zeros((0, 4))
+        dboxes = np.stack([f.bbox for f in found]) if found else np.zeros((0, 4))
+        overlap = iou_matrix(boxes, dboxes)
+        matched_tracks: set[int] = set()
+        matched_dets: set[int] = set()
+        # Greedy matching, best overlap first (a handful of faces: no need for the Hungarian method).
+        for flat in np.argsort(-overlap, axis=None):
+            ti, di = np.unravel_index(int(flat), overlap.shape)
+            if overlap[ti, di] < MATCH_IOU:
+                break
+            if ti in matched_tracks or di in matched_dets:
+                continue
+            matched_tracks.add(int(ti))
+            matched_dets.add(int(di))
+            t = self._tracks[ti]
+            t.missed = 0
+            if t.lost:
+                # Found again: continue the id, restart the filter (the face may have jumped).
+                t.lost = False
+                t.face, t.last_frame = found[di].with_(track_id=t.track_id), frame_index
+                t.filter.reset()
+        for ti, t in enumerate(self._tracks):
+            if ti not in matched_tracks:
+                t.missed += 1
+        self._tracks = [t for t in self._tracks if t.missed < self.options.max_missed]
+        for di, face in enumerate(found):
+            if di not in matched_dets:
+                self._tracks.append(_Track(self._next_id, face.with_(track_id=self._next_id), frame_index,
+                                           OneEuroFilter(self.smoothing)))
+                self._next_id += 1
+
+    def _drop_duplicates(self) -> None:
+        """Two tracks refined onto the same face (e.g. after crossing): keep the older id."""
+        live = [t for t in self._tracks if not t.lost]
+        if len(live) < 2:
+            return
+        overlap = iou_matrix(np.stack([t.face.bbox for t in live]), np.stack([t.face.bbox for t in live]))
+        drop: set[int] = set()
+        for i in range(len(live)):
+            for j in range(i + 1, len(live)):
+                if overlap[i, j] >= DUPLICATE_IOU and live[i].track_id not in drop:
+                    drop.add(max(live[i].track_id, live[j].track_id))
+        self._tracks = [t for t in self._tracks if t.track_id not in drop]
+
+
+__all__ = ["FaceTracker"]

@@ -1,0 +1,214 @@
+"""Face tracker: stable ids, detection only when due, smoothing without lag.
+
+Two analysers: a scripted fake (exact control over what is detected and lost) and the real
+MeshAnalyser on synthetic clips made by moving a photo across a canvas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import pytest
+
+from masquerade.config import TrackOptions
+from masquerade.geometry.smoothing import OneEuroParams
+from masquerade.stages.detect import MeshAnalyser
+from masquerade.stages.track import FaceTracker
+from masquerade.types import Face, Image
+
+NO_SMOOTHING = OneEuroParams(min_cutoff=1e9, beta=0.0, local_beta=0.0)
+SMOOTH = TrackOptions(redetect_interval=12, smoothing_min_cutoff=1.0, smoothing_beta=80.0)
+"""The tuned filter (geometry.smoothing's defaults), given explicitly."""
+BLANK = np.zeros((8, 8, 3), np.uint8)
+TEMPLATE = np.random.default_rng(0).uniform(-0.5, 0.5, (468, 2))
+
+
+def _face(cx: float, cy: float, size: float, noise: float = 0.0, seed: int = 0) -> Face:
+    xy = np.array([cx, cy]) + TEMPLATE * size
+    if noise:
+        xy = xy + np.random.default_rng(seed).normal(0, noise, xy.shape)
+    lm = np.c_[xy, np.zeros(468)]
+    bbox = np.r_[xy.min(axis=0), xy.max(axis=0)]
+    return Face(bbox=bbox, kps5=xy[:5], landmarks=lm)
+
+
+class FakeAnalyser:
+    """A scripted world: ``world[frame]`` = {name: (cx, cy, size)}. ``refine`` follows each face to the
+    nearest true face; ``drop_refine`` / ``miss_detect`` hold (frame, name) pairs to fail on."""
+
+    def __init__(self, world: list[dict[str, tuple[float, float, float]]], noise: float = 0.0,
+                 drop_refine: Sequence[tuple[int, str]] = (), miss_detect: Sequence[tuple[int, str]] = ()):
+        self.world, self.noise = world, noise
+        self.drop_refine, self.miss_detect = set(drop_refine), set(miss_detect)
+        self.frame = 0
+        self.detect_frames: list[int] = []
+
+    def _true(self, name: str) -> Face:
+        cx, cy, size = self.world[self.frame][name]
+        return _face(cx, cy, size, self.noise, seed=self.frame * 100 + hash(name) % 100)
+
+    def detect(self, image: Image) -> list[Face]:
+        self.detect_frames.append(self.frame)
+        names = [n for n in self.world[self.frame] if (self.frame, n) not in self.miss_detect]
+        return [self._true(n) for n in names]
+
+    def refine(self, image: Image, faces: Sequence[Face]) -> list[Face]:
+        out = []
+        for face in faces:
+            here = {n: np.hypot(cx - face.center[0], cy - face.center[1])
+                    for n, (cx, cy, _) in self.world[self.frame].items()}
+            near = [n for n, d in here.items() if d < face.size and (self.frame, n) not in self.drop_refine]
+            if near:
+                out.append(self._true(min(near, key=here.__getitem__)).with_(track_id=face.track_id))
+        return out
+
+
+def _run(tracker: FaceTracker, analyser: FakeAnalyser) -> list[list[Face]]:
+    out = []
+    for i in range(len(analyser.world)):
+        analyser.frame = i
+        out.append(tracker.update(BLANK, i))
+    return out
+
+
+def _ids(frame: list[Face]) -> list[int | None]:
+    return [f.track_id for f in frame]
+
+
+def test_ids_are_stable_and_detection_runs_every_interval() -> None:
+    world = [{"a": (100 + 3 * i, 100, 80), "b": (400 - 3 * i, 120, 90)} for i in range(30)]
+    analyser = FakeAnalyser(world)
+    out = _run(FaceTracker(analyser, TrackOptions(redetect_interval=10)), analyser)
+    assert all(_ids(f) == [0, 1] for f in out[:25])  # left to right: a then b until they cross
+    assert analyser.detect_frames == [0, 10, 20]
+
+
+def test_a_new_face_is_picked_up_at_the_next_detection() -> None:
+    world = [{"a": (100, 100, 80)} | ({"b": (400, 100, 80)} if i >= 5 else {}) for i in range(15)]
+    analyser = FakeAnalyser(world)
+    out = _run(FaceTracker(analyser, TrackOptions(redetect_interval=8)), analyser)
+    assert _ids(out[7]) == [0] and _ids(out[8]) == [0, 1] and _ids(out[14]) == [0, 1]
+
+
+def test_a_face_lost_by_refine_is_found_again_with_its_id() -> None:
+    world = [{"a": (100, 100, 80), "b": (400, 100, 80)} for _ in range(10)]
+    analyser = FakeAnalyser(world, drop_refine=[(4, "b")])
+    out = _run(FaceTracker(analyser, TrackOptions(redetect_interval=12)), analyser)
+    assert all(_ids(f) == [0, 1] for f in out)
+    assert analyser.detect_frames == [0, 4]  # once more, on the frame refine lost it
+
+
+def test_a_face_that_leaves_is_dropped_and_a_newcomer_gets_a_new_id() -> None:
+    world = [{"a": (100, 100, 80)} if i < 5 else {} for i in range(10)]
+    world += [{"a": (500, 300, 80)} for _ in range(3)]
+    analyser = FakeAnalyser(world)
+    tracker = FaceTracker(analyser, TrackOptions(redetect_interval=12, max_missed=2))
+    out = _run(tracker, analyser)
+    assert all(_ids(f) == [0] for f in out[:5])
+    assert all(f == [] for f in out[5:10])
+    assert _ids(out[10]) == [1]
+    # With nothing tracked the detector looks on every frame; then back to the interval.
+    assert analyser.detect_frames == [0, *range(5, 11)]
+
+
+def test_a_track_the_detector_keeps_missing_is_dropped() -> None:
+    world = [{"a": (100, 100, 80), "b": (400, 100, 80)} for _ in range(13)]
+    analyser = FakeAnalyser(world, miss_detect=[(4, "b"), (8, "b")])
+    out = _run(FaceTracker(analyser, TrackOptions(redetect_interval=4, max_missed=2)), analyser)
+    assert _ids(out[7]) == [0, 1]
+    assert _ids(out[8]) == [0]  # missed on two passes in a row: dropped ...
+    assert _ids(out[12]) == [0, 2]  # ... and found again by the next pass as a new track
+
+
+def test_two_tracks_on_one_face_merge_into_the_older() -> None:
+    world = [{"a": (100, 100, 100), "b": (160, 100, 100)}] + [{"a": (100, 100, 100)} for _ in range(3)]
+    analyser = FakeAnalyser(world)
+    out = _run(FaceTracker(analyser), analyser)
+    assert _ids(out[0]) == [0, 1]
+    assert all(_ids(f) == [0] for f in out[1:])
+
+
+def test_smoothing_reduces_jitter_of_a_still_face() -> None:
+    world = [{"a": (300, 200, 150)} for _ in range(60)]
+    jitter = {}
+    for name, params in (("raw", NO_SMOOTHING), ("smooth", None)):
+        analyser = FakeAnalyser(world, noise=1.0)
+        out = _run(FaceTracker(analyser, SMOOTH, smoothing=params), analyser)
+        lm = np.array([f[0].landmarks for f in out[10:]])
+        jitter[name] = float(lm[..., :2].std(axis=0).mean())
+    assert jitter["raw"] == pytest.approx(1.0, abs=0.1)
+    assert jitter["smooth"] < 0.6 * jitter["raw"]
+
+
+def test_reset_starts_over() -> None:
+    world = [{"a": (100, 100, 80)} for _ in range(3)]
+    analyser = FakeAnalyser(world)
+    tracker = FaceTracker(analyser)
+    _run(tracker, analyser)
+    tracker.reset()
+    analyser.detect_frames.clear()
+    assert _ids(_run(tracker, analyser)[0]) == [0]
+    assert analyser.detect_frames == [0]
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError):
+        FaceTracker(FakeAnalyser([]), fps=0)
+    with pytest.raises(ValueError):
+        FaceTracker(FakeAnalyser([]), TrackOptions(redetect_interval=0))
+
+
+# -- the real analyser on synthetic clips ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def analyser() -> MeshAnalyser:
+    return MeshAnalyser()
+
+
+@pytest.fixture(scope="module")
+def small_obama(obama) -> np.ndarray:
+    return cv2.resize(obama, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)  # face about 75 px
+
+
+def _frame(photo: np.ndarray, x: int, y: int = 60, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    canvas = np.full((480, 800, 3), 110, np.uint8)
+    h, w = photo.shape[:2]
+    canvas[y:y + h, x:x + w] = photo
+    if noise:
+        rng = np.random.default_rng(seed)
+        canvas = np.clip(canvas + rng.normal(0, noise, canvas.shape), 0, 255).astype(np.uint8)
+    return canvas
+
+
+def _track(analyser: MeshAnalyser, frames: list[np.ndarray], smoothing: OneEuroParams | None):
+    tracker = FaceTracker(analyser, SMOOTH, smoothing=smoothing)
+    out = [tracker.update(f, i) for i, f in enumerate(frames)]
+    return out, tracker
+
+
+def test_real_mesh_still_face_jitter_is_reduced(analyser, small_obama) -> None:
+    frames = [_frame(small_obama, 200, noise=8.0, seed=i) for i in range(30)]
+    jitter = {}
+    for name, params in (("raw", NO_SMOOTHING), ("smooth", None)):
+        out, tracker = _track(analyser, frames, params)
+        assert all(_ids(f) == [0] for f in out)
+        assert tracker.detections == 3
+        lm = np.array([f[0].landmarks[:, :2] for f in out[5:]])
+        jitter[name] = float(lm.std(axis=0).mean())
+    assert jitter["raw"] > 0.05  # the noise does move the mesh ...
+    assert jitter["smooth"] < 0.7 * jitter["raw"]  # ... and smoothing takes out a good part of it
+
+
+def test_real_mesh_fast_motion_has_little_lag(analyser, small_obama) -> None:
+    step = 12  # px per frame on a ~75 px face: about 4 face widths per second at 25 fps
+    frames = [_frame(small_obama, 20 + step * i) for i in range(40)]
+    raw, _ = _track(analyser, frames, NO_SMOOTHING)
+    smooth, _ = _track(analyser, frames, None)
+    assert all(_ids(f) == [0] for f in smooth)
+    lag = [float((r[0].landmarks[:, 0] - s[0].landmarks[:, 0]).mean())
+           for r, s in zip(raw, smooth, strict=True)]
+    assert max(abs(v) for v in lag[8:]) < 0.15 * step  # steady state: a fraction of one frame's motion
+    assert max(abs(v) for v in lag) < step  # even when the motion starts
