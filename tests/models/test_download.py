@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import socket
+import urllib.error
+import urllib.request
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -137,3 +140,34 @@ def test_model_extracted_from_verified_archive(http_server: FileServer, tmp_path
     assert store.download(spec).read_bytes() == member
     assert not (tmp_path / "archives" / "buffalo_l.zip").exists()  # no other model needs it
     assert [v.status for v in store.verify()] == ["ok"]
+
+
+def test_ensure_downloads_missing_models_or_names_them_all(http_server: FileServer, tmp_path: Path) -> None:
+    swapper = _spec(http_server)
+    recognizer = replace(get_spec("w600k_r50"), urls=(http_server.url("model.onnx"),),
+                         sha256=swapper.sha256, archive=None)
+    store = _store(tmp_path, swapper, recognizer)
+    with pytest.raises(ModelNotCached, match=r"inswapper_128\.onnx, w600k_r50\.onnx .*offline"):
+        store.ensure([swapper, recognizer], offline=True)
+    unpinned = replace(recognizer, sha256=())
+    with pytest.raises(ModelNotCached, match="w600k_r50: no pinned SHA-256"):
+        _store(tmp_path, swapper, unpinned).ensure([swapper, unpinned])
+    assert http_server.requests == []  # nothing fetched when one file cannot be
+    paths = store.ensure([swapper, recognizer])
+    assert sorted(paths) == ["inswapper_128", "w600k_r50"]
+    assert all(p.read_bytes() == PAYLOAD for p in paths.values())
+
+
+def test_unresolvable_host_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def no_dns(request: urllib.request.Request, timeout: float) -> None:
+        calls.append(request.full_url)
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_dns)
+    spec = replace(get_spec("inswapper_128"), urls=("https://a.example/m.onnx", "https://b.example/m.onnx"))
+    with pytest.raises(ModelNotCached, match="cannot resolve the host") as info:
+        _store(tmp_path, spec).download(spec)
+    assert calls == list(spec.urls)  # one try per mirror, no retries
+    assert f"put inswapper_128.onnx into {tmp_path}" in str(info.value)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from masquerade.errors import ModelError
 from masquerade.models.manifest import MODELS
-from masquerade.models.store import ModelStore
+from masquerade.models.store import ModelStore, licence_notice
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,11 +66,12 @@ def _download(store: ModelStore, args: argparse.Namespace) -> int:
         if store.is_installed(spec):
             print(f"{spec.name}: already installed ({store.path(spec)})")
             continue
-        notice = store.take_licence_notice(spec)
+        notice = licence_notice(spec)
         if notice:
             print(f"note: {notice}", file=sys.stderr)
         with _progress_bar(spec.file_name, quiet=args.quiet) as progress:
             path = store.download(spec, progress=progress)
+        store.take_licence_notice(spec)  # seen now: the first use will not repeat it
         print(f"{spec.name}: downloaded and verified ({path})")
     return 0
 

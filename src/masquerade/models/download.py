@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -118,6 +119,8 @@ def _download(
                 raise ModelError(f"HTTP {error.code} {error.reason}") from None
             reason = f"HTTP {error.code} {error.reason}"
         except urllib.error.URLError as error:
+            if isinstance(error.reason, socket.gaierror):  # no DNS: offline or a wrong host, not transient
+                raise ModelError(f"cannot resolve the host ({error.reason})") from None
             reason = str(error.reason)
         except (OSError, http.client.HTTPException, _Incomplete) as error:
             reason = str(error) or type(error).__name__

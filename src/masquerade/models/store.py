@@ -137,6 +137,7 @@ class ModelStore:
                 f"masquerade pins no SHA-256 for {spec.name}, so it will not download it; get "
                 f"{spec.file_name} yourself and run `masquerade models import FILE --allow-unknown-hash`"
             )
+        failures: list[str] = []
         if spec.urls or spec.archive is None:
             try:
                 digest = fetch_verified(spec.urls, spec.sha256, dest, progress=progress,
@@ -144,10 +145,39 @@ class ModelStore:
                                         retry=self.retry)
                 self._stamp(spec, digest)
                 return dest
-            except ModelError:
+            except ChecksumMismatch as error:
                 if spec.archive is None:
                     raise
-        return self._from_archive(spec, progress)
+                failures.append(str(error))
+            except ModelError as error:
+                failures.append(str(error))
+        if spec.archive is not None:
+            try:
+                return self._from_archive(spec, progress)
+            except ChecksumMismatch:
+                raise
+            except ModelError as error:
+                failures.append(str(error))
+        raise ModelNotCached(f"{'; '.join(failures)}; you can also put {spec.file_name} into {self.root} "
+                             "with `masquerade models import FILE`")
+
+    def ensure(self, specs: Sequence[ModelSpec], progress: Progress | None = None,
+               offline: bool = False) -> dict[str, Path]:
+        """Like :meth:`require`, but first downloads the missing models unless ``offline``.
+
+        Nothing is downloaded when any missing model cannot be (offline, or no pinned hash): one
+        ModelNotCached then names every missing file.
+        """
+        missing = [s for s in specs if not self.is_installed(s)]
+        unpinned = [s for s in missing if not s.pinned]
+        if missing and (offline or unpinned):
+            why = (" (offline: downloads are off)" if offline else
+                   f" ({', '.join(s.name for s in unpinned)}: no pinned SHA-256, so only "
+                   "`masquerade models import FILE --allow-unknown-hash` can add it)")
+            raise ModelNotCached(self.missing_message(missing) + why)
+        for spec in missing:
+            self.download(spec, progress)
+        return self.require(specs)
 
     def _from_archive(self, spec: ModelSpec, progress: Progress | None) -> Path:
         assert spec.archive is not None
