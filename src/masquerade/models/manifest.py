@@ -121,9 +121,17 @@ FFHQ_512: Template5 = (
 
 _INSIGHTFACE_LICENCE = "InsightFace model licence: non-commercial research use only"
 _INSIGHTFACE_LICENCE_URL = "https://github.com/deepinsight/insightface#license"
-_FF = "https://github.com/facefusion/facefusion-assets/releases/download"
+
+
+def _ff(release: str, file_name: str) -> tuple[str, ...]:
+    """FaceFusion's mirrors of a file: its GitHub release and the same release on Hugging Face."""
+    return (f"https://github.com/facefusion/facefusion-assets/releases/download/{release}/{file_name}",
+            f"https://huggingface.co/facefusion/{release}/resolve/main/{file_name}")
+
+_HF_BUFFALO_L = "https://huggingface.co/public-data/insightface/resolve/main/models/buffalo_l"
 _BUFFALO_L_URLS = ("https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",)
 _BUFFALO_L_SHA256 = ("80ffe37d8a5940d59a7384c201a2a38d4741f2f3c51eef46ebb28218a7b0ca2f",)
+_BUFFALO_L_SIZE = 288_621_354
 
 
 def _image_io(size: int, in_name: str | None = "input", out_name: str | None = None) -> InputContract:
@@ -141,11 +149,12 @@ def _swapper_contract(size: int) -> InputContract:
 
 
 def _hyperswap(variant: str, sha256: tuple[str, ...], size: int | None) -> ModelSpec:
+    file_name = f"hyperswap_1{variant}_256.onnx"
     return ModelSpec(
         name=f"hyperswap_1{variant}_256",
         kind="swapper",
-        file_name=f"hyperswap_1{variant}_256.onnx",
-        urls=(f"{_FF}/models-3.3.0/hyperswap_1{variant}_256.onnx",),
+        file_name=file_name,
+        urls=_ff("models-3.3.0", file_name),
         sha256=sha256,
         size=size,
         licence="ResearchRAIL-MS: non-commercial research use only",
@@ -173,7 +182,8 @@ _SPECS: tuple[ModelSpec, ...] = (
         file_name="inswapper_128.onnx",
         urls=(
             "https://github.com/deepinsight/insightface/releases/download/v0.7/inswapper_128.onnx",
-            f"{_FF}/models-3.0.0/inswapper_128.onnx",
+            "https://huggingface.co/ezioruan/inswapper_128.onnx/resolve/main/inswapper_128.onnx",
+            *_ff("models-3.0.0", "inswapper_128.onnx"),  # serves the re-saved copy (a290...)
         ),
         sha256=(
             "e4a3f08c753cb72d04e10aa0f7dbe3deebbf39567d4ead6dce08e98aa49e16af",
@@ -198,9 +208,9 @@ _SPECS: tuple[ModelSpec, ...] = (
         name="inswapper_128_fp16",
         kind="swapper",
         file_name="inswapper_128_fp16.onnx",
-        urls=(f"{_FF}/models-3.0.0/inswapper_128_fp16.onnx",),
-        sha256=(),
-        size=None,
+        urls=_ff("models-3.0.0", "inswapper_128_fp16.onnx"),
+        sha256=("c4eccca86ad177586c85c28bf1a64a9d9ed237e283a15818d831f7facfd3f420",),
+        size=277_680_829,
         licence=_INSIGHTFACE_LICENCE,
         commercial_use=False,
         licence_url=_INSIGHTFACE_LICENCE_URL,
@@ -214,16 +224,16 @@ _SPECS: tuple[ModelSpec, ...] = (
         embedding_transform="emap",
         notes="Same contract as inswapper_128 with float16 weights and float32 inputs/outputs.",
     ),
-    _hyperswap("a", ("c0e98a8a03a238f461ed3d2570e426b49f46745ee400854a60dceeb70c246add",), None),
-    _hyperswap("b", (), None),
-    _hyperswap("c", (), None),
+    _hyperswap("a", ("c0e98a8a03a238f461ed3d2570e426b49f46745ee400854a60dceeb70c246add",), 402_742_682),
+    _hyperswap("b", ("5124031789c42f71b9558fb71954ef7aedb6da7ed9fac79293e23c61a792a73e",), None),
+    _hyperswap("c", ("5528c2d76fe9986c99d829278987ef9f3a630cb606db7628d02b57b330f406a5",), None),
     ModelSpec(
         name="det_10g",
         kind="detector",
         file_name="det_10g.onnx",
-        urls=(),
+        urls=(f"{_HF_BUFFALO_L}/det_10g.onnx",),
         sha256=("5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",),
-        size=None,
+        size=16_923_827,
         licence=_INSIGHTFACE_LICENCE,
         commercial_use=False,
         licence_url=_INSIGHTFACE_LICENCE_URL,
@@ -235,7 +245,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         size_px=640,
         mean=127.5,
         std=128.0,
-        archive=ArchiveSource(_BUFFALO_L_URLS, _BUFFALO_L_SHA256, "det_10g.onnx"),
+        archive=ArchiveSource(_BUFFALO_L_URLS, _BUFFALO_L_SHA256, "det_10g.onnx", _BUFFALO_L_SIZE),
         notes="SCRFD-10G with key points: RGB, letterboxed top-left into 640x640; 2 anchors per cell; "
         "score threshold 0.5, NMS IoU 0.4.",
     ),
@@ -243,9 +253,12 @@ _SPECS: tuple[ModelSpec, ...] = (
         name="w600k_r50",
         kind="recognizer",
         file_name="w600k_r50.onnx",
-        urls=(),
-        sha256=("4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",),
-        size=None,
+        urls=(f"{_HF_BUFFALO_L}/w600k_r50.onnx", *_ff("models-3.0.0", "arcface_w600k_r50.onnx")),
+        sha256=(
+            "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
+            "f1f79dc3b0b79a69f94799af1fffebff09fbd78fd96a275fd8f0cbbea23270d1",  # FaceFusion's re-save
+        ),
+        size=174_383_860,
         licence=_INSIGHTFACE_LICENCE,
         commercial_use=False,
         licence_url=_INSIGHTFACE_LICENCE_URL,
@@ -257,14 +270,14 @@ _SPECS: tuple[ModelSpec, ...] = (
         template=ARCFACE_112,
         mean=127.5,
         std=127.5,
-        archive=ArchiveSource(_BUFFALO_L_URLS, _BUFFALO_L_SHA256, "w600k_r50.onnx"),
+        archive=ArchiveSource(_BUFFALO_L_URLS, _BUFFALO_L_SHA256, "w600k_r50.onnx", _BUFFALO_L_SIZE),
         notes="ArcFace IResNet50 trained on WebFace600K; 512-d embedding (L2-normalise before use).",
     ),
     ModelSpec(
         name="gfpgan_1.4",
         kind="enhancer",
         file_name="gfpgan_1.4.onnx",
-        urls=(f"{_FF}/models-3.0.0/gfpgan_1.4.onnx",),
+        urls=_ff("models-3.0.0", "gfpgan_1.4.onnx"),
         sha256=(
             "6548e54cbcf248af385248f0c1193b359c37a0f98b836282b09cf48af4fd2b73",
             "accc4757b26bdb89b32b4d3500d4f79c9dff97c1dd7c7104bf9dcb95e3311385",
@@ -273,7 +286,8 @@ _SPECS: tuple[ModelSpec, ...] = (
         licence="Apache-2.0 (GFPGAN); StyleGAN2 parts under their own licences",
         commercial_use=True,
         licence_url="https://github.com/TencentARC/GFPGAN/blob/master/LICENSE",
-        contract=_image_io(512),
+        # Two exports circulate with different tensor names: only shapes are pinned.
+        contract=_image_io(512, in_name=None),
         size_px=512,
         template=FFHQ_512,
         mean=127.5,
@@ -284,7 +298,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         name="codeformer",
         kind="enhancer",
         file_name="codeformer.onnx",
-        urls=(f"{_FF}/models-3.0.0/codeformer.onnx",),
+        urls=_ff("models-3.0.0", "codeformer.onnx"),
         sha256=(),
         size=None,
         licence="S-Lab License 1.0: non-commercial use only",
