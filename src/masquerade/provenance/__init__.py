@@ -1,0 +1,28 @@
+"""Provenance: the invisible watermark's payload code, and content credentials (C2PA or plain tags).
+
+Heavy libraries (c2pa, cryptography, PyAV) are imported inside the functions that need them.
+"""
+
+from masquerade.provenance.c2pa_label import (
+    C2PA_FORMATS,
+    TAG_FORMATS,
+    LabelReading,
+    label_file,
+    label_method,
+    plain_metadata_tags,
+    read_label,
+)
+from masquerade.provenance.keys import SigningIdentity, masquerade_home, signing_identity
+
+__all__ = [
+    "C2PA_FORMATS",
+    "TAG_FORMATS",
+    "LabelReading",
+    "SigningIdentity",
+    "label_file",
+    "label_method",
+    "masquerade_home",
+    "plain_metadata_tags",
+    "read_label",
+    "signing_identity",
+]

@@ -1,0 +1,313 @@
+"""Content credentials on every output: a signed C2PA manifest, or a plain tag where C2PA cannot go.
+
+The manifest says the file was edited by masquerade (``c2pa.edited``, software agent masquerade and its
+version) with the IPTC digital source type ``compositeWithTrainedAlgorithmicMedia``. It is signed with
+the user's key (``masquerade.provenance.keys``). JPEG, PNG, WebP, MP4, M4V and MOV carry it; Matroska
+and WebM cannot (c2pa has no binding for them), so those get container tags saying the file is an AI
+face swap (``plain_metadata_tags``: the writer sets them while muxing; ``label_file`` adds them by a
+stream-copy remux when they are missing).
+
+Reading never touches the network: remote manifests and OCSP are not fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from masquerade._version import __version__
+from masquerade.errors import MediaError, OutputError, UsageError
+from masquerade.provenance.keys import SigningIdentity, signing_identity
+
+SOFTWARE = "masquerade"
+DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+DESCRIPTION = "AI face swap: one or more faces were replaced by masquerade"
+
+C2PA_FORMATS: dict[str, str] = {
+    ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+    ".mp4": "video/mp4", ".m4v": "video/x-m4v", ".mov": "video/quicktime",
+}
+"""Output formats that carry a C2PA manifest (suffix -> MIME type)."""
+TAG_FORMATS: frozenset[str] = frozenset({".mkv", ".webm"})
+"""Video containers c2pa cannot bind: they get ``plain_metadata_tags`` instead."""
+
+TAG_KEY = "masquerade_label"
+TAG_VALUE = "ai-face-swap"
+
+_SIGN_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}  # thumbnails tripled a WebP's size
+_READ_SETTINGS = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
+
+LabelKind = Literal["image", "video"]
+
+
+@dataclass(frozen=True)
+class LabelReading:
+    """What a file's provenance metadata says."""
+
+    kind: Literal["c2pa", "tag"] | None
+    """``c2pa``: a manifest is embedded; ``tag``: only plain container tags; None: nothing found."""
+    valid: bool = False
+    """C2PA: the signature and the content hashes check out. Tags are never "valid": they are unsigned."""
+    trusted: bool = False
+    """C2PA: the signer chains to an anchor on a trust list (never for masquerade's self-made key)."""
+    by_masquerade: bool = False
+    """The manifest or tag names masquerade as the tool that made the edit."""
+    validation_state: str | None = None
+    """c2pa's verdict: ``Valid``, ``Trusted`` or ``Invalid`` (None without a manifest)."""
+    claims: dict[str, Any] = field(default_factory=dict)
+    """actions, digital_source_type, software_agent, claim_generator, signer, issuer, description."""
+    failures: tuple[str, ...] = ()
+    """Validation failure codes (e.g. ``assertion.dataHash.mismatch`` after the pixels were edited)."""
+    error: str | None = None
+    """Why the metadata could not be read, when it could not."""
+
+    @property
+    def present(self) -> bool:
+        return self.kind is not None
+
+    @property
+    def labelled(self) -> bool:
+        """A valid masquerade manifest, or masquerade's plain AI tag where C2PA cannot go."""
+        if self.kind == "c2pa":
+            return self.valid and self.by_masquerade
+        return self.kind == "tag" and self.by_masquerade
+
+
+def label_method(path: Path) -> Literal["c2pa", "tag"]:
+    """How an output at ``path`` will be labelled; ``UsageError`` for a format that cannot be labelled."""
+    suffix = Path(path).suffix.lower()
+    if suffix in C2PA_FORMATS:
+        return "c2pa"
+    if suffix in TAG_FORMATS:
+        return "tag"
+    raise UsageError(f"masquerade cannot label {suffix or 'extension-less'} outputs as AI-made; "
+                     f"use one of {', '.join(sorted([*C2PA_FORMATS, *TAG_FORMATS]))}")
+
+
+def plain_metadata_tags(version: str = __version__) -> dict[str, str]:
+    """Container tags saying the file is an AI face swap (for the video writer to set at mux time)."""
+    return {
+        "comment": f"AI face swap: faces in this video were replaced by masquerade {version}",
+        TAG_KEY: TAG_VALUE,
+        "masquerade_version": version,
+        "digital_source_type": DIGITAL_SOURCE_TYPE,
+    }
+
+
+def manifest_definition(version: str, kind: LabelKind) -> dict[str, Any]:
+    """The manifest masquerade signs (the c2pa.opened action and parent ingredient are added by c2pa)."""
+    agent = {"name": SOFTWARE, "version": version}
+    action = {
+        "action": "c2pa.edited",
+        "softwareAgent": agent,
+        "digitalSourceType": DIGITAL_SOURCE_TYPE,
+        "description": DESCRIPTION,
+        "parameters": {"masquerade.media": kind},
+    }
+    return {
+        "claim_generator_info": [agent],
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": [action]}}],
+    }
+
+
+def label_file(
+    path: Path, *, version: str = __version__, kind: LabelKind, identity: SigningIdentity | None = None
+) -> None:
+    """Label a finished output in place (call it on the temporary file, before the final rename).
+
+    ``identity`` defaults to the user's certificate from the environment, else masquerade's own key
+    (created on first use). Raises ``OutputError`` when the label cannot be written: an output is
+    never left unlabelled silently.
+    """
+    path = Path(path)
+    if kind not in ("image", "video"):
+        raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
+    method = label_method(path)
+    if method == "tag":
+        _ensure_tags(path, version)
+        return
+    identity = identity or signing_identity()
+    _sign_c2pa(path, C2PA_FORMATS[path.suffix.lower()], version, kind, identity)
+
+
+def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: SigningIdentity) -> None:
+    import c2pa
+
+    temp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.c2pa{path.suffix}")
+    try:
+        signer = c2pa.Signer.from_info(
+            c2pa.C2paSignerInfo(identity.alg, identity.cert_chain_pem, identity.private_key_pem, None)
+        )
+        context = c2pa.Context(settings=c2pa.Settings.from_dict(_SIGN_SETTINGS), signer=signer)
+        with c2pa.Builder(manifest_definition(version, kind), context=context) as builder:
+            # EDIT: c2pa records the unlabelled output as the parent ingredient ("c2pa.opened"), which
+            # the spec requires before a c2pa.edited action.
+            builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
+            with open(path, "rb") as source, open(temp, "w+b") as dest:
+                builder.sign(mime, source, dest)
+        os.replace(temp, path)
+    except c2pa.C2paError as exc:
+        raise OutputError(
+            f"could not sign the content credentials of {path.name} with {identity.origin}: {exc}"
+        ) from exc
+    except OSError as exc:
+        raise OutputError(f"could not write the content credentials of {path.name}: {exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def _container_tags(path: Path) -> dict[str, str] | None:
+    """Container-level tags, keys lower-cased (Matroska upper-cases them); None if not a container."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return {str(k).lower(): str(v) for k, v in container.metadata.items()}
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        return None
+
+
+def _ensure_tags(path: Path, version: str) -> None:
+    tags = _container_tags(path)
+    if tags is None:
+        raise OutputError(f"could not label {path.name}: it is not a readable video container")
+    if tags.get(TAG_KEY) == TAG_VALUE:
+        return  # the writer already set them while muxing
+    _remux_with_tags(path, plain_metadata_tags(version))
+
+
+def _remux_with_tags(path: Path, tags: dict[str, str]) -> None:
+    """Stream-copy every stream into a new file with ``tags`` added, then replace ``path``."""
+    import av
+
+    temp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tag{path.suffix}")
+    try:
+        with av.open(str(path)) as src, av.open(str(temp), "w") as dst:
+            dst.metadata.update(src.metadata)
+            dst.metadata.update(tags)
+            streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+            for packet in src.demux():
+                if packet.size == 0:  # the demuxer's end-of-stream marker (dts may be None in MKV)
+                    continue
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+        os.replace(temp, path)
+    except (av.FFmpegError, OSError) as exc:
+        raise OutputError(f"could not write the AI label tags of {path.name}: {exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def read_label(path: Path) -> LabelReading:
+    """Read the C2PA manifest (or, failing that, masquerade's plain tags) of ``path``.
+
+    Raises ``MediaError`` only when the file itself cannot be read; damaged or unsupported metadata is
+    reported in the reading.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise MediaError(f"{path} is not readable: {exc.strerror}") from exc
+    reading = _read_c2pa(path)
+    if reading.kind == "c2pa":
+        return reading
+    tags = _container_tags(path)
+    if tags and tags.get(TAG_KEY) == TAG_VALUE:
+        claims = {
+            "description": tags.get("comment"),
+            "software_agent": f"{SOFTWARE} {tags.get('masquerade_version', '?')}",
+            "digital_source_type": tags.get("digital_source_type"),
+        }
+        return LabelReading(kind="tag", by_masquerade=True, claims=claims)
+    return reading
+
+
+def _mime(path: Path) -> str:
+    return C2PA_FORMATS.get(path.suffix.lower(), "")
+
+
+def _read_c2pa(path: Path) -> LabelReading:
+    import c2pa
+
+    try:
+        context = c2pa.Context(settings=c2pa.Settings.from_dict(_READ_SETTINGS))
+        with open(path, "rb") as stream:
+            reader = c2pa.Reader.try_create(_mime(path) or None, stream, None, context)
+            if reader is None:
+                return LabelReading(kind=None)
+            with reader:
+                store = json.loads(reader.json())
+    except c2pa.C2paError.NotSupported:
+        return LabelReading(kind=None)
+    except c2pa.C2paError as exc:
+        # A manifest that is there but cannot be parsed is not a label: say so.
+        return LabelReading(kind=None, error=f"unreadable C2PA data: {exc}")
+    return _interpret(store)
+
+
+def _actions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    actions: list[dict[str, Any]] = []
+    for assertion in manifest.get("assertions", []):
+        if str(assertion.get("label", "")).startswith("c2pa.actions"):
+            actions.extend(assertion.get("data", {}).get("actions", []))
+    return actions
+
+
+def _made_by_masquerade(manifest: dict[str, Any]) -> bool:
+    agents = [a.get("softwareAgent") for a in _actions(manifest)]
+    generators = manifest.get("claim_generator_info") or []
+    return any(isinstance(a, dict) and a.get("name") == SOFTWARE for a in agents) or any(
+        g.get("name") == SOFTWARE for g in generators if isinstance(g, dict)
+    )
+
+
+def _interpret(store: dict[str, Any]) -> LabelReading:
+    manifests: dict[str, Any] = store.get("manifests", {})
+    active = manifests.get(store.get("active_manifest", ""), {})
+    # If another tool edited the file after masquerade, masquerade's manifest is an ingredient's:
+    # describe that one, since it is the one that says "AI face swap".
+    ours = [m for m in manifests.values() if _made_by_masquerade(m)]
+    manifest = active if not ours or _made_by_masquerade(active) else ours[0]
+    state = store.get("validation_state")
+    failures = tuple(
+        str(item.get("code"))
+        for item in (store.get("validation_results") or {}).get("activeManifest", {}).get("failure", [])
+    )
+    actions = _actions(manifest)
+    edit = next((a for a in actions if a.get("digitalSourceType")), {})
+    agent = edit.get("softwareAgent") or {}
+    if isinstance(agent, dict):
+        agent = f"{agent.get('name', '')} {agent.get('version', '')}".strip()
+    generators = manifest.get("claim_generator_info") or [{}]
+    generator = f"{generators[0].get('name', '')} {generators[0].get('version', '')}".strip()
+    signature = manifest.get("signature_info") or {}
+    claims = {
+        "actions": [a.get("action") for a in actions],
+        "digital_source_type": edit.get("digitalSourceType"),
+        "software_agent": agent or None,
+        "claim_generator": generator or None,
+        "description": edit.get("description"),
+        "signer": signature.get("common_name"),
+        "issuer": signature.get("issuer"),
+        "signing_time": signature.get("time"),
+    }
+    return LabelReading(
+        kind="c2pa",
+        valid=state in ("Valid", "Trusted"),
+        trusted=state == "Trusted",
+        by_masquerade=bool(ours),
+        validation_state=state,
+        claims=claims,
+        failures=failures,
+    )
