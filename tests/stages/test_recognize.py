@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from masquerade.errors import ModelError
+from masquerade.errors import ModelError, UsageError
 from masquerade.stages.detect import MeshAnalyser
-from masquerade.stages.recognize import DlibRecognizer, models_dir
+from masquerade.stages.recognize import DlibRecognizer, load_recognizer, models_dir
 from masquerade.types import Face
 
 NAMES = ("obama", "obama2", "biden", "astronaut")
@@ -96,3 +96,9 @@ def test_model_files_are_found_without_importing_the_package() -> None:
 def test_missing_model_files_raise_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="missing"):
         DlibRecognizer(model_dir=tmp_path)
+
+
+def test_recognizers_are_loaded_by_name() -> None:
+    assert load_recognizer("dlib").name == "dlib"
+    with pytest.raises(UsageError, match="unknown recognizer"):
+        load_recognizer("arcface")

@@ -181,3 +181,23 @@ def test_without_a_reference_photo_the_largest_face_is_the_person(obama, biden, 
 def test_a_reference_photo_without_a_face_is_refused(analyser, recognizer) -> None:
     with pytest.raises(NoSourceFaceError):
         reference_embedding(np.full((200, 200, 3), 127, np.uint8), analyser, recognizer)
+
+
+def test_tracked_video_keeps_one_decision_per_person(obama, obama2, biden, analyser, recognizer) -> None:
+    from masquerade.config import TrackOptions
+    from masquerade.stages.track import FaceTracker
+
+    pair = _side_by_side(obama, biden, 300, 300)
+    h, w = pair.shape[:2]
+    tracker = FaceTracker(analyser, TrackOptions(redetect_interval=12, smoothing_beta=80.0))
+    selector = FaceSelector(SelectOptions(), recognizer, reference_embedding(obama2, analyser, recognizer),
+                            recheck_interval=10)
+    for i in range(24):  # the pair drifts right and down, 4 px a frame
+        frame = np.full((h + 120, w + 120, 3), 120, np.uint8)
+        x = y = 4 * (i % 30)
+        frame[y:y + h, x:x + w] = pair
+        faces = tracker.update(frame, i)
+        chosen = selector(frame, faces)
+        assert [f.track_id for f in faces] == [0, 1]
+        assert [f.track_id for f in chosen] == [0]  # obama, on the left, every frame
+    assert selector.embeddings == 2 * 3  # each track on frames 1, 11 and 21 only

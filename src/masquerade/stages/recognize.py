@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from masquerade.errors import ModelError
+from masquerade.errors import ModelError, UsageError
 from masquerade.types import Face, Image
 
 MODELS_PACKAGE = "face_recognition_models"
@@ -139,4 +139,11 @@ def _crop_around(image: Image, face: Face) -> tuple[Image, NDArray[np.float32]]:
     return image[y1:y2, x1:x2], np.array([x1, y1], dtype=np.float32)
 
 
-__all__ = ["DEFAULT_THRESHOLD", "DlibRecognizer", "models_dir"]
+def load_recognizer(name: str = "dlib") -> DlibRecognizer:
+    """The recognizer called ``name`` (``RunConfig.recognizer``), models loaded."""
+    if name == DlibRecognizer.name:
+        return DlibRecognizer()
+    raise UsageError(f"unknown recognizer {name!r} (available: {DlibRecognizer.name})")
+
+
+__all__ = ["DEFAULT_THRESHOLD", "DlibRecognizer", "load_recognizer", "models_dir"]
