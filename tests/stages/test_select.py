@@ -176,6 +176,7 @@ def test_without_a_reference_photo_the_largest_face_is_the_person(obama, biden, 
     chosen = selector(group, faces)
     assert len(chosen) == 1 and chosen[0].center[0] > faces[0].center[0]
     assert selector.reference is not None
+    assert selector.embeddings == 2  # the adopted face is not embedded twice
 
 
 def test_a_reference_photo_without_a_face_is_refused(analyser, recognizer) -> None:

@@ -123,6 +123,8 @@ class FaceSelector:
             first = largest(faces)
             assert first is not None
             self._reference = self._embedding(image, first)
+            # Its own decision below reuses this embedding instead of computing it again.
+            faces = [f.with_(embedding=self._reference) if f is first else f for f in faces]
         chosen = []
         for face in faces:
             if face.track_id is None:
