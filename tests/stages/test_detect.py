@@ -121,3 +121,30 @@ def test_verification_rejects_a_chin_the_mesh_half_believes(analyser: MeshAnalys
     assert analyser._verify(image, landmarks) < 0.3  # ...the second opinion is not
     for face in analyser.detect(image):
         assert analyser._verify(image, face.landmarks) > 0.4
+
+
+def test_face_cut_by_the_image_border(analyser: MeshAnalyser, obama: np.ndarray) -> None:
+    # obama.jpg's face spans x ~ 373..614; cut 100 px of it away on the left, 60 px at the top.
+    image = np.ascontiguousarray(obama[187:, 473:])
+    (face,) = analyser.detect(image)
+    assert face.score >= 0.9
+    # The mesh goes on past the border (the ROI is zero-padded), so the box starts outside the image.
+    assert face.bbox[0] < 0 and face.bbox[1] < 0
+    (full,) = analyser.detect(obama)
+    err = np.linalg.norm(face.kps5 + np.array([473, 187]) - full.kps5, axis=1)
+    assert np.all(err[[1, 2, 4]] < 0.04 * full.width)  # visible: right eye, nose tip, right mouth corner
+    assert np.all(err[[0, 3]] < 0.08 * full.width)  # guessed beyond the border
+
+
+def test_image_larger_than_4000_px(analyser: MeshAnalyser, obama: np.ndarray, astronaut: np.ndarray) -> None:
+    import cv2
+
+    canvas = np.full((900, 4400, 3), 120, np.uint8)
+    canvas[:, 3000:3910] = cv2.resize(obama, (910, 900), interpolation=cv2.INTER_AREA)[:, :910]
+    canvas[200:712, 300:812] = astronaut
+    faces = analyser.detect(canvas)
+    assert len(faces) == 2
+    small, big = faces  # left to right
+    assert 300 < small.center[0] < 812 and 3000 < big.center[0] < 3910
+    (ref,) = analyser.detect(astronaut)
+    assert np.allclose(small.kps5 - [300, 200], ref.kps5, atol=3)

@@ -67,3 +67,27 @@ def test_roi_from_landmarks_levels_the_eyes(analyser: MeshAnalyser, astronaut: n
     assert abs(roi.rotation) < 0.2
     assert 1.3 * face.size < roi.size < 1.8 * face.size
     assert np.allclose([roi.cx, roi.cy], face.center, atol=0.1 * face.size)
+
+
+def test_refine_starts_from_a_face_without_mesh(analyser: MeshAnalyser, astronaut: np.ndarray) -> None:
+    """Faces from a neural detector carry only a box and kps5: refine() still fits the mesh."""
+    from masquerade.types import Face
+
+    (face,) = analyser.detect(astronaut)
+    bare = Face(bbox=face.bbox, kps5=face.kps5, score=0.8, track_id=3)
+    (new,) = analyser.refine(astronaut, [bare])
+    assert new.track_id == 3 and new.landmarks is not None
+    assert np.allclose(new.kps5, face.kps5, atol=3)
+
+
+def test_refine_keeps_order_and_drops_only_lost_faces(analyser: MeshAnalyser, group_photo) -> None:
+    image, _ = group_photo
+    faces = [f.with_(track_id=i) for i, f in enumerate(analyser.detect(image))]
+    # Paint the third face out: it must vanish, the others keep their order and ids.
+    x1, y1, x2, y2 = faces[2].bbox.astype(int)
+    erased = image.copy()
+    erased[y1 - 20:y2 + 20, x1 - 20:x2 + 20] = 150
+    out = analyser.refine(erased, faces)
+    assert [f.track_id for f in out] == [f.track_id for f in faces if f.track_id != 2]
+    for old, new in zip([f for f in faces if f.track_id != 2], out, strict=True):
+        assert np.abs(new.kps5 - old.kps5).max() < 0.1 * old.width + 2

@@ -118,15 +118,40 @@ class BlazeFace:
         letterboxed into the model's square input like MediaPipe's ImageToTensor (zero border)."""
         h, w = image.shape[:2]
         x1, y1, x2, y2 = region if region is not None else (0.0, 0.0, float(w), float(h))
-        side = max(x2 - x1, y2 - y1)
         n = self.spec.size
-        scale = n / side
-        # tensor = scale * (image - region centre) + n / 2: centred letterbox.
+        scale = n / max(x2 - x1, y2 - y1)
+        # tensor = scale * (image - region centre) + n / 2: a centred letterbox.
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         to_tensor = np.array([[scale, 0, n / 2 - scale * cx], [0, scale, n / 2 - scale * cy]])
-        tensor = warp_affine(image, to_tensor, (n, n))
-        rgb = cv2.cvtColor(tensor, cv2.COLOR_BGR2RGB).astype(np.float32) * (2.0 / 255.0) - 1.0
-        self._interpreter.set_tensor(self._input, rgb[None])
+        tensor = _normalise(warp_affine(image, to_tensor, (n, n)))
+        return self._detect(tensor, min_score, offset=(n / 2 - scale * cx, n / 2 - scale * cy),
+                            scale=(scale, scale))
+
+    def tiled(self, image: Image, side: float, min_score: float | None = None) -> list[Detection]:
+        """Raw candidates from overlapping square tiles of ``side`` image pixels (see ``_tiles``).
+
+        The image is resized once so that a tile is exactly the model's input, then cut: much cheaper
+        than one warp per tile.
+        """
+        h, w = image.shape[:2]
+        n = self.spec.size
+        if side >= max(h, w):
+            return []
+        lw, lh = max(n, round(w * n / side)), max(n, round(h * n / side))
+        sx, sy = lw / w, lh / h
+        level = _normalise(cv2.resize(image, (lw, lh), interpolation=cv2.INTER_AREA))
+        dets: list[Detection] = []
+        for x0, y0, _, _ in _tiles(lw, lh, n):
+            x0, y0 = round(x0), round(y0)
+            tensor = np.ascontiguousarray(level[y0:y0 + n, x0:x0 + n])
+            dets += self._detect(tensor, min_score, offset=(-x0, -y0), scale=(sx, sy))
+        return dets
+
+    def _detect(self, tensor: NDArray[np.float32], min_score: float | None,
+                offset: tuple[float, float], scale: tuple[float, float]) -> list[Detection]:
+        """Run on one normalised input and decode; tensor = scale * image + offset, per axis."""
+        n = self.spec.size
+        self._interpreter.set_tensor(self._input, tensor[None])
         self._interpreter.invoke()
         raw = self._interpreter.get_tensor(self._regressors)[0]
         logits = self._interpreter.get_tensor(self._scores)[0, :, 0].astype(np.float64)
@@ -135,16 +160,23 @@ class BlazeFace:
         if keep.size == 0:
             return []
         anchors = self._anchors[keep]
-        reg = raw[keep] / n  # offsets are in tensor pixels; anchors are unit-sized
+        # Offsets are in input pixels, relative to unit-sized anchors (MediaPipe's reverse_output_order:
+        # x, y, w, h, then 6 key points as x, y).
+        reg = raw[keep].astype(np.float64) / n
         centre = reg[:, 0:2] + anchors
         half = reg[:, 2:4] / 2
-        boxes = np.concatenate([centre - half, centre + half], axis=1) * n  # tensor pixels
+        corners = np.stack([centre - half, centre + half], axis=1) * n  # (k, 2, 2) tensor pixels
         kps = (reg[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]) * n
-        # Back to image pixels.
-        boxes = (boxes - n / 2) / scale + np.array([cx, cy, cx, cy])
-        kps = (kps - n / 2) / scale + np.array([cx, cy])
+        off, sc = np.asarray(offset), np.asarray(scale)
+        boxes = ((corners - off) / sc).reshape(-1, 4)
+        kps = (kps - off) / sc
         return [Detection(boxes[i].astype(np.float32), float(scores[keep[i]]), kps[i].astype(np.float32))
                 for i in range(keep.size)]
+
+
+def _normalise(bgr: Image) -> NDArray[np.float32]:
+    """BGR uint8 -> RGB float32 in [-1, 1] (the BlazeFace input range)."""
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) * (2.0 / 255.0) - 1.0
 
 
 def merge_detections(dets: Sequence[Detection], threshold: float = NMS_IOU) -> list[Detection]:
@@ -215,15 +247,13 @@ class MeshAnalyser:
         factor = min(1.0, MAX_DETECT_SIDE / max(h, w))
         small = image if factor == 1.0 else cv2.resize(
             image, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
-        sh, sw = small.shape[:2]
         min_score = self.options.min_score
         # Whole image: the full-range model sees faces from ~4% to ~70% of the long side, the
         # short-range one large close-ups; tiles bring small faces into the short-range model's range.
         dets = self._full(small, min_score=min_score) + self._short(small, min_score=min_score)
         if self.options.tiles:
             for side in SHORT_TILES:
-                for tile in _tiles(sw, sh, side):
-                    dets += self._short(small, tile, min_score=min_score)
+                dets += self._short.tiled(small, side, min_score=min_score)
         merged = merge_detections(dets)
         if factor != 1.0:
             merged = [Detection(d.box / factor, d.score, d.keypoints / factor) for d in merged]
