@@ -126,9 +126,7 @@ class FaceTracker:
         if lost_now or self._last_detect is None:
             return True
         # Nothing followed, or a lost face waiting to be found again: look on every frame.
-        if all(t.lost for t in self._tracks):
-            return True
-        if any(t.lost for t in self._tracks):
+        if not self._tracks or any(t.lost for t in self._tracks):
             return True
         return frame_index - self._last_detect >= self.options.redetect_interval
 
@@ -144,13 +142,13 @@ class FaceTracker:
         matched_dets: set[int] = set()
         # Greedy matching, best overlap first (a handful of faces: no need for the Hungarian method).
         for flat in np.argsort(-overlap, axis=None):
-            ti, di = np.unravel_index(int(flat), overlap.shape)
+            ti, di = (int(v) for v in np.unravel_index(int(flat), overlap.shape))
             if overlap[ti, di] < MATCH_IOU:
                 break
             if ti in matched_tracks or di in matched_dets:
                 continue
-            matched_tracks.add(int(ti))
-            matched_dets.add(int(di))
+            matched_tracks.add(ti)
+            matched_dets.add(di)
             t = self._tracks[ti]
             t.missed = 0
             if t.lost:
