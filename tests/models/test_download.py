@@ -171,3 +171,13 @@ def test_unresolvable_host_fails_at_once(tmp_path: Path, monkeypatch: pytest.Mon
         _store(tmp_path, spec).download(spec)
     assert calls == list(spec.urls)  # one try per mirror, no retries
     assert f"put inswapper_128.onnx into {tmp_path}" in str(info.value)
+
+
+def test_download_replaces_a_damaged_file(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    store = _store(tmp_path, spec)
+    (tmp_path / spec.file_name).write_bytes(b"truncated")
+    assert store.status(spec) == "mismatch"
+    assert store.download(spec).read_bytes() == PAYLOAD
+    assert store.status(spec) == "ok"
+    assert len(http_server.requests) == 1

@@ -41,6 +41,7 @@ def test_list_needs_no_network(tmp_path: Path, capsys: pytest.CaptureFixture[str
     for spec in MODELS.values():
         assert spec.name in out
     assert _rows(out)["inswapper_128"][:4] == ["inswapper_128", "swapper", "554 MB", "no"]
+    assert _rows(out)["codeformer"][3] == "no (import only)"  # no pinned hash: not downloadable
     assert f"cache: {tmp_path}" in out
 
 

@@ -50,7 +50,7 @@ def _size(n: int | None) -> str:
 def _list(store: ModelStore, args: argparse.Namespace) -> int:
     rows = [("NAME", "KIND", "SIZE", "INSTALLED", "LICENCE")]
     for spec in store.models.values():
-        installed = "yes" if store.is_installed(spec) else "no"
+        installed = "yes" if store.is_installed(spec) else "no" if spec.pinned else "no (import only)"
         size = _size(store.path(spec).stat().st_size if store.is_installed(spec) else spec.size)
         rows.append((spec.name, spec.kind, size, installed, spec.licence))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -63,7 +63,7 @@ def _list(store: ModelStore, args: argparse.Namespace) -> int:
 def _download(store: ModelStore, args: argparse.Namespace) -> int:
     specs = [store.spec(name) for name in dict.fromkeys(args.names)]  # validate all names first
     for spec in specs:
-        if store.is_installed(spec):
+        if store.is_installed(spec) and store.status(spec) != "mismatch":
             print(f"{spec.name}: already installed ({store.path(spec)})")
             continue
         notice = licence_notice(spec)
@@ -105,8 +105,8 @@ def _verify(store: ModelStore, args: argparse.Namespace) -> int:
             print(f"{r.name}: missing ({r.path})")
         else:
             bad += 1
-            print(f"{r.name}: CHECKSUM MISMATCH, SHA-256 {r.sha256}; delete {r.path} and run "
-                  f"`masquerade models download {r.name}`")
+            print(f"{r.name}: CHECKSUM MISMATCH, SHA-256 {r.sha256}; `masquerade models download {r.name}` "
+                  "replaces it")
     if bad:
         raise ModelError(f"{bad} of {len(results)} model file(s) failed verification")
     return 0

@@ -14,6 +14,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,26 @@ def fetch_verified(
     if not failures:
         raise ModelError(f"no download address is known for {dest.name}")
     raise ModelError(f"could not download {dest.name}: {'; '.join(failures)}")
+
+
+def extract_verified(archive: Path, member: str, sha256: Sequence[str], dest: Path) -> str:
+    """Extract the zip member whose base name is ``member`` to ``dest`` if its SHA-256 is accepted."""
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(archive) as zf:
+        names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == member]
+        if not names:
+            raise ModelError(f"{archive.name} holds no {member}")
+        with zf.open(names[0]) as src, open(part, "wb") as out:
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+    if digest.hexdigest() not in sha256:
+        part.unlink()
+        raise ChecksumMismatch(f"{dest.name} from {archive.name} has SHA-256 {digest.hexdigest()}; "
+                               "checksum mismatch, the file was deleted")
+    os.replace(part, dest)
+    return digest.hexdigest()
 
 
 def _download(

@@ -12,14 +12,13 @@ import json
 import os
 import shutil
 import sys
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from masquerade.errors import ChecksumMismatch, ModelError, ModelNotCached, UsageError
-from masquerade.models.download import Progress, RetryPolicy, fetch_verified, sha256_file
+from masquerade.models.download import Progress, RetryPolicy, extract_verified, fetch_verified, sha256_file
 from masquerade.models.manifest import MODELS, ModelSpec
 
 _Status = Literal["ok", "accepted", "mismatch"]
@@ -98,7 +97,7 @@ class ModelStore:
             if status == "mismatch":
                 raise ChecksumMismatch(
                     f"{self.path(spec)} has SHA-256 {digest}, not one masquerade accepts for {spec.name}; "
-                    f"delete it and run `masquerade models download {spec.name}`"
+                    f"`masquerade models download {spec.name}` replaces it"
                 )
             paths[spec.name] = self.path(spec)
         return paths
@@ -126,10 +125,12 @@ class ModelStore:
     # -- getting models -----------------------------------------------------------------------------
 
     def download(self, spec: ModelSpec, progress: Progress | None = None, offline: bool = False) -> Path:
-        """Fetch ``spec`` into the cache (verified, resumable) unless it is already there."""
+        """Fetch ``spec`` into the cache (verified, resumable) unless a good copy is already there."""
         dest = self.path(spec)
         if dest.is_file():
-            return dest
+            if self._check(spec)[0] != "mismatch":
+                return dest
+            dest.unlink()  # a damaged or foreign file in our cache: replace it
         if offline:
             raise ModelNotCached(self.missing_message([spec]) + " (offline: downloads are off)")
         if not spec.pinned:
@@ -186,20 +187,7 @@ class ModelStore:
             fetch_verified(spec.archive.urls, spec.archive.sha256, archive, progress=progress,
                            expected_size=spec.archive.size, retry=self.retry)
         dest = self.path(spec)
-        part = dest.with_name(dest.name + ".part")
-        with zipfile.ZipFile(archive) as zf:
-            members = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == spec.archive.member]
-            if not members:
-                raise ModelError(f"{archive.name} holds no {spec.archive.member}")
-            with zf.open(members[0]) as src, open(part, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-        digest = sha256_file(part)
-        if digest not in spec.sha256:
-            part.unlink()
-            raise ChecksumMismatch(f"{spec.file_name} from {archive.name} has SHA-256 {digest}; "
-                                   "checksum mismatch, the file was deleted")
-        os.replace(part, dest)
-        self._stamp(spec, digest)
+        self._stamp(spec, extract_verified(archive, spec.archive.member, spec.sha256, dest))
         # Keep the zip only while another model still needs to be extracted from it.
         users = [s for s in self.models.values() if s.archive and s.archive.urls == spec.archive.urls]
         if all(self.is_installed(s) for s in users):
@@ -231,11 +219,16 @@ class ModelStore:
         if dest.resolve() != path.resolve():
             tmp = dest.with_name(dest.name + ".import")
             tmp.unlink(missing_ok=True)
-            if link:
-                tmp.symlink_to(path.resolve())
-            else:
-                shutil.copyfile(path, tmp)
-            os.replace(tmp, dest)
+            try:
+                if link:
+                    tmp.symlink_to(path.resolve())
+                else:
+                    shutil.copyfile(path, tmp)
+                os.replace(tmp, dest)
+            except OSError as error:
+                tmp.unlink(missing_ok=True)
+                how = "link" if link else "copy"
+                raise ModelError(f"could not {how} {path} to {dest}: {error.strerror or error}") from None
         self._stamp(spec, digest, user_accepted=not known)
         return ImportResult(spec.name, dest, digest, known)
 
@@ -251,6 +244,10 @@ class ModelStore:
             status, digest = self._check(spec, force=True)
             results.append(VerifyResult(spec.name, self.path(spec), status, digest))
         return results
+
+    def status(self, spec: ModelSpec) -> Literal["ok", "accepted", "mismatch", "missing"]:
+        """Like one :meth:`verify` entry, but trusts the recorded hash of an unchanged file (cheap)."""
+        return self._check(spec)[0] if self.is_installed(spec) else "missing"
 
     def _check(self, spec: ModelSpec, force: bool = False) -> tuple[_Status, str]:
         """Hash status of an installed file; re-hashes only when its size or mtime changed."""
