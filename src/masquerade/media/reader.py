@@ -11,6 +11,7 @@ import av
 
 from masquerade.errors import MediaError, UsageError
 from masquerade.media import orientation
+from masquerade.media.colour import ColourSpace, FrameConverter
 from masquerade.media.probe import open_input, video_stream
 from masquerade.types import FrameContext
 
@@ -30,7 +31,7 @@ class VideoInfo:
     duration: float | None
     """Seconds (after trimming)."""
     rotation: int
-    """Display rotation stored in the file, degrees counter-clockwise (0, 90, 180, -90...)."""
+    """Display rotation stored in the file, degrees counter-clockwise in [0, 360) (0, 90, 180, 270)."""
     codec: str
     pix_fmt: str | None
     has_audio: bool
@@ -74,8 +75,8 @@ class VideoReader:
         self._start = stream.start_time or 0
         self.trim_start = trim_start
         self.trim_end = trim_end
-        self.last_duration: int | None = None
-        """Duration (in ``time_base``) of the last frame yielded, from the container; None if unknown."""
+        self.end_pts: int | None = None
+        """Where the last frame yielded ends (its pts + duration); known once ``frames()`` is exhausted."""
 
         if trim_start:
             # Seek to the key frame at or before the start; frames before it are decoded and dropped.
@@ -93,6 +94,10 @@ class VideoReader:
         turn = orientation.from_display_matrix(self.display_matrix) if self.display_matrix else None
         self.orientation: orientation.Orientation = turn or "none"
         self.first_pts: int = first.pts if first.pts is not None else 0
+        self.colour_space = ColourSpace.of(
+            first.colorspace, first.color_range, first.format.name, first.height
+        )
+        self._converter = FrameConverter(self.colour_space)
         self.info = self._make_info(first)
 
     def _make_info(self, first: av.VideoFrame) -> VideoInfo:
@@ -119,7 +124,7 @@ class VideoReader:
             time_base=self.time_base,
             frame_count=count,
             duration=duration,
-            rotation=first.rotation,
+            rotation=first.rotation % 360,
             codec=stream.codec_context.name,
             pix_fmt=first.format.name,
             has_audio=len(audio) > 0,
@@ -133,7 +138,7 @@ class VideoReader:
         """Input frames inside the trim window, in presentation order, with their stored pixels."""
         start = self._start + int(self.trim_start / self.time_base) if self.trim_start else None
         end = self._start + int(self.trim_end / self.time_base) if self.trim_end is not None else None
-        last_end = None
+        last = None
         try:
             # container.decode() also sends the final empty packet, so the decoder's delayed frames come out.
             for frame in self._container.decode(self._stream):
@@ -141,26 +146,36 @@ class VideoReader:
                     if start is not None and frame.pts < start:
                         continue
                     if end is not None and frame.pts >= end:
+                        self.end_pts = frame.pts  # the last kept frame lasts until this one starts
                         return
-                    last_end = frame.pts + (frame.duration or 0)
+                    last = frame
                 yield frame
         except av.FFmpegError as exc:
             raise MediaError(f"{self.path} is damaged or truncated: {exc}") from exc
-        self._check_reached_end(last_end)
+        if last is not None:
+            # A frame's own duration is its packet's, which with B-frames is not its display time;
+            # the stream's declared duration is what players show, so the last frame runs to it.
+            last_end = last.pts + (last.duration or 1)
+            declared = self._start + self._stream.duration if self._stream.duration else None
+            self._check_reached_end(last_end)
+            self.end_pts = declared if declared is not None and declared > last.pts else last_end
 
-    def _check_reached_end(self, last_end: int | None) -> None:
+    def _check_reached_end(self, last_end: int) -> None:
         """Raise ``MediaError`` when decoding stopped well before the end the container announces."""
-        stream = self._stream
-        if last_end is None or not stream.duration:
+        stream, container = self._stream, self._container
+        tagged = _parse_duration_tag(stream.metadata.get("DURATION"))  # Matroska writes one per track
+        if stream.duration or tagged:
+            want = float(stream.duration * self.time_base) if stream.duration else tagged
+            step = float(1 / self.info.fps) if self.info.fps else 0.0
+            slack = max(3 * step, 0.25)
+        elif container.duration:
+            # The container's duration covers every stream (audio may run on): be lenient.
+            want = container.duration / av.time_base
+            slack = max(2.0, 0.1 * want)
+        else:
             return
-        declared = self._start + stream.duration
-        step = int(1 / (self.info.fps * self.time_base)) if self.info.fps else 0
-        slack = max(3 * step, int(Fraction(1, 4) / self.time_base))
-        if last_end + slack < declared:
-            got, want = (
-                float((last_end - self._start) * self.time_base),
-                float(stream.duration * self.time_base),
-            )
+        got = float((last_end - self._start) * self.time_base)
+        if got + slack < want:
             raise MediaError(f"{self.path} is truncated: its video stops at {got:.2f} s of {want:.2f} s")
 
     def frames(self) -> Iterator[FrameContext]:
@@ -173,8 +188,7 @@ class VideoReader:
         for frame in _chain(first, self._decoded):
             # Streams without timestamps (raw elementary streams) get a constant-rate clock.
             pts = frame.pts if frame.pts is not None else (0 if previous is None else previous + step)
-            self.last_duration = frame.duration or None
-            image = orientation.apply(frame.to_ndarray(format="bgr24"), self.orientation)
+            image = orientation.apply(self._converter.to_bgr(frame), self.orientation)
             yield FrameContext(index=index, image=image, pts=pts, time_base=self.time_base)
             index, previous = index + 1, pts
 
@@ -195,6 +209,15 @@ def _check_not_cut(path: Path, container: av.container.InputContainer) -> None:
         entries = stream.index_entries
         if len(entries) and any(e.pos + e.size > size for e in entries[-8:]):
             raise MediaError(f"{path} is truncated: its index refers to data past the end of the file")
+
+
+def _parse_duration_tag(value: str | None) -> float | None:
+    """Seconds from a ``HH:MM:SS.nnnnnnnnn`` tag, or None."""
+    try:
+        hours, minutes, seconds = (value or "").split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 def _chain(first: av.VideoFrame, rest: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:

@@ -17,6 +17,7 @@ from masquerade.config import EncodeOptions
 from masquerade.errors import OutputError, UsageError
 from masquerade.media import orientation
 from masquerade.media.atomic import atomic_output
+from masquerade.media.colour import FrameConverter
 from masquerade.media.encoders import check_encoder, pixel_format
 from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options
 from masquerade.media.probe import open_input
@@ -56,6 +57,7 @@ class VideoWriter:
         self._turn = orientation.inverse(reader.orientation)
         self._pending: av.VideoFrame | None = None
         self._last_pts: int | None = None
+        self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder (its delay)
         self._closed = False
         self.skipped_streams: list[str] = []
         """Input streams not copied (codec the output container cannot hold), e.g. ``"data:tmcd"``."""
@@ -87,16 +89,17 @@ class VideoWriter:
         # Same clock as the input: the input's pts go through unchanged (VFR kept).
         stream.codec_context.time_base = reader.time_base
         stream.time_base = reader.time_base
+        # Same colour tags as the input, and pixels converted with the matrix the reader used.
         src = reader._stream.codec_context
-        for name in ("color_range", "colorspace", "color_primaries", "color_trc"):
+        for name in ("colorspace", "color_primaries", "color_trc"):
             with contextlib.suppress(AttributeError, ValueError):
                 setattr(stream.codec_context, name, getattr(src, name))
+        stream.codec_context.color_range = 2 if reader.colour_space.full_range else (src.color_range or 0)
+        self._converter = FrameConverter(reader.colour_space)
         if reader.display_matrix is not None:
             stream.set_display_matrix(orientation.matrix_values(reader.display_matrix))
         stream.metadata.update({k: v for k, v in reader._stream.metadata.items() if k in ("language",)})
         self._video = stream
-        self._colorspace = src.colorspace
-        self._color_range = src.color_range
 
     def _copy_streams(self, ext: str, skip_audio: bool) -> Iterator[av.Packet]:
         """Add audio and subtitle streams from the input as templates; return their packet source."""
@@ -190,11 +193,7 @@ class VideoWriter:
         if self._last_pts is not None and pts <= self._last_pts:
             raise ValueError(f"frame {frame.index}: pts {pts} does not increase (previous {self._last_pts})")
         self._last_pts = pts
-        video = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(
-            format=self._video.pix_fmt,
-            dst_colorspace=self._colorspace or None,
-            dst_color_range=self._color_range or None,
-        )
+        video = self._converter.from_bgr(image, self._video.pix_fmt)
         video.pts = pts - (self._reader.first_pts if self._reader.trim_start else 0)
         video.time_base = self._reader.time_base
         # Each frame lasts until the next one: hold one frame to learn its duration (kept for the
@@ -209,6 +208,11 @@ class VideoWriter:
             packets = self._video.encode(frame)
         except av.FFmpegError as exc:
             raise OutputError(f"video encoder {self._video.codec_context.name} failed: {exc}") from exc
+        if frame is not None:
+            self._durations[frame.pts] = frame.duration
+        for packet in packets:
+            # Encoders leave packet durations empty; the muxer needs the last frame's to end the track.
+            packet.duration = self._durations.pop(packet.pts, 0) if packet.pts is not None else 0
         self._mux(packets)
         if frame is not None:
             self._mux_copied_until(float(frame.pts * frame.time_base))
@@ -221,7 +225,10 @@ class VideoWriter:
         try:
             if self._pending is not None:
                 last = self._pending
-                last.duration = self._reader.last_duration or self._default_duration()
+                end = self._reader.end_pts
+                last.duration = (
+                    end - self._last_pts if end and end > self._last_pts else self._default_duration()
+                )
                 self._encode(last)
                 self._pending = None
             self._encode(None)  # flush: the encoder holds frames back for look-ahead
