@@ -25,6 +25,8 @@ class FileServer:
     fail_status: dict[str, list[int]] = field(default_factory=dict)
     """Per file: HTTP statuses answered to successive requests before serving normally."""
     ignore_range: set[str] = field(default_factory=set)
+    redirects: dict[str, str] = field(default_factory=dict)
+    """Per name: another name this one answers with a 302 to (as GitHub release assets do)."""
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     """(path, Range header) of every request, in order."""
 
@@ -40,6 +42,12 @@ def handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             name = self.path.lstrip("/")
             server.requests.append((self.path, self.headers.get("Range")))
+            if name in server.redirects:
+                self.send_response(302)
+                self.send_header("Location", server.url(server.redirects[name]))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             statuses = server.fail_status.get(name)
             if statuses:
                 self.send_error(statuses.pop(0))

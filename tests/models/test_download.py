@@ -181,3 +181,15 @@ def test_download_replaces_a_damaged_file(http_server: FileServer, tmp_path: Pat
     assert store.download(spec).read_bytes() == PAYLOAD
     assert store.status(spec) == "ok"
     assert len(http_server.requests) == 1
+
+
+def test_resume_through_a_redirect(http_server: FileServer, tmp_path: Path) -> None:
+    spec = _spec(http_server)
+    http_server.redirects["release/model.onnx"] = "model.onnx"
+    spec = replace(spec, urls=(http_server.url("release/model.onnx"),))
+    http_server.cut_after["model.onnx"] = [2_000_000]
+    _store(tmp_path, spec).download(spec)
+    assert (tmp_path / "inswapper_128.onnx").read_bytes() == PAYLOAD
+    resumed = "bytes=2000000-"
+    assert http_server.requests == [("/release/model.onnx", None), ("/model.onnx", None),
+                                    ("/release/model.onnx", resumed), ("/model.onnx", resumed)]
