@@ -128,6 +128,7 @@ def _ff(release: str, file_name: str) -> tuple[str, ...]:
     return (f"https://github.com/facefusion/facefusion-assets/releases/download/{release}/{file_name}",
             f"https://huggingface.co/facefusion/{release}/resolve/main/{file_name}")
 
+
 _HF_BUFFALO_L = "https://huggingface.co/public-data/insightface/resolve/main/models/buffalo_l"
 _BUFFALO_L_URLS = ("https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",)
 _BUFFALO_L_SHA256 = ("80ffe37d8a5940d59a7384c201a2a38d4741f2f3c51eef46ebb28218a7b0ca2f",)
