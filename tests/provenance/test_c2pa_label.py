@@ -23,7 +23,7 @@ from masquerade.provenance import (
     plain_metadata_tags,
     read_label,
 )
-from masquerade.provenance.c2pa_label import DIGITAL_SOURCE_TYPE, TAG_KEY
+from masquerade.provenance.plain_tags import DIGITAL_SOURCE_TYPE, TAG_KEY
 
 
 def _assert_masquerade_manifest(reading) -> None:

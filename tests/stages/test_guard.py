@@ -51,8 +51,8 @@ def test_decide_names_the_strongest_hit():
     assert "\n" not in message and "a.jpg" in message and "female breast exposed" in message
 
 
-def test_threshold_is_validated():
-    for bad in (0.0, 0.1, 1.5):
+def test_threshold_is_validated_and_cannot_switch_the_guard_off():
+    for bad in (0.0, 0.1, 0.9, 1.0, 1.5):
         with pytest.raises(ValueError):
             ContentGuard(bad)
 

@@ -5,14 +5,13 @@ Heavy libraries (c2pa, cryptography, PyAV) are imported inside the functions tha
 
 from masquerade.provenance.c2pa_label import (
     C2PA_FORMATS,
-    TAG_FORMATS,
     LabelReading,
     label_file,
     label_method,
-    plain_metadata_tags,
     read_label,
 )
 from masquerade.provenance.keys import SigningIdentity, masquerade_home, signing_identity
+from masquerade.provenance.plain_tags import TAG_FORMATS, plain_metadata_tags
 
 __all__ = [
     "C2PA_FORMATS",

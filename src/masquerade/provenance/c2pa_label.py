@@ -4,8 +4,7 @@ The manifest says the file was edited by masquerade (``c2pa.edited``, software a
 version) with the IPTC digital source type ``compositeWithTrainedAlgorithmicMedia``. It is signed with
 the user's key (``masquerade.provenance.keys``). JPEG, PNG, WebP, MP4, M4V and MOV carry it; Matroska
 and WebM cannot (c2pa has no binding for them), so those get container tags saying the file is an AI
-face swap (``plain_metadata_tags``: the writer sets them while muxing; ``label_file`` adds them by a
-stream-copy remux when they are missing).
+face swap (``masquerade.provenance.plain_tags``).
 
 Reading never touches the network: remote manifests and OCSP are not fetched.
 """
@@ -23,9 +22,16 @@ from typing import Any, Literal
 from masquerade._version import __version__
 from masquerade.errors import MediaError, OutputError, UsageError
 from masquerade.provenance.keys import SigningIdentity, signing_identity
+from masquerade.provenance.plain_tags import (
+    DIGITAL_SOURCE_TYPE,
+    SOFTWARE,
+    TAG_FORMATS,
+    TAG_KEY,
+    TAG_VALUE,
+    container_tags,
+    ensure_tags,
+)
 
-SOFTWARE = "masquerade"
-DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 DESCRIPTION = "AI face swap: one or more faces were replaced by masquerade"
 
 C2PA_FORMATS: dict[str, str] = {
@@ -33,12 +39,6 @@ C2PA_FORMATS: dict[str, str] = {
     ".mp4": "video/mp4", ".m4v": "video/x-m4v", ".mov": "video/quicktime",
 }
 """Output formats that carry a C2PA manifest (suffix -> MIME type)."""
-TAG_FORMATS: frozenset[str] = frozenset({".mkv", ".webm"})
-"""Video containers c2pa cannot bind: they get ``plain_metadata_tags`` instead."""
-
-TAG_KEY = "masquerade_label"
-TAG_VALUE = "ai-face-swap"
-
 _SIGN_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}  # thumbnails tripled a WebP's size
 _READ_SETTINGS = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
 
@@ -89,16 +89,6 @@ def label_method(path: Path) -> Literal["c2pa", "tag"]:
                      f"use one of {', '.join(sorted([*C2PA_FORMATS, *TAG_FORMATS]))}")
 
 
-def plain_metadata_tags(version: str = __version__) -> dict[str, str]:
-    """Container tags saying the file is an AI face swap (for the video writer to set at mux time)."""
-    return {
-        "comment": f"AI face swap: faces in this video were replaced by masquerade {version}",
-        TAG_KEY: TAG_VALUE,
-        "masquerade_version": version,
-        "digital_source_type": DIGITAL_SOURCE_TYPE,
-    }
-
-
 def manifest_definition(version: str, kind: LabelKind) -> dict[str, Any]:
     """The manifest masquerade signs (the c2pa.opened action and parent ingredient are added by c2pa)."""
     agent = {"name": SOFTWARE, "version": version}
@@ -129,7 +119,7 @@ def label_file(
         raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
     method = label_method(path)
     if method == "tag":
-        _ensure_tags(path, version)
+        ensure_tags(path, version)
         return
     identity = identity or signing_identity()
     _sign_c2pa(path, C2PA_FORMATS[path.suffix.lower()], version, kind, identity)
@@ -162,49 +152,6 @@ def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: S
             temp.unlink()
 
 
-def _container_tags(path: Path) -> dict[str, str] | None:
-    """Container-level tags, keys lower-cased (Matroska upper-cases them); None if not a container."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            return {str(k).lower(): str(v) for k, v in container.metadata.items()}
-    except (av.FFmpegError, OSError, UnicodeDecodeError):
-        return None
-
-
-def _ensure_tags(path: Path, version: str) -> None:
-    tags = _container_tags(path)
-    if tags is None:
-        raise OutputError(f"could not label {path.name}: it is not a readable video container")
-    if tags.get(TAG_KEY) == TAG_VALUE:
-        return  # the writer already set them while muxing
-    _remux_with_tags(path, plain_metadata_tags(version))
-
-
-def _remux_with_tags(path: Path, tags: dict[str, str]) -> None:
-    """Stream-copy every stream into a new file with ``tags`` added, then replace ``path``."""
-    import av
-
-    temp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tag{path.suffix}")
-    try:
-        with av.open(str(path)) as src, av.open(str(temp), "w") as dst:
-            dst.metadata.update(src.metadata)
-            dst.metadata.update(tags)
-            streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
-            for packet in src.demux():
-                if packet.size == 0:  # the demuxer's end-of-stream marker (dts may be None in MKV)
-                    continue
-                packet.stream = streams[packet.stream.index]
-                dst.mux(packet)
-        os.replace(temp, path)
-    except (av.FFmpegError, OSError) as exc:
-        raise OutputError(f"could not write the AI label tags of {path.name}: {exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-
-
 def read_label(path: Path) -> LabelReading:
     """Read the C2PA manifest (or, failing that, masquerade's plain tags) of ``path``.
 
@@ -222,7 +169,7 @@ def read_label(path: Path) -> LabelReading:
     reading = _read_c2pa(path)
     if reading.kind == "c2pa":
         return reading
-    tags = _container_tags(path)
+    tags = container_tags(path)
     if tags and tags.get(TAG_KEY) == TAG_VALUE:
         claims = {
             "description": tags.get("comment"),

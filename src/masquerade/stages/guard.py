@@ -49,6 +49,8 @@ the detector gives to clearly exposed parts (NudeNet's users commonly refuse at 
 
 MIN_THRESHOLD = 0.25
 """Below this the detector's own noise floor (0.2 reporting cut, NMS at 0.25) would refuse at random."""
+MAX_THRESHOLD = 0.6
+"""The threshold is a tuning knob, not an off switch: a value near 1 would let almost anything through."""
 
 MODEL_SHA256 = "c15d8273adad2d0a92f014cc69ab2d6c311a06777a55545f2c4eb46f51911f0f"
 """SHA-256 of ``nudenet/320n.onnx`` in nudenet 3.4.2 (pinned in pyproject)."""
@@ -210,8 +212,8 @@ class ContentGuard:
     """One per run. ``check_image`` / ``check_frame`` raise ``ContentRefused`` on sexual content."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, *, threads: int | None = None) -> None:
-        if not MIN_THRESHOLD <= threshold <= 1.0:
-            raise ValueError(f"guard threshold must be in [{MIN_THRESHOLD}, 1], got {threshold}")
+        if not MIN_THRESHOLD <= threshold <= MAX_THRESHOLD:
+            raise ValueError(f"guard threshold must be in [{MIN_THRESHOLD}, {MAX_THRESHOLD}]: {threshold}")
         self.threshold = threshold
         self._session = _load_session(threads)
         self._input = self._session.get_inputs()[0].name
