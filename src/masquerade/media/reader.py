@@ -70,9 +70,11 @@ class VideoReader:
             raise MediaError(f"{self.path} has no video stream")
         _check_not_cut(self.path, container)
         stream.thread_type = "AUTO"  # frame + slice threads: several times faster decoding
-        self._stream = stream
+        self.stream: av.VideoStream = stream
+        """The input video stream (the writer copies its colour tags and metadata)."""
         self.time_base: Fraction = stream.time_base or Fraction(1, 90000)
-        self._start = stream.start_time or 0
+        self.start_pts: int = stream.start_time or 0
+        """The stream's start time; trims are measured from it."""
         self.trim_start = trim_start
         self.trim_end = trim_end
         self.end_pts: int | None = None
@@ -80,7 +82,7 @@ class VideoReader:
 
         if trim_start:
             # Seek to the key frame at or before the start; frames before it are decoded and dropped.
-            container.seek(self._start + int(trim_start / self.time_base), stream=stream, backward=True)
+            container.seek(self.start_pts + int(trim_start / self.time_base), stream=stream, backward=True)
         self._decoded = self._decode()
         first = next(self._decoded, None)
         if first is None:
@@ -101,14 +103,14 @@ class VideoReader:
         self.info = self._make_info(first)
 
     def _make_info(self, first: av.VideoFrame) -> VideoInfo:
-        stream, container = self._stream, self._container
+        stream, container = self.stream, self._container
         fps = stream.average_rate or stream.guessed_rate or None
         total: float | None = None
         if stream.duration is not None:
             total = float(stream.duration * self.time_base)
         elif container.duration is not None:
             total = container.duration / av.time_base
-        start = float((self.first_pts - self._start) * self.time_base) if self.trim_start else 0.0
+        start = float((self.first_pts - self.start_pts) * self.time_base) if self.trim_start else 0.0
         end = total if self.trim_end is None or total is None else min(total, self.trim_end)
         duration = None if end is None else max(end - start, 0.0)
         if self.trim_start is None and self.trim_end is None and stream.frames > 0:
@@ -136,12 +138,12 @@ class VideoReader:
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         """Input frames inside the trim window, in presentation order, with their stored pixels."""
-        start = self._start + int(self.trim_start / self.time_base) if self.trim_start else None
-        end = self._start + int(self.trim_end / self.time_base) if self.trim_end is not None else None
+        start = self.start_pts + int(self.trim_start / self.time_base) if self.trim_start else None
+        end = self.start_pts + int(self.trim_end / self.time_base) if self.trim_end is not None else None
         last = None
         try:
             # container.decode() also sends the final empty packet, so the decoder's delayed frames come out.
-            for frame in self._container.decode(self._stream):
+            for frame in self._container.decode(self.stream):
                 if frame.pts is not None:
                     if start is not None and frame.pts < start:
                         continue
@@ -156,13 +158,13 @@ class VideoReader:
             # A frame's own duration is its packet's, which with B-frames is not its display time;
             # the stream's declared duration is what players show, so the last frame runs to it.
             last_end = last.pts + (last.duration or 1)
-            declared = self._start + self._stream.duration if self._stream.duration else None
+            declared = self.start_pts + self.stream.duration if self.stream.duration else None
             self._check_reached_end(last_end)
             self.end_pts = declared if declared is not None and declared > last.pts else last_end
 
     def _check_reached_end(self, last_end: int) -> None:
         """Raise ``MediaError`` when decoding stopped well before the end the container announces."""
-        stream, container = self._stream, self._container
+        stream, container = self.stream, self._container
         tagged = _parse_duration_tag(stream.metadata.get("DURATION"))  # Matroska writes one per track
         if stream.duration or tagged:
             want = float(stream.duration * self.time_base) if stream.duration else tagged
@@ -174,7 +176,7 @@ class VideoReader:
             slack = max(2.0, 0.1 * want)
         else:
             return
-        got = float((last_end - self._start) * self.time_base)
+        got = float((last_end - self.start_pts) * self.time_base)
         if got + slack < want:
             raise MediaError(f"{self.path} is truncated: its video stops at {got:.2f} s of {want:.2f} s")
 

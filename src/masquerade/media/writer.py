@@ -90,7 +90,7 @@ class VideoWriter:
         stream.codec_context.time_base = reader.time_base
         stream.time_base = reader.time_base
         # Same colour tags as the input, and pixels converted with the matrix the reader used.
-        src = reader._stream.codec_context
+        src = reader.stream.codec_context
         for name in ("colorspace", "color_primaries", "color_trc"):
             with contextlib.suppress(AttributeError, ValueError):
                 setattr(stream.codec_context, name, getattr(src, name))
@@ -98,7 +98,7 @@ class VideoWriter:
         self._converter = FrameConverter(reader.colour_space)
         if reader.display_matrix is not None:
             stream.set_display_matrix(orientation.matrix_values(reader.display_matrix))
-        stream.metadata.update({k: v for k, v in reader._stream.metadata.items() if k in ("language",)})
+        stream.metadata.update({k: v for k, v in reader.stream.metadata.items() if k in ("language",)})
         self._video = stream
 
     def _copy_streams(self, ext: str, skip_audio: bool) -> Iterator[av.Packet]:
@@ -135,12 +135,13 @@ class VideoWriter:
         # The video is shifted by its first frame's time when trimmed; the copied streams move with it.
         start = reader.first_pts * reader.time_base if reader.trim_start else Fraction(0)
         end = (
-            reader._start * reader.time_base + Fraction(reader.trim_end)
+            reader.start_pts * reader.time_base + Fraction(reader.trim_end)
             if reader.trim_end is not None
             else None
         )
         if reader.trim_start:
             self._source.seek(int(start * av.time_base), backward=True)
+        finished: set[int] = set()
         for packet in self._source.demux(streams):
             if packet.dts is None or packet.pts is None:  # the flush packet at the end of each stream
                 continue
@@ -149,7 +150,10 @@ class VideoWriter:
             if reader.trim_start and when < start:
                 continue
             if end is not None and when >= end:
-                continue  # other streams may still have packets inside the window
+                finished.add(packet.stream.index)
+                if len(finished) == len(streams):
+                    return  # every stream is past the window: do not read the rest of the file
+                continue
             if reader.trim_start:
                 shift = round(start / tb)
                 packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
@@ -189,7 +193,8 @@ class VideoWriter:
             )
         pts = frame.pts
         if pts is None:
-            pts = (self._last_pts + 1) if self._last_pts is not None else self._reader.first_pts
+            last = self._last_pts
+            pts = last + self._default_duration() if last is not None else self._reader.first_pts
         if self._last_pts is not None and pts <= self._last_pts:
             raise ValueError(f"frame {frame.index}: pts {pts} does not increase (previous {self._last_pts})")
         self._last_pts = pts
