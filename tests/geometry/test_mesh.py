@@ -1,0 +1,113 @@
+"""The face-mesh triangulation and index sets: a consistent surface that matches MediaPipe's edges."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from masquerade.geometry import mesh
+
+MEDIAPIPE_CONNECTIONS = Path("/tmp/wheels/mp/mediapipe/python/solutions/face_mesh_connections.py")
+
+
+def _directed_edges(tris: np.ndarray) -> Counter:
+    return Counter((int(t[k]), int(t[(k + 1) % 3])) for t in tris for k in range(3))
+
+
+def _undirected_edges(tris: np.ndarray) -> Counter:
+    return Counter(frozenset((int(t[k]), int(t[(k + 1) % 3]))) for t in tris for k in range(3))
+
+
+def test_tessellation_is_a_consistent_mesh_with_three_holes() -> None:
+    tris = mesh.tessellation()
+    assert tris.shape == (852, 3)
+    assert tris.min() == 0 and tris.max() == mesh.N_LANDMARKS - 1
+    assert len(np.unique(tris)) == mesh.N_LANDMARKS  # every landmark belongs to a triangle
+    assert all(len(set(t)) == 3 for t in tris.tolist())
+    assert len({tuple(sorted(t)) for t in tris.tolist()}) == len(tris)  # no duplicates
+    edges = _undirected_edges(tris)
+    assert max(edges.values()) == 2  # a manifold: no edge shared by three triangles
+    # Same winding everywhere: each shared edge is run once in each direction.
+    assert max(_directed_edges(tris).values()) == 1
+    # Euler characteristic V - E + F = 1 - holes: a disc with the two eyes and the mouth open.
+    assert mesh.N_LANDMARKS - len(edges) + len(tris) == 1 - 3
+    boundary = {e for e, n in edges.items() if n == 1}
+    rims = [mesh.FACE_OVAL, mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.LIPS_INNER]
+    rim_edges = {frozenset((c[i], c[(i + 1) % len(c)])) for c in rims for i in range(len(c))}
+    assert boundary == rim_edges
+
+
+def test_holes_closed_gives_a_disc_bounded_by_the_face_oval() -> None:
+    tris = mesh.triangles()
+    assert 852 < len(tris) <= 900
+    assert len(mesh.hole_triangles()) == 14 + 14 + 18
+    assert max(_directed_edges(tris).values()) == 1  # fill triangles wound like the rest
+    edges = _undirected_edges(tris)
+    assert mesh.N_LANDMARKS - len(edges) + len(tris) == 1
+    boundary = {e for e, n in edges.items() if n == 1}
+    oval = mesh.FACE_OVAL
+    assert boundary == {frozenset((oval[i], oval[(i + 1) % len(oval)])) for i in range(len(oval))}
+
+
+def test_arrays_are_read_only() -> None:
+    with pytest.raises(ValueError):
+        mesh.triangles()[0, 0] = 1
+
+
+@pytest.mark.skipif(not MEDIAPIPE_CONNECTIONS.exists(), reason="MediaPipe's source file is not unpacked here")
+def test_triangles_match_mediapipe_tessellation_edges() -> None:
+    text = MEDIAPIPE_CONNECTIONS.read_text()
+    body = text[text.index("FACEMESH_TESSELATION") :]
+    pairs = [(int(a), int(b)) for a, b in re.findall(r"\((\d+),\s*(\d+)\)", body)]
+    assert {frozenset(p) for p in pairs} == set(_undirected_edges(mesh.tessellation()))
+    # Listed as (a, b), (b, c), (c, a): the asset keeps those triangles in that order and winding.
+    listed = [(pairs[i][0], pairs[i + 1][0], pairs[i + 2][0]) for i in range(0, len(pairs), 3)]
+    assert np.array_equal(np.array(listed), mesh.tessellation())
+
+
+def test_contours_are_closed_loops_of_mesh_edges() -> None:
+    edges = set(_undirected_edges(mesh.triangles()))
+    for contour in (mesh.FACE_OVAL, mesh.LIPS_INNER, mesh.LIPS_OUTER, mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        assert len(set(contour)) == len(contour)
+        loop = {frozenset((contour[i], contour[(i + 1) % len(contour)])) for i in range(len(contour))}
+        assert loop <= edges, contour
+
+
+@pytest.fixture(scope="module")
+def mesh_faces(obama, obama2, biden, astronaut):
+    from masquerade.stages.detect import MeshAnalyser
+
+    analyser = MeshAnalyser()
+    return {name: analyser.detect(img)[0] for name, img in
+            {"obama": obama, "obama2": obama2, "biden": biden, "astronaut": astronaut}.items()}
+
+
+def test_measures_on_real_faces(mesh_faces) -> None:
+    obama, obama2, biden = mesh_faces["obama"], mesh_faces["obama2"], mesh_faces["biden"]
+    # All four have open eyes; obama2 speaks with an open mouth, biden's lips are closed.
+    for face in mesh_faces.values():
+        for side in ("right", "left"):
+            assert 0.15 < mesh.eye_aspect_ratio(face.landmarks, side) < 0.45
+    assert mesh.mouth_open_ratio(obama2.landmarks) > 0.3
+    assert mesh.mouth_open_ratio(biden.landmarks) < 0.05
+    # obama looks straight at the camera; obama2 is turned by about 15 degrees.
+    yaw, pitch = mesh.head_pose(obama.landmarks)
+    assert abs(yaw) < 6 and abs(pitch) < 8
+    assert 8 < abs(mesh.head_pose(obama2.landmarks)[0]) < 25
+
+
+def test_closed_eye_and_turned_head_measures() -> None:
+    lm = np.zeros((468, 3), np.float32)
+    # A flat synthetic face: eye corners 30 px apart, lids 2 px apart (closed).
+    for side, (outer, inner, (u1, l1), (u2, l2)) in mesh._EAR_POINTS.items():
+        x0 = 0.0 if side == "right" else 60.0
+        lm[outer, :2], lm[inner, :2] = (x0, 0), (x0 + 30, 0)
+        lm[u1, :2], lm[l1, :2] = (x0 + 10, -1), (x0 + 10, 1)
+        lm[u2, :2], lm[l2, :2] = (x0 + 20, -1), (x0 + 20, 1)
+        assert mesh.eye_aspect_ratio(lm, side) == pytest.approx(2 / 30)
+    with pytest.raises(ValueError):
+        mesh.head_pose(lm[:, :2])
