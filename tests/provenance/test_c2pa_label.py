@@ -20,6 +20,7 @@ from masquerade.provenance import (
     SigningIdentity,
     label_file,
     label_method,
+    labelling,
     plain_metadata_tags,
     read_label,
 )
@@ -187,3 +188,25 @@ def test_a_labelled_file_copied_elsewhere_keeps_its_label(home, tmp_path, astron
     moved = tmp_path / "renamed.jpeg"
     shutil.copy(path, moved)
     assert read_label(moved).labelled
+
+
+def test_labelling_context_labels_on_success_only(home, tmp_path, make_video):
+    import contextlib
+
+    from masquerade.media.atomic import atomic_output
+
+    frames = [np.full((64, 64, 3), 30 * i, np.uint8) for i in range(4)]
+    output = tmp_path / "out.mp4"
+    with contextlib.ExitStack() as stack:  # the order a writer uses: temp, label, then the muxer
+        temp = stack.enter_context(atomic_output(output))
+        stack.enter_context(labelling(temp, kind="video"))
+        make_video(temp, frames)
+    assert read_label(output).labelled
+
+    failed = tmp_path / "failed.mp4"
+    with pytest.raises(RuntimeError), contextlib.ExitStack() as stack:
+        temp = stack.enter_context(atomic_output(failed))
+        stack.enter_context(labelling(temp, kind="video"))
+        make_video(temp, frames)
+        raise RuntimeError("refused mid-run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out.mp4"]  # no failed.mp4, no temp

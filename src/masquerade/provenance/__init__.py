@@ -8,6 +8,7 @@ from masquerade.provenance.c2pa_label import (
     LabelReading,
     label_file,
     label_method,
+    labelling,
     read_label,
 )
 from masquerade.provenance.keys import SigningIdentity, masquerade_home, signing_identity
@@ -20,6 +21,7 @@ __all__ = [
     "SigningIdentity",
     "label_file",
     "label_method",
+    "labelling",
     "masquerade_home",
     "plain_metadata_tags",
     "read_label",

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -123,6 +124,17 @@ def label_file(
         return
     identity = identity or signing_identity()
     _sign_c2pa(path, C2PA_FORMATS[path.suffix.lower()], version, kind, identity)
+
+
+@contextlib.contextmanager
+def labelling(path: Path, *, kind: LabelKind, version: str = __version__) -> Iterator[Path]:
+    """Label ``path`` when the block ends normally; leave it alone when the block raises.
+
+    For writers built on an ``ExitStack``: enter it after ``atomic_output`` and before the muxer, so
+    the muxer closes the file first, then the label is added, then the file is renamed into place.
+    """
+    yield path
+    label_file(path, version=version, kind=kind)
 
 
 def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: SigningIdentity) -> None:
