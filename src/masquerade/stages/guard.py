@@ -41,11 +41,13 @@ REFUSED_LABELS: frozenset[str] = frozenset({
 """Classes that refuse the job. Male chests, bellies, feet and armpits do not."""
 
 DEFAULT_THRESHOLD = 0.4
-"""Chosen from measurements on the real photos (4 portraits, each whole, flipped, halved, cropped to
-each half and the centre, grey, rotated: 40 images): the highest raw score of any refused class on any
-anchor was 0.18 (MALE_GENITALIA_EXPOSED on the top half of obama2.jpg; all others <= 0.10), under
-NudeNet's own 0.2 reporting floor. 0.4 keeps more than twice that margin, and stays below the scores
-the detector gives to clearly exposed parts (NudeNet's users commonly refuse at 0.5-0.6)."""
+"""Chosen from measurements on the real photos: the 4 portraits in examples/ (each whole, flipped, at
+half size, cropped to each half and to the centre, grey, rotated: 40 images) and the synthetic group
+photo of tests/stages (whole, flipped, halves). The highest raw score of any refused class on any
+anchor was 0.16 (MALE_GENITALIA_EXPOSED on the top half of obama2.jpg; next 0.09; the group photo
+<= 0.02), under NudeNet's own 0.2 reporting floor. 0.4 keeps more than twice that margin, and stays
+below the scores the detector gives to clearly exposed parts (NudeNet's users commonly refuse at
+0.5-0.6)."""
 
 MIN_THRESHOLD = 0.25
 """Below this the detector's own noise floor (0.2 reporting cut, NMS at 0.25) would refuse at random."""
@@ -114,13 +116,17 @@ def model_path() -> Path:
 
 
 def preprocess(image: Image, size: int = INPUT_SIZE) -> tuple[np.ndarray, float]:
-    """BGR image -> (1, 3, size, size) float32 RGB blob, and the scale from model to image pixels."""
+    """BGR image -> (1, 3, size, size) float32 RGB blob, and the scale from model to image pixels.
+
+    Same geometry as NudeNet (the image in the top-left corner of a black square), but resized
+    before padding, so a 12-megapixel photo never becomes a 16-megapixel square in memory.
+    """
     h, w = image.shape[:2]
     side = max(h, w)
-    padded = np.zeros((side, side, 3), dtype=np.uint8)
-    padded[:h, :w] = image[:, :, :3]
-    resized = cv2.resize(padded, (size, size), interpolation=cv2.INTER_LINEAR)
-    blob = resized[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None] / 255.0
+    new_w, new_h = max(1, round(w * size / side)), max(1, round(h * size / side))
+    square = np.zeros((size, size, 3), dtype=np.uint8)
+    square[:new_h, :new_w] = cv2.resize(image[:, :, :3], (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    blob = square[:, :, ::-1].astype(np.float32).transpose(2, 0, 1)[None] / 255.0
     return np.ascontiguousarray(blob), side / size
 
 
