@@ -86,3 +86,16 @@ def test_a_certificate_for_another_key_is_rejected():
         SigningIdentity.from_pem(key_pem, other_chain, "mine")
     with pytest.raises(UsageError, match="private key"):
         SigningIdentity.from_pem(b"garbage", other_chain, "mine")
+
+
+
+def test_an_unusable_home_is_a_clear_output_error(tmp_path, monkeypatch):
+    from masquerade.errors import OutputError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("MASQUERADE_HOME", str(blocker / "home"))  # fails even for root
+    monkeypatch.delenv(CERT_ENV, raising=False)
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(OutputError, match="MASQUERADE_HOME"):
+        signing_identity()

@@ -201,10 +201,10 @@ def test_real_photos_are_never_refused_and_score_far_below_the_threshold(
               "group": group_photo[0]}
     worst = 0.0
     for name, photo in photos.items():
+        guard.check_image(photo, name)  # raises on a refusal
         for variant, image in _variants(photo).items():
-            image = np.ascontiguousarray(image)
-            guard.check_image(image, f"{name} ({variant})")  # raises on a refusal
-            dets = guard.detect(image)
+            dets = guard.detect(np.ascontiguousarray(image))
+            assert decide(dets, guard.threshold) is None, (name, variant)
             worst = max([worst] + [d.score for d in dets if d.label in G.REFUSED_LABELS])
     # Measured: no refused class reaches NudeNet's 0.2 reporting floor on any of these.
     assert worst < G.DEFAULT_THRESHOLD / 2

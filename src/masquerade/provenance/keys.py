@@ -151,7 +151,10 @@ def _write_new(folder: Path, replace: bool) -> SigningIdentity:
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create the key folder {folder}: {exc.strerror}") from exc
+        raise OutputError(
+            f"cannot create the key folder {folder} ({exc.strerror}); set MASQUERADE_HOME to a writable "
+            f"folder, or {CERT_ENV} and {KEY_ENV} to your own certificate"
+        ) from exc
     key_pem, chain_pem = create_key_and_chain()
     path = folder / KEY_FILE_NAME
     temp = folder / f".{KEY_FILE_NAME}.{secrets.token_hex(4)}.tmp"
@@ -171,7 +174,10 @@ def _write_new(folder: Path, replace: bool) -> SigningIdentity:
             except OSError:  # file systems without hard links
                 os.replace(temp, path)
     except OSError as exc:
-        raise OutputError(f"cannot write the signing key in {folder}: {exc.strerror}") from exc
+        raise OutputError(
+            f"cannot write the signing key in {folder} ({exc.strerror}); set MASQUERADE_HOME to a writable "
+            "folder"
+        ) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
