@@ -55,7 +55,7 @@ def test_image_round_trip(home, tmp_path, astronaut, suffix):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", path.name]  # no temp file left
 
 
-@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+@pytest.mark.parametrize("suffix", [".mp4", ".mov", ".m4v"])
 def test_video_round_trip(home, tmp_path, make_video, count_frames, suffix):
     frames = [np.full((96, 128, 3), 10 * i, np.uint8) for i in range(12)]
     path = make_video(tmp_path / f"clip{suffix}", frames, audio="aac")
