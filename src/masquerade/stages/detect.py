@@ -57,6 +57,7 @@ MAX_DETECT_SIDE = 4096  # larger images are detected on a downscaled copy; the m
 # the whole-image passes take the larger ones.
 SHORT_TILES = (448, 224)
 MIN_SIDE = 8
+MIN_FIRST_PRESENCE = 0.1  # mesh presence on the detector's ROI worth a second, better-centred pass
 CONFIDENT_PRESENCE = 0.9  # below this, a face also needs the detector's word on its own crop
 VERIFY_SCORE = 0.3
 SCORE_CLIP = 100.0
@@ -269,12 +270,15 @@ class MeshAnalyser:
             if any(np.all((f.bbox[:2] <= centre) & (centre <= f.bbox[2:])) for f in faces):
                 continue  # a second box on a face already meshed (candidates come best first)
             landmarks, presence = self._mesh(image, roi_from_box(det.box, det.keypoints[0], det.keypoints[1]))
+            if presence < MIN_FIRST_PRESENCE:
+                continue
+            # A second pass on the ROI the mesh itself implies corrects a loose or off-centre box; small
+            # turned faces often score ~0.4 on the detector's ROI and ~0.99 on their own.
+            landmarks2, presence2 = self._mesh(image, roi_from_landmarks(landmarks))
+            if presence2 >= presence:
+                landmarks, presence = landmarks2, presence2
             if presence < threshold:
                 continue
-            # A second pass on the ROI the mesh itself implies corrects a loose or off-centre box.
-            landmarks2, presence2 = self._mesh(image, roi_from_landmarks(landmarks))
-            if presence2 >= threshold:
-                landmarks, presence = landmarks2, presence2
             if presence < CONFIDENT_PRESENCE and self._verify(image, landmarks) < VERIFY_SCORE:
                 continue
             faces.append(_face(landmarks, presence))
