@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,7 @@ def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: S
             builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
             with open(path, "rb") as source, open(temp, "w+b") as dest:
                 builder.sign(mime, source, dest)
+        shutil.copymode(path, temp)  # keep the permissions the writer chose
         os.replace(temp, path)
     except c2pa.C2paError as exc:
         raise OutputError(
