@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 from pathlib import Path
 
 from masquerade._version import __version__
@@ -67,6 +68,7 @@ def _remux_with_tags(path: Path, tags: dict[str, str]) -> None:
                     continue
                 packet.stream = streams[packet.stream.index]
                 dst.mux(packet)
+        shutil.copymode(path, temp)
         os.replace(temp, path)
     except (av.FFmpegError, OSError) as exc:
         raise OutputError(f"could not write the AI label tags of {path.name}: {exc}") from exc
