@@ -1,0 +1,176 @@
+"""Robustness, invisibility and cost of the invisible watermark, on frames from real photos.
+
+Frames: the colour photos in examples/ and PyWavelets' three grey-scale photos (aero, ascent, camera),
+each used as a still (native size) and as a 2 s, 25 fps, 1280x720 clip that pans and zooms across it.
+Every transform is applied to the marked and to the unmarked version of each frame; a frame counts as
+detected when ``read_watermark`` says ``found``. Videos are decided by ``vote`` over every 2nd frame,
+after the transform and an H.264 CRF 28 re-encode (what sharing does to a video).
+
+Run:  .venv/bin/python benchmarks/bench_watermark.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pywt.data
+
+from masquerade.stages.watermark import WatermarkEmbedder, read_watermark, vote
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+FPS = 25
+Frames = list[np.ndarray]
+
+
+def photos() -> list[tuple[str, np.ndarray]]:
+    found = [(p.stem, cv2.imread(str(p), cv2.IMREAD_COLOR)) for p in sorted(EXAMPLES.glob("*.[jp][pn]g"))]
+    grey = [
+        (n, cv2.cvtColor(getattr(pywt.data, n)(), cv2.COLOR_GRAY2BGR)) for n in ("aero", "ascent", "camera")
+    ]
+    return [(n, im) for n, im in found if im is not None] + grey
+
+
+def clip(photo: np.ndarray, seconds: float, size: tuple[int, int] = (1280, 720)) -> Frames:
+    """A pan-and-zoom across the photo: a 16:9 window that shrinks and moves, resized to ``size``."""
+    h, w = photo.shape[:2]
+    n = round(seconds * FPS)
+    frames = []
+    for i in range(n):
+        t = i / max(n - 1, 1)
+        cw = min(w, h * 16 / 9) * (1.0 - 0.25 * t)
+        ch = cw * 9 / 16
+        x0, y0 = (w - cw) * (0.2 + 0.6 * t), (h - ch) * (0.5 - 0.3 * t)
+        m = np.array([[size[0] / cw, 0, -x0 * size[0] / cw], [0, size[1] / ch, -y0 * size[1] / ch]])
+        frames.append(cv2.warpAffine(photo, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return frames
+
+
+def h264(frames: Frames, crf: int = 28) -> Frames:
+    """Encode with libx264 at ``crf`` (yuv420p, in memory) and decode back."""
+    h, w = (frames[0].shape[0] // 2) * 2, (frames[0].shape[1] // 2) * 2
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=FPS, options={"crf": str(crf), "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for f in frames:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]), format="bgr24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    buf.seek(0)
+    with av.open(buf) as src:
+        return [fr.to_ndarray(format="bgr24") for fr in src.decode(video=0)]
+
+
+def jpeg(im: np.ndarray, quality: int = 75) -> np.ndarray:
+    ok, data = cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+
+
+def down50(im: np.ndarray) -> np.ndarray:
+    return cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def crop10(im: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Keep 90 % of width and height at a seeded random position (a 10 % crop on each axis)."""
+    h, w = im.shape[:2]
+    rng = np.random.default_rng(seed + h * 7 + w)
+    ch, cw = round(h * 0.9), round(w * 0.9)
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return im[y : y + ch, x : x + cw]
+
+
+def brightness(factor: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda im: np.clip(im.astype(np.float32) * factor, 0, 255).astype(np.uint8)
+
+
+FRAME_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "none": lambda im: im,
+    "jpeg75": jpeg,
+    "down50": down50,
+    "crop10": crop10,
+    "bright+10": brightness(1.1),
+    "bright-10": brightness(0.9),
+    "down50+jpeg75": lambda im: jpeg(down50(im)),
+}
+VIDEO_TRANSFORMS = ["none", "down50", "crop10", "bright+10", "bright-10"]  # each followed by H.264
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf")
+
+
+def detected(frames: Frames) -> list[bool]:
+    return [read_watermark(f).found for f in frames]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every 5th clip frame instead of every 2nd")
+    args = parser.parse_args()
+    step = 5 if args.quick else 2
+    embed = WatermarkEmbedder()
+    pics = photos()
+
+    # Cost: embedding a 720p frame (pattern cached after the first frame) and reading one.
+    frame720 = clip(pics[0][1], 0.04)[0]
+    embed(frame720)
+    t0 = time.perf_counter()
+    for _ in range(50):
+        marked720 = embed(frame720)
+    embed_ms = (time.perf_counter() - t0) / 50 * 1000
+    t0 = time.perf_counter()
+    for _ in range(5):
+        read_watermark(marked720)
+    detect_ms = (time.perf_counter() - t0) / 5 * 1000
+
+    stills = [im for _, im in pics]
+    clips = [clip(im, 2.0) for _, im in pics]
+    marked_stills = [embed(im) for im in stills]
+    marked_clips = [[embed(f) for f in c] for c in clips]
+    psnrs = [psnr(a, b) for a, b in zip(stills, marked_stills, strict=True)]
+    psnrs += [psnr(a, b) for c, m in zip(clips, marked_clips, strict=True) for a, b in zip(c, m, strict=True)]
+
+    rows: list[tuple[str, int, float, int, float]] = []
+    for name, fn in FRAME_TRANSFORMS.items():
+        hits = detected([fn(im) for im in marked_stills] + [fn(f) for c in marked_clips for f in c[::step]])
+        false = detected([fn(im) for im in stills] + [fn(f) for c in clips for f in c[::step]])
+        rows.append((name, len(hits), float(np.mean(hits)), len(false), float(np.mean(false))))
+
+    videos_ok = videos = 0
+    for name in VIDEO_TRANSFORMS:
+        fn = FRAME_TRANSFORMS[name]
+        hits_all: list[bool] = []
+        false_all: list[bool] = []
+        for c, m in zip(clips, marked_clips, strict=True):
+            readings_m = [read_watermark(f) for f in h264([fn(f) for f in m])[::step]]
+            readings_u = [read_watermark(f) for f in h264([fn(f) for f in c])[::step]]
+            hits_all += [r.found for r in readings_m]
+            false_all += [r.found for r in readings_u]
+            videos += 2
+            videos_ok += int(vote(readings_m).found) + int(not vote(readings_u).found)
+        label = "h264crf28" if name == "none" else f"{name}+h264crf28"
+        rows.append(
+            (label, len(hits_all), float(np.mean(hits_all)), len(false_all), float(np.mean(false_all)))
+        )
+
+    print(f"frames: {len(pics)} photos as stills + {len(clips)} 2 s 720p clips, every {step}th frame read")
+    print(f"PSNR marked vs unmarked: min {min(psnrs):.1f} dB, mean {np.mean(psnrs):.1f} dB")
+    print(f"embed: {embed_ms:.2f} ms per 720p frame ({embed_ms / 66.7 * 100:.1f} % of a 15 fps frame budget)")
+    print(f"detect: {detect_ms:.0f} ms per 720p frame")
+    print(f"{'transform':<24}{'frames':>8}{'detected':>10}{'unmarked':>10}{'false pos':>11}")
+    for name, n_hit, rate, n_false, fp in rows:
+        print(f"{name:<24}{n_hit:>8}{rate * 100:>9.1f}%{n_false:>10}{fp * 100:>10.1f}%")
+    print(f"videos (>= 2 s, after H.264 CRF 28) decided correctly: {videos_ok}/{videos}")
+
+
+if __name__ == "__main__":
+    main()
