@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
             entries.append({"path": str(path), "error": str(error)})
             status = EXIT_ERROR
             if not args.json:
-                print(f"{path}: ERROR: {error}", file=sys.stderr)
+                message = str(error) if str(path) in str(error) else f"{path}: {error}"
+                print(f"ERROR: {message}", file=sys.stderr)
             continue
         entry = result.to_dict()
         entries.append(entry)
