@@ -54,6 +54,10 @@ def _crop(im: np.ndarray, fy: float, fx: float) -> np.ndarray:
     return im[y : y + ch, x : x + cw]
 
 
+def _half(im: np.ndarray) -> np.ndarray:
+    return cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
 def _bright(im: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(im.astype(np.float32) * factor, 0, 255).astype(np.uint8)
 
@@ -61,13 +65,13 @@ def _bright(im: np.ndarray, factor: float) -> np.ndarray:
 TRANSFORMS = {
     "identity": lambda im: im,
     "jpeg75": _jpeg,
-    "downscale50": lambda im: cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA),
+    "downscale50": _half,
     "crop10_centre": lambda im: _crop(im, 0.5, 0.5),
     "crop10_top_left": lambda im: _crop(im, 1.0, 1.0),
     "crop10_one_side": lambda im: im[:, round(im.shape[1] * 0.1) :],
     "brightness+10": lambda im: _bright(im, 1.1),
     "brightness-10": lambda im: _bright(im, 0.9),
-    "downscale50_jpeg75": lambda im: _jpeg(cv2.resize(im, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)),
+    "downscale50_jpeg75": lambda im: _jpeg(_half(im)),
 }
 
 
@@ -171,8 +175,9 @@ def test_video_survives_h264_crf28_and_vote_decides(obama, embed) -> None:
 
 
 def _reading(payload: int | None) -> WatermarkReading:
-    found = payload is not None
-    return WatermarkReading(found, payload, None if payload is None else payload & 0xFF, 0.9 if found else 0.7)
+    if payload is None:
+        return WatermarkReading(False, None, None, 0.0)
+    return WatermarkReading(True, payload, payload & 0xFF, 0.9)
 
 
 def test_vote_rules() -> None:
