@@ -68,6 +68,17 @@ def test_no_face_images(analyser: MeshAnalyser) -> None:
     assert analyser.detect(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)) == []
     assert analyser.detect(np.full((720, 1280, 3), 180, np.uint8)) == []
     assert analyser.detect(np.zeros((3, 5, 3), np.uint8)) == []
+    assert analyser.detect(np.zeros((0, 0, 3), np.uint8)) == []
+    assert analyser.detect(np.full((40, 30), 90, np.uint8)) == []
+
+
+def test_bad_input_raises_usage_error(analyser: MeshAnalyser) -> None:
+    from masquerade.errors import UsageError
+
+    with pytest.raises(UsageError):
+        analyser.detect(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(UsageError):
+        analyser.detect(np.zeros((10, 10, 2), np.uint8))
 
 
 def test_grey_and_bgra_inputs(analyser: MeshAnalyser, astronaut: np.ndarray) -> None:
@@ -77,6 +88,10 @@ def test_grey_and_bgra_inputs(analyser: MeshAnalyser, astronaut: np.ndarray) -> 
     assert len(analyser.detect(grey)) == 1
     bgra = cv2.cvtColor(astronaut, cv2.COLOR_BGR2BGRA)
     assert len(analyser.detect(bgra)) == 1
+    # A non-contiguous view (mirrored) works too, and mirrors the face.
+    (face,) = analyser.detect(astronaut)
+    (mirrored,) = analyser.detect(astronaut[:, ::-1])
+    assert abs((astronaut.shape[1] - mirrored.center[0]) - face.center[0]) < 4
 
 
 def test_group_photo_every_face_no_false_positive(analyser: MeshAnalyser, group_photo) -> None:

@@ -213,16 +213,20 @@ def _tiles(width: int, height: int, side: int) -> list[tuple[float, float, float
 
 
 def _as_bgr(image: Image) -> Image:
+    """BGR uint8, contiguous; grey and BGRA are converted, an empty image becomes 1x1 black."""
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         raise UsageError(f"expected an 8-bit image, got {arr.dtype}")
-    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 1):
-        return cv2.cvtColor(arr.reshape(arr.shape[:2]), cv2.COLOR_GRAY2BGR)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        return cv2.cvtColor(arr, cv2.COLOR_BGRA2BGR)
-    if arr.ndim != 3 or arr.shape[2] != 3:
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
         raise UsageError(f"expected a BGR image (H, W, 3), got shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    if arr.size == 0:
+        return np.zeros((1, 1, 3), np.uint8)
+    arr = np.ascontiguousarray(arr)
+    if arr.ndim == 2 or arr.shape[2] == 1:
+        return cv2.cvtColor(arr.reshape(arr.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if arr.shape[2] == 4:
+        return cv2.cvtColor(arr, cv2.COLOR_BGRA2BGR)
+    return arr
 
 
 class MeshAnalyser:
@@ -307,13 +311,18 @@ class MeshAnalyser:
         out: list[Face] = []
         for face in faces:
             if face.landmarks is not None and face.landmarks.shape[0] >= 468:
-                roi = roi_from_landmarks(face.landmarks)
+                landmarks, presence = self._mesh(image, roi_from_landmarks(face.landmarks))
             else:
-                # A face from another detector: start from its box and eye key points.
+                # A face from another detector (box and 5 key points): fit as detect() does, from the
+                # box levelled on the eyes, then once more from the mesh's own ROI.
                 roi = roi_from_box(face.bbox, face.kps5[0], face.kps5[1])
-            if roi.size < MIN_SIDE:
-                continue
-            landmarks, presence = self._mesh(image, roi)
+                if roi.size < MIN_SIDE:
+                    continue
+                landmarks, presence = self._mesh(image, roi)
+                if presence >= MIN_FIRST_PRESENCE:
+                    landmarks2, presence2 = self._mesh(image, roi_from_landmarks(landmarks))
+                    if presence2 >= presence:
+                        landmarks, presence = landmarks2, presence2
             if presence < self.options.presence_threshold:
                 continue
             out.append(_face(landmarks, presence, face.track_id))
