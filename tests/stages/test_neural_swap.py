@@ -16,7 +16,14 @@ from masquerade.models.contract import contract_problems, read_contract
 from masquerade.models.manifest import get_spec
 from masquerade.models.standins import arcface, image_model, scrfd, scrfd_encode, swapper, to_bytes
 from masquerade.stages.recognize_arcface import ArcFaceRecognizer
-from masquerade.stages.swap_neural import NeuralSwapper, boost_factor, explode, implode, load_emap
+from masquerade.stages.swap_neural import (
+    NeuralSwapper,
+    auto_pixel_boost,
+    boost_factor,
+    explode,
+    implode,
+    load_emap,
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +97,16 @@ def test_implode_and_explode_are_exact_inverses():
     assert boost_factor(256, 512) == 2
     with pytest.raises(UsageError):
         boost_factor(128, 300)
+
+
+def test_auto_pixel_boost_matches_the_crop_to_the_face_size():
+    inswapper, hyperswap = get_spec("inswapper_128"), get_spec("hyperswap_1a_256")
+    big = face("obama").kps5  # the 128 crop covers ~392 px of this face: 3.06x too coarse
+    assert auto_pixel_boost(big, inswapper) == 512
+    assert auto_pixel_boost(face("obama", 0.5).kps5, inswapper) == 256
+    assert auto_pixel_boost(big, inswapper, limit=256) == 256
+    assert auto_pixel_boost(big, hyperswap) == 512
+    assert auto_pixel_boost(face("obama", 0.3).kps5, inswapper) is None
 
 
 def test_pixel_boost_runs_tile_by_tile_on_a_fixed_batch_graph_and_reassembles(tmp_path, recognizer, obama):

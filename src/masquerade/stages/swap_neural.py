@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from masquerade.config import SwapOptions
 from masquerade.errors import ModelError, NoSourceFaceError, UsageError
-from masquerade.geometry.align import crop_faces
+from masquerade.geometry.align import affine_scale, crop_affine, crop_faces
 from masquerade.models.manifest import ModelSpec
 from masquerade.stages.paste import box_mask, mesh_mask, paste_back
 from masquerade.stages.recognize_arcface import ArcFaceRecognizer, normalize
@@ -108,6 +108,19 @@ def boost_factor(model_size: int, pixel_boost: int | None) -> int:
     if pixel_boost % model_size:
         raise UsageError(f"--pixel-boost {pixel_boost} must be a multiple of the model's {model_size} px")
     return pixel_boost // model_size
+
+
+def auto_pixel_boost(kps5: NDArray[np.floating], spec: ModelSpec, limit: int = 512) -> int | None:
+    """The smallest pixel boost (up to ``limit``) at which the crop is at least as fine as the face.
+
+    A face larger than the model's crop loses detail on the way in and comes back blurred; boosting
+    until the crop has one pixel per frame pixel removes that loss (see the paste-back benchmark).
+    None when the model size already suffices.
+    """
+    size = int(spec.size_px or 0)
+    scale = affine_scale(crop_affine(kps5, spec.template or (), size))  # crop px per frame px
+    factor = min(int(np.ceil(1.0 / max(scale, 1e-6) - 1e-3)), max(limit // size, 1))
+    return factor * size if factor > 1 else None
 
 
 class NeuralSwapper:
