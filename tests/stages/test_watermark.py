@@ -117,7 +117,7 @@ def test_round_trip_and_invisibility(pairs, name) -> None:
     assert reading.found
     assert reading.payload == wmcode.make_payload(KEY_ID)
     assert reading.key_id == KEY_ID
-    assert reading.confidence > 0.8
+    assert reading.confidence > 0.5
 
 
 @pytest.mark.parametrize("transform", sorted(TRANSFORMS))
@@ -144,6 +144,7 @@ def test_unmarked_crops_and_noise_are_not_detected(biden, obama2) -> None:
         reading = read_watermark(image)
         assert not reading.found
         assert reading.payload is None and reading.key_id is None
+        assert reading.confidence < 0.2
 
 
 def _h264_round_trip(frames: list[np.ndarray], crf: int = 28) -> list[np.ndarray]:
