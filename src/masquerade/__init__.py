@@ -1,6 +1,7 @@
 """masquerade: face swapping for images and videos that works offline and labels its output."""
 
 from masquerade._version import __version__
+from masquerade.api import RunHooks, RunSummary, swap, swap_image
 from masquerade.config import (
     DetectOptions,
     EncodeOptions,
@@ -19,6 +20,7 @@ from masquerade.errors import (
     OutputError,
     UsageError,
 )
+from masquerade.pipeline import Pipeline
 from masquerade.types import Face, FrameContext
 
 __all__ = [
@@ -32,11 +34,16 @@ __all__ = [
     "ModelError",
     "NoSourceFaceError",
     "OutputError",
+    "Pipeline",
     "RunConfig",
+    "RunHooks",
+    "RunSummary",
     "RuntimeOptions",
     "SelectOptions",
     "SwapOptions",
     "TrackOptions",
     "UsageError",
     "__version__",
+    "swap",
+    "swap_image",
 ]

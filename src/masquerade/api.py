@@ -1,0 +1,178 @@
+"""File-level API: ``swap(sources, target, output, config)``. The CLI is a thin layer over this."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from masquerade._version import __version__
+from masquerade.config import RunConfig
+from masquerade.errors import UsageError
+from masquerade.pipeline import Pipeline
+from masquerade.types import FrameContext, Image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
+
+
+@dataclass
+class RunSummary:
+    output: Path
+    kind: str
+    frames: int = 0
+    faces_swapped: int = 0
+    seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class RunHooks:
+    """Named hooks a caller (progress bar, UI) can override; the library itself never prints."""
+
+    def on_start(self, kind: str, total_frames: int | None) -> None:
+        """Called once the target is open."""
+
+    def on_notice(self, message: str) -> None:
+        """A message the user must see before the run starts (e.g. a model's licence terms)."""
+
+    def on_frame(self, frame: FrameContext) -> None:
+        """Called after each frame is written."""
+
+    def on_end(self, summary: RunSummary) -> None:
+        """Called when the output is in place."""
+
+
+def check_request(sources: Sequence[Path], target: Path, output: Path) -> str:
+    """Validate paths before any work; return the target kind ("image" or "video")."""
+    from masquerade.media.probe import probe_kind
+
+    if not sources:
+        raise UsageError("give at least one source image")
+    if output.resolve() == target.resolve():
+        raise UsageError(f"the output must not overwrite the target ({target})")
+    for source in sources:
+        if output.resolve() == source.resolve():
+            raise UsageError(f"the output must not overwrite a source ({source})")
+    kind = probe_kind(target)
+    allowed = IMAGE_SUFFIXES if kind == "image" else VIDEO_SUFFIXES
+    if output.suffix.lower() not in allowed:
+        raise UsageError(
+            f"cannot write a {kind} as {output.suffix or 'a file without extension'}; "
+            f"use one of {', '.join(allowed)}"
+        )
+    if not output.parent.exists():
+        raise UsageError(f"the output folder {output.parent} does not exist")
+    return kind
+
+
+def swap(
+    sources: Sequence[Path | str],
+    target: Path | str,
+    output: Path | str,
+    config: RunConfig | None = None,
+    hooks: RunHooks | None = None,
+    pipeline: Pipeline | None = None,
+) -> RunSummary:
+    """Put the face from ``sources`` onto the selected faces of ``target``; write ``output``.
+
+    The output is watermarked and carries a provenance label. It is written to a temporary file
+    beside ``output`` and renamed only when complete.
+    """
+    from masquerade.media.image import read_image
+
+    config = config or RunConfig()
+    hooks = hooks or RunHooks()
+    source_paths = [Path(s) for s in sources]
+    target_path, output_path = Path(target), Path(output)
+    kind = check_request(source_paths, target_path, output_path)
+    for source in source_paths:
+        read_image(source)  # fail fast on an unreadable source before loading models
+    pipeline = pipeline or Pipeline(config)
+    for notice in pipeline.stages.notices:
+        hooks.on_notice(notice)
+    started = time.perf_counter()
+    prepared = pipeline.prepare_source([(str(p), read_image(p).image) for p in source_paths])
+    reference = _reference(pipeline)
+
+    summary = RunSummary(output=output_path, kind=kind)
+    if kind == "image":
+        _swap_image_file(pipeline, prepared, reference, target_path, output_path, config, hooks, summary)
+    else:
+        _swap_video_file(pipeline, prepared, reference, target_path, output_path, config, hooks, summary)
+    summary.seconds = time.perf_counter() - started
+    if summary.faces_swapped == 0:
+        summary.warnings.append(
+            f"no matching face in {target_path}: the output shows the target unchanged (watermarked)"
+        )
+    hooks.on_end(summary)
+    return summary
+
+
+def _swap_image_file(pipeline, prepared, reference, target, output, config, hooks, summary) -> None:
+    from masquerade.media.atomic import atomic_output
+    from masquerade.media.image import read_image, write_image
+    from masquerade.provenance.c2pa_label import label_file
+
+    hooks.on_start("image", 1)
+    loaded = read_image(target)
+    selector = pipeline.new_selector(reference)
+    image, swapped = pipeline.swap_image(loaded.image, prepared, selector)
+    with atomic_output(output) as temp:
+        write_image(temp, image, loaded.alpha, quality=config.encode.image_quality)
+        label_file(temp, version=__version__, kind="image")
+    summary.frames, summary.faces_swapped = 1, swapped
+
+
+def _swap_video_file(pipeline, prepared, reference, target, output, config, hooks, summary) -> None:
+    from masquerade.engine import StreamEngine
+    from masquerade.media.reader import VideoReader
+    from masquerade.media.writer import VideoWriter
+
+    encode = config.encode
+    with VideoReader(target, encode.trim_start, encode.trim_end) as reader:
+        hooks.on_start("video", reader.info.frame_count)
+        fps = float(reader.info.fps) if reader.info.fps else 25.0
+        process = pipeline.video_processor(prepared, fps, reference)
+        with VideoWriter(output, reader, encode) as writer:
+
+            def consume(ctx: FrameContext) -> None:
+                writer.write(ctx)
+                summary.frames += 1
+                summary.faces_swapped += ctx.swapped
+                for stage, seconds in ctx.timings.items():
+                    summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
+                hooks.on_frame(ctx)
+
+            StreamEngine(depth=4).run(reader.frames(), process, consume)
+
+
+def swap_image(
+    sources: Sequence[Image], target: Image, config: RunConfig | None = None
+) -> tuple[Image, int]:
+    """Numpy in, numpy out: swap the face of ``sources`` (BGR uint8) into ``target``.
+
+    Returns the watermarked result and the number of faces swapped. For many images, build one
+    ``Pipeline`` and call ``prepare_source`` once and ``swap_image`` per image instead.
+    """
+    pipeline = Pipeline(config or RunConfig())
+    prepared = pipeline.prepare_source([(f"source {i + 1}", image) for i, image in enumerate(sources)])
+    return pipeline.swap_image(target, prepared, pipeline.new_selector(_reference(pipeline)))
+
+
+def _reference(pipeline: Pipeline) -> np.ndarray | None:
+    """Embedding of ``--reference`` when the run matches faces against one, else None."""
+    from masquerade.media.image import read_image
+
+    select = pipeline.config.select
+    if select.mode != "reference" or select.reference is None:
+        return None
+    path = Path(select.reference)
+    return pipeline.reference_embedding(str(path), read_image(path).image)

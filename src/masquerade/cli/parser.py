@@ -1,0 +1,134 @@
+"""Argument parsers, built from small per-concern parent parsers, and their conversion to RunConfig.
+
+Nothing here imports models or media libraries, so ``masquerade --version`` and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from masquerade._version import __version__
+from masquerade.config import (
+    DetectOptions,
+    EncodeOptions,
+    EnhanceOptions,
+    RunConfig,
+    RuntimeOptions,
+    SelectOptions,
+    SwapOptions,
+)
+
+PROVIDERS = ("cpu", "cuda", "tensorrt", "coreml", "directml", "rocm", "openvino", "torch-cuda")
+SWAPPERS = ("mesh", "inswapper_128", "inswapper_128_fp16", "hyperswap_1a_256", "hyperswap_1b_256",
+            "hyperswap_1c_256")
+ENHANCERS = ("none", "gfpgan_1.4", "codeformer")
+
+
+def _faces_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("which faces to swap")
+    g.add_argument("--faces", choices=("reference", "all", "one", "index"), default="reference",
+                   help="reference: faces like --reference (default); all; one: the largest; "
+                        "index: the --face-index-th from the left")
+    g.add_argument("--face-index", type=int, default=0, metavar="N",
+                   help="with --faces index: which face, counted from the left from 0")
+    g.add_argument("--reference", type=Path, metavar="IMAGE",
+                   help="swap faces of the person in IMAGE (default: the largest face in the first "
+                        "target frame that has one)")
+    g.add_argument("--similarity", type=float, metavar="X",
+                   help="maximum identity distance for a reference match (default: the recognizer's "
+                        "measured threshold)")
+    return p
+
+
+def _models_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("models")
+    g.add_argument("--detector", choices=("mesh", "scrfd"), default="mesh",
+                   help="face detector: embedded MediaPipe mesh (default) or SCRFD det_10g")
+    g.add_argument("--recognizer", choices=("dlib", "arcface"), default="dlib",
+                   help="recognizer used to match --reference (default: embedded dlib)")
+    g.add_argument("--swapper", choices=SWAPPERS, default="mesh",
+                   help="face swapper (default: the embedded classical mesh swapper)")
+    g.add_argument("--enhancer", choices=ENHANCERS, default="none", help="face enhancer")
+    g.add_argument("--enhancer-blend", type=float, default=0.8, metavar="F",
+                   help="share of the enhanced face kept, 0..1 (default 0.8)")
+    g.add_argument("--mask", choices=("box", "mesh"), default="box",
+                   help="paste-back mask of neural swappers (default: feathered box)")
+    g.add_argument("--pixel-boost", type=int, choices=(256, 512), metavar="{256,512}",
+                   help="run a neural swapper at this crop size by pixel-shuffled tiles")
+    g.add_argument("--execution-provider", choices=PROVIDERS, default="cpu",
+                   help="inference backend (never silently replaced by another)")
+    g.add_argument("--execution-threads", type=int, metavar="N", help="inference threads")
+    return p
+
+
+def _output_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("output")
+    g.add_argument("--video-encoder", default="libx264",
+                   help="libx264 (default), libx265, libvpx-vp9, libsvtav1 or a hardware encoder "
+                        "that the local FFmpeg has")
+    g.add_argument("--video-quality", type=int, metavar="0-51",
+                   help="video quality, 0 best .. 51 worst (CRF-like; default: encoder's default)")
+    g.add_argument("--video-preset", metavar="NAME", help="encoder preset (e.g. veryfast, medium)")
+    g.add_argument("--trim-start", type=float, metavar="SECONDS", help="start of the target video to keep")
+    g.add_argument("--trim-end", type=float, metavar="SECONDS", help="end of the target video to keep")
+    g.add_argument("--skip-audio", action="store_true", help="leave audio out of the output video")
+    g.add_argument("--image-quality", type=int, default=95, metavar="1-100",
+                   help="JPEG/WebP quality of image outputs (default 95)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="masquerade",
+        description="Swap faces in images and videos. Every output is watermarked and labelled as "
+                    "synthetic. Only swap a real person's face with that person's consent.",
+    )
+    parser.add_argument("--version", action="version", version=f"masquerade {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    swap = sub.add_parser(
+        "swap", help="put the source face onto faces in a target image or video",
+        parents=[_faces_parser(), _models_parser(), _output_parser()],
+    )
+    swap.add_argument("-s", "--source", nargs="+", type=Path, required=True, metavar="SOURCE",
+                      help="photo(s) of the face to put in; with several, the best one is used")
+    swap.add_argument("-t", "--target", type=Path, required=True, help="image or video to change")
+    swap.add_argument("-o", "--output", type=Path, required=True, help="where to write the result")
+    swap.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    swap.set_defaults(func=_run_swap)
+    _register_optional(sub)
+    return parser
+
+
+def _run_swap(args: argparse.Namespace) -> int:
+    from masquerade.cli.swap_cmd import run
+
+    return run(args)
+
+
+def _register_optional(sub: argparse._SubParsersAction) -> None:
+    from masquerade.cli import models_cmd, verify_cmd
+
+    models_cmd.register(sub)
+    verify_cmd.register(sub)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The one place where command-line arguments become options."""
+    return RunConfig(
+        detect=DetectOptions(detector=args.detector),
+        select=SelectOptions(mode=args.faces, face_index=args.face_index, reference=args.reference,
+                             similarity=args.similarity),
+        swap=SwapOptions(swapper=args.swapper, mask=args.mask, pixel_boost=args.pixel_boost),
+        enhance=EnhanceOptions(enhancer=args.enhancer, blend=args.enhancer_blend),
+        encode=EncodeOptions(video_encoder=args.video_encoder, video_quality=args.video_quality,
+                             video_preset=args.video_preset, trim_start=args.trim_start,
+                             trim_end=args.trim_end, skip_audio=args.skip_audio,
+                             image_quality=args.image_quality),
+        runtime=RuntimeOptions(execution_provider=args.execution_provider,
+                               execution_threads=args.execution_threads),
+        recognizer=args.recognizer,
+    )

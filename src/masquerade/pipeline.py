@@ -1,0 +1,143 @@
+"""The one module that knows the order of the stages.
+
+detect/track -> select -> swap -> enhance -> watermark, with the content guard before anything is
+written. A ``Pipeline`` holds the stage objects of one run (built once from a ``RunConfig``); the
+stateful video stages (tracker, selector) are created per video so nothing leaks between runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from masquerade.config import RunConfig
+from masquerade.errors import NoSourceFaceError
+from masquerade.stages.protocols import Analyser, Enhancer, Recognizer, Swapper
+from masquerade.stages.select import FaceSelector, largest, reference_embedding
+from masquerade.types import Face, FrameContext, Image
+
+
+@dataclass
+class Stages:
+    """The stage objects of a run. Built by ``masquerade.build.build_stages`` or given by a caller."""
+
+    analyser: Analyser
+    swapper: Swapper
+    guard: Any
+    watermark: Any
+    recognizer: Recognizer | None = None
+    enhancer: Enhancer | None = None
+    notices: list[str] = field(default_factory=list)
+    """Messages the user must see before the run (licence notices)."""
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """The source identity, ready for the swapper, plus the faces it came from."""
+
+    swapper_input: Any
+    faces: tuple[Face, ...]
+
+
+class Pipeline:
+    def __init__(self, config: RunConfig | None = None, stages: Stages | None = None) -> None:
+        self.config = config or RunConfig()
+        if stages is None:
+            from masquerade.build import build_stages
+
+            stages = build_stages(self.config)
+        self.stages = stages
+
+    # -- sources and reference -------------------------------------------------------------
+    def prepare_source(self, sources: Sequence[tuple[str, Image]]) -> PreparedSource:
+        """Check and analyse the source photos; raise NoSourceFaceError naming a photo without a face."""
+        pairs: list[tuple[Image, Face]] = []
+        for label, image in sources:
+            self.stages.guard.check_image(image, label)
+            face = largest(self.stages.analyser.detect(image))
+            if face is None:
+                raise NoSourceFaceError(f"no face found in source image {label}")
+            pairs.append((image, face))
+        return PreparedSource(self.stages.swapper.prepare(pairs), tuple(face for _, face in pairs))
+
+    def reference_embedding(self, label: str, image: Image) -> np.ndarray:
+        """Embedding of the largest face of a --reference image."""
+        if self.stages.recognizer is None:
+            raise RuntimeError("reference matching needs a recognizer")
+        try:
+            return reference_embedding(image, self.stages.analyser, self.stages.recognizer)
+        except NoSourceFaceError:
+            raise NoSourceFaceError(f"no face found in reference image {label}") from None
+
+    def new_selector(self, reference: np.ndarray | None) -> FaceSelector:
+        return FaceSelector(self.config.select, self.stages.recognizer, reference)
+
+    # -- images -----------------------------------------------------------------------------
+    def swap_image(
+        self, image: Image, source: PreparedSource, selector: FaceSelector | None = None
+    ) -> tuple[Image, int]:
+        """Swap the selected faces of one still image; return the watermarked result and the count."""
+        self.stages.guard.check_image(image, "target")
+        selector = selector or self.new_selector(None)
+        ctx = FrameContext(index=0, image=image)
+        _timed(ctx, "detect", lambda: setattr(ctx, "faces", self.stages.analyser.detect(image)))
+        self._swap_selected(ctx, source, selector)
+        return ctx.image, ctx.swapped
+
+    # -- videos -----------------------------------------------------------------------------
+    def video_processor(self, source: PreparedSource, fps: float, reference: np.ndarray | None) -> Any:
+        """A per-video callable FrameContext -> FrameContext with its own tracker and selector."""
+        from masquerade.stages.track import FaceTracker
+
+        tracker = FaceTracker(self.stages.analyser, self.config.track, fps=fps)
+        selector = self.new_selector(reference)
+        guard = self.stages.guard
+
+        def process(ctx: FrameContext) -> FrameContext:
+            _timed(ctx, "guard", lambda: guard.check_frame(ctx, fps))
+            _timed(ctx, "track", lambda: setattr(ctx, "faces", tracker.update(ctx.image, ctx.index)))
+            self._swap_selected(ctx, source, selector)
+            return ctx
+
+        return process
+
+    def swap_frames(
+        self, frames: Iterable[FrameContext], source: PreparedSource, fps: float,
+        reference: np.ndarray | None = None,
+    ) -> Iterator[FrameContext]:
+        """Sequential generator form of the video path (the file API runs it threaded)."""
+        process = self.video_processor(source, fps, reference)
+        for ctx in frames:
+            yield process(ctx)
+
+    # -- shared -----------------------------------------------------------------------------
+    def _swap_selected(self, ctx: FrameContext, source: PreparedSource, selector: FaceSelector) -> None:
+        chosen: list[Face] = []
+        _timed(ctx, "select", lambda: chosen.extend(selector(ctx.image, ctx.faces)))
+        image = ctx.image
+        for face in chosen:
+            start = time.perf_counter()
+            image = self.stages.swapper.swap(image, face, source.swapper_input)
+            _add(ctx, "swap", start)
+            if self.stages.enhancer is not None:
+                start = time.perf_counter()
+                image = self.stages.enhancer.enhance(image, face)
+                _add(ctx, "enhance", start)
+        start = time.perf_counter()
+        ctx.image = self.stages.watermark(image)
+        _add(ctx, "watermark", start)
+        ctx.swapped = len(chosen)
+
+
+def _timed(ctx: FrameContext, stage: str, work: Any) -> None:
+    start = time.perf_counter()
+    work()
+    _add(ctx, stage, start)
+
+
+def _add(ctx: FrameContext, stage: str, start: float) -> None:
+    ctx.timings[stage] = ctx.timings.get(stage, 0.0) + time.perf_counter() - start

@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import pytest
+
+from masquerade.cli.parser import build_parser, config_from_args
+from masquerade.config import EncodeOptions, RunConfig, SelectOptions, SwapOptions
+
+
+def parse(*argv: str):
+    return build_parser().parse_args(list(argv))
+
+
+def test_defaults_become_the_default_config():
+    args = parse("swap", "-s", "a.jpg", "-t", "b.mp4", "-o", "c.mp4")
+    assert config_from_args(args) == RunConfig()
+    assert args.source == [Path("a.jpg")] and not args.quiet
+
+
+def test_every_option_reaches_its_config_field():
+    args = parse(
+        "swap", "-s", "a.jpg", "b.jpg", "-t", "t.mp4", "-o", "o.mkv",
+        "--faces", "index", "--face-index", "2", "--reference", "r.jpg", "--similarity", "0.4",
+        "--swapper", "inswapper_128", "--mask", "mesh", "--pixel-boost", "256",
+        "--enhancer", "gfpgan_1.4", "--enhancer-blend", "0.5", "--detector", "scrfd",
+        "--recognizer", "arcface", "--execution-provider", "cuda", "--execution-threads", "3",
+        "--video-encoder", "libx265", "--video-quality", "20", "--video-preset", "slow",
+        "--trim-start", "1.5", "--trim-end", "3", "--skip-audio", "--image-quality", "80", "--quiet",
+    )
+    config = config_from_args(args)
+    assert config.select == SelectOptions(mode="index", face_index=2, reference=Path("r.jpg"), similarity=0.4)
+    assert config.swap == SwapOptions(swapper="inswapper_128", mask="mesh", pixel_boost=256)
+    assert config.encode == EncodeOptions(video_encoder="libx265", video_quality=20, video_preset="slow",
+                                          trim_start=1.5, trim_end=3.0, skip_audio=True, image_quality=80)
+    assert config.enhance.enhancer == "gfpgan_1.4" and config.enhance.blend == 0.5
+    assert config.detect.detector == "scrfd" and config.recognizer == "arcface"
+    assert config.runtime.execution_provider == "cuda" and config.runtime.execution_threads == 3
+    assert args.source == [Path("a.jpg"), Path("b.jpg")] and args.quiet
+
+
+def test_version_is_fast_and_printed(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--version")
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("masquerade ")
+
+
+@pytest.mark.parametrize("argv", [
+    ["swap", "-t", "b.jpg", "-o", "c.jpg"],                      # no source
+    ["swap", "-s", "a.jpg", "-t", "b.jpg", "-o", "c.jpg", "--faces", "some"],
+    ["swap", "-s", "a.jpg", "-t", "b.jpg", "-o", "c.jpg", "--pixel-boost", "300"],
+])
+def test_bad_arguments_exit_with_usage_error(argv):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(*argv)
+    assert exit_info.value.code == 2
