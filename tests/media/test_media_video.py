@@ -258,3 +258,37 @@ def test_streaming_memory_does_not_grow_with_length(clip_factory, tmp_path):
         tracemalloc.stop()
     frame_bytes = 320 * 240 * 3
     assert peaks[1] < peaks[0] + 2 * frame_bytes and peaks[1] < 12 * frame_bytes
+
+
+def test_subtitles_are_copied_where_the_container_allows(tmp_path):
+    src = tmp_path / "subs.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        video.codec_context.time_base = Fraction(1, 25)
+        subtitles = out.add_mux_stream("subrip")
+        subtitles.time_base = Fraction(1, 1000)
+        for i in range(25):
+            frame = av.VideoFrame.from_ndarray(marker_frame(i, 64, 64), format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+            if i % 10 == 0:
+                line = av.Packet(f"line {i}".encode())
+                line.stream, line.time_base = subtitles, Fraction(1, 1000)
+                line.pts = line.dts = i * 40
+                line.duration = 300
+                out.mux(line)
+        out.mux(video.encode())
+    expected = packets(src, "subtitle")
+    assert [p[2] for p in expected] == [b"line 0", b"line 10", b"line 20"]
+    for name, kept in (("out.mkv", True), ("out.mp4", False)):
+        with VideoReader(src) as reader, VideoWriter(tmp_path / name, reader, EncodeOptions()) as writer:
+            for frame in reader.frames():
+                writer.write(frame)
+        assert packets(tmp_path / name, "subtitle") == (expected if kept else [])
+        assert writer.skipped_streams == ([] if kept else ["subtitle:srt"])
+
+
+def test_output_folder_that_is_a_file(clip, tmp_path):
+    with VideoReader(clip) as reader, pytest.raises(OutputError, match="not a folder"):
+        VideoWriter(clip / "out.mp4", reader, EncodeOptions())
