@@ -57,3 +57,15 @@ def test_warp_affine_outside_the_image_is_black() -> None:
     image = np.full((50, 50, 3), 200, np.uint8)
     m = np.array([[0.1, 0, 500], [0, 0.1, 500]])  # maps the image far off the output
     assert not warp_affine(image, m, (20, 20)).any()
+
+
+def test_warp_affine_replicate_border_matches_opencv() -> None:
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    smooth = cv2.GaussianBlur(noise, (0, 0), 8)  # nothing to alias: both warps must agree
+    m = np.array([[0.3, 0.1, -20], [-0.1, 0.3, 10]])  # shrinks 3x and reaches past the left edge
+    ours = warp_affine(smooth, m, (64, 64), replicate=True).astype(int)
+    theirs = cv2.warpAffine(smooth, m, (64, 64), borderMode=cv2.BORDER_REPLICATE).astype(int)
+    assert np.abs(ours - theirs).mean() < 2
+    far = np.array([[0.1, 0, -500], [0, 0.1, -500]])  # samples image (5000.., 5000..): off the bottom right
+    out = warp_affine(noise, far, (8, 8), replicate=True)
+    assert (out == noise[-1, -1]).all()

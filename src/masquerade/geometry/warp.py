@@ -11,9 +11,11 @@ from numpy.typing import NDArray
 from masquerade.types import Image
 
 
-def warp_affine(image: Image, m: NDArray[np.floating], size: tuple[int, int]) -> Image:
-    """``cv2.warpAffine`` (bilinear, black border) of ``image`` by the 2x3 matrix ``m`` into
-    ``size`` = (width, height).
+def warp_affine(
+    image: Image, m: NDArray[np.floating], size: tuple[int, int], replicate: bool = False
+) -> Image:
+    """``cv2.warpAffine`` (bilinear) of ``image`` by the 2x3 matrix ``m`` into ``size`` = (width, height).
+    Outside the image is black, or the nearest edge pixel with ``replicate``.
 
     A bilinear warp that shrinks by more than 2x skips pixels and aliases (a face in a 4000-px photo
     squeezed into 128 px turns to noise), so such warps first shrink the covered region with
@@ -21,7 +23,8 @@ def warp_affine(image: Image, m: NDArray[np.floating], size: tuple[int, int]) ->
     """
     m = np.asarray(m, dtype=np.float64).reshape(2, 3)
     scale = math.sqrt(abs(float(np.linalg.det(m[:, :2]))))
-    kw = {"flags": cv2.INTER_LINEAR, "borderMode": cv2.BORDER_CONSTANT, "borderValue": (0, 0, 0)}
+    border = cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT
+    kw = {"flags": cv2.INTER_LINEAR, "borderMode": border, "borderValue": (0, 0, 0)}
     if scale >= 0.5 or scale == 0.0:
         return cv2.warpAffine(image, m, size, **kw)
     w, h = size
@@ -32,7 +35,11 @@ def warp_affine(image: Image, m: NDArray[np.floating], size: tuple[int, int]) ->
     x1, y1 = max(x1, 0), max(y1, 0)
     x2, y2 = min(x2, image.shape[1]), min(y2, image.shape[0])
     if x2 <= x1 or y2 <= y1:
-        return np.zeros((h, w, *image.shape[2:]), dtype=image.dtype)
+        if not replicate:
+            return np.zeros((h, w, *image.shape[2:]), dtype=image.dtype)
+        # Entirely outside: keep the nearest edge pixels, which replication then spreads.
+        x1, y1 = min(x1, image.shape[1] - 1), min(y1, image.shape[0] - 1)
+        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
     f = 2.0 * scale
     nw, nh = max(1, round((x2 - x1) * f)), max(1, round((y2 - y1) * f))
     small = cv2.resize(image[y1:y2, x1:x2], (nw, nh), interpolation=cv2.INTER_AREA)

@@ -130,9 +130,9 @@ class FaceMesh:
 
     def crop(self, image: Image, roi: Roi) -> NDArray[np.float32]:
         """The model's input: the ROI warped to 192x192, RGB, scaled to [0, 1]."""
-        # Parts of the ROI outside the image (a face at the border) come in black, like MediaPipe's
-        # zero border.
-        patch = warp_affine(image, roi.image_to_crop(), (MESH_SIZE, MESH_SIZE))
+        # Parts of the ROI outside the image (a face at the border) repeat the edge pixels, as in
+        # MediaPipe's face mesh graphs (measured: extrapolated key points ~15% closer than with black).
+        patch = warp_affine(image, roi.image_to_crop(), (MESH_SIZE, MESH_SIZE), replicate=True)
         rgb = cv2.cvtColor(patch, cv2.COLOR_BGR2RGB)
         return (rgb.astype(np.float32) * (1.0 / 255.0))[None]
 
