@@ -53,6 +53,15 @@ def test_feather_stays_inside_the_mask_and_ramps_smoothly() -> None:
     assert np.array_equal(blend.feather(disc, 0.5), (disc > 0).astype(np.float32))
 
 
+def test_fade_out_keeps_the_mask_and_a_gap_at_zero() -> None:
+    disc = _disc((200, 200), (100, 100), 30)
+    weight = blend.fade_out(disc, gap=5, radius=10)
+    assert weight[disc > 0].max() == 0.0
+    assert weight[100, 100 + 30 + 4] == 0.0  # within the gap
+    assert 0.0 < weight[100, 100 + 30 + 10] < 1.0  # on the ramp
+    assert weight[100, 100 + 30 + 16] == 1.0 and weight[0, 0] == 1.0
+
+
 def test_fill_holes_and_reachable_from_outside() -> None:
     region = _disc((200, 200), (100, 100), 80)
     holed = region.copy()

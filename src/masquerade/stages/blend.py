@@ -89,6 +89,15 @@ def feather(mask: BinaryMask, radius: float) -> Mask:
     return t * t * (3.0 - 2.0 * t)
 
 
+def fade_out(mask: BinaryMask, gap: float, radius: float) -> Mask:
+    """Soft [0, 1] weight that is 0 on the mask and up to ``gap`` px around it, then rises to 1 over
+    ``radius`` px (smoothstep): multiplied into an alpha it keeps the masked pixels exactly as they are.
+    """
+    outside = cv2.distanceTransform(np.where(mask > 0, 0, 255).astype(np.uint8), cv2.DIST_L2, 3)
+    t = np.clip((outside - float(gap)) * (1.0 / max(float(radius), 1e-3)), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 def fill_holes(mask: BinaryMask) -> BinaryMask:
     """The mask with every region that does not reach the array's border filled in."""
     outside = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)

@@ -1,0 +1,300 @@
+"""The embedded classical swapper: a piecewise-affine warp of the source face over the face mesh.
+
+For each target face, every mesh triangle of the source face is mapped affinely onto the same
+triangle of the target's landmarks. Triangles are drawn far to near (by the target's landmark depth),
+so on a turned head the far side that folds behind the nose or cheek stays hidden. The pasted region
+is trimmed to skin both faces show: source triangles seen edge-on and hair over either forehead stay
+the target's. The warped face is recoloured in LAB (clamped statistics), given the target's broad
+shading, Poisson-corrected on a down-scaled region of interest so it meets the target's skin along the
+edge, and alpha-blended with a feathered mask. The target's open mouth interior is kept (speech
+survives) and so are its eyes while closed (blinks survive). Only a rectangle around the face is read
+or written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from masquerade.config import SwapOptions
+from masquerade.errors import NoSourceFaceError, UsageError
+from masquerade.geometry import mesh
+from masquerade.stages import blend
+from masquerade.types import Face, Image
+
+EYE_CLOSED_RATIO = 0.13
+"""Eye aspect ratio below which an eye counts as closed."""
+MOUTH_OPEN_RATIO = 0.04
+"""Inner-lip opening (over mouth width) above which the target's mouth interior is kept."""
+HAIR_DISTANCE = 1.4
+"""Colour distance from the cheeks (see ``blend.colour_distance``) above which the forehead is hair."""
+EDGE_BAND = 0.08
+"""Width of the band along the face outline searched for hair (fraction of the face size)."""
+MIN_FACING = 0.25
+"""Source triangles that face the camera less than this (cosine) are left to the target."""
+EDGE_TRIM = 0.02
+"""The pasted region stops this far inside the drawn mesh (fraction of the face size)."""
+FEATHER = 0.05
+"""Width of the soft edge (fraction of the face size)."""
+WORK_SIZE = 128.0
+"""Face size (px) at which masks and colour fields are computed (the warp runs at full size)."""
+RELIGHT_SIGMA = 0.08
+"""Scale of the target shading carried onto the face (fraction of the face size)."""
+_ROI_PAD = 0.04  # margin of the region of interest around the landmarks (fraction of the face size)
+_MIN_LEVEL_SIZE = 48.0  # smallest source face (px) kept in the pyramid
+
+
+def frontality(landmarks: NDArray[np.floating]) -> float:
+    """How squarely the face looks at the camera: 1 = frontal, lower = turned (cos yaw * cos pitch)."""
+    yaw, pitch = mesh.head_pose(landmarks)
+    return float(np.cos(np.radians(yaw)) * np.cos(np.radians(pitch)))
+
+
+@dataclass(frozen=True, eq=False)
+class MeshSource:
+    """The source face, prepared once per run: a crop around it and a small image pyramid."""
+
+    image: Image
+    """Crop of the source image around the face (BGR)."""
+    landmarks: NDArray[np.float32]
+    """(468, 3) landmarks in the crop's pixels."""
+    face: Face
+    """The chosen face, in the original source image's coordinates."""
+    levels: tuple[tuple[NDArray[np.uint8], NDArray[np.float32]], ...] = ()
+    """(BGRA image, (468, 2) points) at full, half, quarter... resolution, to sample without aliasing;
+    alpha is 0 where hair covers the source's forehead."""
+    visible: NDArray[np.bool_] | None = None
+    """Per mesh triangle: does it face the camera squarely enough in the source to trust its texture."""
+    eyes_open: bool = True
+    mouth_open: float = 0.0
+    """The source's inner-lip opening over its mouth width."""
+
+
+class MeshSwapper:
+    """Classical face swap onto the target's face mesh. ``prepare`` once, then ``swap`` per face."""
+
+    def __init__(self, options: SwapOptions = SwapOptions()) -> None:  # noqa: B008 (frozen, immutable)
+        self.options = options
+        self._tris = mesh.triangles()
+
+    def prepare(self, sources: Sequence[tuple[Image, Face]]) -> MeshSource:
+        """Pick the most frontal source face that has landmarks and precompute what every swap needs."""
+        candidates = [(img, f) for img, f in sources if f.landmarks is not None and len(f.landmarks) >= 468]
+        candidates = [(img, f) for img, f in candidates if f.landmarks.shape[1] >= 3]
+        if not candidates:
+            raise NoSourceFaceError("no source face with face-mesh landmarks to swap from")
+        image, face = max(candidates, key=lambda c: (round(frontality(c[1].landmarks), 2), c[1].size))
+        lm = np.asarray(face.landmarks, dtype=np.float32)[: mesh.N_LANDMARKS, :3]
+        rect = _roi(lm[:, :2], image.shape, 0.1)
+        if rect is None:
+            raise NoSourceFaceError("the source face lies outside its image")
+        x0, y0, x1, y1 = rect
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        lm = lm - np.array([x0, y0, 0], dtype=np.float32)
+        pts = np.ascontiguousarray(lm[:, :2])
+        outline = blend.polygon_mask(crop.shape, [cv2.convexHull(pts).reshape(-1, 2)])
+        # The alpha channel marks the source's own skin: hair over its forehead stays out of the swap.
+        own = 255 - _hair(blend.to_lab(crop), pts, outline, _extent(pts))
+        levels = [(np.dstack([crop, own]), pts)]
+        while _extent(levels[-1][1]) / 2 >= _MIN_LEVEL_SIZE and min(levels[-1][0].shape[:2]) >= 16:
+            img, p = levels[-1]
+            # pyrDown maps pixel centre x to (x - 0.5) / 2: keep the points on the same features.
+            levels.append((cv2.pyrDown(img), ((p + 0.5) / 2 - 0.5).astype(np.float32)))
+        ear = min(mesh.eye_aspect_ratio(lm, "right"), mesh.eye_aspect_ratio(lm, "left"))
+        return MeshSource(
+            image=crop, landmarks=lm, face=face, levels=tuple(levels),
+            visible=_facing(lm, self._tris) >= MIN_FACING, eyes_open=ear >= EYE_CLOSED_RATIO,
+            mouth_open=mesh.mouth_open_ratio(lm),
+        )
+
+    def swap(self, image: Image, face: Face, source: MeshSource) -> Image:
+        """A new image with ``face`` replaced by the source face; only a rectangle around it changes."""
+        if face.landmarks is None or len(face.landmarks) < mesh.N_LANDMARKS or face.landmarks.shape[1] < 3:
+            raise UsageError("the mesh swapper needs face-mesh landmarks (use the mesh detector)")
+        out = image.copy()
+        lm = np.asarray(face.landmarks, dtype=np.float32)[: mesh.N_LANDMARKS]
+        rect = _roi(lm[:, :2], image.shape, _ROI_PAD)
+        if rect is None:
+            return out
+        x0, y0, x1, y1 = rect
+        roi = image[y0:y1, x0:x1]
+        full = (x1 - x0, y1 - y0)
+        # Masks, statistics and smooth colour fields are computed at a work scale where the face is
+        # about WORK_SIZE px; only the warp itself and the final blend run at full resolution.
+        scale = min(1.0, WORK_SIZE / _extent(lm[:, :2]))
+        small = (max(round(full[0] * scale), 8), max(round(full[1] * scale), 8))
+        # Pixel centres map as cv2.resize maps them, so maps computed here upsample exactly.
+        ratio = np.array([small[0] / full[0], small[1] / full[1]], dtype=np.float32)
+        pts = (lm[:, :2] - np.array([x0, y0], dtype=np.float32) + 0.5) * ratio - 0.5
+        size = _extent(pts)
+        level_img, level_pts = source.levels[self._level(source, _extent(lm[:, :2]))]
+        # A closed target mouth draws no mouth opening: the source's teeth would show as a thin line.
+        mouth_open = mesh.mouth_open_ratio(pts) > MOUTH_OPEN_RATIO
+        ids, map_x, map_y = self._maps(small, pts, lm[:, 2], level_pts, mouth_open)
+        warped_s = cv2.remap(level_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        roi_s = roi if scale == 1.0 else cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
+        target_lab = blend.to_lab(roi_s)
+
+        # Where the swap may paint: mesh triangles the source shows squarely, minus hair on either face.
+        drawn = np.zeros(ids.shape, np.uint8)
+        inside = ids >= 0
+        drawn[inside] = np.where(source.visible[ids[inside]], 255, 0)
+        drawn = blend.fill_holes(drawn)  # keep interior folds (the sides of the nose)
+        drawn[warped_s[..., 3] < 128] = 0
+        drawn[_hair(target_lab, pts, drawn, size) > 0] = 0  # the target's hair stays
+        region = blend.erode(blend.fill_holes(drawn), max(1, round(EDGE_TRIM * size)))
+        if not np.any(region):
+            return out
+
+        lab_s = blend.to_lab(np.ascontiguousarray(warped_s[..., :3]))
+        gain, offset = np.ones(3, np.float32), np.zeros(3, np.float32)
+        field = np.zeros_like(lab_s)
+        if self.options.color_transfer:
+            skin = _bare_skin(region, pts, size)
+            if np.count_nonzero(skin) > 32:
+                gain, offset = blend.colour_match(lab_s, skin, target_lab, skin)
+                lab_s = lab_s * gain + offset
+                field = blend.relight_field(lab_s, target_lab, skin, max(2.0, RELIGHT_SIGMA * size))
+        # Poisson over the whole region (no holes): the kept mouth and eyes must not act as boundary
+        # values, or the teeth and the dark of the mouth would bleed into the lips.
+        field += blend.poisson_field(lab_s + field, target_lab, region)
+        alpha = blend.feather(region, max(2.0, FEATHER * size))
+        kept = self._kept_features(region.shape, pts, size, source)
+        if kept is not None:  # exactly the target's inside, with a short soft edge on the lips/lids
+            alpha *= blend.fade_out(kept, 1.0 + 0.01 * size, max(1.5, 0.015 * size))
+
+        # Full resolution: the same warp sampled densely, the colour maps upsampled.
+        if scale < 1.0:
+            map_x = cv2.resize(map_x, full, interpolation=cv2.INTER_LINEAR)
+            map_y = cv2.resize(map_y, full, interpolation=cv2.INTER_LINEAR)
+            warped = cv2.remap(level_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            warped = np.ascontiguousarray(warped[..., :3])
+            field = cv2.resize(field, full, interpolation=cv2.INTER_LINEAR)
+            alpha = cv2.resize(alpha, full, interpolation=cv2.INTER_LINEAR)
+        else:
+            warped = np.ascontiguousarray(warped_s[..., :3])
+        lab = blend.to_lab(warped) * gain + offset + field
+        out[y0:y1, x0:x1] = blend.alpha_blend(roi, blend.from_lab(lab), alpha)
+        return out
+
+    def _level(self, source: MeshSource, size: float) -> int:
+        """The smallest pyramid level whose face is still about as large as a ``size`` px target."""
+        return max(i for i, (_, p) in enumerate(source.levels) if i == 0 or _extent(p) >= 0.9 * size)
+
+    def _maps(
+        self, shape: tuple[int, int], points: NDArray[np.float32], depth: NDArray[np.float32],
+        source_points: NDArray[np.float32], mouth: bool = True,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.float32]]:
+        """Triangle id drawn at each pixel of a (width, height) ``shape`` and the remap into the source."""
+        w, h = shape
+        tris = self._tris
+        ids = np.full((h, w), -1, dtype=np.int32)
+        order = np.argsort(-depth[tris].mean(axis=1))  # far (large z) first, near last
+        if not mouth:
+            order = order[(order < mesh.MOUTH_FILL.start) | (order >= mesh.MOUTH_FILL.stop)]
+        fixed = np.round(points * 16).astype(np.int32)  # 4 fractional bits: sub-pixel triangle edges
+        for t in order.tolist():
+            cv2.fillConvexPoly(ids, fixed[tris[t]], t, cv2.LINE_8, 4)
+        coeffs = _affines(points, source_points, tris).astype(np.float32)  # pixel -> source pixel
+        ys, xs = np.indices((h, w), dtype=np.float32)
+        c = coeffs[np.maximum(ids, 0)]  # (H, W, 6)
+        map_x = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
+        map_y = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
+        map_x[ids < 0] = -1.0
+        return ids, map_x, map_y
+
+    def _kept_features(
+        self, shape: tuple[int, ...], points: NDArray[np.float32], size: float, source: MeshSource
+    ) -> NDArray[np.uint8] | None:
+        """0/255 mask of what stays the target's own (open mouth interior, closed eyes), or None."""
+        keep: list[NDArray[np.float32]] = []
+        # The target's mouth opening when either mouth is open: its teeth and tongue when it speaks,
+        # the line where its lips meet when the source smiles with its teeth.
+        opening = max(mesh.mouth_open_ratio(points), source.mouth_open)
+        if self.options.keep_mouth and opening > MOUTH_OPEN_RATIO:
+            keep.append(points[list(mesh.LIPS_INNER)])
+        if self.options.keep_eyes:
+            ear = min(mesh.eye_aspect_ratio(points, "right"), mesh.eye_aspect_ratio(points, "left"))
+            if ear < EYE_CLOSED_RATIO or not source.eyes_open:
+                keep += [points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]]
+        if not keep:
+            return None
+        return blend.polygon_mask(shape, keep)
+
+
+def _extent(points: NDArray[np.floating]) -> float:
+    """Geometric mean of a point set's width and height (a face size that ignores the box detector)."""
+    span = points.max(axis=0) - points.min(axis=0)
+    return float(np.sqrt(max(span[0], 1.0) * max(span[1], 1.0)))
+
+
+def _roi(points: NDArray[np.float32], shape: tuple[int, ...], pad: float) -> tuple[int, int, int, int] | None:
+    """x0, y0, x1, y1 of the points' box grown by ``pad`` face sizes plus 4 px, clipped; None if tiny."""
+    margin = pad * _extent(points) + 4
+    x0, y0 = np.floor(points.min(axis=0) - margin).astype(int)
+    x1, y1 = np.ceil(points.max(axis=0) + margin).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
+    return (x0, y0, x1, y1) if x1 - x0 >= 8 and y1 - y0 >= 8 else None
+
+
+def _facing(landmarks: NDArray[np.floating], tris: NDArray[np.int32]) -> NDArray[np.float64]:
+    """Per triangle, the cosine between its 3-D normal and the view axis (1 = faces the camera)."""
+    p = np.asarray(landmarks, dtype=np.float64)[:, :3][tris]
+    normal = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    cos = normal[:, 2] / np.maximum(np.linalg.norm(normal, axis=1), 1e-9)
+    # The winding is shared by all triangles; most of a face looks at the camera, which fixes the sign.
+    return cos * (1.0 if np.sum(np.sign(cos)) >= 0 else -1.0)
+
+
+def _hair(lab: blend.Lab, points: NDArray[np.float32], region: NDArray[np.uint8], size: float) -> NDArray:
+    """0/255 mask of what covers the face from its edge and is not skin: hair, a hat, a beard.
+
+    Searched over the forehead and a band along the face's outline only: further in, shadows and
+    smile lines look as unlike the cheeks as hair does, and cutting them out would keep the target's
+    own face.
+    """
+    samples = np.zeros(region.shape, np.uint8)
+    for i in mesh.SKIN_SAMPLES:
+        cv2.circle(samples, (round(points[i, 0]), round(points[i, 1])), max(2, round(0.04 * size)), 255, -1)
+    sigma = max(1.0, 0.012 * size)
+    distance = cv2.GaussianBlur(blend.colour_distance(lab, samples & region), (0, 0), sigmaX=sigma)
+    # Along the outline, shading is deeper (the jaw's shadow, a cheek turning away): count lightness
+    # only when it differs a lot, and rely on hue there.
+    shaded = cv2.GaussianBlur(blend.colour_distance(lab, samples & region, floor=(60.0, 6.0, 6.0)),
+                              (0, 0), sigmaX=sigma)
+    forehead = blend.polygon_mask(region.shape, [points[list(mesh.FOREHEAD)]])
+    brows = [points[list(mesh.RIGHT_EYEBROW)], points[list(mesh.LEFT_EYEBROW)]]
+    forehead[blend.polygon_mask(region.shape, brows, grow=max(1, round(0.03 * size))) > 0] = 0
+    oval = blend.polygon_mask(region.shape, [points[list(mesh.FACE_OVAL)]])
+    band = (forehead == 0) & (blend.erode(oval, max(1, round(EDGE_BAND * size))) == 0)
+    bad = ((distance > HAIR_DISTANCE) & (forehead > 0)) | ((shaded > HAIR_DISTANCE) & band)
+    bad = np.where(bad, 255, 0).astype(np.uint8)
+    return blend.reachable_from_outside(bad, region)
+
+
+def _bare_skin(region: NDArray[np.uint8], points: NDArray[np.float32], size: float) -> NDArray[np.uint8]:
+    """0/255 mask of bare skin (no eyes, brows or lips, away from the edge) for colour statistics."""
+    features = blend.polygon_mask(
+        region.shape,
+        [points[list(ix)] for ix in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.LIPS_OUTER,
+                                     mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW)],
+        grow=max(1, round(0.015 * size)),
+    )
+    skin = blend.erode(region, round(0.04 * size))
+    skin[features > 0] = 0
+    return skin
+
+
+def _affines(dst: NDArray[np.floating], src: NDArray[np.floating], tris: NDArray[np.int32]) -> NDArray:
+    """(T, 6) affine coefficients mapping each triangle of ``dst`` onto the same triangle of ``src``."""
+    d = np.asarray(dst, dtype=np.float64)[tris]  # (T, 3, 2)
+    s = np.asarray(src, dtype=np.float64)[tris]
+    m = np.concatenate([d, np.ones((len(tris), 3, 1))], axis=2)  # rows [x, y, 1]
+    degenerate = np.abs(np.linalg.det(m)) < 1e-6
+    m[degenerate] = np.eye(3)  # no pixel is drawn for a zero-area triangle; any finite map will do
+    sol = np.linalg.solve(m, s)  # (T, 3, 2): [x, y, 1] @ sol = source point
+    return np.concatenate([sol[:, :, 0], sol[:, :, 1]], axis=1)
