@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from masquerade.stages.detect import MeshAnalyser, _tiles, ssd_anchors
+from masquerade.stages.blazeface import ssd_anchors, tiles
+from masquerade.stages.detect import MeshAnalyser
 from masquerade.types import Face
 
 
@@ -40,11 +41,11 @@ def test_anchor_counts_match_models() -> None:
 
 
 def test_tiles_cover_image_with_overlap() -> None:
-    tiles = _tiles(1280, 720, 320)
-    xs = sorted({t[0] for t in tiles})
-    assert xs[0] == 0 and tiles[-1][2] == 1280 and tiles[-1][3] == 720
+    grid = tiles(1280, 720, 320)
+    xs = sorted({t[0] for t in grid})
+    assert xs[0] == 0 and grid[-1][2] == 1280 and grid[-1][3] == 720
     assert all(b - a <= 320 * 2 / 3 + 1e-6 for a, b in itertools.pairwise(xs))
-    assert _tiles(200, 100, 320) == []
+    assert tiles(200, 100, 320) == []
 
 
 @pytest.mark.parametrize("name", ["obama", "obama2", "biden", "astronaut"])
