@@ -292,3 +292,32 @@ def test_subtitles_are_copied_where_the_container_allows(tmp_path):
 def test_output_folder_that_is_a_file(clip, tmp_path):
     with VideoReader(clip) as reader, pytest.raises(OutputError, match="not a folder"):
         VideoWriter(clip / "out.mp4", reader, EncodeOptions())
+
+
+@pytest.mark.parametrize(
+    ("rotation", "hflip", "vflip"),
+    [(0, False, True), (0, True, False), (90, False, True), (90, True, False), (270, True, True)],
+)
+def test_mirrored_display_matrices(tmp_path, rotation, hflip, vflip):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    stored = marker_frame(0, 48, 32)
+    with av.open(str(src), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 48, 32, "yuv444p"
+        video.codec_context.time_base = Fraction(1, 25)
+        video.set_display_rotation(rotation, hflip=hflip, vflip=vflip)
+        frame = av.VideoFrame.from_ndarray(stored, format="bgr24")
+        frame.pts, frame.time_base = 0, Fraction(1, 25)
+        container.mux(video.encode(frame))
+        container.mux(video.encode())
+    # PyAV's documented meaning: turn counter-clockwise, then mirror.
+    upright = np.rot90(stored, k=rotation // 90)
+    upright = upright[:, ::-1] if hflip else upright
+    upright = upright[::-1] if vflip else upright
+    seen = []
+    reader = transcode(src, out, process=lambda f: seen.append(f.image.copy()))
+    assert seen[0].shape == upright.shape and np.abs(seen[0].astype(int) - upright).mean() < 3
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0))
+        assert bytes(frame.side_data["DISPLAYMATRIX"]) == reader.display_matrix
+        assert np.abs(frame.to_ndarray(format="bgr24").astype(int) - stored).mean() < 3

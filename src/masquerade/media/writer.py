@@ -247,13 +247,6 @@ class VideoWriter:
         fps = self._reader.info.fps
         return max(int(1 / (fps * self._reader.time_base)), 1) if fps else 1
 
-    def abort(self) -> None:
-        """Stop and remove the temporary output (used on errors; ``close()`` is the normal end)."""
-        if not self._closed:
-            self._closed = True
-            with contextlib.suppress(_Abort):
-                self._stack.__exit__(_Abort, _Abort(), None)
-
     def __enter__(self) -> VideoWriter:
         return self
 
@@ -263,10 +256,6 @@ class VideoWriter:
         elif not self._closed:
             self._closed = True
             self._stack.__exit__(exc_type, exc, tb)
-
-
-class _Abort(Exception):
-    """Raised into the exit stack so ``atomic_output`` deletes the temp file."""
 
 
 @contextlib.contextmanager
