@@ -91,3 +91,24 @@ def test_refine_keeps_order_and_drops_only_lost_faces(analyser: MeshAnalyser, gr
     assert [f.track_id for f in out] == [f.track_id for f in faces if f.track_id != 2]
     for old, new in zip([f for f in faces if f.track_id != 2], out, strict=True):
         assert np.abs(new.kps5 - old.kps5).max() < 0.1 * old.width + 2
+
+
+def test_refine_keeps_up_with_a_fast_moving_face(analyser: MeshAnalyser, obama: np.ndarray) -> None:
+    """A face moving a quarter of its width per frame: without the re-fit the mesh lags a little more
+    each frame (it pulls toward the ROI centre) and loses the face after ~8 frames."""
+    import cv2
+
+    small = cv2.resize(obama, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
+    step = 30  # px per frame; the face is ~120 px wide
+    faces = None
+    for t in range(10):
+        frame = np.full((h, w + 10 * step, 3), 120, np.uint8)
+        frame[:, t * step:t * step + w] = small
+        if faces is None:
+            faces = analyser.detect(frame)
+            x0 = float(faces[0].kps5[:, 0].mean())
+        else:
+            faces = analyser.refine(frame, faces)
+        assert len(faces) == 1
+        assert abs(faces[0].kps5[:, 0].mean() - (x0 + t * step)) < 0.03 * faces[0].width

@@ -10,6 +10,7 @@ previous landmarks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -41,6 +42,10 @@ MIN_SIDE = 8
 MIN_FIRST_PRESENCE = 0.1  # mesh presence on the detector's ROI worth a second, better-centred pass
 CONFIDENT_PRESENCE = 0.9  # below this, a face also needs the detector's word on its own crop
 VERIFY_SCORE = 0.3
+# refine(): fit a second time when the face moved by more than this fraction of the ROI side (about 5% of
+# the face width) or changed size by more than ~10%.
+REFIT_SHIFT = 0.03
+REFIT_SCALE = 0.1
 _DEFAULTS = DetectOptions()  # frozen, so sharing it is safe
 
 
@@ -142,17 +147,24 @@ class MeshAnalyser:
         out: list[Face] = []
         for face in faces:
             if face.landmarks is not None and face.landmarks.shape[0] >= 468:
-                landmarks, presence = self._mesh(image, roi_from_landmarks(face.landmarks))
+                roi = roi_from_landmarks(face.landmarks)
             else:
-                # A face from another detector (box and 5 key points): fit as detect() does, from the
-                # box levelled on the eyes, then once more from the mesh's own ROI.
+                # A face from another detector (box and 5 key points): start as detect() does, from
+                # the box levelled on the eyes; the second pass below then always runs.
                 roi = roi_from_box(face.bbox, face.kps5[0], face.kps5[1])
-                if roi.size < MIN_SIDE:
-                    continue
-                landmarks, presence = self._mesh(image, roi)
-                if presence >= MIN_FIRST_PRESENCE:
-                    landmarks2, presence2 = self._mesh(image, roi_from_landmarks(landmarks))
-                    if presence2 >= presence:
+            if roi.size < MIN_SIDE:
+                continue
+            landmarks, presence = self._mesh(image, roi)
+            if presence >= MIN_FIRST_PRESENCE:
+                follow = roi_from_landmarks(landmarks)
+                # The mesh pulls its points toward the ROI's centre when the face is off-centre, so a
+                # fast-moving face lags more every frame until it is lost. When the face has moved or
+                # changed size noticeably, fit it again on the ROI it now implies.
+                moved = math.hypot(follow.cx - roi.cx, follow.cy - roi.cy) > REFIT_SHIFT * roi.size
+                resized = abs(math.log(max(follow.size, 1e-6) / roi.size)) > REFIT_SCALE
+                if face.landmarks is None or moved or resized:
+                    landmarks2, presence2 = self._mesh(image, follow)
+                    if presence2 >= presence or presence2 >= self.options.presence_threshold:
                         landmarks, presence = landmarks2, presence2
             if presence < self.options.presence_threshold:
                 continue
