@@ -53,6 +53,24 @@ def test_holes_closed_gives_a_disc_bounded_by_the_face_oval() -> None:
     assert boundary == {frozenset((oval[i], oval[(i + 1) % len(oval)])) for i in range(len(oval))}
 
 
+def test_mouth_fill_rows_close_the_mouth() -> None:
+    rows = mesh.triangles()[mesh.MOUTH_FILL]
+    assert len(rows) == 18
+    assert set(rows.ravel().tolist()) == set(mesh.LIPS_INNER)
+
+
+def test_hops_and_lip_points() -> None:
+    dist = mesh.hops((1,))  # from the nose tip
+    assert dist[1] == 0 and dist.min() == 0 and np.all(dist >= 0)  # one connected mesh
+    assert all(dist[n] == 1 for n in mesh._neighbours()[1])
+    lips = set(mesh.lip_points())
+    assert set(mesh.LIPS_OUTER) <= lips and set(mesh.LIPS_INNER) <= lips
+    assert 60 <= len(lips) <= 90  # the contours and the rings between them, nothing more
+    assert not lips & set(mesh.NOSE) and not lips & set(mesh.FACE_OVAL)
+    blocked = mesh.hops(mesh.LIPS_INNER, blocked=mesh.LIPS_OUTER)
+    assert np.all(blocked[list(mesh.LIPS_OUTER)] >= 0) and blocked[1] == -1
+
+
 def test_arrays_are_read_only() -> None:
     with pytest.raises(ValueError):
         mesh.triangles()[0, 0] = 1

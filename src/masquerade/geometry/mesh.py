@@ -112,12 +112,55 @@ def hole_triangles() -> NDArray[np.int32]:
     return tris
 
 
+MOUTH_FILL = slice(880, 898)
+"""Rows of :func:`triangles` that close the mouth opening (after the tessellation and both eyes)."""
+
+
 @cache
 def triangles() -> NDArray[np.int32]:
     """The whole face as triangles: the tessellation plus the eye and mouth holes closed. Read-only."""
     tris = np.concatenate([tessellation(), hole_triangles()])
     tris.flags.writeable = False
     return tris
+
+
+@cache
+def _neighbours() -> tuple[frozenset[int], ...]:
+    adjacent: list[set[int]] = [set() for _ in range(N_LANDMARKS)]
+    for a, b, c in triangles().tolist():
+        adjacent[a] |= {b, c}
+        adjacent[b] |= {a, c}
+        adjacent[c] |= {a, b}
+    return tuple(frozenset(n) for n in adjacent)
+
+
+def hops(start: tuple[int, ...], blocked: tuple[int, ...] = ()) -> NDArray[np.int32]:
+    """Per landmark, the fewest mesh edges from any ``start`` point, not passing ``blocked`` points
+    (which get their own distance but are not crossed); -1 where unreachable."""
+    dist = np.full(N_LANDMARKS, -1, dtype=np.int32)
+    frontier = list(dict.fromkeys(start))
+    dist[frontier] = 0
+    stop = set(blocked)
+    step = 0
+    while frontier:
+        step += 1
+        nxt = []
+        for i in frontier:
+            if i in stop and step > 1:
+                continue
+            for j in _neighbours()[i]:
+                if dist[j] < 0:
+                    dist[j] = step
+                    nxt.append(j)
+        frontier = [j for j in nxt if j not in stop]
+    return dist
+
+
+@cache
+def lip_points() -> tuple[int, ...]:
+    """Every landmark on the lips: the outer and inner contours and the rings between them."""
+    inside = hops(LIPS_INNER, blocked=LIPS_OUTER)
+    return tuple(int(i) for i in np.nonzero(inside >= 0)[0])
 
 
 def eye_aspect_ratio(landmarks: NDArray[np.floating], side: str) -> float:

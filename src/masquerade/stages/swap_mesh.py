@@ -42,8 +42,14 @@ FEATHER = 0.05
 """Width of the soft edge (fraction of the face size)."""
 WORK_SIZE = 128.0
 """Face size (px) at which masks and colour fields are computed (the warp runs at full size)."""
+SHAPE_BLEND = 0.5
+"""How far the inner face (eyes, brows, nose, cheeks) moves from the target's shape to the source's."""
+POISSON_SIDE = 64
+"""The Poisson field is solved on a copy at most this many pixels across (it is smooth)."""
 RELIGHT_SIGMA = 0.08
 """Scale of the target shading carried onto the face (fraction of the face size)."""
+_SHAPE_FADE_RINGS = 3.0  # mesh rings over which the shape move fades in from the outline and lips
+_EYE_KEEP = np.array([0.5, 1.0, 1.0], np.float32)  # share of the L, a, b change the eyes do not take
 _ROI_PAD = 0.04  # margin of the region of interest around the landmarks (fraction of the face size)
 _MIN_LEVEL_SIZE = 48.0  # smallest source face (px) kept in the pyramid
 
@@ -80,6 +86,8 @@ class MeshSwapper:
     def __init__(self, options: SwapOptions = SwapOptions()) -> None:  # noqa: B008 (frozen, immutable)
         self.options = options
         self._tris = mesh.triangles()
+        fixed = mesh.hops(mesh.FACE_OVAL + mesh.lip_points())
+        self._shape_weight = np.clip(fixed / _SHAPE_FADE_RINGS, 0.0, 1.0)
 
     def prepare(self, sources: Sequence[tuple[Image, Face]]) -> MeshSource:
         """Pick the most frontal source face that has landmarks and precompute what every swap needs."""
@@ -122,6 +130,7 @@ class MeshSwapper:
             return out
         x0, y0, x1, y1 = rect
         roi = image[y0:y1, x0:x1]
+        shaped = self._shaped(lm, source)
         full = (x1 - x0, y1 - y0)
         # Masks, statistics and smooth colour fields are computed at a work scale where the face is
         # about WORK_SIZE px; only the warp itself and the final blend run at full resolution.
@@ -129,12 +138,14 @@ class MeshSwapper:
         small = (max(round(full[0] * scale), 8), max(round(full[1] * scale), 8))
         # Pixel centres map as cv2.resize maps them, so maps computed here upsample exactly.
         ratio = np.array([small[0] / full[0], small[1] / full[1]], dtype=np.float32)
-        pts = (lm[:, :2] - np.array([x0, y0], dtype=np.float32) + 0.5) * ratio - 0.5
+        origin = np.array([x0, y0], dtype=np.float32)
+        pts = (lm[:, :2] - origin + 0.5) * ratio - 0.5  # the target as it is
+        drawn_pts = (shaped - origin + 0.5) * ratio - 0.5  # where the source's features go
         size = _extent(pts)
         level_img, level_pts = source.levels[self._level(source, _extent(lm[:, :2]))]
         # A closed target mouth draws no mouth opening: the source's teeth would show as a thin line.
         mouth_open = mesh.mouth_open_ratio(pts) > MOUTH_OPEN_RATIO
-        ids, map_x, map_y = self._maps(small, pts, lm[:, 2], level_pts, mouth_open)
+        ids, map_x, map_y = self._maps(small, drawn_pts, lm[:, 2], level_pts, mouth_open)
         warped_s = cv2.remap(level_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         roi_s = roi if scale == 1.0 else cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
         target_lab = blend.to_lab(roi_s)
@@ -154,18 +165,21 @@ class MeshSwapper:
         gain, offset = np.ones(3, np.float32), np.zeros(3, np.float32)
         field = np.zeros_like(lab_s)
         if self.options.color_transfer:
-            skin = _bare_skin(region, pts, size)
+            skin = _bare_skin(region, drawn_pts, size)
             if np.count_nonzero(skin) > 32:
                 gain, offset = blend.colour_match(lab_s, skin, target_lab, skin)
                 lab_s = lab_s * gain + offset
                 field = blend.relight_field(lab_s, target_lab, skin, max(2.0, RELIGHT_SIGMA * size))
         # Poisson over the whole region (no holes): the kept mouth and eyes must not act as boundary
         # values, or the teeth and the dark of the mouth would bleed into the lips.
-        field += blend.poisson_field(lab_s + field, target_lab, region)
+        field += blend.poisson_field(lab_s + field, target_lab, region, max_side=POISSON_SIDE)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
         kept = self._kept_features(region.shape, pts, size, source)
         if kept is not None:  # exactly the target's inside, with a short soft edge on the lips/lids
             alpha *= blend.fade_out(kept, 1.0 + 0.01 * size, max(1.5, 0.015 * size))
+        # The eyes keep their own colour: a skin-to-skin shift turns the whites grey or blue.
+        eyes = blend.polygon_mask(region.shape, [drawn_pts[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE)])
+        eyes_w = 1.0 - blend.fade_out(eyes, 0.0, max(1.5, 0.02 * size))
 
         # Full resolution: the same warp sampled densely, the colour maps upsampled.
         if scale < 1.0:
@@ -175,11 +189,28 @@ class MeshSwapper:
             warped = np.ascontiguousarray(warped[..., :3])
             field = cv2.resize(field, full, interpolation=cv2.INTER_LINEAR)
             alpha = cv2.resize(alpha, full, interpolation=cv2.INTER_LINEAR)
+            eyes_w = cv2.resize(eyes_w, full, interpolation=cv2.INTER_LINEAR)
         else:
             warped = np.ascontiguousarray(warped_s[..., :3])
-        lab = blend.to_lab(warped) * gain + offset + field
+        base = blend.to_lab(warped)
+        lab = base * gain + offset + field
+        lab -= (lab - base) * (eyes_w[..., None] * _EYE_KEEP)
         out[y0:y1, x0:x1] = blend.alpha_blend(roi, blend.from_lab(lab), alpha)
         return out
+
+    def _shaped(self, landmarks: NDArray[np.float32], source: MeshSource) -> NDArray[np.float32]:
+        """Target landmarks (x, y) with the inner face moved part of the way to the source's shape.
+
+        The source mesh is posed like the target's (a 3-D similarity, so a turned head compares with
+        a turned head); the face outline and the lips stay where they are, so the blend edge and the
+        kept mouth still fit, and the move fades in over a few mesh rings from them.
+        """
+        pts = landmarks[:, :2].astype(np.float64)
+        if SHAPE_BLEND <= 0:
+            return pts.astype(np.float32)
+        posed = _pose_like(source.landmarks.astype(np.float64), landmarks[:, :3].astype(np.float64))
+        moved = pts + (SHAPE_BLEND * self._shape_weight)[:, None] * (posed[:, :2] - pts)
+        return moved.astype(np.float32)
 
     def _level(self, source: MeshSource, size: float) -> int:
         """The smallest pyramid level whose face is still about as large as a ``size`` px target."""
@@ -239,6 +270,18 @@ def _roi(points: NDArray[np.float32], shape: tuple[int, ...], pad: float) -> tup
     x1, y1 = np.ceil(points.max(axis=0) + margin).astype(int)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
     return (x0, y0, x1, y1) if x1 - x0 >= 8 and y1 - y0 >= 8 else None
+
+
+def _pose_like(points: NDArray[np.float64], reference: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``points`` (N, 3) moved by the least-squares similarity onto ``reference`` (Umeyama 1991)."""
+    mu_p, mu_r = points.mean(axis=0), reference.mean(axis=0)
+    p, r = points - mu_p, reference - mu_r
+    u, sv, vt = np.linalg.svd(r.T @ p)
+    d = np.ones(3)
+    d[2] = np.sign(np.linalg.det(u @ vt)) or 1.0  # a rotation, never a mirror
+    rot = (u * d) @ vt
+    scale = float((sv * d).sum() / max((p**2).sum(), 1e-9))
+    return (scale * (rot @ p.T)).T + mu_r
 
 
 def _facing(landmarks: NDArray[np.floating], tris: NDArray[np.int32]) -> NDArray[np.float64]:
