@@ -71,6 +71,36 @@ def test_hops_and_lip_points() -> None:
     assert np.all(blocked[list(mesh.LIPS_OUTER)] >= 0) and blocked[1] == -1
 
 
+def test_pose_like_undoes_a_similarity(mesh_faces) -> None:
+    pts = mesh_faces["obama"].landmarks.astype(np.float64)
+    a = np.radians(20)
+    rot = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    other = 0.7 * pts @ rot.T + [40, -15, 3]
+    assert np.allclose(mesh.pose_like(other, pts), pts, atol=1e-6)
+    mirrored = other * [-1, 1, 1]  # a mirror is not a pose: the fit stays a rotation
+    assert not np.allclose(mesh.pose_like(mirrored, pts), pts, atol=1.0)
+
+
+def test_triangle_affines_map_vertices_onto_vertices() -> None:
+    rng = np.random.default_rng(0)
+    dst, src = rng.uniform(0, 100, (468, 2)), rng.uniform(0, 100, (468, 2))
+    tris = mesh.triangles()
+    c = mesh.triangle_affines(dst, src, tris)
+    for k in range(3):
+        x, y = dst[tris[:, k], 0], dst[tris[:, k], 1]
+        mapped = np.stack([c[:, 0] * x + c[:, 1] * y + c[:, 2], c[:, 3] * x + c[:, 4] * y + c[:, 5]], axis=1)
+        assert np.allclose(mapped, src[tris[:, k]], atol=1e-6)
+
+
+def test_facing_on_real_and_turned_faces(mesh_faces) -> None:
+    lm = mesh_faces["obama"].landmarks
+    cos = mesh.facing(lm, mesh.tessellation())
+    assert np.median(cos) > 0.6  # a frontal face mostly looks at the camera
+    nose = [i for i, t in enumerate(mesh.tessellation().tolist()) if set(t) <= set(mesh.NOSE)]
+    flipped = lm * np.float32([-1, 1, 1])  # mirror image: same facing, winding reversed
+    assert np.allclose(mesh.facing(flipped, mesh.tessellation())[nose], cos[nose], atol=1e-5)
+
+
 def test_arrays_are_read_only() -> None:
     with pytest.raises(ValueError):
         mesh.triangles()[0, 0] = 1

@@ -201,3 +201,39 @@ def head_pose(landmarks: NDArray[np.floating]) -> tuple[float, float]:
     yaw = np.degrees(np.arcsin(np.clip(x_axis[2], -1.0, 1.0)))
     pitch = np.degrees(np.arcsin(np.clip(y_axis[2], -1.0, 1.0)))
     return float(yaw), float(pitch)
+
+
+def facing(landmarks: NDArray[np.floating], tris: NDArray[np.int32]) -> NDArray[np.float64]:
+    """Per triangle, the cosine between its 3-D normal and the view axis (1 = faces the camera,
+    0 = seen edge-on, negative = facing away)."""
+    p = np.asarray(landmarks, dtype=np.float64)[:, :3][tris]
+    normal = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    cos = normal[:, 2] / np.maximum(np.linalg.norm(normal, axis=1), 1e-9)
+    # The winding is shared by all triangles; most of a face looks at the camera, which fixes the sign.
+    return cos * (1.0 if np.sum(np.sign(cos)) >= 0 else -1.0)
+
+
+def pose_like(points: NDArray[np.float64], reference: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``points`` (N, 3) moved by the least-squares similarity onto ``reference`` (Umeyama 1991)."""
+    mu_p, mu_r = points.mean(axis=0), reference.mean(axis=0)
+    p, r = points - mu_p, reference - mu_r
+    u, sv, vt = np.linalg.svd(r.T @ p)
+    d = np.ones(3)
+    d[2] = np.sign(np.linalg.det(u @ vt)) or 1.0  # a rotation, never a mirror
+    rot = (u * d) @ vt
+    scale = float((sv * d).sum() / max((p**2).sum(), 1e-9))
+    return (scale * (rot @ p.T)).T + mu_r
+
+
+def triangle_affines(
+    dst: NDArray[np.floating], src: NDArray[np.floating], tris: NDArray[np.int32]
+) -> NDArray[np.float64]:
+    """(T, 6) coefficients ``a, b, c, d, e, f`` of the affine map ``(x, y) -> (ax + by + c, dx + ey + f)``
+    taking each triangle of ``dst`` onto the same triangle of ``src`` (points (N, 2))."""
+    d = np.asarray(dst, dtype=np.float64)[tris]  # (T, 3, 2)
+    s = np.asarray(src, dtype=np.float64)[tris]
+    m = np.concatenate([d, np.ones((len(tris), 3, 1))], axis=2)  # rows [x, y, 1]
+    degenerate = np.abs(np.linalg.det(m)) < 1e-6
+    m[degenerate] = np.eye(3)  # no pixel is drawn for a zero-area triangle; any finite map will do
+    sol = np.linalg.solve(m, s)  # (T, 3, 2): [x, y, 1] @ sol = source point
+    return np.concatenate([sol[:, :, 0], sol[:, :, 1]], axis=1)

@@ -1,8 +1,10 @@
 """The embedded classical swapper: a piecewise-affine warp of the source face over the face mesh.
 
 For each target face, every mesh triangle of the source face is mapped affinely onto the same
-triangle of the target's landmarks. Triangles are drawn far to near (by the target's landmark depth),
-so on a turned head the far side that folds behind the nose or cheek stays hidden. The pasted region
+triangle of the target's landmarks, with the inner face (eyes, brows, nose) moved half way towards
+the source's own proportions so the identity moves with the texture. Triangles are drawn far to near
+(by the target's landmark depth), so on a turned head the far side that folds behind the nose or cheek
+stays hidden. The pasted region
 is trimmed to skin both faces show: source triangles seen edge-on and hair over either forehead stay
 the target's. The warped face is recoloured in LAB (clamped statistics), given the target's broad
 shading, Poisson-corrected on a down-scaled region of interest so it meets the target's skin along the
@@ -51,7 +53,7 @@ RELIGHT_SIGMA = 0.08
 _SHAPE_FADE_RINGS = 3.0  # mesh rings over which the shape move fades in from the outline and lips
 _EYE_KEEP = np.array([0.5, 1.0, 1.0], np.float32)  # share of the L, a, b change the eyes do not take
 _ROI_PAD = 0.04  # margin of the region of interest around the landmarks (fraction of the face size)
-_MIN_LEVEL_SIZE = 48.0  # smallest source face (px) kept in the pyramid
+_MIN_LEVEL_SIZE = 24.0  # smallest source face (px) kept in the pyramid
 
 
 def frontality(landmarks: NDArray[np.floating]) -> float:
@@ -62,7 +64,7 @@ def frontality(landmarks: NDArray[np.floating]) -> float:
 
 @dataclass(frozen=True, eq=False)
 class MeshSource:
-    """The source face, prepared once per run: a crop around it and a small image pyramid."""
+    """The source face, prepared once per run by :meth:`MeshSwapper.prepare`."""
 
     image: Image
     """Crop of the source image around the face (BGR)."""
@@ -70,13 +72,13 @@ class MeshSource:
     """(468, 3) landmarks in the crop's pixels."""
     face: Face
     """The chosen face, in the original source image's coordinates."""
-    levels: tuple[tuple[NDArray[np.uint8], NDArray[np.float32]], ...] = ()
+    levels: tuple[tuple[NDArray[np.uint8], NDArray[np.float32]], ...]
     """(BGRA image, (468, 2) points) at full, half, quarter... resolution, to sample without aliasing;
-    alpha is 0 where hair covers the source's forehead."""
-    visible: NDArray[np.bool_] | None = None
+    alpha is 0 where hair covers the source's face."""
+    visible: NDArray[np.bool_]
     """Per mesh triangle: does it face the camera squarely enough in the source to trust its texture."""
-    eyes_open: bool = True
-    mouth_open: float = 0.0
+    eyes_open: bool
+    mouth_open: float
     """The source's inner-lip opening over its mouth width."""
 
 
@@ -91,6 +93,8 @@ class MeshSwapper:
 
     def prepare(self, sources: Sequence[tuple[Image, Face]]) -> MeshSource:
         """Pick the most frontal source face that has landmarks and precompute what every swap needs."""
+        for img, _ in sources:
+            _check_image(img)
         candidates = [(img, f) for img, f in sources if f.landmarks is not None and len(f.landmarks) >= 468]
         candidates = [(img, f) for img, f in candidates if f.landmarks.shape[1] >= 3]
         if not candidates:
@@ -115,7 +119,7 @@ class MeshSwapper:
         ear = min(mesh.eye_aspect_ratio(lm, "right"), mesh.eye_aspect_ratio(lm, "left"))
         return MeshSource(
             image=crop, landmarks=lm, face=face, levels=tuple(levels),
-            visible=_facing(lm, self._tris) >= MIN_FACING, eyes_open=ear >= EYE_CLOSED_RATIO,
+            visible=mesh.facing(lm, self._tris) >= MIN_FACING, eyes_open=ear >= EYE_CLOSED_RATIO,
             mouth_open=mesh.mouth_open_ratio(lm),
         )
 
@@ -123,6 +127,7 @@ class MeshSwapper:
         """A new image with ``face`` replaced by the source face; only a rectangle around it changes."""
         if face.landmarks is None or len(face.landmarks) < mesh.N_LANDMARKS or face.landmarks.shape[1] < 3:
             raise UsageError("the mesh swapper needs face-mesh landmarks (use the mesh detector)")
+        _check_image(image)
         out = image.copy()
         lm = np.asarray(face.landmarks, dtype=np.float32)[: mesh.N_LANDMARKS]
         rect = _roi(lm[:, :2], image.shape, _ROI_PAD)
@@ -161,18 +166,7 @@ class MeshSwapper:
         if not np.any(region):
             return out
 
-        lab_s = blend.to_lab(np.ascontiguousarray(warped_s[..., :3]))
-        gain, offset = np.ones(3, np.float32), np.zeros(3, np.float32)
-        field = np.zeros_like(lab_s)
-        if self.options.color_transfer:
-            skin = _bare_skin(region, drawn_pts, size)
-            if np.count_nonzero(skin) > 32:
-                gain, offset = blend.colour_match(lab_s, skin, target_lab, skin)
-                lab_s = lab_s * gain + offset
-                field = blend.relight_field(lab_s, target_lab, skin, max(2.0, RELIGHT_SIGMA * size))
-        # Poisson over the whole region (no holes): the kept mouth and eyes must not act as boundary
-        # values, or the teeth and the dark of the mouth would bleed into the lips.
-        field += blend.poisson_field(lab_s + field, target_lab, region, max_side=POISSON_SIDE)
+        gain, offset, field = self._colour(warped_s, target_lab, region, drawn_pts, size)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
         kept = self._kept_features(region.shape, pts, size, source)
         if kept is not None:  # exactly the target's inside, with a short soft edge on the lips/lids
@@ -198,6 +192,26 @@ class MeshSwapper:
         out[y0:y1, x0:x1] = blend.alpha_blend(roi, blend.from_lab(lab), alpha)
         return out
 
+    def _colour(
+        self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
+        points: NDArray[np.float32], size: float,
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], blend.Lab]:
+        """Per-channel LAB gain and offset, plus a smooth LAB field, that make the warped face the
+        target's colour (statistics), light (broad shading) and edge (Poisson)."""
+        lab = blend.to_lab(np.ascontiguousarray(warped[..., :3]))
+        gain, offset = np.ones(3, np.float32), np.zeros(3, np.float32)
+        field = np.zeros_like(lab)
+        if self.options.color_transfer:
+            skin = _bare_skin(region, points, size)
+            if np.count_nonzero(skin) > 32:
+                gain, offset = blend.colour_match(lab, skin, target_lab, skin)
+                lab = lab * gain + offset
+                field = blend.relight_field(lab, target_lab, skin, max(2.0, RELIGHT_SIGMA * size))
+        # Poisson over the whole region (no holes): the kept mouth and eyes must not act as boundary
+        # values, or the teeth and the dark of the mouth would bleed into the lips.
+        field += blend.poisson_field(lab + field, target_lab, region, max_side=POISSON_SIDE)
+        return gain, offset, field
+
     def _shaped(self, landmarks: NDArray[np.float32], source: MeshSource) -> NDArray[np.float32]:
         """Target landmarks (x, y) with the inner face moved part of the way to the source's shape.
 
@@ -208,7 +222,7 @@ class MeshSwapper:
         pts = landmarks[:, :2].astype(np.float64)
         if SHAPE_BLEND <= 0:
             return pts.astype(np.float32)
-        posed = _pose_like(source.landmarks.astype(np.float64), landmarks[:, :3].astype(np.float64))
+        posed = mesh.pose_like(source.landmarks.astype(np.float64), landmarks[:, :3].astype(np.float64))
         moved = pts + (SHAPE_BLEND * self._shape_weight)[:, None] * (posed[:, :2] - pts)
         return moved.astype(np.float32)
 
@@ -230,7 +244,7 @@ class MeshSwapper:
         fixed = np.round(points * 16).astype(np.int32)  # 4 fractional bits: sub-pixel triangle edges
         for t in order.tolist():
             cv2.fillConvexPoly(ids, fixed[tris[t]], t, cv2.LINE_8, 4)
-        coeffs = _affines(points, source_points, tris).astype(np.float32)  # pixel -> source pixel
+        coeffs = mesh.triangle_affines(points, source_points, tris).astype(np.float32)  # pixel -> source
         ys, xs = np.indices((h, w), dtype=np.float32)
         c = coeffs[np.maximum(ids, 0)]  # (H, W, 6)
         map_x = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
@@ -257,6 +271,11 @@ class MeshSwapper:
         return blend.polygon_mask(shape, keep)
 
 
+def _check_image(image: Image) -> None:
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise UsageError(f"expected a BGR uint8 image, got {image.dtype} {image.shape}")
+
+
 def _extent(points: NDArray[np.floating]) -> float:
     """Geometric mean of a point set's width and height (a face size that ignores the box detector)."""
     span = points.max(axis=0) - points.min(axis=0)
@@ -270,27 +289,6 @@ def _roi(points: NDArray[np.float32], shape: tuple[int, ...], pad: float) -> tup
     x1, y1 = np.ceil(points.max(axis=0) + margin).astype(int)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
     return (x0, y0, x1, y1) if x1 - x0 >= 8 and y1 - y0 >= 8 else None
-
-
-def _pose_like(points: NDArray[np.float64], reference: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``points`` (N, 3) moved by the least-squares similarity onto ``reference`` (Umeyama 1991)."""
-    mu_p, mu_r = points.mean(axis=0), reference.mean(axis=0)
-    p, r = points - mu_p, reference - mu_r
-    u, sv, vt = np.linalg.svd(r.T @ p)
-    d = np.ones(3)
-    d[2] = np.sign(np.linalg.det(u @ vt)) or 1.0  # a rotation, never a mirror
-    rot = (u * d) @ vt
-    scale = float((sv * d).sum() / max((p**2).sum(), 1e-9))
-    return (scale * (rot @ p.T)).T + mu_r
-
-
-def _facing(landmarks: NDArray[np.floating], tris: NDArray[np.int32]) -> NDArray[np.float64]:
-    """Per triangle, the cosine between its 3-D normal and the view axis (1 = faces the camera)."""
-    p = np.asarray(landmarks, dtype=np.float64)[:, :3][tris]
-    normal = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
-    cos = normal[:, 2] / np.maximum(np.linalg.norm(normal, axis=1), 1e-9)
-    # The winding is shared by all triangles; most of a face looks at the camera, which fixes the sign.
-    return cos * (1.0 if np.sum(np.sign(cos)) >= 0 else -1.0)
 
 
 def _hair(lab: blend.Lab, points: NDArray[np.float32], region: NDArray[np.uint8], size: float) -> NDArray:
@@ -330,14 +328,3 @@ def _bare_skin(region: NDArray[np.uint8], points: NDArray[np.float32], size: flo
     skin = blend.erode(region, round(0.04 * size))
     skin[features > 0] = 0
     return skin
-
-
-def _affines(dst: NDArray[np.floating], src: NDArray[np.floating], tris: NDArray[np.int32]) -> NDArray:
-    """(T, 6) affine coefficients mapping each triangle of ``dst`` onto the same triangle of ``src``."""
-    d = np.asarray(dst, dtype=np.float64)[tris]  # (T, 3, 2)
-    s = np.asarray(src, dtype=np.float64)[tris]
-    m = np.concatenate([d, np.ones((len(tris), 3, 1))], axis=2)  # rows [x, y, 1]
-    degenerate = np.abs(np.linalg.det(m)) < 1e-6
-    m[degenerate] = np.eye(3)  # no pixel is drawn for a zero-area triangle; any finite map will do
-    sol = np.linalg.solve(m, s)  # (T, 3, 2): [x, y, 1] @ sol = source point
-    return np.concatenate([sol[:, :, 0], sol[:, :, 1]], axis=1)
