@@ -50,8 +50,10 @@ POISSON_SIDE = 64
 """The Poisson field is solved on a copy at most this many pixels across (it is smooth)."""
 RELIGHT_SIGMA = 0.08
 """Scale of the target shading carried onto the face (fraction of the face size)."""
+HIGHLIGHT_MARGIN = 25.0
+"""How much brighter (8-bit LAB lightness) than the target's local skin the swapped face may get."""
 _SHAPE_FADE_RINGS = 3.0  # mesh rings over which the shape move fades in from the outline and lips
-_EYE_KEEP = np.array([0.5, 1.0, 1.0], np.float32)  # share of the L, a, b change the eyes do not take
+_EYE_KEEP = np.array([0.25, 0.7, 0.7], np.float32)  # share of the L, a, b change the eyes do not take
 _ROI_PAD = 0.04  # margin of the region of interest around the landmarks (fraction of the face size)
 _MIN_LEVEL_SIZE = 24.0  # smallest source face (px) kept in the pyramid
 
@@ -174,6 +176,9 @@ class MeshSwapper:
         # The eyes keep their own colour: a skin-to-skin shift turns the whites grey or blue.
         eyes = blend.polygon_mask(region.shape, [drawn_pts[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE)])
         eyes_w = 1.0 - blend.fade_out(eyes, 0.0, max(1.5, 0.02 * size))
+        # The source's own highlights (a shiny nose under another light) must not outshine the target.
+        local = cv2.GaussianBlur(target_lab, (0, 0), sigmaX=max(1.0, 0.03 * size))
+        weights = np.dstack([alpha, eyes_w, local])
 
         # Full resolution: the same warp sampled densely, the colour maps upsampled.
         if scale < 1.0:
@@ -182,14 +187,20 @@ class MeshSwapper:
             warped = cv2.remap(level_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
             warped = np.ascontiguousarray(warped[..., :3])
             field = cv2.resize(field, full, interpolation=cv2.INTER_LINEAR)
-            alpha = cv2.resize(alpha, full, interpolation=cv2.INTER_LINEAR)
-            eyes_w = cv2.resize(eyes_w, full, interpolation=cv2.INTER_LINEAR)
+            weights = cv2.resize(weights, full, interpolation=cv2.INTER_LINEAR)
         else:
             warped = np.ascontiguousarray(warped_s[..., :3])
+        alpha, eyes_w, local = weights[..., 0], weights[..., 1], weights[..., 2:]
         base = blend.to_lab(warped)
         lab = base * gain + offset + field
         lab -= (lab - base) * (eyes_w[..., None] * _EYE_KEEP)
-        out[y0:y1, x0:x1] = blend.alpha_blend(roi, blend.from_lab(lab), alpha)
+        # Dim what outshines the target's skin nearby (a soft knee) and give it that skin's hue: a
+        # white glint dimmed alone would turn grey.
+        over = np.maximum(lab[..., 0] - local[..., 0] - HIGHLIGHT_MARGIN, 0.0) * (1.0 - eyes_w)
+        lab[..., 0] -= 0.75 * over
+        hue = np.minimum(over * (1.0 / HIGHLIGHT_MARGIN), 1.0)[..., None]
+        lab[..., 1:] += (local[..., 1:] - lab[..., 1:]) * hue
+        out[y0:y1, x0:x1] = blend.alpha_blend(roi, blend.from_lab(lab), np.ascontiguousarray(alpha))
         return out
 
     def _colour(
@@ -206,7 +217,9 @@ class MeshSwapper:
             if np.count_nonzero(skin) > 32:
                 gain, offset = blend.colour_match(lab, skin, target_lab, skin)
                 lab = lab * gain + offset
-                field = blend.relight_field(lab, target_lab, skin, max(2.0, RELIGHT_SIGMA * size))
+                field = blend.relight_field(
+                    lab, target_lab, skin, max(2.0, RELIGHT_SIGMA * size), strength=(1.0, 1.0, 1.0)
+                )
         # Poisson over the whole region (no holes): the kept mouth and eyes must not act as boundary
         # values, or the teeth and the dark of the mouth would bleed into the lips.
         field += blend.poisson_field(lab + field, target_lab, region, max_side=POISSON_SIDE)
