@@ -26,16 +26,13 @@ from masquerade.config import SwapOptions
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.geometry import mesh
 from masquerade.stages import blend
+from masquerade.stages import swap_mesh_masks as masks
 from masquerade.types import Face, Image
 
 EYE_CLOSED_RATIO = 0.13
 """Eye aspect ratio below which an eye counts as closed."""
 MOUTH_OPEN_RATIO = 0.04
 """Inner-lip opening (over mouth width) above which the target's mouth interior is kept."""
-HAIR_DISTANCE = 1.4
-"""Colour distance from the cheeks (see ``blend.colour_distance``) above which the forehead is hair."""
-EDGE_BAND = 0.08
-"""Width of the band along the face outline searched for hair (fraction of the face size)."""
 MIN_FACING = 0.25
 """Source triangles that face the camera less than this (cosine) are left to the target."""
 EDGE_TRIM = 0.02
@@ -113,7 +110,7 @@ class MeshSwapper:
         pts = np.ascontiguousarray(lm[:, :2])
         outline = blend.polygon_mask(crop.shape, [cv2.convexHull(pts).reshape(-1, 2)])
         # The alpha channel marks the source's own skin: hair over its forehead stays out of the swap.
-        own = 255 - _hair(blend.to_lab(crop), pts, outline, _extent(pts))
+        own = 255 - masks.hair(blend.to_lab(crop), pts, outline, _extent(pts))
         levels = [(np.dstack([crop, own]), pts)]
         while _extent(levels[-1][1]) / 2 >= _MIN_LEVEL_SIZE and min(levels[-1][0].shape[:2]) >= 16:
             img, p = levels[-1]
@@ -164,7 +161,7 @@ class MeshSwapper:
         drawn[inside] = np.where(source.visible[ids[inside]], 255, 0)
         drawn = blend.fill_holes(drawn)  # keep interior folds (the sides of the nose)
         drawn[warped_s[..., 3] < 128] = 0
-        drawn[_hair(target_lab, pts, drawn, size) > 0] = 0  # the target's hair stays
+        drawn[masks.hair(target_lab, pts, drawn, size) > 0] = 0  # the target's hair stays
         region = blend.erode(blend.fill_holes(drawn), max(1, round(EDGE_TRIM * size)))
         if not np.any(region):
             return out
@@ -235,7 +232,7 @@ class MeshSwapper:
         gain, offset = np.ones(3, np.float32), np.zeros(3, np.float32)
         field = np.zeros_like(lab)
         if self.options.color_transfer:
-            skin = _bare_skin(region, points, size)
+            skin = masks.bare_skin(region, points, size)
             if np.count_nonzero(skin) > 32:
                 gain, offset = blend.colour_match(lab, skin, target_lab, skin)
                 lab = lab * gain + offset
@@ -329,42 +326,3 @@ def _roi(points: NDArray[np.float32], shape: tuple[int, ...], pad: float) -> tup
     x1, y1 = np.ceil(points.max(axis=0) + margin).astype(int)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, shape[1]), min(y1, shape[0])
     return (x0, y0, x1, y1) if x1 - x0 >= 8 and y1 - y0 >= 8 else None
-
-
-def _hair(lab: blend.Lab, points: NDArray[np.float32], region: NDArray[np.uint8], size: float) -> NDArray:
-    """0/255 mask of what covers the face from its edge and is not skin: hair, a hat, a beard.
-
-    Searched over the forehead and a band along the face's outline only: further in, shadows and
-    smile lines look as unlike the cheeks as hair does, and cutting them out would keep the target's
-    own face.
-    """
-    samples = np.zeros(region.shape, np.uint8)
-    for i in mesh.SKIN_SAMPLES:
-        cv2.circle(samples, (round(points[i, 0]), round(points[i, 1])), max(2, round(0.04 * size)), 255, -1)
-    sigma = max(1.0, 0.012 * size)
-    distance = cv2.GaussianBlur(blend.colour_distance(lab, samples & region), (0, 0), sigmaX=sigma)
-    # Along the outline, shading is deeper (the jaw's shadow, a cheek turning away): count lightness
-    # only when it differs a lot, and rely on hue there.
-    shaded = cv2.GaussianBlur(blend.colour_distance(lab, samples & region, floor=(60.0, 6.0, 6.0)),
-                              (0, 0), sigmaX=sigma)
-    forehead = blend.polygon_mask(region.shape, [points[list(mesh.FOREHEAD)]])
-    brows = [points[list(mesh.RIGHT_EYEBROW)], points[list(mesh.LEFT_EYEBROW)]]
-    forehead[blend.polygon_mask(region.shape, brows, grow=max(1, round(0.03 * size))) > 0] = 0
-    oval = blend.polygon_mask(region.shape, [points[list(mesh.FACE_OVAL)]])
-    band = (forehead == 0) & (blend.erode(oval, max(1, round(EDGE_BAND * size))) == 0)
-    bad = ((distance > HAIR_DISTANCE) & (forehead > 0)) | ((shaded > HAIR_DISTANCE) & band)
-    bad = np.where(bad, 255, 0).astype(np.uint8)
-    return blend.reachable_from_outside(bad, region)
-
-
-def _bare_skin(region: NDArray[np.uint8], points: NDArray[np.float32], size: float) -> NDArray[np.uint8]:
-    """0/255 mask of bare skin (no eyes, brows or lips, away from the edge) for colour statistics."""
-    features = blend.polygon_mask(
-        region.shape,
-        [points[list(ix)] for ix in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.LIPS_OUTER,
-                                     mesh.RIGHT_EYEBROW, mesh.LEFT_EYEBROW)],
-        grow=max(1, round(0.015 * size)),
-    )
-    skin = blend.erode(region, round(0.04 * size))
-    skin[features > 0] = 0
-    return skin
