@@ -231,6 +231,31 @@ def test_where_equal_cast_constant_of_shape_range() -> None:
     compare(single("Range", start, limits, out_type=TensorProto.INT64), start)
 
 
+def test_selection_and_scatter_ops() -> None:
+    a = x(3, 7)
+    topk = single("TopK", {"a": a}, {"k": i64(3)}, n_out=2, axis=1)
+    topk.graph.output[1].type.tensor_type.elem_type = TensorProto.INT64
+    compare(topk, {"a": a})
+    compare(single("ArgMin", {"a": a}, out_type=TensorProto.INT64, axis=1, keepdims=0), {"a": a})
+    idx = {"i": np.array([[0, 6, -1], [2, 2, 3], [1, 0, 5]], np.int64), "u": x(3, 3)}
+    compare(single("ScatterElements", {"a": a}, idx, axis=1), {"a": a})
+    compare(single("ScatterElements", {"a": a}, {"i": i64(0, 1, 2, 0).reshape(1, 4), "u": x(1, 4)}, axis=0,
+                   reduction="add"), {"a": a})
+    compare(single("ScatterND", {"a": a}, {"i": np.array([[1], [-1]], np.int64), "u": x(2, 7)}), {"a": a})
+    hot = {"i": np.array([[1, 3], [0, -1]], np.int64)}
+    depth_values = {"d": np.array(4, np.int64), "v": np.array([0.5, 2.0], np.float32)}
+    compare(single("OneHot", hot, depth_values, axis=1), hot)
+
+
+def test_seeded_noise_repeats_and_is_not_folded() -> None:
+    model = single("RandomNormalLike", {"a": x(64, 64)}, seed=3.0, mean=1.0, scale=2.0)
+    module = convert(model)
+    a = torch.zeros(64, 64)
+    first, second = module(a)[0], module(a)[0]
+    assert torch.equal(first, second)
+    assert abs(float(first.mean()) - 1.0) < 0.15 and abs(float(first.std()) - 2.0) < 0.15
+
+
 def test_grid_sample() -> None:
     feeds = {"x": x(2, 3, 8, 9), "g": np.clip(x(2, 5, 6, 2), -1.2, 1.2)}
     for mode, pad in (("bilinear", "zeros"), ("nearest", "border"), ("bilinear", "reflection")):

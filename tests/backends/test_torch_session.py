@@ -204,3 +204,19 @@ def test_cuda_graphs_through_torch_compile() -> None:
     for _ in range(3):  # warm-up runs record the graph; later ones replay it
         out = graphed.run(None, feeds)
     assert max_diff(out, plain) < 1e-2
+
+
+def test_batch_one_constants_concatenated_to_activations_follow_the_batch() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    token = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    graph = helper.make_graph(
+        [helper.make_node("Concat", ["x", "t"], ["y"], axis=1)], "tokens",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 3])],
+        initializer=[numpy_helper.from_array(token, "t")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(0).random((5, 4, 3), dtype=np.float32)
+    (y,) = TorchSession(model, device="cpu").run_batch({"x": x})
+    np.testing.assert_array_equal(y, np.concatenate([x, np.repeat(token, 5, axis=0)], axis=1))

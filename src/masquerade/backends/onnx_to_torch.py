@@ -27,9 +27,10 @@ from onnx import shape_inference
 
 from masquerade.backends.torch_nn_ops import NN_OPS
 from masquerade.backends.torch_ops import TENSOR_OPS, OpFn, Tensor, attribute_value, ints, tensor_from_proto
+from masquerade.backends.torch_select_ops import RANDOM_OPS, SELECT_OPS
 from masquerade.errors import ModelError
 
-OPS: dict[str, OpFn] = {**TENSOR_OPS, **NN_OPS}
+OPS: dict[str, OpFn] = {**TENSOR_OPS, **NN_OPS, **SELECT_OPS}
 """Every supported ONNX operator (default domain) -> its PyTorch implementation."""
 
 
@@ -182,7 +183,7 @@ def convert(
             attrs={a.name: attribute_value(a) for a in proto_node.attribute}, opset=opset,
             fn=OPS[proto_node.op_type],
         )
-        if all(name == "" or name in constants for name in node.inputs):
+        if node.op_type not in RANDOM_OPS and all(name == "" or name in constants for name in node.inputs):
             _fold(node, constants)
             continue
         if node.op_type == "Reshape" and dynamic_batch and node.inputs[1] in constants:

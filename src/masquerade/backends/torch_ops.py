@@ -177,7 +177,13 @@ def op_transpose(node: Node, x: Tensor) -> Tensor:
 
 def op_concat(node: Node, *xs: Tensor) -> Tensor:
     device = next((x.device for x in xs if x.device.type != "cpu"), xs[0].device)
-    return torch.cat([x.to(device) for x in xs], dim=node.attrs["axis"])
+    parts = [x.to(device) for x in xs]
+    axis = node.attrs["axis"]
+    if axis % max(parts[0].dim(), 1) != 0 and len({p.shape[0] for p in parts if p.dim()}) > 1:
+        # A batch-1 constant (learned token, positional map) joined to batched activations: follow the batch.
+        batch = max(p.shape[0] for p in parts)
+        parts = [p.expand(batch, *p.shape[1:]) if p.dim() and p.shape[0] == 1 else p for p in parts]
+    return torch.cat(parts, dim=axis)
 
 
 def op_split(node: Node, x: Tensor, split: Tensor | None = None) -> tuple[Tensor, ...]:
