@@ -164,6 +164,28 @@ def test_eyes_stay_the_targets_when_the_source_eyes_are_closed(photos, faces, sw
         assert np.array_equal(out[inside > 0], target[inside > 0])
 
 
+def test_closed_target_eyes_stay_the_targets(photos, faces, swapper) -> None:
+    # Lids at 30 % of their opening: a blink on its way (eye aspect ratio well under the threshold).
+    lm = faces["biden"].landmarks.copy()
+    lids = ((mesh._RIGHT_EYE_UPPER, mesh._RIGHT_EYE_LOWER), (mesh._LEFT_EYE_UPPER, mesh._LEFT_EYE_LOWER))
+    for upper, lower in lids:
+        up, low = list(upper[1:-1]), list(lower[1:-1])
+        lm[up] = lm[low] + 0.3 * (lm[up] - lm[low])
+    assert mesh.eye_aspect_ratio(lm, "right") < 0.13
+    face = faces["biden"].with_(landmarks=lm)
+    target = photos["biden"]
+    out = swapper.swap(target, face, swapper.prepare([(photos["obama"], faces["obama"])]))
+    for eye in (mesh.RIGHT_EYE, mesh.LEFT_EYE):
+        inside = blend.polygon_mask(target.shape, [lm[list(eye), :2]])
+        assert np.count_nonzero(inside) > 50
+        assert np.array_equal(out[inside > 0], target[inside > 0])
+    # With keep_eyes off, the source's (open) eyes are squeezed in instead.
+    plain = MeshSwapper(SwapOptions(keep_eyes=False))
+    other = plain.swap(target, face, plain.prepare([(photos["obama"], faces["obama"])]))
+    inside = blend.polygon_mask(target.shape, [lm[list(mesh.RIGHT_EYE), :2]])
+    assert not np.array_equal(other[inside > 0], target[inside > 0])
+
+
 def test_triangles_are_drawn_far_to_near_on_a_turned_head(faces, swapper) -> None:
     # Turn the frontal mesh by 50 degrees about its vertical axis: the nose now hides part of the far
     # cheek, so some pixels are covered by two triangles; the nearer one must win.
