@@ -296,3 +296,19 @@ def test_constant_nodes_are_folded() -> None:
     assert [n.op_type for n in module.nodes] == ["MatMul"]
     a = x(2, 4)
     np.testing.assert_allclose(module(torch.from_numpy(a))[0].numpy(), a @ (w * 2), rtol=1e-5)
+
+
+def test_batch_norm_after_conv_is_merged_into_it() -> None:
+    c = 6
+    feeds = {"x": x(2, 3, 9, 9)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "sh", "m", "v"], ["y"], epsilon=1e-3)]
+    inits = {"w": x(c, 3, 3, 3), "b": x(c), "s": x(c), "sh": x(c), "m": x(c), "v": np.abs(x(c)) + 0.1}
+    source = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 9, 9])
+    graph = helper.make_graph(nodes, "conv_bn", [source],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    assert [n.op_type for n in convert(model).nodes] == ["Conv"]
+    compare(model, feeds, atol=1e-4)

@@ -192,6 +192,7 @@ def convert(
             node.batch_leading = bool(shape) and shape[0] == 1 and data_lead in (1, None)
         node.float_dtype = float_dtype
         nodes.append(node)
+    nodes = _fold_batch_norms(nodes, constants, set(output_names))
     _mark_releases(nodes, set(output_names))
     used = {name for node in nodes for name in node.inputs} | set(output_names)
     kept = {name: value for name, value in constants.items() if name in used}
@@ -209,6 +210,40 @@ def _fold(node: Node, constants: dict[str, Tensor]) -> None:
         raise UnsupportedOperator(f"{node.op_type} node {node.name!r}: {error}") from None
     outs: Sequence[Tensor] = [out] if isinstance(out, torch.Tensor) else out
     constants.update(zip(node.outputs, outs, strict=False))
+
+
+def _fold_batch_norms(nodes: list[Node], constants: dict[str, Tensor], keep: set[str]) -> list[Node]:
+    """Merge each inference BatchNormalization into the Conv that alone feeds it (one kernel, not two).
+
+    The merged weights are computed in float64 from the file's values, so folding adds no rounding
+    of its own beyond the final cast.
+    """
+    uses: dict[str, int] = {}
+    for node in nodes:
+        for name in node.inputs:
+            uses[name] = uses.get(name, 0) + 1
+    producer = {node.outputs[0]: node for node in nodes if node.op_type == "Conv"}
+    dropped: set[int] = set()
+    for node in nodes:
+        conv = producer.get(node.inputs[0]) if node.op_type == "BatchNormalization" else None
+        if conv is None or uses.get(conv.outputs[0]) != 1 or conv.outputs[0] in keep:
+            continue
+        params = [constants.get(name) for name in node.inputs[1:5]]
+        weight = constants.get(conv.inputs[1])
+        bias = constants.get(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] else None
+        has_bias = len(conv.inputs) > 2 and bool(conv.inputs[2])
+        if weight is None or any(p is None for p in params) or (has_bias and bias is None):
+            continue
+        scale, shift, mean, var = (p.double() for p in params)  # type: ignore[union-attr]
+        factor = scale / torch.sqrt(var + node.attrs.get("epsilon", 1e-5))
+        w = weight.double() * factor.reshape(-1, *([1] * (weight.dim() - 1)))
+        b = ((bias.double() if bias is not None else torch.zeros_like(mean)) - mean) * factor + shift
+        w_name, b_name = f"{conv.name}::bn_w", f"{conv.name}::bn_b"
+        constants[w_name], constants[b_name] = w.to(weight.dtype), b.to(weight.dtype)
+        conv.inputs = [conv.inputs[0], w_name, b_name]
+        conv.outputs = list(node.outputs)
+        dropped.add(id(node))
+    return [node for node in nodes if id(node) not in dropped]
 
 
 def _mark_releases(nodes: list[Node], keep: set[str]) -> None:
