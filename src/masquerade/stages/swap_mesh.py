@@ -29,10 +29,14 @@ from masquerade.stages import blend
 from masquerade.stages import swap_mesh_masks as masks
 from masquerade.types import Face, Image
 
-EYE_CLOSED_RATIO = 0.13
-"""Eye aspect ratio below which an eye counts as closed."""
-MOUTH_OPEN_RATIO = 0.04
-"""Inner-lip opening (over mouth width) above which the target's mouth interior is kept."""
+EYE_CLOSED_RATIO = 0.10
+"""Eye aspect ratio below which the target's own eye is kept whole (a blink)."""
+EYE_OPEN_RATIO = 0.16
+"""Eye aspect ratio above which the eye is the source's; in between, a mix (eyes closing)."""
+MOUTH_CLOSED_RATIO = 0.02
+"""Inner-lip opening (over mouth width) below which the mouth is the source's."""
+MOUTH_OPEN_RATIO = 0.05
+"""Inner-lip opening above which the target's mouth interior is kept whole; in between, a mix."""
 MIN_FACING = 0.25
 """Source triangles that face the camera less than this (cosine) are left to the target."""
 EDGE_TRIM = 0.02
@@ -119,7 +123,8 @@ class MeshSwapper:
         ear = min(mesh.eye_aspect_ratio(lm, "right"), mesh.eye_aspect_ratio(lm, "left"))
         return MeshSource(
             image=crop, landmarks=lm, face=face, levels=tuple(levels),
-            visible=mesh.facing(lm, self._tris) >= MIN_FACING, eyes_open=ear >= EYE_CLOSED_RATIO,
+            visible=mesh.facing(lm, self._tris) >= MIN_FACING,
+            eyes_open=ear >= (EYE_CLOSED_RATIO + EYE_OPEN_RATIO) / 2,
             mouth_open=mesh.mouth_open_ratio(lm),
         )
 
@@ -149,7 +154,7 @@ class MeshSwapper:
         size = _extent(pts)
         level_img, level_pts = source.levels[self._level(source, _extent(lm[:, :2]))]
         # A closed target mouth draws no mouth opening: the source's teeth would show as a thin line.
-        mouth_open = mesh.mouth_open_ratio(pts) > MOUTH_OPEN_RATIO
+        mouth_open = mesh.mouth_open_ratio(pts) > MOUTH_CLOSED_RATIO
         ids, map_x, map_y = self._maps(small, drawn_pts, lm[:, 2], level_pts, mouth_open)
         warped_s = cv2.remap(level_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         roi_s = roi if scale == 1.0 else cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
@@ -168,9 +173,9 @@ class MeshSwapper:
 
         gain, offset, field = self._colour(warped_s, target_lab, region, drawn_pts, size)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
-        kept = self._kept_features(region.shape, pts, size, source)
-        if kept is not None:  # exactly the target's inside, with a short soft edge on the lips/lids
-            alpha *= blend.fade_out(kept, 1.0 + 0.01 * size, max(1.5, 0.015 * size))
+        kept = self._kept(region.shape, pts, size, source)
+        if kept is not None:
+            alpha *= 1.0 - kept
         # The eyes keep their own colour: a skin-to-skin shift turns the whites grey or blue.
         eyes = blend.polygon_mask(region.shape, [drawn_pts[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE)])
         eyes_w = 1.0 - blend.fade_out(eyes, 0.0, max(1.5, 0.02 * size))
@@ -284,28 +289,44 @@ class MeshSwapper:
         map_x[ids < 0] = -1.0
         return ids, map_x, map_y
 
-    def _kept_features(
+    def _kept(
         self, shape: tuple[int, ...], points: NDArray[np.float32], size: float, source: MeshSource
-    ) -> NDArray[np.uint8] | None:
-        """0/255 mask of what stays the target's own (open mouth interior, closed eyes), or None."""
-        keep: list[NDArray[np.float32]] = []
-        # The target's mouth opening when either mouth is open: its teeth and tongue when it speaks,
-        # the line where its lips meet when the source smiles with its teeth.
-        opening = max(mesh.mouth_open_ratio(points), source.mouth_open)
-        if self.options.keep_mouth and opening > MOUTH_OPEN_RATIO:
-            keep.append(points[list(mesh.LIPS_INNER)])
+    ) -> NDArray[np.float32] | None:
+        """How much of each pixel stays the target's own (open mouth, closing eyes), 0..1, or None.
+
+        Exactly 1 inside the mouth opening or eye, fading out over the lips and lids. The amount
+        follows how open they are, so a blink or a word fades the target's own in and out over a few
+        frames instead of switching.
+        """
+        parts: list[tuple[float, tuple[int, ...]]] = []
+        if self.options.keep_mouth:
+            # When either mouth is open: its teeth and tongue when the target speaks, the line where
+            # its lips meet when the source smiles with its teeth.
+            opening = max(mesh.mouth_open_ratio(points), source.mouth_open)
+            parts.append((_ramp(opening, MOUTH_CLOSED_RATIO, MOUTH_OPEN_RATIO), mesh.LIPS_INNER))
         if self.options.keep_eyes:
-            ear = min(mesh.eye_aspect_ratio(points, "right"), mesh.eye_aspect_ratio(points, "left"))
-            if ear < EYE_CLOSED_RATIO or not source.eyes_open:
-                keep += [points[list(mesh.RIGHT_EYE)], points[list(mesh.LEFT_EYE)]]
-        if not keep:
-            return None
-        return blend.polygon_mask(shape, keep)
+            for side, eye in (("right", mesh.RIGHT_EYE), ("left", mesh.LEFT_EYE)):
+                ear = mesh.eye_aspect_ratio(points, side)
+                closed = 1.0 if not source.eyes_open else _ramp(-ear, -EYE_OPEN_RATIO, -EYE_CLOSED_RATIO)
+                parts.append((closed, eye))
+        keep: NDArray[np.float32] | None = None
+        for amount, contour in parts:
+            if amount <= 0.0:
+                continue
+            inside = blend.polygon_mask(shape, [points[list(contour)]])
+            weight = amount * (1.0 - blend.fade_out(inside, 1.0 + 0.01 * size, max(1.5, 0.015 * size)))
+            keep = weight if keep is None else np.maximum(keep, weight)
+        return keep
 
 
 def _check_image(image: Image) -> None:
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise UsageError(f"expected a BGR uint8 image, got {image.dtype} {image.shape}")
+
+
+def _ramp(value: float, low: float, high: float) -> float:
+    """0 at or below ``low``, 1 at or above ``high``, linear in between."""
+    return float(np.clip((value - low) / (high - low), 0.0, 1.0))
 
 
 def _robust_std(values: NDArray[np.float32]) -> float:
