@@ -129,14 +129,31 @@ def assert_plausible_rotated(face: Face) -> None:
 def test_verification_rejects_a_chin_the_mesh_half_believes(analyser: MeshAnalyser, group_photo) -> None:
     """Regression: a ROI on the rotated Biden's chin and collar fools the mesh (presence ~0.8); the
     detector on the mesh's levelled crop does not, while it confirms every real face."""
+    from masquerade.stages.detect import MIN_EVIDENCE
     from masquerade.stages.landmarks import Roi
 
     image, _ = group_photo
     landmarks, presence = analyser._mesh(image, Roi(470, 262, 155, 0.0))
     assert presence > 0.5  # the mesh alone is fooled...
-    assert analyser._verify(image, landmarks) < 0.3  # ...the second opinion is not
+    assert presence * analyser._verify(image, landmarks) < MIN_EVIDENCE  # ...the second opinion is not
     for face in analyser.detect(image):
-        assert analyser._verify(image, face.landmarks) > 0.4
+        assert face.score * analyser._verify(image, face.landmarks) > MIN_EVIDENCE + 0.05
+
+
+def test_no_false_positive_on_suit_buttons_and_badges(
+    analyser: MeshAnalyser, biden: np.ndarray, astronaut: np.ndarray
+) -> None:
+    """Regression: the mesh gives ~0.7 presence to Biden's dark suit buttons turned sideways, and ~0.64
+    to the astronaut's suit and badge when the photo is turned 30 degrees."""
+    import cv2
+
+    suit = np.ascontiguousarray(np.rot90(biden[900:1700, 250:970]))
+    assert analyser.detect(suit) == []
+    framed = cv2.copyMakeBorder(astronaut, 200, 200, 200, 200, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+    turned = cv2.warpAffine(framed, cv2.getRotationMatrix2D((456, 456), 30, 1.0), (912, 912),
+                            borderValue=(128, 128, 128))
+    (face,) = analyser.detect(turned)
+    assert face.score > 0.9
 
 
 def test_face_cut_by_the_image_border(analyser: MeshAnalyser, obama: np.ndarray) -> None:
