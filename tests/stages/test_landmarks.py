@@ -112,3 +112,17 @@ def test_refine_keeps_up_with_a_fast_moving_face(analyser: MeshAnalyser, obama: 
             faces = analyser.refine(frame, faces)
         assert len(faces) == 1
         assert abs(faces[0].kps5[:, 0].mean() - (x0 + t * step)) < 0.03 * faces[0].width
+
+
+def test_refine_does_not_settle_on_dark_clothing(
+    analyser: MeshAnalyser, biden: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Biden's suit buttons turned sideways score ~0.7 presence: a track there must be dropped."""
+    import masquerade.stages.detect as detect
+
+    suit = np.ascontiguousarray(np.rot90(biden[900:1700, 250:970]))
+    with monkeypatch.context() as m:
+        m.setattr(detect, "MIN_EVIDENCE", 0.0)  # let the mesh's false face through, as a drifting track
+        (ghost,) = analyser.detect(suit)
+    assert 0.5 < ghost.score < 0.95
+    assert analyser.refine(suit, [ghost.with_(track_id=1)]) == []

@@ -44,6 +44,8 @@ MIN_FIRST_PRESENCE = 0.1  # mesh presence on the detector's ROI worth a second, 
 # Measured on 132 faces (synthetic groups, heads turned 60 degrees, rotated photos): >= 0.61; on the
 # 8 false positives the mesh passed at presence >= 0.5 (suit buttons, badges, chin and collar): <= 0.52.
 MIN_EVIDENCE = 0.55
+# refine() checks that evidence only below this presence (tracked faces sit at 0.99+: no cost).
+REFINE_CONFIDENT = 0.95
 # refine(): fit a second time when the face moved by more than this fraction of the ROI side (about 5% of
 # the face width) or changed size by more than ~10%.
 REFIT_SHIFT = 0.03
@@ -169,6 +171,10 @@ class MeshAnalyser:
                     if presence2 >= presence or presence2 >= self.options.presence_threshold:
                         landmarks, presence = landmarks2, presence2
             if presence < self.options.presence_threshold:
+                continue
+            # A track whose face left can settle on something the mesh half-believes (dark clothing):
+            # below full confidence, ask for the same evidence as detect().
+            if presence < REFINE_CONFIDENT and presence * self._verify(image, landmarks) < MIN_EVIDENCE:
                 continue
             out.append(_face(landmarks, presence, face.track_id))
         return out
