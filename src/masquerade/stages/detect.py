@@ -2,10 +2,12 @@
 
 ``MeshAnalyser.detect`` finds faces in a still or a keyframe: the full-range detector on the whole
 image, the short-range detector on the whole image and on overlapping tiles (small faces in group
-photos), boxes merged by NMS, then the face mesh on a rotated ROI around each box. The mesh's
-face-presence probability decides what is a face, which also removes the detectors' false positives.
-``MeshAnalyser.refine`` is the cheap tracking step for video: the mesh alone, on ROIs taken from the
-previous landmarks.
+photos), boxes merged by weighted NMS, then the face mesh on a rotated ROI around each box (twice: the
+second time on the ROI the first mesh implies). A candidate is a face when the mesh's face-presence
+probability passes ``DetectOptions.presence_threshold`` and, times the short-range detector's score on
+the mesh's own levelled crop, passes ``MIN_EVIDENCE``: this removes the detectors' false positives and
+the few the mesh alone half-believes. ``MeshAnalyser.refine`` is the cheap tracking step for video: the
+mesh alone, on ROIs taken from the previous landmarks.
 """
 
 from __future__ import annotations
@@ -106,7 +108,12 @@ class MeshAnalyser:
         return merged
 
     def detect(self, image: Image) -> list[Face]:
-        """Every face in ``image``, sorted left to right; [] when there is none."""
+        """Every face in ``image``, sorted left to right; [] when there is none.
+
+        Each face has the mesh (``landmarks``, (468, 3) image pixels, z scaled like x), ``bbox`` = the
+        mesh's extent (it may reach past the image border), ``kps5`` from the mesh and ``score`` = the
+        mesh's face-presence probability.
+        """
         image = _as_bgr(image)
         threshold = self.options.presence_threshold
         faces: list[Face] = []
@@ -150,7 +157,8 @@ class MeshAnalyser:
         image = _as_bgr(image)
         out: list[Face] = []
         for face in faces:
-            if face.landmarks is not None and face.landmarks.shape[0] >= 468:
+            from_box = face.landmarks is None or face.landmarks.shape[0] < 468
+            if not from_box:
                 roi = roi_from_landmarks(face.landmarks)
             else:
                 # A face from another detector (box and 5 key points): start as detect() does, from
@@ -166,7 +174,7 @@ class MeshAnalyser:
                 # changed size noticeably, fit it again on the ROI it now implies.
                 moved = math.hypot(follow.cx - roi.cx, follow.cy - roi.cy) > REFIT_SHIFT * roi.size
                 resized = abs(math.log(max(follow.size, 1e-6) / roi.size)) > REFIT_SCALE
-                if face.landmarks is None or moved or resized:
+                if from_box or moved or resized:
                     landmarks2, presence2 = self._mesh(image, follow)
                     if presence2 >= presence or presence2 >= self.options.presence_threshold:
                         landmarks, presence = landmarks2, presence2
