@@ -33,6 +33,15 @@ from masquerade.errors import ModelError
 OPS: dict[str, OpFn] = {**TENSOR_OPS, **NN_OPS, **SELECT_OPS}
 """Every supported ONNX operator (default domain) -> its PyTorch implementation."""
 
+_REDUCE = {1}
+STATIC_SLOTS: dict[str, set[int]] = {
+    "Reshape": {1}, "Expand": {1}, "Tile": {1}, "Slice": {1, 2, 3, 4}, "Squeeze": {1}, "Unsqueeze": {1},
+    "Split": {1}, "Pad": {1, 2, 3}, "Clip": {1, 2}, "Resize": {1, 2, 3}, "Upsample": {1}, "TopK": {1},
+    "OneHot": {1}, "ReduceMean": _REDUCE, "ReduceSum": _REDUCE, "ReduceMax": _REDUCE, "ReduceMin": _REDUCE,
+    "ReduceL2": _REDUCE, "ReduceSumSquare": _REDUCE,
+}
+"""Input slots an operator reads only as Python numbers (shapes, axes, pads, scales, bounds)."""
+
 
 class UnsupportedOperator(ModelError):
     """The ONNX graph uses an operator (or a variant of one) the PyTorch backend does not implement."""
@@ -56,6 +65,9 @@ class Node:
     """A Reshape whose constant shape starts with the exporter's batch 1."""
     release: list[str] = field(default_factory=list)
     """Values last used by this node, dropped after it runs (keeps peak memory down)."""
+    static: dict[int, list] = field(default_factory=dict)
+    """Constant shape-like inputs (by slot) as Python lists: no tensor reads per call, which also
+    spares torch.compile a graph break for each."""
 
     @property
     def num_outputs(self) -> int:
@@ -121,7 +133,8 @@ class OnnxModule(torch.nn.Module):
         values.update(zip(self.input_names, inputs, strict=True))
         batch = inputs[0].shape[0] if inputs and inputs[0].dim() else 1
         for node in self.nodes:
-            args = [values[name] for name in node.inputs]
+            static = node.static
+            args = [static[i] if i in static else values[name] for i, name in enumerate(node.inputs)]
             while args and args[-1] is None:
                 args.pop()
             if node.batch_leading:
@@ -191,6 +204,11 @@ def convert(
             data_lead = leading.get(node.inputs[0], None)
             node.batch_leading = bool(shape) and shape[0] == 1 and data_lead in (1, None)
         node.float_dtype = float_dtype
+        for slot in STATIC_SLOTS.get(node.op_type, ()):
+            if slot < len(node.inputs) and node.inputs[slot] in constants:
+                node.static[slot] = constants[node.inputs[slot]].reshape(-1).tolist()
+        if node.op_type == "Pow" and node.inputs[1] in constants and constants[node.inputs[1]].numel() == 1:
+            node.static[1] = constants[node.inputs[1]].reshape(-1).tolist()
         nodes.append(node)
     nodes = _fold_batch_norms(nodes, constants, set(output_names))
     _mark_releases(nodes, set(output_names))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from masquerade.backends.torch_ops import OpFn, Tensor, ints
+from masquerade.backends.torch_ops import OpFn, Tensor, floats, ints
 
 if TYPE_CHECKING:
     from masquerade.backends.onnx_to_torch import Node
@@ -110,7 +110,8 @@ def op_layer_norm(node: Node, x: Tensor, scale: Tensor, bias: Tensor | None = No
 def op_pad(node: Node, x: Tensor, pads_in: Tensor | None = None, value: Tensor | None = None,
            axes: Tensor | None = None) -> Tensor:
     pads = ints(pads_in) if pads_in is not None else list(node.attrs["pads"])
-    fill = value.item() if value is not None and value.numel() else node.attrs.get("value", 0.0)
+    fill_list = floats(value)
+    fill = fill_list[0] if fill_list else node.attrs.get("value", 0.0)
     rank = x.dim()
     if axes is not None:  # opset 18: pads only for the listed axes
         full = [0] * 2 * rank
@@ -189,13 +190,13 @@ def _resize(node: Node, x: Tensor, scales_in: Tensor | None, sizes_in: Tensor | 
     if node.attrs.get("antialias", 0) or "axes" in node.attrs:
         raise NotImplementedError(f"Resize {node.name!r}: antialias / axes are not supported")
     nearest = node.attrs.get("nearest_mode", "round_prefer_floor")
-    if sizes_in is not None and sizes_in.numel():
+    if ints(sizes_in):
         out = ints(sizes_in)
         out[0] = x.shape[0]  # batch 1 baked into ``sizes`` must not pin the live batch
         scales = [o / i for o, i in zip(out, x.shape, strict=True)]
         from_scales = False
     else:
-        scales = [float(s) for s in scales_in.reshape(-1).tolist()]  # type: ignore[union-attr]
+        scales = floats(scales_in)
         out = [math.floor(i * s) for i, s in zip(x.shape, scales, strict=True)]
         from_scales = True
     if out == list(x.shape):
@@ -236,7 +237,7 @@ def op_resize(node: Node, x: Tensor, *rest: Tensor | None) -> Tensor:
 
 def op_upsample(node: Node, x: Tensor, scales: Tensor | None = None) -> Tensor:
     if scales is None:
-        scales = torch.tensor(node.attrs["scales"], dtype=torch.float32)
+        scales = [float(s) for s in node.attrs["scales"]]
     mode = "linear" if node.attrs.get("mode", "nearest") in ("linear", "bilinear") else "nearest"
     as_resize = replace(node, attrs={"mode": mode, "nearest_mode": "floor"})  # Upsample = asymmetric Resize
     return _resize(as_resize, x, scales, None, "asymmetric")

@@ -40,9 +40,18 @@ def tensor_from_proto(proto: TensorProto) -> Tensor:
     return torch.from_numpy(np.array(array, copy=True))
 
 
-def ints(x: Tensor | None) -> list[int]:
-    """An int64 tensor (shape, axes, pads...) as a Python list."""
-    return [] if x is None else [int(v) for v in x.reshape(-1).tolist()]
+def ints(x: Tensor | list | None) -> list[int]:
+    """An int64 tensor (shape, axes, pads...) as a Python list; constants arrive as lists already."""
+    if x is None:
+        return []
+    return [int(v) for v in (x if isinstance(x, list) else x.reshape(-1).tolist())]
+
+
+def floats(x: Tensor | list | None) -> list[float]:
+    """A float tensor (scales, clip bounds...) as a Python list; constants arrive as lists already."""
+    if x is None:
+        return []
+    return [float(v) for v in (x if isinstance(x, list) else x.reshape(-1).tolist())]
 
 
 def _aligned(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -67,9 +76,10 @@ def _div(a: Tensor, b: Tensor) -> Tensor:
     return a / b
 
 
-def _pow(a: Tensor, b: Tensor) -> Tensor:
-    if b.numel() == 1 and b.is_floating_point() and float(b) == 2.0:
-        return a * a  # exact and cheaper (variance in hand-written norms)
+def op_pow(node: Node, a: Tensor, b: Tensor | list) -> Tensor:
+    if isinstance(b, list):  # a constant scalar exponent, resolved at conversion
+        return a * a if b == [2.0] else torch.pow(a, b[0])  # x*x: exact and cheaper (hand-written norms)
+    a, b = _aligned(a, b)
     return torch.pow(a, b.to(a.dtype) if a.is_floating_point() else b)
 
 
@@ -277,9 +287,11 @@ def op_range(node: Node, start: Tensor, limit: Tensor, delta: Tensor) -> Tensor:
     return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype, device=start.device)
 
 
-def op_clip(node: Node, x: Tensor, lo: Tensor | None = None, hi: Tensor | None = None) -> Tensor:
-    lo_v = lo.item() if lo is not None else node.attrs.get("min")
-    hi_v = hi.item() if hi is not None else node.attrs.get("max")
+def op_clip(
+    node: Node, x: Tensor, lo: Tensor | list | None = None, hi: Tensor | list | None = None
+) -> Tensor:
+    lo_v = floats(lo)[0] if lo is not None else node.attrs.get("min")
+    hi_v = floats(hi)[0] if hi is not None else node.attrs.get("max")
     return torch.clamp(x, lo_v, hi_v)
 
 
@@ -338,7 +350,7 @@ def op_einsum(node: Node, *xs: Tensor) -> Tensor:
 
 TENSOR_OPS: dict[str, OpFn] = {
     "Add": _binary(torch.add), "Sub": _binary(torch.sub), "Mul": _binary(torch.mul), "Div": _binary(_div),
-    "Pow": _binary(_pow), "Mod": _binary(torch.fmod), "Equal": _binary(torch.eq), "Less": _binary(torch.lt),
+    "Pow": op_pow, "Mod": _binary(torch.fmod), "Equal": _binary(torch.eq), "Less": _binary(torch.lt),
     "Greater": _binary(torch.gt), "LessOrEqual": _binary(torch.le), "GreaterOrEqual": _binary(torch.ge),
     "And": _binary(torch.logical_and), "Or": _binary(torch.logical_or), "Xor": _binary(torch.logical_xor),
     "MatMul": _binary(torch.matmul),

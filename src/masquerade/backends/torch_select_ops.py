@@ -55,7 +55,7 @@ def op_scatter_nd(node: Node, data: Tensor, indices: Tensor, updates: Tensor) ->
 
 
 def op_one_hot(node: Node, indices: Tensor, depth: Tensor, values: Tensor) -> Tensor:
-    n = int(depth.reshape(-1)[0].item())
+    n = ints(depth)[0]
     idx = _positive(indices.to(torch.int64), n)
     hot = torch.nn.functional.one_hot(idx, n)
     axis = node.attrs.get("axis", -1)
