@@ -1,8 +1,15 @@
 """Optional inference backends beside ONNX Runtime.
 
-``torch-cuda``: the ONNX files run through PyTorch (:mod:`.torch_session`, built by the generic
-converter :mod:`.onnx_to_torch`), with GPU crops and paste-back in :mod:`.torch_warp`. PyTorch is an
-extra (``pip install 'masquerade[gpu]'``): nothing here imports it until a session is made.
+``torch-cuda`` runs the same ONNX files through PyTorch: :mod:`.onnx_to_torch` converts the graph
+(generic, node by node, batch made dynamic), :mod:`.torch_session` wraps it with ONNX Runtime's
+``run`` / ``get_inputs`` / ``get_outputs`` so the stages take it unchanged, :mod:`.torch_warp` and
+:mod:`.torch_swap` crop and paste back on the device. PyTorch is an extra
+(``pip install 'masquerade[gpu]'``): nothing here imports it until a session is made, and a missing
+PyTorch or GPU raises ``ProviderUnavailable``, never a silent CPU fallback.
+
+Wiring (the session factory): ``provider in TORCH_PROVIDERS`` ->
+``torch_session.new_torch_session(path, provider)``, else ``models.runtime.new_session``.
+``torch-cpu`` exists for tests and debugging (same code, CPU tensors).
 """
 
 from __future__ import annotations
