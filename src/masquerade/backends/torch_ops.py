@@ -3,7 +3,8 @@
 Every operator has the signature ``op(node, *inputs) -> Tensor | tuple[Tensor, ...]`` where ``node``
 is an :class:`~masquerade.backends.onnx_to_torch.Node` (attributes, opset, compute dtype, flags) and
 missing optional inputs are ``None``. The network operators (convolutions, pools, norms, resizes)
-live in :mod:`masquerade.backends.torch_nn_ops`.
+live in :mod:`masquerade.backends.torch_nn_ops`, gather / scatter / random ones in
+:mod:`masquerade.backends.torch_select_ops`.
 
 Shape arithmetic (Shape -> Gather -> Concat -> Reshape) runs on small int64 CPU tensors; binary
 operators move such a tensor onto the other operand's device when the two meet.
@@ -54,7 +55,7 @@ def floats(x: Tensor | list | None) -> list[float]:
     return [float(v) for v in (x if isinstance(x, list) else x.reshape(-1).tolist())]
 
 
-def _aligned(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+def aligned(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Put a CPU shape tensor on the other operand's device (CUDA math cannot take CPU non-scalars)."""
     if a.device != b.device:
         if a.device.type == "cpu":
@@ -66,7 +67,7 @@ def _aligned(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 def _binary(fn: Callable[[Tensor, Tensor], Tensor]) -> OpFn:
     def op(node: Node, a: Tensor, b: Tensor) -> Tensor:
-        return fn(*_aligned(a, b))
+        return fn(*aligned(a, b))
     return op
 
 
@@ -79,7 +80,7 @@ def _div(a: Tensor, b: Tensor) -> Tensor:
 def op_pow(node: Node, a: Tensor, b: Tensor | list) -> Tensor:
     if isinstance(b, list):  # a constant scalar exponent, resolved at conversion
         return a * a if b == [2.0] else torch.pow(a, b[0])  # x*x: exact and cheaper (hand-written norms)
-    a, b = _aligned(a, b)
+    a, b = aligned(a, b)
     return torch.pow(a, b.to(a.dtype) if a.is_floating_point() else b)
 
 
@@ -93,7 +94,7 @@ def _variadic(fn: Callable[[Tensor, Tensor], Tensor]) -> OpFn:
     def op(node: Node, *xs: Tensor) -> Tensor:
         out = xs[0]
         for x in xs[1:]:
-            out = fn(*_aligned(out, x))
+            out = fn(*aligned(out, x))
         return out
     return op
 
@@ -255,19 +256,8 @@ def op_unsqueeze(node: Node, x: Tensor, axes: Tensor | None = None) -> Tensor:
     return x
 
 
-def op_gather(node: Node, x: Tensor, indices: Tensor) -> Tensor:
-    axis = node.attrs.get("axis", 0)
-    axis = axis + x.dim() if axis < 0 else axis
-    idx = indices.to(device=x.device, dtype=torch.int64)
-    idx = torch.where(idx < 0, idx + x.shape[axis], idx)
-    out = x.index_select(axis, idx.reshape(-1))
-    return out.reshape((*x.shape[:axis], *indices.shape, *x.shape[axis + 1:]))
 
 
-def op_gather_elements(node: Node, x: Tensor, indices: Tensor) -> Tensor:
-    axis = node.attrs.get("axis", 0)
-    idx = indices.to(device=x.device, dtype=torch.int64)
-    return torch.gather(x, axis, torch.where(idx < 0, idx + x.shape[axis], idx))
 
 
 def op_expand(node: Node, x: Tensor, shape: Tensor) -> Tensor:
@@ -278,13 +268,8 @@ def op_tile(node: Node, x: Tensor, repeats: Tensor) -> Tensor:
     return x.repeat(*ints(repeats))
 
 
-def op_where(node: Node, cond: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    a, b = _aligned(a, b)
-    return torch.where(cond.to(a.device), a, b)
 
 
-def op_range(node: Node, start: Tensor, limit: Tensor, delta: Tensor) -> Tensor:
-    return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype, device=start.device)
 
 
 def op_clip(
@@ -304,8 +289,6 @@ def op_softmax(node: Node, x: Tensor) -> Tensor:
     return torch.softmax(flat, dim=1).reshape(x.shape)
 
 
-def op_argmax(node: Node, x: Tensor) -> Tensor:
-    return torch.argmax(x, dim=node.attrs.get("axis", 0), keepdim=bool(node.attrs.get("keepdims", 1)))
 
 
 def op_gemm(node: Node, a: Tensor, b: Tensor, c: Tensor | None = None) -> Tensor:
@@ -370,8 +353,8 @@ TENSOR_OPS: dict[str, OpFn] = {
     "Constant": op_constant, "ConstantOfShape": op_constant_of_shape, "Cast": op_cast, "Shape": op_shape,
     "Reshape": op_reshape, "Flatten": op_flatten, "Transpose": op_transpose, "Concat": op_concat,
     "Split": op_split, "Slice": op_slice, "Squeeze": op_squeeze, "Unsqueeze": op_unsqueeze,
-    "Gather": op_gather, "GatherElements": op_gather_elements, "Expand": op_expand, "Tile": op_tile,
-    "Where": op_where, "Range": op_range, "Clip": op_clip, "Softmax": op_softmax, "ArgMax": op_argmax,
+    "Expand": op_expand, "Tile": op_tile,
+    "Clip": op_clip, "Softmax": op_softmax,
     "Gemm": op_gemm, "Identity": op_identity, "Dropout": op_identity, "Einsum": op_einsum,
 }
 

@@ -1,4 +1,4 @@
-"""ONNX selection, scatter and random operators as PyTorch functions (same signature as torch_ops).
+"""ONNX gather, selection, scatter and random operators as PyTorch functions (same signature as torch_ops).
 
 These appear in codebook-lookup restorers (CodeFormer: TopK / ArgMin / ScatterElements / OneHot) and
 in StyleGAN-style decoders exported with random noise (RandomNormalLike). A ``seed`` attribute gets
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from masquerade.backends.torch_ops import ONNX_TO_TORCH_DTYPE, OpFn, Tensor, ints
+from masquerade.backends.torch_ops import ONNX_TO_TORCH_DTYPE, OpFn, Tensor, aligned, ints
 
 if TYPE_CHECKING:
     from masquerade.backends.onnx_to_torch import Node
@@ -19,6 +19,30 @@ if TYPE_CHECKING:
 
 def _positive(index: Tensor, size: int) -> Tensor:
     return torch.where(index < 0, index + size, index)
+
+
+def op_gather(node: Node, x: Tensor, indices: Tensor) -> Tensor:
+    axis = node.attrs.get("axis", 0)
+    axis = axis + x.dim() if axis < 0 else axis
+    idx = indices.to(device=x.device, dtype=torch.int64)
+    idx = torch.where(idx < 0, idx + x.shape[axis], idx)
+    out = x.index_select(axis, idx.reshape(-1))
+    return out.reshape((*x.shape[:axis], *indices.shape, *x.shape[axis + 1:]))
+
+def op_gather_elements(node: Node, x: Tensor, indices: Tensor) -> Tensor:
+    axis = node.attrs.get("axis", 0)
+    idx = indices.to(device=x.device, dtype=torch.int64)
+    return torch.gather(x, axis, torch.where(idx < 0, idx + x.shape[axis], idx))
+
+def op_where(node: Node, cond: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    a, b = aligned(a, b)
+    return torch.where(cond.to(a.device), a, b)
+
+def op_range(node: Node, start: Tensor, limit: Tensor, delta: Tensor) -> Tensor:
+    return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype, device=start.device)
+
+def op_argmax(node: Node, x: Tensor) -> Tensor:
+    return torch.argmax(x, dim=node.attrs.get("axis", 0), keepdim=bool(node.attrs.get("keepdims", 1)))
 
 
 def op_topk(node: Node, x: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
@@ -100,6 +124,8 @@ def op_random_normal(node: Node) -> Tensor:
 
 
 SELECT_OPS: dict[str, OpFn] = {
+    "Gather": op_gather, "GatherElements": op_gather_elements, "Where": op_where, "Range": op_range,
+    "ArgMax": op_argmax,
     "TopK": op_topk, "ArgMin": op_argmin, "ScatterElements": op_scatter_elements,
     "ScatterND": op_scatter_nd, "OneHot": op_one_hot, "RandomNormalLike": op_random_normal_like,
     "RandomUniformLike": op_random_uniform_like, "RandomNormal": op_random_normal,
