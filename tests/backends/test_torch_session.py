@@ -220,3 +220,47 @@ def test_batch_one_constants_concatenated_to_activations_follow_the_batch() -> N
     x = np.random.default_rng(0).random((5, 4, 3), dtype=np.float32)
     (y,) = TorchSession(model, device="cpu").run_batch({"x": x})
     np.testing.assert_array_equal(y, np.concatenate([x, np.repeat(token, 5, axis=0)], axis=1))
+
+
+class _ExportedNet(torch.nn.Module):
+    """Exporter patterns of real graphs: attention, LayerNorm, reflect pad, GELU (Erf), Shape chains."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.c1, self.bn, self.prelu = nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.PReLU(8)
+        self.inorm, self.ln = nn.InstanceNorm2d(8, affine=True), nn.LayerNorm(8)
+        self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.c2, self.fc = nn.ConvTranspose2d(8, 4, 4, 2, 1), nn.Linear(64, 16)
+
+    def forward(self, x, z):
+        f = torch.nn.functional
+        y = self.prelu(self.bn(self.c1(x)))
+        y = self.inorm(f.pad(y, (1, 1, 1, 1), mode="reflect"))[:, :, 1:-1, 1:-1]
+        b, c, h, w = y.shape
+        t = y.flatten(2).transpose(1, 2)
+        t = self.ln(t + self.att(t, t, t)[0])
+        y = f.interpolate(t.transpose(1, 2).reshape(b, c, h, w), scale_factor=2, mode="bilinear")
+        y = f.avg_pool2d(f.gelu(self.c2(y)) * torch.sigmoid(z.view(-1, 1, 1, 1)), 8)
+        return torch.tanh(self.fc(y.reshape(y.size(0), -1))), y.softmax(1)
+
+
+def test_a_pytorch_export_at_batch_one_runs_batched(tmp_path) -> None:
+    torch.manual_seed(0)
+    net = _ExportedNet().eval()
+    path = tmp_path / "exported.onnx"
+    try:
+        example = (torch.rand(1, 3, 16, 16), torch.rand(1, 1))
+        torch.onnx.export(net, example, str(path), input_names=["x", "z"], output_names=["a", "b"],
+                          opset_version=17, dynamo=False)
+    except Exception as error:  # the TorchScript exporter is optional in some torch builds
+        pytest.skip(f"torch.onnx.export unavailable: {error}")
+    rng = np.random.default_rng(0)
+    x, z = rng.random((3, 3, 16, 16), dtype=np.float32), rng.random((3, 1), dtype=np.float32)
+    session = TorchSession(path, device="cpu")
+    onnxrt = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    first = {"x": x[:1], "z": z[:1]}
+    assert max_diff(session.run(None, first), onnxrt.run(None, first)) < 1e-5
+    with torch.no_grad():
+        eager = [t.numpy() for t in net(torch.from_numpy(x), torch.from_numpy(z))]
+    assert max_diff(session.run_batch({"x": x, "z": z}), eager) < 1e-5
