@@ -65,3 +65,22 @@ def test_device_swapper_needs_a_torch_session(tmp_path) -> None:
 
     with pytest.raises(UsageError, match="TorchSession"):
         DeviceSwapper(Fake())
+
+
+def test_device_enhance_matches_the_cpu_stage_with_the_same_interpolation(tmp_path, obama) -> None:
+    from masquerade.backends.torch_swap import DeviceEnhancer
+    from masquerade.stages.enhance import FaceEnhancer
+
+    path = tmp_path / "gfpgan.onnx"
+    path.write_bytes(torch_graphs.gfpgan().SerializeToString())
+    spec = get_spec("gfpgan_1.4")
+    cpu = FaceEnhancer(ort.InferenceSession(str(path)), spec, blend=0.8)
+    dev = DeviceEnhancer(FaceEnhancer(TorchSession(path, device="cpu"), spec, blend=0.8))
+    target = Face(bbox=np.array([373, 127, 614, 421], np.float32), kps5=KPS)
+    crops, affines = crop_faces(obama, [KPS], spec.template, 512, interpolation=cv2.INTER_CUBIC)
+    ref = paste_back(obama, cpu.enhance_crops(crops)[0], cpu._mask, affines[0], cv2.INTER_CUBIC)
+    got = dev.enhance_many(obama, [target])
+    changed = (ref != obama).any(-1)
+    assert changed.sum() > 50000
+    diff = np.abs(got.astype(int) - ref.astype(int))
+    assert diff.max() <= 8 and diff[changed].mean() < 0.5

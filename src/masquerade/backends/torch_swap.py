@@ -1,4 +1,5 @@
-"""The neural swap of a whole frame on the device: one upload, crops, model, paste-back, one download.
+"""Neural swap and enhance of a whole frame on the device: one upload, crops, models, paste-back, one
+download.
 
 :class:`DeviceSwapper` wraps a :class:`~masquerade.stages.swap_neural.NeuralSwapper` whose session is
 a :class:`~masquerade.backends.torch_session.TorchSession`, and keeps its options, source latent,
@@ -8,6 +9,12 @@ are pasted back on the device and the uint8 result comes down once.
 
 Differences from the CPU stage: crops and paste-back interpolate bicubically (OpenCV's Lanczos-4 has
 no ``grid_sample`` counterpart) and small faces are area-averaged by an integer factor.
+
+Chaining on the device (swap, then enhance, one transfer each way)::
+
+    frame = torch_warp.frame_to_tensor(image, swapper.device)
+    frame = enhancer.enhance_frame(swapper.swap_frame(frame, faces, source), faces)
+    image = torch_warp.tensor_to_frame(frame)
 """
 
 from __future__ import annotations
@@ -74,19 +81,74 @@ class DeviceSwapper:
         unit = ((raw.float() - sw._out_lo) / sw._out_span).clamp(0.0, 1.0)
         return explode(unit.flip(1) * 255.0, sw.factor)
 
-    def swap_many(self, image: Image, faces: Sequence[Face], source: Any) -> Image:
-        """``image`` with every face swapped: the frame crosses the bus once each way."""
+    def swap_frame(self, frame: Tensor, faces: Sequence[Face], source: Any) -> Tensor:
+        """(1, 3, H, W) float frame on the device -> the same with every face swapped (stays there)."""
         if not faces:
-            return image.copy()
+            return frame
         sw = self.swapper
         template = sw.spec.template or ()
         affines = np.stack([crop_affine(f.kps5, template, sw.size, sw.crop_size) for f in faces])
-        frame = tw.frame_to_tensor(image, self.device)
         crops = tw.crop_faces(frame, affines, sw.crop_size)
         swapped = self.swap_crops(crops, source.latent)
         masks = torch.as_tensor(np.stack([sw.mask(f, a) for f, a in zip(faces, affines, strict=True)]),
                                 device=self.device)
-        return tw.tensor_to_frame(tw.paste_back(frame, swapped, masks, affines))
+        return tw.paste_back(frame, swapped, masks, affines)
+
+    def swap_many(self, image: Image, faces: Sequence[Face], source: Any) -> Image:
+        """``image`` with every face swapped: the frame crosses the bus once each way."""
+        if not faces:
+            return image.copy()
+        return tw.tensor_to_frame(self.swap_frame(tw.frame_to_tensor(image, self.device), faces, source))
 
     def swap(self, image: Image, face: Face, source: Any) -> Image:
         return self.swap_many(image, [face], source)
+
+
+class DeviceEnhancer:
+    """``enhance_many`` of a FaceEnhancer (GFPGAN, CodeFormer) computed on its TorchSession's device.
+
+    Restoration graphs fix their batch (StyleGAN's modulated convolutions), so crops run one by one,
+    as in the CPU stage, but without leaving the device.
+    """
+
+    def __init__(self, enhancer: Any) -> None:
+        if not isinstance(enhancer.session, TorchSession):
+            raise UsageError("DeviceEnhancer needs an enhancer whose session is a TorchSession (torch-cuda)")
+        self.enhancer, self.session = enhancer, enhancer.session
+        self.device = self.session.device
+        spec = enhancer.spec
+        self._mean = torch.tensor(np.broadcast_to(np.asarray(spec.mean, np.float32), (3,)).copy(),
+                                  device=self.device).reshape(1, 3, 1, 1)
+        self._std = torch.tensor(np.broadcast_to(np.asarray(spec.std, np.float32), (3,)).copy(),
+                                 device=self.device).reshape(1, 3, 1, 1)
+        self._mask = torch.as_tensor(enhancer._mask, device=self.device)
+
+    def enhance_crops(self, crops: Tensor) -> Tensor:
+        """(N, 3, 512, 512) BGR 0..255 crops on the device -> enhanced crops, same layout."""
+        en = self.enhancer
+        blob = (crops.flip(1) - self._mean) / self._std
+        outs = []
+        for one in blob:
+            feeds = {en._input: one[None]}
+            if en._weight is not None:
+                feeds[en._weight] = torch.tensor([en.fidelity], dtype=torch.float64, device=self.device)
+            outs.append(self.session.run_torch(feeds)[0].float())
+        unit = ((torch.cat(outs) - en._out_lo) / en._out_span).clamp(0.0, 1.0)
+        return unit.flip(1) * 255.0
+
+    def enhance_frame(self, frame: Tensor, faces: Sequence[Face]) -> Tensor:
+        """(1, 3, H, W) float frame on the device -> the same with every face enhanced (stays there)."""
+        en = self.enhancer
+        if not faces or en.blend == 0.0:
+            return frame
+        affines = np.stack([crop_affine(f.kps5, en.spec.template or (), en.size) for f in faces])
+        enhanced = self.enhance_crops(tw.crop_faces(frame, affines, en.size))
+        return tw.paste_back(frame, enhanced, self._mask, affines)
+
+    def enhance_many(self, image: Image, faces: Sequence[Face]) -> Image:
+        if not faces or self.enhancer.blend == 0.0:
+            return image.copy()
+        return tw.tensor_to_frame(self.enhance_frame(tw.frame_to_tensor(image, self.device), faces))
+
+    def enhance(self, image: Image, face: Face) -> Image:
+        return self.enhance_many(image, [face])
