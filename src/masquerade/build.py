@@ -6,6 +6,7 @@ gets one message that lists them all.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from masquerade.config import RunConfig
@@ -61,7 +62,8 @@ def build_stages(config: RunConfig) -> Stages:
         from masquerade.stages.detect_scrfd import ScrfdDetector
 
         name = NEURAL_DETECTORS[config.detect.detector]
-        analyser = _DetectorWithMesh(ScrfdDetector(*sessions.get(name)), mesh)
+        detector = ScrfdDetector(*sessions.get(name), score_threshold=config.detect.min_score)
+        analyser = _DetectorWithMesh(detector, mesh)
 
     recognizer: Any = None
     if config.select.mode == "reference":
@@ -74,11 +76,12 @@ def build_stages(config: RunConfig) -> Stages:
     else:
         from masquerade.models.manifest import get_spec
         from masquerade.stages.recognize_arcface import ArcFaceRecognizer
-        from masquerade.stages.swap_neural import NeuralSwapper
+        from masquerade.stages.swap_neural import NeuralSwapper, load_emap
 
         spec = get_spec(config.swap.swapper)
         source_recognizer = ArcFaceRecognizer(*sessions.get(spec.embedding_from or "w600k_r50"))
-        swapper = NeuralSwapper(*sessions.get(spec.name), config.swap, source_recognizer)
+        emap = load_emap(sessions.path(spec.name)) if spec.embedding_transform == "emap" else None
+        swapper = NeuralSwapper(*sessions.get(spec.name), config.swap, source_recognizer, emap=emap)
 
     enhancer: Any = None
     if config.enhance.enhancer != "none":
@@ -107,7 +110,7 @@ class _ModelSessions:
     def __init__(self, config: RunConfig, names: list[str]) -> None:
         self._config = config
         self._sessions: dict[str, Any] = {}
-        self._paths: dict[str, Any] = {}
+        self._paths: dict[str, Path] = {}
         self.notices: list[str] = []
         """Licence notices of non-commercial models used for the first time (shown once per cache)."""
         if names:
@@ -118,6 +121,9 @@ class _ModelSessions:
             specs = [get_spec(name) for name in names]
             self._paths = store.require(specs)
             self.notices = [n for n in map(store.take_licence_notice, specs) if n is not None]
+
+    def path(self, name: str) -> Path:
+        return self._paths[name]
 
     def get(self, name: str) -> tuple[Any, Any]:
         from masquerade.models.manifest import get_spec

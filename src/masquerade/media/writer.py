@@ -22,6 +22,8 @@ from masquerade.media.encoders import check_encoder, pixel_format
 from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options
 from masquerade.media.probe import open_input
 from masquerade.media.reader import VideoReader
+from masquerade.provenance.c2pa_label import labelling
+from masquerade.provenance.plain_tags import plain_metadata_tags
 from masquerade.types import FrameContext
 
 _MUXER_OPTIONS = {".mp4": {"movflags": "+faststart"}, ".m4v": {"movflags": "+faststart"},
@@ -64,7 +66,11 @@ class VideoWriter:
         self._stack = contextlib.ExitStack()
         try:
             temp = self._stack.enter_context(atomic_output(self.path))
+            # Every video masquerade writes is labelled as synthetic: the label is added after the
+            # muxer closes the temp file and before it is renamed into place (skipped on errors).
+            self._stack.enter_context(labelling(temp, kind="video"))
             self._out = self._stack.enter_context(_output_container(temp, _MUXER_OPTIONS.get(ext, {})))
+            self._out.metadata.update(plain_metadata_tags())
             self._supported = self._out.supported_codecs
             self._add_video(options.video_encoder, codec_options)
             # A second, demux-only view of the input supplies the packets that are copied untouched.
