@@ -25,6 +25,9 @@ class DetectOptions:
 class TrackOptions:
     redetect_interval: int = 12
     """Run full detection at least every N frames (and whenever a track is lost)."""
+    search_interval: int = 3
+    """While no face is followed (or a lost one is awaited), run full detection every N frames: a
+    newcomer is found within N frames without paying a detection pass on every faceless frame."""
     max_missed: int = 2
     """Drop a track after it has been missed on this many detection passes."""
     smoothing_min_cutoff: float = 1.0

@@ -107,10 +107,10 @@ def test_a_face_that_leaves_is_dropped_and_a_newcomer_gets_a_new_id() -> None:
     tracker = FaceTracker(analyser, TrackOptions(redetect_interval=12, max_missed=2))
     out = _run(tracker, analyser)
     assert all(_ids(f) == [0] for f in out[:5])
-    assert all(f == [] for f in out[5:10])
-    assert _ids(out[10]) == [1]
-    # With nothing tracked the detector looks on every frame; then back to the interval.
-    assert analyser.detect_frames == [0, *range(5, 11)]
+    assert all(f == [] for f in out[5:11])
+    assert _ids(out[11]) == [1]  # the newcomer of frame 10, found by the next search pass
+    # With nothing tracked the detector looks every search_interval frames; then back to the interval.
+    assert analyser.detect_frames == [0, 5, 8, 11]
 
 
 def test_a_track_the_detector_keeps_missing_is_dropped() -> None:

@@ -73,8 +73,8 @@ class FaceTracker:
         options = options or TrackOptions()
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
-        if options.redetect_interval < 1 or options.max_missed < 1:
-            raise ValueError("redetect_interval and max_missed must be >= 1")
+        if min(options.redetect_interval, options.search_interval, options.max_missed) < 1:
+            raise ValueError("redetect_interval, search_interval and max_missed must be >= 1")
         self.analyser = analyser
         self.options = options
         self.fps = float(fps)
@@ -125,10 +125,11 @@ class FaceTracker:
     def _detect_due(self, frame_index: int, lost_now: bool) -> bool:
         if lost_now or self._last_detect is None:
             return True
-        # Nothing followed, or a lost face waiting to be found again: look on every frame.
+        since = frame_index - self._last_detect
+        # Nothing followed, or a lost face waiting to be found again: look often, not every frame.
         if not self._tracks or any(t.lost for t in self._tracks):
-            return True
-        return frame_index - self._last_detect >= self.options.redetect_interval
+            return since >= self.options.search_interval
+        return since >= self.options.redetect_interval
 
     def _detect(self, image: Image, frame_index: int) -> None:
         self._last_detect = frame_index
