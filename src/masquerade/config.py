@@ -73,8 +73,10 @@ class EnhanceOptions:
 class EncodeOptions:
     video_encoder: str = "libx264"
     video_quality: int | None = None
-    """Encoder quality on a 0 (best) .. 51 scale (CRF-like); None = the encoder's sensible default."""
+    """Encoder quality on a 0 (best) .. 51 scale (CRF-like); None = CRF 18 for x264/x265, else the
+    encoder's default."""
     video_preset: str | None = None
+    """None = veryfast for x264/x265 (real time on 2 cores at 720p), the encoder's own default otherwise."""
     trim_start: float | None = None
     """Seconds from the start of the target video."""
     trim_end: float | None = None

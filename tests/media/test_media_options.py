@@ -5,8 +5,9 @@ from masquerade.media.encoders import available_video_encoders, check_encoder, p
 from masquerade.media.options import encoder_options
 
 
-def test_x264_defaults_leave_the_encoder_alone():
-    assert encoder_options("libx264", None, None) == {}
+def test_x264_defaults_are_near_transparent_and_real_time():
+    assert encoder_options("libx264", None, None) == {"crf": "18", "preset": "veryfast"}
+    assert encoder_options("libx264", 30, None) == {"crf": "30", "preset": "veryfast"}
 
 
 def test_x264_quality_and_preset():

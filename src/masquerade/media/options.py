@@ -53,15 +53,20 @@ def _preset(encoder: str, preset: str | None, table: dict[str, str], native: set
     raise UsageError(f"unknown preset {preset!r} for {encoder}; choose one of: {choices}")
 
 
+X264_DEFAULT_CRF = 18
+X264_DEFAULT_PRESET = "veryfast"
+
+
 def encoder_options(encoder: str, quality: int | None, preset: str | None) -> dict[str, str]:
     """FFmpeg private options for ``encoder`` at ``quality`` (0..51, None = default) and ``preset``."""
     _check_quality(quality)
     opts: dict[str, str] = {}
     family = encoder.rsplit("_", 1)[-1] if "_" in encoder else encoder
     if encoder in ("libx264", "libx265"):
-        if quality is not None:
-            opts["crf"] = str(quality)
-        chosen = _preset(encoder, preset, {p: p for p in PRESETS}, {"placebo"})
+        # Defaults for re-encoding someone's footage: near-transparent quality, and a preset a
+        # 2-core machine encodes 720p with in real time (x264's own "medium" caps it at ~15 fps).
+        opts["crf"] = str(X264_DEFAULT_CRF if quality is None else quality)
+        chosen = _preset(encoder, preset or X264_DEFAULT_PRESET, {p: p for p in PRESETS}, {"placebo"})
         if chosen is not None:
             opts["preset"] = chosen
         if encoder == "libx265":
