@@ -50,9 +50,13 @@ def run(args: argparse.Namespace) -> int:
     for warning in summary.warnings:
         print(f"masquerade: warning: {warning}", file=sys.stderr)
     if not args.quiet:
-        print(
-            f"{summary.output}: {summary.frames} frame{'s' if summary.frames != 1 else ''}, "
-            f"{summary.faces_swapped} face{'s' if summary.faces_swapped != 1 else ''} swapped, "
-            f"{summary.seconds:.1f} s, {summary.fps:.1f} fps"
-        )
+        print(summary_line(summary))
     return 0
+
+
+def summary_line(summary: RunSummary) -> str:
+    faces = f"{summary.faces_swapped} face{'s' if summary.faces_swapped != 1 else ''} swapped"
+    if summary.kind == "image":
+        return f"{summary.output}: {faces} in {summary.seconds:.1f} s"
+    return (f"{summary.output}: {summary.frames} frames, {faces}, {summary.seconds:.1f} s, "
+            f"{summary.fps:.1f} fps")

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from masquerade.geometry.boxes import weighted_nms
 from masquerade.geometry.warp import warp_affine
 from masquerade.stages.landmarks import ASSETS
+from masquerade.stages.litert import load_interpreter
 from masquerade.types import Image
 
 __all__ = ["FULL_RANGE", "SHORT_RANGE", "BlazeFace", "Detection", "merge_detections", "ssd_anchors", "tiles"]
@@ -82,11 +83,8 @@ class BlazeFace:
     """One BlazeFace detector (short- or full-range) with MediaPipe's pre- and post-processing."""
 
     def __init__(self, spec: _DetectorSpec, threads: int | None = None) -> None:
-        from ai_edge_litert.interpreter import Interpreter  # heavy import, only when built
-
         self.spec = spec
-        self._interpreter = Interpreter(model_path=str(ASSETS / spec.file), num_threads=threads)
-        self._interpreter.allocate_tensors()
+        self._interpreter = load_interpreter(ASSETS / spec.file, threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = self._interpreter.get_output_details()
         self._regressors = next(o["index"] for o in outputs if o["shape"][-1] == 16)

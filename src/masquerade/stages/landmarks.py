@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from masquerade.geometry.warp import warp_affine
+from masquerade.stages.litert import load_interpreter
 from masquerade.types import Image, Points
 
 MESH_SIZE = 192
@@ -116,12 +117,7 @@ class FaceMesh:
     """The face_landmark.tflite model: one rotated ROI in, 468 landmarks and a presence score out."""
 
     def __init__(self, threads: int | None = None, model_path: Path | None = None) -> None:
-        from ai_edge_litert.interpreter import Interpreter  # heavy import, only when a mesh is built
-
-        self._interpreter = Interpreter(
-            model_path=str(model_path or ASSETS / "face_landmark.tflite"), num_threads=threads
-        )
-        self._interpreter.allocate_tensors()
+        self._interpreter = load_interpreter(model_path or ASSETS / "face_landmark.tflite", threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         outputs = self._interpreter.get_output_details()
         # Tell the outputs apart by size, not by order or name (names differ between model releases).
