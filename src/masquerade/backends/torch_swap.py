@@ -7,8 +7,8 @@ pixel boost and masks; only where the pixels live changes. Per frame the uint8 f
 all faces are cropped by one ``grid_sample``, the model runs on the crops as one batch, the outputs
 are pasted back on the device and the uint8 result comes down once.
 
-Differences from the CPU stage: crops and paste-back interpolate bicubically (OpenCV's Lanczos-4 has
-no ``grid_sample`` counterpart) and small faces are area-averaged by an integer factor.
+Crops and paste-back reproduce the CPU stage's (Lanczos-4, area pre-shrink, rounding), so the
+result matches it to a level or so (see tests/backends/test_torch_swap.py).
 
 Chaining on the device (swap, then enhance, one transfer each way)::
 

@@ -10,10 +10,11 @@ at integer coordinates; the destination pixel (x, y) samples the source at ``M^-
 ``grid_sample`` with ``align_corners=False`` puts pixel centres at ``(2 i + 1) / size - 1``, which is
 what the grid below is built in. Borders: ``"zeros"`` = BORDER_CONSTANT 0, ``"border"`` =
 BORDER_REPLICATE. Interpolation: ``"bilinear"`` = INTER_LINEAR, ``"bicubic"`` = INTER_CUBIC (both
-a = -0.75); OpenCV's Lanczos-4 has no ``grid_sample`` counterpart, bicubic stands in for it.
-
-Crops that shrink by more than 2x are first area-averaged by an integer factor (as
-:func:`masquerade.geometry.align.warp_crop` pre-shrinks), so small faces in big frames do not alias.
+through ``grid_sample``), ``"lanczos4"`` = INTER_LANCZOS4, which ``grid_sample`` lacks: 64 gathered
+taps at the coordinates OpenCV itself forms (fixed point, 1/32 pixel), so it matches OpenCV to
+float rounding. Lanczos-4 is the default of crops and paste-back, as in
+:mod:`masquerade.geometry.align` and :mod:`masquerade.stages.paste`, and crops shrinking more than
+2x are area-averaged first exactly as there: the device path gives the CPU path's pixels.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from masquerade.geometry.align import crop_footprint, invert
+
+PRESHRINK_BELOW = 0.5
+"""Crops shrinking the frame more than 2x are area-averaged first (as geometry.align does)."""
 
 Tensor = torch.Tensor
 
@@ -43,16 +47,65 @@ def tensor_to_frame(frame: Tensor) -> NDArray[np.uint8]:
     return f.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
 
 
-def _grid(affines: NDArray[np.float64], out_w: int, out_h: int, in_w: int, in_h: int,
-          device: torch.device) -> Tensor:
-    """(N, out_h, out_w, 2) grid_sample grid for frame-to-output matrices (OpenCV convention)."""
+def _source_pixels(affines: NDArray[np.float64], out_w: int, out_h: int, device: torch.device) -> Tensor:
+    """(N, out_h, out_w, 2) float64 source pixel coordinates of every output pixel (OpenCV convention)."""
     inv = torch.as_tensor(np.stack([invert(a) for a in affines]), dtype=torch.float64, device=device)
     ys, xs = torch.meshgrid(torch.arange(out_h, dtype=torch.float64, device=device),
                             torch.arange(out_w, dtype=torch.float64, device=device), indexing="ij")
     pts = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)  # (h, w, 3)
-    src = torch.einsum("hwk,njk->nhwj", pts, inv)  # (N, h, w, 2) source pixel coordinates
-    scale = torch.tensor([2.0 / in_w, 2.0 / in_h], dtype=torch.float64, device=device)
-    return ((src + 0.5) * scale - 1.0).float()
+    return torch.einsum("hwk,njk->nhwj", pts, inv)
+
+
+def _opencv_pixels(affines: NDArray[np.float64], out_w: int, out_h: int, device: torch.device) -> Tensor:
+    """Source coordinates exactly as ``cv2.warpAffine`` forms them for table-driven interpolation:
+    fixed point with 10 fractional bits per term, then rounded to 1/32 pixel (INTER_TAB_SIZE)."""
+    inv = torch.as_tensor(np.stack([invert(a) for a in affines]), dtype=torch.float64, device=device)
+    xs = torch.arange(out_w, dtype=torch.float64, device=device).reshape(1, 1, -1)
+    ys = torch.arange(out_h, dtype=torch.float64, device=device).reshape(1, -1, 1)
+    coords = []
+    for r in range(2):
+        a = torch.round(inv[:, r, 0].reshape(-1, 1, 1) * xs * 1024.0)
+        b = torch.round((inv[:, r, 1].reshape(-1, 1, 1) * ys + inv[:, r, 2].reshape(-1, 1, 1)) * 1024.0)
+        coords.append(torch.floor((a + b + 16.0) / 32.0) / 32.0)
+    return torch.stack(coords, dim=-1)
+
+
+def _lanczos_taps(frac: Tensor) -> Tensor:
+    """(..., 8) normalised Lanczos-4 weights of taps floor(x) - 3 .. floor(x) + 4, as OpenCV's."""
+    d = torch.arange(-3, 5, dtype=torch.float64, device=frac.device) - frac.unsqueeze(-1)
+    safe = torch.where(d.abs() < 1e-9, torch.ones_like(d), d)
+    w = torch.where(d.abs() < 1e-9, torch.ones_like(d),
+                    4.0 * torch.sin(math.pi * safe) * torch.sin(math.pi * safe / 4.0) / (math.pi * safe) ** 2)
+    return (w / w.sum(-1, keepdim=True)).float()
+
+
+def _lanczos4(src: Tensor, pix: Tensor, border: str) -> Tensor:
+    """``cv2.INTER_LANCZOS4`` sampling of (1 or N, C, H, W) ``src`` at (N, h, w, 2) pixel coordinates.
+
+    ``grid_sample`` has no Lanczos mode: 64 gathered taps, accumulated 8 at a time (memory stays at
+    a few crops' worth). ``border``: "zeros" (constant 0) or "border" (replicated edge).
+    """
+    n, (c, height, width) = pix.shape[0], src.shape[1:]
+    x, y = pix[..., 0], pix[..., 1]
+    x0, y0 = torch.floor(x), torch.floor(y)
+    wx, wy = _lanczos_taps(x - x0), _lanczos_taps(y - y0)
+    x0, y0 = x0.long() - 3, y0.long() - 3
+    flat = src.float().reshape(src.shape[0], c, -1).permute(1, 0, 2).reshape(c, -1)  # one index space
+    base = (torch.arange(n, device=src.device) * (height * width) if src.shape[0] == n
+            else torch.zeros(n, dtype=torch.long, device=src.device)).reshape(n, 1, 1)
+    out = torch.zeros((c, *x.shape), dtype=torch.float32, device=src.device)
+    for j in range(8):
+        yy = y0 + j
+        row = torch.zeros_like(out)
+        for i in range(8):
+            xx = x0 + i
+            w = wx[..., i]
+            if border == "zeros":
+                w = w * ((xx >= 0) & (xx < width) & (yy >= 0) & (yy < height))
+            index = base + yy.clamp(0, height - 1) * width + xx.clamp(0, width - 1)
+            row += flat[:, index] * w
+        out += row * wy[..., j]
+    return out.permute(1, 0, 2, 3)
 
 
 def warp_affine(
@@ -68,48 +121,72 @@ def warp_affine(
     """
     mats = np.asarray(affines, dtype=np.float64).reshape(-1, 2, 3)
     w, h = size
-    grid = _grid(mats, w, h, images.shape[-1], images.shape[-2], images.device)
+    if mode == "lanczos4":
+        return _lanczos4(images, _opencv_pixels(mats, w, h, images.device), border)
+    pix = _source_pixels(mats, w, h, images.device)
+    scale = torch.tensor([2.0 / images.shape[-1], 2.0 / images.shape[-2]], dtype=torch.float64,
+                         device=pix.device)
+    grid = (pix + 0.5) * scale - 1.0  # pixel centres -> grid_sample's [-1, 1] (align_corners=False)
     src = images if images.shape[0] == len(mats) else images.expand(len(mats), -1, -1, -1)
     if not src.is_floating_point():
         src = src.float()
-    out = F.grid_sample(src, grid.to(src.dtype), mode=mode, padding_mode=border, align_corners=False)
-    return out
+    return F.grid_sample(src, grid.to(src.dtype), mode=mode, padding_mode=border, align_corners=False)
 
 
-def _shrink_factor(affine: NDArray[np.float64]) -> int:
-    """Integer area-averaging factor k for a crop shrinking more than 2x: the warp left after it
-    shrinks by 1x to 2x (scale * k in (0.5, 1]), which bilinear / bicubic sampling does not alias."""
+def _area_weights(n_out: int, n_in: int, device: torch.device) -> Tensor:
+    """(n_out, n_in) ``cv2.INTER_AREA`` weights: each output pixel averages its input interval,
+    edge pixels by the fraction they overlap."""
+    step = n_in / n_out
+    starts = torch.arange(n_out, dtype=torch.float64, device=device).unsqueeze(1) * step
+    left = torch.arange(n_in, dtype=torch.float64, device=device).unsqueeze(0)
+    overlap = (torch.minimum(starts + step, left + 1) - torch.maximum(starts, left)).clamp(min=0.0)
+    return (overlap / step).float()
+
+
+def _preshrunk(frame: Tensor, affine: NDArray[np.float64], size: int) -> tuple[Tensor, NDArray[np.float64]]:
+    """What :func:`masquerade.geometry.align.warp_crop` warps for a crop shrinking more than 2x: the
+    crop's region area-averaged to the crop's scale (rounded, as its uint8 image), and its matrix."""
     scale = math.sqrt(abs(float(np.linalg.det(affine[:, :2]))))
-    return int(1.0 / scale) if 0 < scale < 0.5 else 1
+    if scale >= PRESHRINK_BELOW or scale == 0.0:
+        return frame, affine
+    box = crop_footprint(affine, size, frame.shape[-2:], margin=int(np.ceil(8 / scale)) + 2)
+    if box is None:
+        return frame, affine
+    x1, y1, x2, y2 = box
+    w, h = max(round((x2 - x1) * scale), 1), max(round((y2 - y1) * scale), 1)
+    roi = frame[:, :, y1:y2, x1:x2].float()
+    small = _area_weights(h, y2 - y1, frame.device) @ roi @ _area_weights(w, x2 - x1, frame.device).T
+    sx, sy = w / (x2 - x1), h / (y2 - y1)
+    to_frame = np.array([[1 / sx, 0, 0.5 / sx - 0.5 + x1], [0, 1 / sy, 0.5 / sy - 0.5 + y1], [0, 0, 1]])
+    return small.round().clamp(0, 255), np.asarray(affine, dtype=np.float64) @ to_frame
 
 
 def crop_faces(
     frame: Tensor,
     affines: NDArray[np.floating],
     size: int,
-    mode: str = "bicubic",
+    mode: str = "lanczos4",
     border: str = "border",
 ) -> Tensor:
     """(N, C, size, size) aligned crops of one (1, C, H, W) frame by N frame-to-crop matrices.
 
-    Defaults follow :func:`masquerade.geometry.align.crop_faces`: replicated edge, the best
-    interpolation available (bicubic for Lanczos-4). Faces that need a pre-shrink share one
-    area-averaged copy of the frame per shrink factor.
+    As :func:`masquerade.geometry.align.crop_faces` makes them: Lanczos-4, replicated edge, crops
+    shrinking more than 2x area-averaged first, values rounded and clipped like its uint8 crops.
+    Crops that need no pre-shrink come out of one batched warp.
     """
     mats = np.asarray(affines, dtype=np.float64).reshape(-1, 2, 3)
     out = torch.empty((len(mats), frame.shape[1], size, size), dtype=torch.float32, device=frame.device)
-    factors = np.array([_shrink_factor(m) for m in mats])
-    for k in np.unique(factors):
-        idx = np.flatnonzero(factors == k)
-        source, adjusted = frame.float(), mats[idx].copy()
-        if k > 1:  # pooled pixel i covers frame pixels [i k, (i + 1) k): centre at i k + (k - 1) / 2
-            source = F.avg_pool2d(source, int(k), ceil_mode=True, count_include_pad=False)
-            offset = (k - 1) / 2.0
-            adjusted[:, :, 2] = mats[idx, :, 2] + mats[idx, :, :2] @ np.array([offset, offset])
-            adjusted[:, :, :2] = mats[idx, :, :2] * k
-        crops = warp_affine(source, adjusted, (size, size), mode, border)
-        out[torch.as_tensor(idx, device=frame.device)] = crops
-    return out.clamp_(0.0, 255.0)  # bicubic overshoot: OpenCV's uint8 crops saturate the same way
+    direct = []
+    for i, m in enumerate(mats):
+        source, adjusted = _preshrunk(frame, m, size)
+        if source is frame:
+            direct.append(i)
+        else:
+            out[i] = warp_affine(source, adjusted[None], (size, size), mode, border)[0]
+    if direct:
+        batch = warp_affine(frame, mats[direct], (size, size), mode, border)
+        out[torch.as_tensor(direct, device=frame.device)] = batch
+    return out.round_().clamp_(0.0, 255.0)
 
 
 def box_mask(
@@ -128,7 +205,7 @@ def paste_back(
     crops: Tensor,
     masks: Tensor,
     affines: NDArray[np.floating],
-    mode: str = "bicubic",
+    mode: str = "lanczos4",
 ) -> Tensor:
     """``frame`` (1, C, H, W) float 0..255 with N ``crops`` (N, C, S, S) blended in under ``masks``.
 
