@@ -1,0 +1,231 @@
+"""End to end through the file API and the CLI: real photos, the bundled clip, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from masquerade.api import swap
+from masquerade.cli.main import main
+from masquerade.config import RunConfig, SelectOptions
+from masquerade.pipeline import Pipeline
+from masquerade.stages.detect import MeshAnalyser
+from masquerade.stages.recognize import DlibRecognizer
+from masquerade.verify import verify_file
+
+ALL = RunConfig(select=SelectOptions(mode="all"))
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline(ALL)
+
+
+@pytest.fixture(scope="module")
+def swapped_clip(tmp_path_factory, examples_dir, pipeline) -> tuple[Path, object]:
+    out = tmp_path_factory.mktemp("clip") / "swapped.mp4"
+    summary = swap([examples_dir / "astronaut.png"], examples_dir / "sample.mp4", out, ALL, pipeline=pipeline)
+    return out, summary
+
+
+def _packets(path: Path, kind: str) -> list[tuple[int, int, bytes]]:
+    with av.open(str(path)) as container:
+        stream = next(s for s in container.streams if s.type == kind)
+        return [(p.pts, p.dts, bytes(p)) for p in container.demux(stream) if p.dts is not None]
+
+
+def _video(path: Path) -> tuple[list[int], object, float]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        pts = [f.pts for f in container.decode(stream)]
+        return pts, stream.average_rate, float(stream.duration * stream.time_base)
+
+
+def test_video_round_trip_keeps_frames_timing_and_audio(swapped_clip, examples_dir):
+    out, summary = swapped_clip
+    original = examples_dir / "sample.mp4"
+    pts_in, rate_in, duration_in = _video(original)
+    pts_out, rate_out, duration_out = _video(out)
+    assert summary.frames == len(pts_in) == len(pts_out) == 150
+    assert pts_out == pts_in and rate_out == rate_in
+    assert duration_out == pytest.approx(duration_in, abs=1e-6)
+    assert _packets(out, "audio") == _packets(original, "audio")  # remuxed bit for bit
+    assert summary.faces_swapped >= 145  # the face is visible on every frame
+
+
+def test_swapped_video_is_labelled_and_the_face_moved(swapped_clip, examples_dir, astronaut):
+    out, _ = swapped_clip
+    assert verify_file(out).labelled
+    analyser, recognizer = MeshAnalyser(), DlibRecognizer()
+    source = recognizer.embed(astronaut, analyser.detect(astronaut)[0])
+    with av.open(str(examples_dir / "sample.mp4")) as a, av.open(str(out)) as b:
+        before = next(iter(a.decode(video=0))).to_ndarray(format="bgr24")
+        after = next(iter(b.decode(video=0))).to_ndarray(format="bgr24")
+    d_before = recognizer.distance(source, recognizer.embed(before, analyser.detect(before)[0]))
+    d_after = recognizer.distance(source, recognizer.embed(after, analyser.detect(after)[0]))
+    assert d_after < d_before - 0.08
+
+
+def _two_people(obama, biden) -> np.ndarray:
+    height = 600
+    left = cv2.resize(obama, (round(obama.shape[1] * height / obama.shape[0]), height))
+    right = biden[: biden.shape[0] // 3]  # head and shoulders
+    right = cv2.resize(right, (round(right.shape[1] * height / right.shape[0]), height))
+    return np.ascontiguousarray(np.hstack([left, right]))
+
+
+def test_reference_mode_swaps_only_the_matching_person(tmp_path, examples_dir, obama, biden, pipeline):
+    group = _two_people(obama, biden)
+    target = tmp_path / "two.png"
+    cv2.imwrite(str(target), group)
+    out = tmp_path / "out.png"
+    config = RunConfig(select=SelectOptions(mode="reference", reference=examples_dir / "obama2.jpg"))
+    summary = swap([examples_dir / "astronaut.png"], target, out, config)
+    assert summary.faces_swapped == 1
+    result = cv2.imread(str(out))
+    diff = np.abs(result.astype(int) - group.astype(int)).max(axis=2)
+    faces = MeshAnalyser().detect(group)
+    assert len(faces) == 2  # left to right: Obama, Biden
+
+    def change(face) -> float:
+        x1, y1, x2, y2 = face.bbox.astype(int)
+        return float(diff[y1:y2, x1:x2].mean())
+
+    assert change(faces[0]) > 10
+    assert change(faces[1]) < 4  # Biden's face: only the invisible watermark
+
+
+def test_image_swap_moves_identity_and_leaves_far_pixels(tmp_path, examples_dir, obama, astronaut):
+    out = tmp_path / "out.jpg"
+    assert main(["swap", "-q", "-s", str(examples_dir / "astronaut.png"), "-t",
+                 str(examples_dir / "obama.jpg"), "-o", str(out)]) == 0
+    result = cv2.imread(str(out))
+    assert result.shape == obama.shape
+    analyser, recognizer = MeshAnalyser(), DlibRecognizer()
+    face = analyser.detect(obama)[0]
+    source = recognizer.embed(astronaut, analyser.detect(astronaut)[0])
+    assert recognizer.distance(source, recognizer.embed(result, analyser.detect(result)[0])) < (
+        recognizer.distance(source, recognizer.embed(obama, face)) - 0.08)
+    x1, y1, x2, y2 = face.bbox.astype(int)
+    far = np.ones(obama.shape[:2], bool)
+    far[max(y1 - 60, 0):y2 + 60, max(x1 - 60, 0):x2 + 60] = False
+    diff = np.abs(result.astype(int) - obama.astype(int))[far]
+    assert diff.mean() < 2.5  # watermark + JPEG re-encode only
+    assert verify_file(out).labelled
+    assert leftovers(tmp_path) == ["out.jpg"]
+
+
+def test_no_matching_face_warns_and_writes_the_target(tmp_path, examples_dir, capsys, astronaut):
+    out = tmp_path / "out.png"
+    code = main(["swap", "-s", str(examples_dir / "obama.jpg"), "-t", str(examples_dir / "astronaut.png"),
+                 "-o", str(out), "--reference", str(examples_dir / "biden.jpg")])
+    err = capsys.readouterr().err
+    assert code == 0 and "warning: no matching face" in err
+    result = cv2.imread(str(out))
+    mse = float(((result.astype(float) - astronaut) ** 2).mean())
+    assert 10 * np.log10(255**2 / mse) >= 40  # unchanged but for the invisible watermark
+    assert verify_file(out).labelled
+
+
+# -- bad input: one line, non-zero exit, nothing left behind -----------------------------------------
+
+@pytest.fixture()
+def bad_files(tmp_path, examples_dir) -> dict[str, Path]:
+    files = {
+        "text_jpg": tmp_path / "notes.jpg",
+        "empty_mp4": tmp_path / "empty.mp4",
+        "truncated_mp4": tmp_path / "truncated.mp4",
+        "faceless": tmp_path / "wall.png",
+    }
+    files["text_jpg"].write_text("this is not a picture\n")
+    files["empty_mp4"].write_bytes(b"")
+    data = (examples_dir / "sample.mp4").read_bytes()
+    files["truncated_mp4"].write_bytes(data[: len(data) // 2])
+    cv2.imwrite(str(files["faceless"]), np.full((300, 400, 3), 128, np.uint8))
+    return files
+
+
+def _run_bad(argv: list[str], capsys) -> tuple[int, str]:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return code, err[0]
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("missing_source", "nope.jpg: no such file"),
+    ("missing_target", "nope.jpg: no such file"),
+    ("text_target", "notes.jpg"),
+    ("text_source", "notes.jpg"),
+    ("empty_video", "empty.mp4"),
+    ("truncated_video", "truncated.mp4"),
+    ("faceless_source", "no face found in source image"),
+    ("second_source_faceless", "wall.png"),
+    ("missing_folder", "does not exist"),
+    ("output_is_target", "overwrite the target"),
+    ("bad_image_extension", ".gif"),
+    ("video_as_png", ".png"),
+])
+def test_bad_input_gets_one_line_and_no_output(case, expect, tmp_path, examples_dir, bad_files, capsys):
+    ex = examples_dir
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    src, img, vid = ex / "obama.jpg", ex / "biden.jpg", ex / "sample.mp4"
+    argv = {
+        "missing_source": [tmp_path / "nope.jpg", img, out_dir / "o.jpg"],
+        "missing_target": [src, tmp_path / "nope.jpg", out_dir / "o.jpg"],
+        "text_target": [src, bad_files["text_jpg"], out_dir / "o.jpg"],
+        "text_source": [bad_files["text_jpg"], img, out_dir / "o.jpg"],
+        "empty_video": [src, bad_files["empty_mp4"], out_dir / "o.mp4"],
+        "truncated_video": [src, bad_files["truncated_mp4"], out_dir / "o.mp4"],
+        "faceless_source": [bad_files["faceless"], img, out_dir / "o.jpg"],
+        "missing_folder": [src, img, tmp_path / "missing" / "o.jpg"],
+        "output_is_target": [src, img, img],
+        "bad_image_extension": [src, img, out_dir / "o.gif"],
+        "video_as_png": [src, vid, out_dir / "o.png"],
+    }
+    if case == "second_source_faceless":
+        faceless = str(bad_files["faceless"])
+        args = ["swap", "-s", str(src), faceless, "-t", str(img), "-o", str(out_dir / "o.jpg")]
+    else:
+        s, t, o = argv[case]
+        args = ["swap", "-s", str(s), "-t", str(t), "-o", str(o)]
+    code, line = _run_bad(args, capsys)
+    assert code != 0
+    assert expect in line, line
+    assert leftovers(out_dir) == []
+
+
+def test_ctrl_c_during_a_video_leaves_no_output(tmp_path, examples_dir, pipeline):
+    out = tmp_path / "out.mp4"
+
+    class Interrupting:
+        def __init__(self, inner):
+            self.inner, self.calls = inner, 0
+
+        def prepare(self, sources):
+            return self.inner.prepare(sources)
+
+        def swap(self, image, face, source):
+            self.calls += 1
+            if self.calls == 20:
+                raise KeyboardInterrupt
+            return self.inner.swap(image, face, source)
+
+    original = pipeline.stages.swapper
+    pipeline.stages.swapper = Interrupting(original)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            swap([examples_dir / "obama.jpg"], examples_dir / "sample.mp4", out, ALL, pipeline=pipeline)
+    finally:
+        pipeline.stages.swapper = original
+    assert leftovers(tmp_path) == []
