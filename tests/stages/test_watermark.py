@@ -99,6 +99,16 @@ def test_decode_rejects_a_corrupted_checksum() -> None:
     assert payload is None
 
 
+def test_key_word_decodes_alone_when_the_magic_is_given() -> None:
+    coded = wmcode.encode(wmcode.make_payload(42))
+    soft = coded.copy()
+    soft[:48] = -coded[:48]  # magic words read as their complement: the blind decode cannot succeed
+    payload, _ = wmcode.decode(soft)
+    assert payload is None or payload >> 8 != wmcode.MAGIC
+    assert wmcode.decode_key(soft) == wmcode.make_payload(42)
+    assert np.array_equal(wmcode.magic_bits(), wmcode.encode(wmcode.make_payload(200))[:48])
+
+
 def test_payload_identifies_masquerade_and_key() -> None:
     assert PAYLOAD_BITS == 32
     payload = wmcode.make_payload(KEY_ID)
@@ -190,10 +200,16 @@ def test_vote_rules() -> None:
     assert mostly.found and mostly.payload == ours and mostly.key_id == KEY_ID
     assert mostly.confidence == pytest.approx(0.75)
     assert vote([_reading(ours)] * 4 + [_reading(None)] * 26).found
-    # One stray frame in a long clip does not decide it; two payloads at par do not either.
+    # One stray frame in a long clip does not decide it.
     assert not vote([_reading(ours)] + [_reading(None)] * 29).found
-    assert not vote([_reading(ours)] * 5 + [_reading(other)] * 4 + [_reading(None)] * 5).found
+    # Two key ids at par: marked, but which key is undecided; a clear majority names it.
+    par = vote([_reading(ours)] * 5 + [_reading(other)] * 4 + [_reading(None)] * 5)
+    assert par.found and par.payload is None and par.key_id is None
     assert vote([_reading(ours)] * 9 + [_reading(other)] * 1).payload == ours
+    # Frames where the mark was certain but the key unreadable count as found.
+    unreadable = WatermarkReading(True, None, None, 0.1)
+    assert vote([unreadable] * 6 + [_reading(ours)] * 2 + [_reading(None)] * 2).payload == ours
+    assert vote([unreadable] * 3 + [_reading(None)] * 7).found
     # A single still frame decides by itself.
     assert vote([_reading(ours)]).found
 

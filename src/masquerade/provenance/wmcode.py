@@ -68,6 +68,23 @@ def encode(payload: int) -> NDArray[np.float32]:
     return np.concatenate([book[w] for w in words])
 
 
+def magic_bits() -> NDArray[np.float32]:
+    """The first 48 coded bits, identical in every masquerade payload (the magic's two Golay words)."""
+    return encode(make_payload(0))[:48]
+
+
+def decode_key(soft: NDArray[np.floating]) -> int | None:
+    """The payload read from the last Golay word alone, the magic taken as given; None if its CRC fails.
+
+    Only meaningful once the magic's presence is established otherwise: noise passes the 4-bit CRC 1 time
+    in 16.
+    """
+    soft = np.asarray(soft, dtype=np.float32).reshape(3, 24)
+    info = int((_golay_codebook() @ soft[2]).argmax())
+    payload = (MAGIC << 8) | (info >> _CRC_BITS)
+    return payload if _crc4(payload, PAYLOAD_BITS) == info & 0xF else None
+
+
 def decode(soft: NDArray[np.floating]) -> tuple[int | None, float]:
     """Soft-decode 72 bit values (positive = 1). Returns (payload or None if the CRC fails, agreement).
 
