@@ -82,12 +82,20 @@ def build_stages(config: RunConfig) -> Stages:
         source_recognizer = ArcFaceRecognizer(*sessions.get(spec.embedding_from or "w600k_r50"))
         emap = load_emap(sessions.path(spec.name)) if spec.embedding_transform == "emap" else None
         swapper = NeuralSwapper(*sessions.get(spec.name), config.swap, source_recognizer, emap=emap)
+        if sessions.on_torch:
+            from masquerade.backends.torch_swap import DeviceSwapper
+
+            swapper = DeviceSwapper(swapper)
 
     enhancer: Any = None
     if config.enhance.enhancer != "none":
         from masquerade.stages.enhance import FaceEnhancer
 
         enhancer = FaceEnhancer(*sessions.get(config.enhance.enhancer), config.enhance.blend)
+        if sessions.on_torch:
+            from masquerade.backends.torch_swap import DeviceEnhancer
+
+            enhancer = DeviceEnhancer(enhancer)
 
     return Stages(analyser=analyser, swapper=swapper, guard=ContentGuard(threads=threads),
                   watermark=WatermarkEmbedder(), recognizer=recognizer, enhancer=enhancer,
@@ -131,10 +139,22 @@ class _ModelSessions:
 
         if name not in self._sessions:
             runtime = self._config.runtime
-            self._sessions[name] = new_session(
-                self._paths[name], runtime.execution_provider, runtime.execution_threads
-            )
+            if self.on_torch:
+                from masquerade.backends.torch_session import new_torch_session
+
+                self._sessions[name] = new_torch_session(self._paths[name], runtime.execution_provider)
+            else:
+                self._sessions[name] = new_session(
+                    self._paths[name], runtime.execution_provider, runtime.execution_threads
+                )
         return self._sessions[name], get_spec(name)
+
+    @property
+    def on_torch(self) -> bool:
+        """Models run through PyTorch (crops and paste-back then stay on the device too)."""
+        from masquerade.backends import TORCH_PROVIDERS
+
+        return self._config.runtime.execution_provider in TORCH_PROVIDERS
 
 
 class _DetectorWithMesh:

@@ -39,6 +39,10 @@ class ChecksumMismatch(ModelError):
     """A model file's SHA-256 is not one the registry accepts."""
 
 
+class UnsupportedOperator(ModelError):
+    """The PyTorch backend cannot run an operator of this ONNX graph."""
+
+
 class ProviderUnavailable(ModelError):
     """The requested execution provider is not available in the installed runtime."""
 

@@ -28,7 +28,7 @@ from onnx import shape_inference
 from masquerade.backends.torch_nn_ops import NN_OPS
 from masquerade.backends.torch_ops import TENSOR_OPS, OpFn, Tensor, attribute_value, ints, tensor_from_proto
 from masquerade.backends.torch_select_ops import RANDOM_OPS, SELECT_OPS
-from masquerade.errors import ModelError
+from masquerade.errors import ModelError, UnsupportedOperator
 
 OPS: dict[str, OpFn] = {**TENSOR_OPS, **NN_OPS, **SELECT_OPS}
 """Every supported ONNX operator (default domain) -> its PyTorch implementation."""
@@ -41,10 +41,6 @@ STATIC_SLOTS: dict[str, set[int]] = {
     "ReduceL2": _REDUCE, "ReduceSumSquare": _REDUCE,
 }
 """Input slots an operator reads only as Python numbers (shapes, axes, pads, scales, bounds)."""
-
-
-class UnsupportedOperator(ModelError):
-    """The ONNX graph uses an operator (or a variant of one) the PyTorch backend does not implement."""
 
 
 @dataclass

@@ -19,7 +19,7 @@ from masquerade.config import (
     SwapOptions,
 )
 
-PROVIDERS = ("cpu", "cuda", "tensorrt", "coreml", "directml", "rocm", "openvino", "torch-cuda")
+PROVIDERS = ("cpu", "cuda", "tensorrt", "coreml", "directml", "rocm", "openvino", "torch-cuda", "torch-cpu")
 SWAPPERS = ("mesh", "inswapper_128", "inswapper_128_fp16", "hyperswap_1a_256", "hyperswap_1b_256",
             "hyperswap_1c_256")
 ENHANCERS = ("none", "gfpgan_1.4", "codeformer")
