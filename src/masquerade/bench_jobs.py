@@ -1,0 +1,226 @@
+"""The measurements of ``masquerade bench``, each meant to run in a fresh process (its peak RSS is its own).
+
+Every job takes plain arguments (picklable under the spawn start method) and returns a dict of
+figures plus ``peak_rss_mib``, the process's own peak resident memory. Timings cover the frame
+loop (open, decode, process, encode, close), not model loading.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from masquerade.config import DetectOptions, RunConfig, SelectOptions, SwapOptions
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _result(frames: int, faces: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"frames": frames, "faces": faces, "seconds": seconds, "peak_rss_mib": peak_rss_mib(), **extra}
+
+
+def _engine_loop(clip: Path, output: Path, process: Any) -> tuple[int, int, float]:
+    """The file API's video path: decode thread -> ``process`` -> encode thread."""
+    from masquerade.config import EncodeOptions
+    from masquerade.engine import StreamEngine
+    from masquerade.media.reader import VideoReader
+    from masquerade.media.writer import VideoWriter
+
+    counts = [0, 0]
+    started = time.perf_counter()
+    with VideoReader(clip) as reader:
+        fps = float(reader.info.fps) if reader.info.fps else 25.0
+        with VideoWriter(output, reader, EncodeOptions()) as writer:
+
+            def consume(ctx: Any) -> None:
+                writer.write(ctx)
+                counts[0] += 1
+                counts[1] += ctx.swapped
+
+            StreamEngine(depth=4).run(reader.frames(), process(fps), consume)
+    return counts[0], counts[1], time.perf_counter() - started
+
+
+def codec_job(clip: str, output: str) -> dict[str, Any]:
+    """Decode + encode through the engine's threads, no processing: the ceiling of any run."""
+    return _result(*_engine_loop(Path(clip), Path(output), lambda fps: lambda ctx: ctx))
+
+
+def _source(photo: str) -> Any:
+    from masquerade.media.image import read_image
+
+    return [("source", read_image(Path(photo)).image)]
+
+
+def embedded_job(clip: str, output: str, mode: str, photo: str, threads: int | None) -> dict[str, Any]:
+    """The embedded default (mesh detector, tracker, mesh swapper, watermark): ``baseline`` or ``engine``."""
+    from masquerade.config import RuntimeOptions
+    from masquerade.pipeline import Pipeline
+
+    config = RunConfig(select=SelectOptions(mode="all"), runtime=RuntimeOptions(execution_threads=threads))
+    pipeline = Pipeline(config)
+    prepared = pipeline.prepare_source(_source(photo))
+    if mode == "baseline":
+        from masquerade.bench_baseline import run_embedded_baseline
+
+        return _result(*run_embedded_baseline(pipeline, prepared, Path(clip), Path(output)))
+    return _result(*_engine_loop(Path(clip), Path(output),
+                                 lambda fps: pipeline.video_processor(prepared, fps, None)))
+
+
+class StandinScrfd:
+    """Pays a SCRFD graph's full cost on every ``detect`` and takes the faces from the embedded mesh.
+
+    A random-weight detector finds no faces, so the boxes come from the mesh detector (which costs
+    a little more than the mesh refinement a real SCRFD run does). ``refine`` is the mesh's, as in
+    ``build``'s SCRFD + mesh analyser, so tracked frames skip SCRFD exactly as in a real run.
+    """
+
+    def __init__(self, scrfd: Any, mesh: Any) -> None:
+        self.scrfd, self.mesh = scrfd, mesh
+
+    def detect(self, image: Any) -> list[Any]:
+        self.scrfd.detect(image)
+        return self.mesh.detect(image)
+
+    def refine(self, image: Any, faces: Any) -> list[Any]:
+        return self.mesh.refine(image, faces)
+
+
+def neural_pipeline(paths: dict[str, str], real: dict[str, bool], threads: int | None) -> tuple[Any, Any]:
+    """A Pipeline of SCRFD + ArcFace + inswapper (+ GFPGAN when ``paths`` has it), and the recognizer."""
+    from masquerade.build import _DetectorWithMesh
+    from masquerade.models.manifest import get_spec
+    from masquerade.models.runtime import new_session
+    from masquerade.pipeline import Pipeline, Stages
+    from masquerade.stages.detect import MeshAnalyser
+    from masquerade.stages.detect_scrfd import ScrfdDetector
+    from masquerade.stages.enhance import FaceEnhancer
+    from masquerade.stages.guard import ContentGuard
+    from masquerade.stages.recognize_arcface import ArcFaceRecognizer
+    from masquerade.stages.swap_neural import NeuralSwapper, load_emap
+    from masquerade.stages.watermark import WatermarkEmbedder
+
+    def session(name: str) -> Any:
+        return new_session(Path(paths[name]), "cpu", threads)
+
+    mesh = MeshAnalyser(DetectOptions(), threads=threads)
+    scrfd = ScrfdDetector(session("det_10g"), get_spec("det_10g"))
+    analyser = _DetectorWithMesh(scrfd, mesh) if real.get("det_10g") else StandinScrfd(scrfd, mesh)
+    recognizer = ArcFaceRecognizer(session("w600k_r50"), get_spec("w600k_r50"))
+    swap_options = SwapOptions(swapper="inswapper_128")
+    swapper = NeuralSwapper(session("inswapper_128"), get_spec("inswapper_128"), swap_options, recognizer,
+                            emap=load_emap(Path(paths["inswapper_128"])))
+    enhancer = None
+    if "gfpgan_1.4" in paths:
+        enhancer = FaceEnhancer(session("gfpgan_1.4"), get_spec("gfpgan_1.4"), 0.8)
+    stages = Stages(analyser=analyser, swapper=swapper, guard=ContentGuard(threads=threads),
+                    watermark=WatermarkEmbedder(), enhancer=enhancer)
+    config = RunConfig(select=SelectOptions(mode="all"), swap=swap_options)
+    return Pipeline(config, stages), recognizer
+
+
+def neural_job(
+    clip: str, output: str, mode: str, photo: str, paths: dict[str, str], real: dict[str, bool],
+    threads: int | None,
+) -> dict[str, Any]:
+    """The neural path over the whole (short) clip: ``baseline`` (roop-style) or ``engine``."""
+    pipeline, recognizer = neural_pipeline(paths, real, threads)
+    source = _source(photo)
+    prepared = pipeline.prepare_source(source)  # runs the detector and ArcFace once
+    # A session's first runs are several times slower; with a few frames per row that would swamp
+    # the figures, so every model runs once before the clock starts (steady state is measured).
+    image, face = source[0][1], prepared.faces[0]
+    pipeline.stages.swapper.swap(image, face, prepared.swapper_input)
+    if pipeline.stages.enhancer is not None:
+        pipeline.stages.enhancer.enhance(image, face)
+    if mode == "baseline":
+        from masquerade.bench_baseline import run_neural_baseline
+
+        return _result(*run_neural_baseline(pipeline, prepared, Path(clip), Path(output), recognizer, None))
+    return _result(*_engine_loop(Path(clip), Path(output),
+                                 lambda fps: pipeline.video_processor(prepared, fps, None)))
+
+
+_FEEDS = {
+    "inswapper_128": lambda n: {"target": (n, 3, 128, 128), "source": (n, 512)},
+    "w600k_r50": lambda n: {"input.1": (n, 3, 112, 112)},
+    "det_10g": lambda n: {"input.1": (n, 3, 640, 640)},
+    "gfpgan_1.4": lambda n: {"input": (n, 3, 512, 512)},
+}
+
+
+def model_job(name: str, path: str, batches: list[int], runs: int, threads: int | None) -> dict[str, Any]:
+    """One model alone (``session.run`` on random inputs): median seconds per call at each batch size.
+
+    A batch the graph cannot take (pinned batch dimension) is reported as None.
+    """
+    from masquerade.models.runtime import new_session
+
+    session = new_session(Path(path), "cpu", threads)
+    rng = np.random.default_rng(0)
+    medians: dict[int, float | None] = {}
+    for batch in batches:
+        feeds = {k: rng.random(shape, np.float32) for k, shape in _FEEDS[name](batch).items()}
+        if name == "gfpgan_1.4" and len(session.get_inputs()) > 1:
+            feeds = {session.get_inputs()[0].name: next(iter(feeds.values()))}
+        try:
+            session.run(None, feeds)  # warm-up (and the batch check)
+        except Exception:  # ORT's own error types: the graph pins another batch size
+            medians[batch] = None
+            continue
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            session.run(None, feeds)
+            times.append(time.perf_counter() - started)
+        medians[batch] = float(np.median(times))
+    return {"medians": medians, "peak_rss_mib": peak_rss_mib()}
+
+
+def paste_job(size: tuple[int, int], runs: int) -> dict[str, Any]:
+    """Milliseconds of one face's paste-back at frame ``size``: our ROI paste vs InsightFace's full frame."""
+    from masquerade.bench_baseline import paste_full_frame
+    from masquerade.geometry.align import crop_affine
+    from masquerade.models.manifest import ARCFACE_128
+    from masquerade.stages.paste import box_mask, paste_back
+
+    width, height = size
+    frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)
+    s = min(width, height) / 720.0  # a face of ~200 px at 720p
+    kps = np.array([[600, 300], [700, 300], [650, 360], [610, 420], [690, 420]], np.float32) * s
+    affine = crop_affine(kps, ARCFACE_128, 128)
+    crop = np.full((128, 128, 3), 128.0, np.float32)
+    mask = box_mask(128)
+    figures = {}
+    for label, paste in (("roi", lambda: paste_back(frame, crop, mask, affine)),
+                         ("full_frame", lambda: paste_full_frame(frame, crop, affine))):
+        paste()
+        started = time.perf_counter()
+        for _ in range(runs):
+            paste()
+        figures[label] = (time.perf_counter() - started) / runs
+    return {**figures, "peak_rss_mib": peak_rss_mib()}
+
+
+def build_job(folder: str, names: list[str]) -> dict[str, dict[str, float | str]]:
+    """Write the architecture-faithful stand-ins named in ``names`` into ``folder``."""
+    from masquerade.models import standins_arch as arch
+
+    builders = {"inswapper_128": arch.inswapper_arch, "w600k_r50": arch.iresnet50_arch,
+                "det_10g": arch.scrfd10g_arch, "gfpgan_1.4": arch.gfpgan_arch}
+    built: dict[str, dict[str, float | str]] = {}
+    for name in names:
+        model, stats = builders[name]()
+        path = Path(folder) / f"{name}_standin.onnx"
+        path.write_bytes(model.SerializeToString())
+        del model
+        built[name] = {"path": str(path), "parameters": stats.parameters, "macs": stats.macs}
+    return built
