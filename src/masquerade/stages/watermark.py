@@ -11,7 +11,7 @@ here, ten times the whole frame budget, so it could not mark every frame.
   relative to the picture. Embedding adds the bilinearly up-sampled tile, a few grey levels strong, to
   B, G and R alike (a luma change). The full-size pattern is computed once per frame size, so a video
   frame costs two saturating uint8 additions.
-- Reading whitens luma (high-pass, local contrast normalisation), then for each candidate zoom factor
+- Reading whitens luma (high-pass, divided by the local variance), then for each candidate zoom factor
   (a crop of up to ~15 % enlarges the cells relative to the picture) resamples it to 2 px per cell, folds
   it modulo the tile (averaging every tile in the picture) and finds the tile's offset by FFT correlation
   with the sync chips and the magic's chips (identical in every masquerade payload). The data chips at
