@@ -214,6 +214,12 @@ def test_vote_rules() -> None:
     assert vote([_reading(ours)]).found
 
 
+def test_small_images_read_back(astronaut, embed) -> None:
+    small = cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)
+    assert read_watermark(_jpeg(embed(small))).found
+    assert not read_watermark(_jpeg(small)).found
+
+
 def test_bad_input_and_tiny_images(embed) -> None:
     with pytest.raises(MediaError):
         embed(np.zeros((64, 64), dtype=np.uint8))
