@@ -215,11 +215,11 @@ def test_ctrl_c_during_a_video_leaves_no_output(tmp_path, examples_dir, pipeline
         def prepare(self, sources):
             return self.inner.prepare(sources)
 
-        def swap(self, image, face, source):
+        def swap_many(self, image, faces, source):
             self.calls += 1
             if self.calls == 20:
                 raise KeyboardInterrupt
-            return self.inner.swap(image, face, source)
+            return self.inner.swap_many(image, faces, source)
 
     original = pipeline.stages.swapper
     pipeline.stages.swapper = Interrupting(original)

@@ -50,8 +50,6 @@ def needed_models(config: RunConfig) -> list[str]:
 
 def build_stages(config: RunConfig) -> Stages:
     from masquerade.stages.detect import MeshAnalyser
-    from masquerade.stages.guard import ContentGuard
-    from masquerade.stages.watermark import WatermarkEmbedder
 
     threads = config.runtime.execution_threads
     mesh = MeshAnalyser(config.detect, threads=threads)
@@ -97,8 +95,7 @@ def build_stages(config: RunConfig) -> Stages:
 
             enhancer = DeviceEnhancer(enhancer)
 
-    return Stages(analyser=analyser, swapper=swapper, guard=ContentGuard(threads=threads),
-                  watermark=WatermarkEmbedder(), recognizer=recognizer, enhancer=enhancer,
+    return Stages(analyser=analyser, swapper=swapper, recognizer=recognizer, enhancer=enhancer,
                   notices=sessions.notices)
 
 

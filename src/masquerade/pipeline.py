@@ -16,19 +16,20 @@ import numpy as np
 
 from masquerade.config import RunConfig
 from masquerade.errors import NoSourceFaceError
+from masquerade.stages.guard import ContentGuard
 from masquerade.stages.protocols import Analyser, Enhancer, Recognizer, Swapper
 from masquerade.stages.select import FaceSelector, largest, reference_embedding
+from masquerade.stages.watermark import WatermarkEmbedder
 from masquerade.types import Face, FrameContext, Image
 
 
 @dataclass
 class Stages:
-    """The stage objects of a run. Built by ``masquerade.build.build_stages`` or given by a caller."""
+    """The model-backed stages of a run. Built by ``masquerade.build.build_stages`` or given by a caller
+    (the content guard and the watermark are not among them: the pipeline always adds its own)."""
 
     analyser: Analyser
     swapper: Swapper
-    guard: Any
-    watermark: Any
     recognizer: Recognizer | None = None
     enhancer: Enhancer | None = None
     notices: list[str] = field(default_factory=list)
@@ -51,13 +52,17 @@ class Pipeline:
 
             stages = build_stages(self.config)
         self.stages = stages
+        # The content guard and the watermark are not stages a caller can hand in or leave out:
+        # every pipeline makes its own, so no option or API path runs without them.
+        self._guard = ContentGuard(threads=self.config.runtime.execution_threads)
+        self._watermark = WatermarkEmbedder()
 
     # -- sources and reference -------------------------------------------------------------
     def prepare_source(self, sources: Sequence[tuple[str, Image]]) -> PreparedSource:
         """Check and analyse the source photos; raise NoSourceFaceError naming a photo without a face."""
         pairs: list[tuple[Image, Face]] = []
         for label, image in sources:
-            self.stages.guard.check_image(image, label)
+            self._guard.check_image(image, label)
             face = largest(self.stages.analyser.detect(image))
             if face is None:
                 raise NoSourceFaceError(f"no face found in source image {label}")
@@ -81,7 +86,7 @@ class Pipeline:
         self, image: Image, source: PreparedSource, selector: FaceSelector | None = None
     ) -> tuple[Image, int]:
         """Swap the selected faces of one still image; return the watermarked result and the count."""
-        self.stages.guard.check_image(image, "target")
+        self._guard.check_image(image, "target")
         selector = selector or self.new_selector(None)
         ctx = FrameContext(index=0, image=image)
         _timed(ctx, "detect", lambda: setattr(ctx, "faces", self.stages.analyser.detect(image)))
@@ -95,7 +100,8 @@ class Pipeline:
 
         tracker = FaceTracker(self.stages.analyser, self.config.track, fps=fps)
         selector = self.new_selector(reference)
-        guard = self.stages.guard
+        guard = self._guard
+        guard.reset()  # sampling (first frame, 1/s, scene cuts) restarts with each video
 
         def process(ctx: FrameContext) -> FrameContext:
             _timed(ctx, "guard", lambda: guard.check_frame(ctx, fps))
@@ -119,16 +125,16 @@ class Pipeline:
         chosen: list[Face] = []
         _timed(ctx, "select", lambda: chosen.extend(selector(ctx.image, ctx.faces)))
         image = ctx.image
-        for face in chosen:
+        if chosen:
             start = time.perf_counter()
-            image = self.stages.swapper.swap(image, face, source.swapper_input)
+            image = self.stages.swapper.swap_many(image, chosen, source.swapper_input)
             _add(ctx, "swap", start)
             if self.stages.enhancer is not None:
                 start = time.perf_counter()
-                image = self.stages.enhancer.enhance(image, face)
+                image = self.stages.enhancer.enhance_many(image, chosen)
                 _add(ctx, "enhance", start)
         start = time.perf_counter()
-        ctx.image = self.stages.watermark(image)
+        ctx.image = self._watermark(image)
         _add(ctx, "watermark", start)
         ctx.swapped = len(chosen)
 

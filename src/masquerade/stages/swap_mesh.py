@@ -128,6 +128,13 @@ class MeshSwapper:
             mouth_open=mesh.mouth_open_ratio(lm),
         )
 
+    def swap_many(self, image: Image, faces: Sequence[Face], source: MeshSource) -> Image:
+        """A new image with every face in ``faces`` replaced (one after another)."""
+        out = image
+        for face in faces:
+            out = self.swap(out, face, source)
+        return out if faces else image.copy()
+
     def swap(self, image: Image, face: Face, source: MeshSource) -> Image:
         """A new image with ``face`` replaced by the source face; only a rectangle around it changes."""
         if face.landmarks is None or len(face.landmarks) < mesh.N_LANDMARKS or face.landmarks.shape[1] < 3:
