@@ -229,3 +229,21 @@ def test_ctrl_c_during_a_video_leaves_no_output(tmp_path, examples_dir, pipeline
     finally:
         pipeline.stages.swapper = original
     assert leftovers(tmp_path) == []
+
+
+def test_grey_and_alpha_targets_keep_their_nature(tmp_path, examples_dir, obama):
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), cv2.cvtColor(obama, cv2.COLOR_BGR2GRAY))
+    out = tmp_path / "grey_out.png"
+    assert swap([examples_dir / "astronaut.png"], grey, out, ALL).faces_swapped == 1
+    result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert result.ndim == 2 or (np.ptp(result.astype(int), axis=2).max() == 0)  # no colour crept in
+
+    rgba = tmp_path / "rgba.png"
+    alpha = np.full(obama.shape[:2], 255, np.uint8)
+    alpha[:, :100] = 0
+    cv2.imwrite(str(rgba), np.dstack([obama, alpha]))
+    out = tmp_path / "rgba_out.webp"
+    assert swap([examples_dir / "astronaut.png"], rgba, out, ALL).faces_swapped == 1
+    result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert result.shape[2] == 4 and np.array_equal(result[..., 3] > 127, alpha > 127)

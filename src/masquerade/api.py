@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from masquerade._version import __version__
@@ -125,6 +126,8 @@ def _swap_image_file(pipeline, prepared, reference, target, output, config, hook
     loaded = read_image(target)
     selector = pipeline.new_selector(reference)
     image, swapped = pipeline.swap_image(loaded.image, prepared, selector)
+    if loaded.grey:  # a colour source face must not tint a black-and-white picture
+        image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     with atomic_output(output) as temp:
         write_image(temp, image, loaded.alpha, quality=config.encode.image_quality)
         label_file(temp, version=__version__, kind="image")

@@ -28,6 +28,8 @@ class LoadedImage:
     """(H, W) uint8 alpha, or None when the file has none."""
     format: str
     """Content format: ``jpeg``, ``png``, ``webp``, ``bmp`` or ``tiff``."""
+    grey: bool = False
+    """The file is greyscale: the result should be written back grey."""
 
 
 def _tiff_orientation(tiff: bytes) -> int:
@@ -128,7 +130,7 @@ def read_image(path: Path) -> LoadedImage:
     image = np.ascontiguousarray(orientation.apply(image, turn))
     if alpha is not None:
         alpha = np.ascontiguousarray(orientation.apply(alpha, turn))
-    return LoadedImage(image=image, alpha=alpha, format=fmt)
+    return LoadedImage(image=image, alpha=alpha, format=fmt, grey=raw.ndim == 2 or raw.shape[2] == 2)
 
 
 def check_image_extension(path: Path) -> str:
