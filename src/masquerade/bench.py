@@ -104,7 +104,17 @@ def _video_row(
     fps = frames / seconds if seconds > 0 else 0.0
     return Row(section, name, size, faces, frames, seconds, fps, 1000.0 / fps if fps else None,
                result["faces"] / seconds if seconds > 0 and result["faces"] else None,
-               result["peak_rss_mib"], None, note)
+               result["peak_rss_mib"], None, _join(note, _stages(result.get("stage_ms", {}))))
+
+
+def _stages(stage_ms: dict[str, float]) -> str:
+    """The engine's per-stage ms/frame, largest first (stages under 0.5 ms left out)."""
+    parts = [f"{k} {v:.0f}" for k, v in sorted(stage_ms.items(), key=lambda kv: -kv[1]) if v >= 0.5]
+    return ("ms/frame: " + ", ".join(parts)) if parts else ""
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def _model_paths(options: BenchOptions, folder: Path, names: Sequence[str]) -> tuple[dict, dict, list[str]]:
@@ -161,6 +171,8 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             _neural_rows(options, folder, sizes, photo, report, say)
         if options.memory_check:
             _memory_rows(options, folder, photo, report, say)
+    if hasattr(os, "getloadavg"):  # other work on the machine skews every row: say how much there was
+        report.notes.append("load average at the end: " + "/".join(f"{v:.2f}" for v in os.getloadavg()))
     return report
 
 

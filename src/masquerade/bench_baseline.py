@@ -57,15 +57,16 @@ def run_embedded_baseline(pipeline: Any, prepared: Any, clip: Path, output: Path
     Returns (frames, faces swapped, seconds). The mesh swapper pastes on its own region of interest
     (it has no separate crop), so only detection and threading differ from the engine here.
     """
-    stages = pipeline.stages
+    stages, guard, watermark = pipeline.stages, pipeline._guard, pipeline._watermark
+    guard.reset()
 
     def per_frame(ctx: Any, fps: float) -> int:
-        stages.guard.check_frame(ctx, fps)
+        guard.check_frame(ctx, fps)
         image = ctx.image
         faces = stages.analyser.detect(image)
         for face in faces:
             image = stages.swapper.swap(image, face, prepared.swapper_input)
-        ctx.image = stages.watermark(image)
+        ctx.image = watermark(image)
         return len(faces)
 
     return _loop(clip, output, per_frame, None)
@@ -75,12 +76,13 @@ def run_neural_baseline(
     pipeline: Any, prepared: Any, clip: Path, output: Path, recognizer: Any, frames: int | None
 ) -> tuple[int, int, float]:
     """Neural stages the roop way: detect + embed every face every frame, batch 1, full-frame paste."""
-    stages = pipeline.stages
+    stages, guard, watermark = pipeline.stages, pipeline._guard, pipeline._watermark
     swapper, enhancer = stages.swapper, stages.enhancer
     latent = prepared.swapper_input.latent
+    guard.reset()
 
     def per_frame(ctx: Any, fps: float) -> int:
-        stages.guard.check_frame(ctx, fps)
+        guard.check_frame(ctx, fps)
         image = ctx.image
         faces = stages.analyser.detect(image)
         if faces:
@@ -91,7 +93,7 @@ def run_neural_baseline(
             if enhancer is not None:
                 crops, affines = enhancer.crops(image, [face])
                 image = paste_full_frame(image, enhancer.enhance_crops(crops)[0], affines[0])
-        ctx.image = stages.watermark(image)
+        ctx.image = watermark(image)
         return len(faces)
 
     return _loop(clip, output, per_frame, frames)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from masquerade.config import DetectOptions, RunConfig, SelectOptions, SwapOptions
+from masquerade.config import DetectOptions, RunConfig, RuntimeOptions, SelectOptions, SwapOptions
 
 
 def peak_rss_mib() -> float:
@@ -22,11 +22,15 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _result(frames: int, faces: int, seconds: float, **extra: Any) -> dict[str, Any]:
-    return {"frames": frames, "faces": faces, "seconds": seconds, "peak_rss_mib": peak_rss_mib(), **extra}
+def _result(
+    frames: int, faces: int, seconds: float, stage_ms: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """Figures of a video row; ``stage_ms``: the engine's per-stage milliseconds per frame."""
+    return {"frames": frames, "faces": faces, "seconds": seconds, "peak_rss_mib": peak_rss_mib(),
+            "stage_ms": stage_ms or {}}
 
 
-def _engine_loop(clip: Path, output: Path, process: Any) -> tuple[int, int, float]:
+def _engine_loop(clip: Path, output: Path, process: Any) -> tuple[int, int, float, dict[str, float]]:
     """The file API's video path: decode thread -> ``process`` -> encode thread."""
     from masquerade.config import EncodeOptions
     from masquerade.engine import StreamEngine
@@ -34,6 +38,7 @@ def _engine_loop(clip: Path, output: Path, process: Any) -> tuple[int, int, floa
     from masquerade.media.writer import VideoWriter
 
     counts = [0, 0]
+    stages: dict[str, float] = {}
     started = time.perf_counter()
     with VideoReader(clip) as reader:
         fps = float(reader.info.fps) if reader.info.fps else 25.0
@@ -43,9 +48,12 @@ def _engine_loop(clip: Path, output: Path, process: Any) -> tuple[int, int, floa
                 writer.write(ctx)
                 counts[0] += 1
                 counts[1] += ctx.swapped
+                for stage, seconds in ctx.timings.items():
+                    stages[stage] = stages.get(stage, 0.0) + seconds
 
             StreamEngine(depth=4).run(reader.frames(), process(fps), consume)
-    return counts[0], counts[1], time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return counts[0], counts[1], seconds, {k: 1000 * v / max(counts[0], 1) for k, v in stages.items()}
 
 
 def codec_job(clip: str, output: str) -> dict[str, Any]:
@@ -61,7 +69,6 @@ def _source(photo: str) -> Any:
 
 def embedded_job(clip: str, output: str, mode: str, photo: str, threads: int | None) -> dict[str, Any]:
     """The embedded default (mesh detector, tracker, mesh swapper, watermark): ``baseline`` or ``engine``."""
-    from masquerade.config import RuntimeOptions
     from masquerade.pipeline import Pipeline
 
     config = RunConfig(select=SelectOptions(mode="all"), runtime=RuntimeOptions(execution_threads=threads))
@@ -103,10 +110,8 @@ def neural_pipeline(paths: dict[str, str], real: dict[str, bool], threads: int |
     from masquerade.stages.detect import MeshAnalyser
     from masquerade.stages.detect_scrfd import ScrfdDetector
     from masquerade.stages.enhance import FaceEnhancer
-    from masquerade.stages.guard import ContentGuard
     from masquerade.stages.recognize_arcface import ArcFaceRecognizer
     from masquerade.stages.swap_neural import NeuralSwapper, load_emap
-    from masquerade.stages.watermark import WatermarkEmbedder
 
     def session(name: str) -> Any:
         return new_session(Path(paths[name]), "cpu", threads)
@@ -121,9 +126,9 @@ def neural_pipeline(paths: dict[str, str], real: dict[str, bool], threads: int |
     enhancer = None
     if "gfpgan_1.4" in paths:
         enhancer = FaceEnhancer(session("gfpgan_1.4"), get_spec("gfpgan_1.4"), 0.8)
-    stages = Stages(analyser=analyser, swapper=swapper, guard=ContentGuard(threads=threads),
-                    watermark=WatermarkEmbedder(), enhancer=enhancer)
-    config = RunConfig(select=SelectOptions(mode="all"), swap=swap_options)
+    stages = Stages(analyser=analyser, swapper=swapper, enhancer=enhancer)
+    config = RunConfig(select=SelectOptions(mode="all"), swap=swap_options,
+                       runtime=RuntimeOptions(execution_threads=threads))
     return Pipeline(config, stages), recognizer
 
 
