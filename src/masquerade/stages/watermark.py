@@ -2,8 +2,8 @@
 
 Design: a keyed spread-spectrum pattern on luma, tiled so that it survives crops and re-scaling. We
 measured RivaGAN's ONNX models (``benchmarks/bench_watermark.py --rivagan``) on the frame resized to
-256 x 256: as robust on these transforms, but 650 ms per 720p frame to embed on 2 cores against 0.3 ms
-here, ten times the whole frame budget, so it could not mark every frame.
+256 x 256: about as robust on these transforms, but 270-650 ms per 720p frame to embed on 2 shared
+cores against 0.3-0.8 ms here, 4-10 times the whole frame budget, so it could not mark every frame.
 
 - The pattern is a 32 x 32-cell tile of +-1 chips: 304 sync chips and 72 x 10 data chips carrying the
   Golay-coded payload (``masquerade.provenance.wmcode``). The image is covered by tiles whose cell size is
@@ -52,7 +52,7 @@ _STRENGTH = 3.4  # grey levels of one chip before interpolation (PSNR about 41 d
 _DET = 2  # detection pixels per cell
 _DET_TILE = _TILE * _DET
 _ZOOMS = np.exp(np.arange(np.log(0.97), np.log(1.17), 0.003))  # apparent cell zoom searched by the reader
-_SHAPES_KEPT = 4
+_SHAPES_KEPT = 2  # a 4K pattern pair is 50 MB
 _HP_SIGMA = 2.0  # detection-pixel scale of the whitening high-pass
 _NORM_SIGMA = 3.0  # and of the local variance it is divided by
 # Correlation-peak z-scores (sync + magic chips, best over zooms and offsets): unmarked frames give 4.35
