@@ -107,7 +107,7 @@ def test_run_bench_rows(small_models, tmp_path):
                      ("embedded", "sequential baseline"), ("embedded", "masquerade engine"),
                      ("neural", "sequential baseline"), ("neural", "masquerade engine")]
     for row in report.rows:
-        assert row.fps > 0 and row.peak_rss_mib > 50 and row.gpu_mib is None
+        assert row.fps > 0 and row.peak_rss_mib > 50 and row.gpu_mib is None and row.cpu_ms_per_frame > 0
         assert row.ms_per_frame == pytest.approx(1000 / row.fps)
         assert row.frames == (10 if row.section in ("codec", "embedded") else 2)
         if row.section != "codec":

@@ -68,6 +68,8 @@ class Row:
     gpu_mib: float | None = None
     """Peak GPU memory; None on CPU (shown as "-")."""
     note: str = ""
+    cpu_ms_per_frame: float | None = None
+    """CPU time (all threads) per frame: less sensitive than wall time to other work on the machine."""
 
 
 @dataclass
@@ -104,7 +106,8 @@ def _video_row(
     fps = frames / seconds if seconds > 0 else 0.0
     return Row(section, name, size, faces, frames, seconds, fps, 1000.0 / fps if fps else None,
                result["faces"] / seconds if seconds > 0 and result["faces"] else None,
-               result["peak_rss_mib"], None, _join(note, _stages(result.get("stage_ms", {}))))
+               result["peak_rss_mib"], None, _join(note, _stages(result.get("stage_ms", {}))),
+               1000.0 * result["cpu_seconds"] / frames if frames else None)
 
 
 def _stages(stage_ms: dict[str, float]) -> str:
@@ -249,15 +252,15 @@ def _cell(value: Any, digits: int = 1) -> str:
 
 def format_table(report: BenchReport) -> str:
     """The report as one plain-text table with its header and notes."""
-    head = ("section", "row", "size", "faces", "frames", "fps", "ms/frame", "faces/s", "peak RSS MiB",
-            "GPU MiB", "note")
+    head = ("section", "row", "size", "faces", "frames", "fps", "ms/frame", "CPU ms/frame", "faces/s",
+            "peak RSS MiB", "GPU MiB", "note")
     body = [(r.section, r.name, r.size, _cell(r.faces), _cell(r.frames), _cell(r.fps), _cell(r.ms_per_frame),
-             _cell(r.faces_per_s, 2), _cell(r.peak_rss_mib, 0), _cell(r.gpu_mib, 0), r.note)
-            for r in report.rows]
+             _cell(r.cpu_ms_per_frame, 0), _cell(r.faces_per_s, 2), _cell(r.peak_rss_mib, 0),
+             _cell(r.gpu_mib, 0), r.note) for r in report.rows]
     widths = [max(len(str(line[i])) for line in [head, *body]) for i in range(len(head))]
     lines = [f"machine: {report.machine}"]
     for line in [head, *body]:
-        lines.append("  ".join(str(c).ljust(w) if i in (0, 1, 2, 10) else str(c).rjust(w)
+        lines.append("  ".join(str(c).ljust(w) if i in (0, 1, 2, 11) else str(c).rjust(w)
                                for i, (c, w) in enumerate(zip(line, widths, strict=True))).rstrip())
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)

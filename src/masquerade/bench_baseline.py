@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -21,6 +21,20 @@ from numpy.typing import NDArray
 from masquerade.config import EncodeOptions
 from masquerade.geometry.align import invert
 from masquerade.types import Image
+
+
+class LoopResult(NamedTuple):
+    """What one timed pass over a clip gives."""
+
+    frames: int
+    faces: int
+    """Faces swapped, summed over the frames."""
+    seconds: float
+    """Wall time from opening the input to closing the output."""
+    cpu_seconds: float
+    """CPU time of the whole process (all threads) over the same span."""
+    stage_ms: dict[str, float] | None = None
+    """The engine's per-stage milliseconds per frame (None for the baseline)."""
 
 
 def paste_full_frame(frame: Image, crop: NDArray[np.floating], affine: NDArray[np.float64]) -> Image:
@@ -51,7 +65,7 @@ def paste_full_frame(frame: Image, crop: NDArray[np.floating], affine: NDArray[n
     return (mask * fake + (1 - mask) * frame.astype(np.float32)).astype(np.uint8)
 
 
-def run_embedded_baseline(pipeline: Any, prepared: Any, clip: Path, output: Path) -> tuple[int, int, float]:
+def run_embedded_baseline(pipeline: Any, prepared: Any, clip: Path, output: Path) -> LoopResult:
     """Embedded stages, sequentially: full mesh detection every frame, swap, watermark, encode.
 
     Returns (frames, faces swapped, seconds). The mesh swapper pastes on its own region of interest
@@ -74,7 +88,7 @@ def run_embedded_baseline(pipeline: Any, prepared: Any, clip: Path, output: Path
 
 def run_neural_baseline(
     pipeline: Any, prepared: Any, clip: Path, output: Path, recognizer: Any, frames: int | None
-) -> tuple[int, int, float]:
+) -> LoopResult:
     """Neural stages the roop way: detect + embed every face every frame, batch 1, full-frame paste."""
     stages, guard, watermark = pipeline.stages, pipeline._guard, pipeline._watermark
     swapper, enhancer = stages.swapper, stages.enhancer
@@ -99,12 +113,12 @@ def run_neural_baseline(
     return _loop(clip, output, per_frame, frames)
 
 
-def _loop(clip: Path, output: Path, per_frame: Any, limit: int | None) -> tuple[int, int, float]:
+def _loop(clip: Path, output: Path, per_frame: Any, limit: int | None) -> LoopResult:
     from masquerade.media.reader import VideoReader
     from masquerade.media.writer import VideoWriter
 
     count = faces = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with VideoReader(clip) as reader:
         fps = float(reader.info.fps) if reader.info.fps else 25.0
         with VideoWriter(output, reader, EncodeOptions()) as writer:
@@ -114,4 +128,4 @@ def _loop(clip: Path, output: Path, per_frame: Any, limit: int | None) -> tuple[
                 faces += per_frame(ctx, fps)
                 writer.write(ctx)
                 count += 1
-    return count, faces, time.perf_counter() - started
+    return LoopResult(count, faces, time.perf_counter() - started, time.process_time() - cpu)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from masquerade.bench_baseline import LoopResult
 from masquerade.config import DetectOptions, RunConfig, RuntimeOptions, SelectOptions, SwapOptions
 
 
@@ -22,15 +23,11 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _result(
-    frames: int, faces: int, seconds: float, stage_ms: dict[str, float] | None = None
-) -> dict[str, Any]:
-    """Figures of a video row; ``stage_ms``: the engine's per-stage milliseconds per frame."""
-    return {"frames": frames, "faces": faces, "seconds": seconds, "peak_rss_mib": peak_rss_mib(),
-            "stage_ms": stage_ms or {}}
+def _result(loop: LoopResult) -> dict[str, Any]:
+    return {**loop._asdict(), "stage_ms": loop.stage_ms or {}, "peak_rss_mib": peak_rss_mib()}
 
 
-def _engine_loop(clip: Path, output: Path, process: Any) -> tuple[int, int, float, dict[str, float]]:
+def _engine_loop(clip: Path, output: Path, process: Any) -> LoopResult:
     """The file API's video path: decode thread -> ``process`` -> encode thread."""
     from masquerade.config import EncodeOptions
     from masquerade.engine import StreamEngine
@@ -39,7 +36,7 @@ def _engine_loop(clip: Path, output: Path, process: Any) -> tuple[int, int, floa
 
     counts = [0, 0]
     stages: dict[str, float] = {}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with VideoReader(clip) as reader:
         fps = float(reader.info.fps) if reader.info.fps else 25.0
         with VideoWriter(output, reader, EncodeOptions()) as writer:
@@ -52,13 +49,14 @@ def _engine_loop(clip: Path, output: Path, process: Any) -> tuple[int, int, floa
                     stages[stage] = stages.get(stage, 0.0) + seconds
 
             StreamEngine(depth=4).run(reader.frames(), process(fps), consume)
-    seconds = time.perf_counter() - started
-    return counts[0], counts[1], seconds, {k: 1000 * v / max(counts[0], 1) for k, v in stages.items()}
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    per_frame = {k: 1000 * v / max(counts[0], 1) for k, v in stages.items()}
+    return LoopResult(counts[0], counts[1], seconds, cpu, per_frame)
 
 
 def codec_job(clip: str, output: str) -> dict[str, Any]:
     """Decode + encode through the engine's threads, no processing: the ceiling of any run."""
-    return _result(*_engine_loop(Path(clip), Path(output), lambda fps: lambda ctx: ctx))
+    return _result(_engine_loop(Path(clip), Path(output), lambda fps: lambda ctx: ctx))
 
 
 def _source(photo: str) -> Any:
@@ -77,8 +75,8 @@ def embedded_job(clip: str, output: str, mode: str, photo: str, threads: int | N
     if mode == "baseline":
         from masquerade.bench_baseline import run_embedded_baseline
 
-        return _result(*run_embedded_baseline(pipeline, prepared, Path(clip), Path(output)))
-    return _result(*_engine_loop(Path(clip), Path(output),
+        return _result(run_embedded_baseline(pipeline, prepared, Path(clip), Path(output)))
+    return _result(_engine_loop(Path(clip), Path(output),
                                  lambda fps: pipeline.video_processor(prepared, fps, None)))
 
 
@@ -149,8 +147,8 @@ def neural_job(
     if mode == "baseline":
         from masquerade.bench_baseline import run_neural_baseline
 
-        return _result(*run_neural_baseline(pipeline, prepared, Path(clip), Path(output), recognizer, None))
-    return _result(*_engine_loop(Path(clip), Path(output),
+        return _result(run_neural_baseline(pipeline, prepared, Path(clip), Path(output), recognizer, None))
+    return _result(_engine_loop(Path(clip), Path(output),
                                  lambda fps: pipeline.video_processor(prepared, fps, None)))
 
 
