@@ -40,3 +40,9 @@ def biden() -> np.ndarray:
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     return _load("astronaut.png")
+
+
+@pytest.fixture(scope="session")
+def photos(obama, obama2, biden, astronaut) -> dict[str, np.ndarray]:
+    """All sample photos by name."""
+    return {"obama": obama, "obama2": obama2, "biden": biden, "astronaut": astronaut}

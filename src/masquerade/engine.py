@@ -64,21 +64,12 @@ class StreamEngine(Generic[T, U]):
                 put(inbox, _Failure(error))
 
         def consumer() -> None:
-            while True:
-                try:
-                    item = outbox.get(timeout=0.1)
-                except queue.Empty:
-                    if stop.is_set():
-                        return
-                    continue
-                if item is _DONE:
-                    return
-                try:
+            try:
+                for item in _drain(outbox, stop):
                     consume(item)  # type: ignore[arg-type]
-                except BaseException as error:  # handed to the caller
-                    consumer_error.append(error)
-                    stop.set()
-                    return
+            except BaseException as error:  # handed to the caller
+                consumer_error.append(error)
+                stop.set()
 
         threads = [
             threading.Thread(target=producer, name="masquerade-decode", daemon=True),
@@ -102,10 +93,11 @@ class StreamEngine(Generic[T, U]):
             raise consumer_error[0]
 
 
-def _drain(inbox: queue.Queue[object], stop: threading.Event) -> Iterator[object]:
+def _drain(box: queue.Queue[object], stop: threading.Event) -> Iterator[object]:
+    """Items of ``box`` until the end marker; a failure marker re-raises its exception."""
     while True:
         try:
-            item = inbox.get(timeout=0.1)
+            item = box.get(timeout=0.1)
         except queue.Empty:
             if stop.is_set():
                 return

@@ -22,11 +22,6 @@ def recognizer() -> DlibRecognizer:
 
 
 @pytest.fixture(scope="module")
-def photos(obama, obama2, biden, astronaut) -> dict[str, np.ndarray]:
-    return {"obama": obama, "obama2": obama2, "biden": biden, "astronaut": astronaut}
-
-
-@pytest.fixture(scope="module")
 def faces(photos) -> dict[str, Face]:
     analyser = MeshAnalyser()
     return {n: max(analyser.detect(img), key=lambda f: f.size) for n, img in photos.items()}

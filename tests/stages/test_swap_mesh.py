@@ -18,11 +18,6 @@ PAIRS = (("obama", "biden"), ("biden", "obama2"), ("astronaut", "obama"), ("obam
 
 
 @pytest.fixture(scope="module")
-def photos(obama, obama2, biden, astronaut) -> dict[str, np.ndarray]:
-    return {"obama": obama, "obama2": obama2, "biden": biden, "astronaut": astronaut}
-
-
-@pytest.fixture(scope="module")
 def faces(photos) -> dict[str, Face]:
     analyser = MeshAnalyser()
     found = {name: analyser.detect(image) for name, image in photos.items()}

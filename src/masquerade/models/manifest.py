@@ -149,6 +149,30 @@ def _swapper_contract(size: int) -> InputContract:
     )
 
 
+def _inswapper(name: str, urls: tuple[str, ...], sha256: tuple[str, ...], size: int, notes: str) -> ModelSpec:
+    """inswapper_128 and its fp16 copy share everything but the file."""
+    return ModelSpec(
+        name=name,
+        kind="swapper",
+        file_name=f"{name}.onnx",
+        urls=urls,
+        sha256=sha256,
+        size=size,
+        licence=_INSIGHTFACE_LICENCE,
+        commercial_use=False,
+        licence_url=_INSIGHTFACE_LICENCE_URL,
+        contract=_swapper_contract(128),
+        size_px=128,
+        template=ARCFACE_128,
+        mean=0.0,
+        std=255.0,
+        output_range=(0.0, 1.0),
+        embedding_from="w600k_r50",
+        embedding_transform="emap",
+        notes=notes,
+    )
+
+
 def _hyperswap(variant: str, sha256: tuple[str, ...], size: int | None) -> ModelSpec:
     file_name = f"hyperswap_1{variant}_256.onnx"
     return ModelSpec(
@@ -177,10 +201,8 @@ def _hyperswap(variant: str, sha256: tuple[str, ...], size: int | None) -> Model
 
 
 _SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec(
-        name="inswapper_128",
-        kind="swapper",
-        file_name="inswapper_128.onnx",
+    _inswapper(
+        "inswapper_128",
         urls=(
             "https://github.com/deepinsight/insightface/releases/download/v0.7/inswapper_128.onnx",
             "https://huggingface.co/ezioruan/inswapper_128.onnx/resolve/main/inswapper_128.onnx",
@@ -191,38 +213,14 @@ _SPECS: tuple[ModelSpec, ...] = (
             "a290273ed497312095dac48cdef20feec9d5208298223dd01288ab202b54bea7",  # re-saved copy
         ),
         size=554_253_681,
-        licence=_INSIGHTFACE_LICENCE,
-        commercial_use=False,
-        licence_url=_INSIGHTFACE_LICENCE_URL,
-        contract=_swapper_contract(128),
-        size_px=128,
-        template=ARCFACE_128,
-        mean=0.0,
-        std=255.0,
-        output_range=(0.0, 1.0),
-        embedding_from="w600k_r50",
-        embedding_transform="emap",
         notes="emap (512x512) is the graph's last initializer; "
         "source = normalize(normalize(arcface_embedding) @ emap).",
     ),
-    ModelSpec(
-        name="inswapper_128_fp16",
-        kind="swapper",
-        file_name="inswapper_128_fp16.onnx",
+    _inswapper(
+        "inswapper_128_fp16",
         urls=_ff("models-3.0.0", "inswapper_128_fp16.onnx"),
         sha256=("c4eccca86ad177586c85c28bf1a64a9d9ed237e283a15818d831f7facfd3f420",),
         size=277_680_829,
-        licence=_INSIGHTFACE_LICENCE,
-        commercial_use=False,
-        licence_url=_INSIGHTFACE_LICENCE_URL,
-        contract=_swapper_contract(128),
-        size_px=128,
-        template=ARCFACE_128,
-        mean=0.0,
-        std=255.0,
-        output_range=(0.0, 1.0),
-        embedding_from="w600k_r50",
-        embedding_transform="emap",
         notes="Same contract as inswapper_128 with float16 weights and float32 inputs/outputs.",
     ),
     _hyperswap("a", ("c0e98a8a03a238f461ed3d2570e426b49f46745ee400854a60dceeb70c246add",), 402_742_682),
