@@ -23,6 +23,7 @@ def test_every_option_reaches_its_config_field():
         "--swapper", "inswapper_128", "--mask", "mesh", "--pixel-boost", "256",
         "--enhancer", "gfpgan_1.4", "--enhancer-blend", "0.5", "--detector", "scrfd",
         "--recognizer", "arcface", "--execution-provider", "cuda", "--execution-threads", "3",
+        "--models-dir", "/m",
         "--video-encoder", "libx265", "--video-quality", "20", "--video-preset", "slow",
         "--trim-start", "1.5", "--trim-end", "3", "--skip-audio", "--image-quality", "80", "--quiet",
     )
@@ -34,6 +35,7 @@ def test_every_option_reaches_its_config_field():
     assert config.enhance.enhancer == "gfpgan_1.4" and config.enhance.blend == 0.5
     assert config.detect.detector == "scrfd" and config.recognizer == "arcface"
     assert config.runtime.execution_provider == "cuda" and config.runtime.execution_threads == 3
+    assert config.runtime.models_dir == Path("/m")
     assert args.source == [Path("a.jpg"), Path("b.jpg")] and args.quiet
 
 

@@ -61,6 +61,8 @@ def _models_parser() -> argparse.ArgumentParser:
     g.add_argument("--execution-provider", choices=PROVIDERS, default="cpu",
                    help="inference backend (never silently replaced by another)")
     g.add_argument("--execution-threads", type=int, metavar="N", help="inference threads")
+    g.add_argument("--models-dir", type=Path, metavar="DIR",
+                   help="model cache folder (default: $MASQUERADE_HOME/models or the per-user cache)")
     return p
 
 
@@ -129,6 +131,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                              trim_end=args.trim_end, skip_audio=args.skip_audio,
                              image_quality=args.image_quality),
         runtime=RuntimeOptions(execution_provider=args.execution_provider,
-                               execution_threads=args.execution_threads),
+                               execution_threads=args.execution_threads, models_dir=args.models_dir),
         recognizer=args.recognizer,
     )
