@@ -112,10 +112,11 @@ def _run_swap(args: argparse.Namespace) -> int:
 
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:
-    from masquerade.cli import models_cmd, verify_cmd
+    from masquerade.cli import bench_cmd, models_cmd, verify_cmd
 
     models_cmd.register(sub)
     verify_cmd.register(sub)
+    bench_cmd.register(sub)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
