@@ -237,3 +237,26 @@ def test_pattern_follows_the_picture_when_resized(embed) -> None:
     half = embed.pattern(360, 640)
     shrunk = cv2.resize(full, (640, 360), interpolation=cv2.INTER_AREA)
     assert np.corrcoef(half.ravel(), shrunk.ravel())[0, 1] > 0.9
+
+
+def test_mark_is_weak_on_flat_areas_and_strong_on_texture(embed) -> None:
+    # Left half: a flat grey backdrop with a gentle ramp; right half: texture (smoothed noise).
+    rng = np.random.default_rng(3)
+    image = np.full((360, 640), 120.0, dtype=np.float32)
+    image += np.linspace(-10, 10, 640, dtype=np.float32)[None, :]
+    texture = cv2.GaussianBlur(rng.normal(0, 40, (360, 320)).astype(np.float32), (0, 0), 1.5)
+    image[:, 320:] += texture
+    image = cv2.cvtColor(np.clip(image, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    diff = embed(image).astype(np.float64) - image
+    flat_rms = np.sqrt(np.mean(diff[40:-40, 40:260] ** 2))
+    textured_rms = np.sqrt(np.mean(diff[40:-40, 380:-40] ** 2))
+    assert flat_rms < 1.2  # the uniform embedding put 2.2 grey levels RMS everywhere
+    assert textured_rms > 2.5 * flat_rms
+    assert read_watermark(_jpeg(embed(image))).found
+
+
+def test_embedding_a_flat_picture_stays_faint_yet_readable(embed) -> None:
+    flat = np.full((360, 640, 3), (90, 100, 110), dtype=np.uint8)
+    marked = embed(flat)
+    assert _psnr(flat, marked) > 45.0
+    assert read_watermark(marked).found
