@@ -9,10 +9,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from masquerade import bench_jobs
 from masquerade.bench import BenchOptions, format_table, run_bench
-from masquerade.bench_baseline import paste_full_frame
-from masquerade.bench_clips import parse_size, write_clip
+from masquerade.bench import jobs as bench_jobs
+from masquerade.bench.baseline import paste_full_frame
+from masquerade.bench.clips import parse_size, write_clip
 from masquerade.errors import UsageError
 from masquerade.geometry.align import crop_affine, crop_footprint
 from masquerade.media.reader import VideoReader

@@ -61,7 +61,7 @@ def build_stages(config: RunConfig) -> Stages:
 
         name = NEURAL_DETECTORS[config.detect.detector]
         detector = ScrfdDetector(*sessions.get(name), score_threshold=config.detect.min_score)
-        analyser = _DetectorWithMesh(detector, mesh)
+        analyser = DetectorWithMesh(detector, mesh)
 
     recognizer: Any = None
     if config.select.mode == "reference":
@@ -154,7 +154,7 @@ class _ModelSessions:
         return self._config.runtime.execution_provider in TORCH_PROVIDERS
 
 
-class _DetectorWithMesh:
+class DetectorWithMesh:
     """A neural detector's boxes, with the embedded mesh adding dense landmarks for tracking and masks."""
 
     def __init__(self, detector: Any, mesh: Any) -> None:

@@ -57,6 +57,16 @@ class Pipeline:
         self._guard = ContentGuard(threads=self.config.runtime.execution_threads)
         self._watermark = WatermarkEmbedder()
 
+    @property
+    def guard(self) -> ContentGuard:
+        """The run's content guard (read-only: it cannot be replaced or removed)."""
+        return self._guard
+
+    @property
+    def watermark(self) -> WatermarkEmbedder:
+        """The run's watermark embedder (read-only: it cannot be replaced or removed)."""
+        return self._watermark
+
     # -- sources and reference -------------------------------------------------------------
     def prepare_source(self, sources: Sequence[tuple[str, Image]]) -> PreparedSource:
         """Check and analyse the source photos; raise NoSourceFaceError naming a photo without a face."""

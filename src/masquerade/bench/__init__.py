@@ -22,8 +22,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from masquerade import bench_jobs as jobs
-from masquerade.bench_clips import examples_photo, parse_size, write_clip
+from masquerade.bench import jobs
+from masquerade.bench.clips import examples_photo, parse_size, write_clip
 
 NEURAL_MODELS = ("det_10g", "w600k_r50", "inswapper_128")
 ENHANCER_MODEL = "gfpgan_1.4"

@@ -71,7 +71,7 @@ def run_embedded_baseline(pipeline: Any, prepared: Any, clip: Path, output: Path
     Returns (frames, faces swapped, seconds). The mesh swapper pastes on its own region of interest
     (it has no separate crop), so only detection and threading differ from the engine here.
     """
-    stages, guard, watermark = pipeline.stages, pipeline._guard, pipeline._watermark
+    stages, guard, watermark = pipeline.stages, pipeline.guard, pipeline.watermark
     guard.reset()
 
     def per_frame(ctx: Any, fps: float) -> int:
@@ -90,7 +90,7 @@ def run_neural_baseline(
     pipeline: Any, prepared: Any, clip: Path, output: Path, recognizer: Any, frames: int | None
 ) -> LoopResult:
     """Neural stages the roop way: detect + embed every face every frame, batch 1, full-frame paste."""
-    stages, guard, watermark = pipeline.stages, pipeline._guard, pipeline._watermark
+    stages, guard, watermark = pipeline.stages, pipeline.guard, pipeline.watermark
     swapper, enhancer = stages.swapper, stages.enhancer
     latent = prepared.swapper_input.latent
     guard.reset()

@@ -39,7 +39,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def examples_photo() -> Path:
     """``examples/obama2.jpg`` of a source checkout (the photos are not part of the installed package)."""
-    return Path(__file__).resolve().parents[2] / "examples" / DEFAULT_PHOTO
+    return Path(__file__).resolve().parents[3] / "examples" / DEFAULT_PHOTO
 
 
 def _canvas(photo: Image) -> tuple[Image, tuple[float, float]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from masquerade.bench_baseline import LoopResult
+from masquerade.bench.baseline import LoopResult
 from masquerade.config import DetectOptions, RunConfig, RuntimeOptions, SelectOptions, SwapOptions
 
 
@@ -73,7 +73,7 @@ def embedded_job(clip: str, output: str, mode: str, photo: str, threads: int | N
     pipeline = Pipeline(config)
     prepared = pipeline.prepare_source(_source(photo))
     if mode == "baseline":
-        from masquerade.bench_baseline import run_embedded_baseline
+        from masquerade.bench.baseline import run_embedded_baseline
 
         return _result(run_embedded_baseline(pipeline, prepared, Path(clip), Path(output)))
     return _result(_engine_loop(Path(clip), Path(output),
@@ -101,7 +101,7 @@ class StandinScrfd:
 
 def neural_pipeline(paths: dict[str, str], real: dict[str, bool], threads: int | None) -> tuple[Any, Any]:
     """A Pipeline of SCRFD + ArcFace + inswapper (+ GFPGAN when ``paths`` has it), and the recognizer."""
-    from masquerade.build import _DetectorWithMesh
+    from masquerade.build import DetectorWithMesh
     from masquerade.models.manifest import get_spec
     from masquerade.models.runtime import new_session
     from masquerade.pipeline import Pipeline, Stages
@@ -116,7 +116,7 @@ def neural_pipeline(paths: dict[str, str], real: dict[str, bool], threads: int |
 
     mesh = MeshAnalyser(DetectOptions(), threads=threads)
     scrfd = ScrfdDetector(session("det_10g"), get_spec("det_10g"))
-    analyser = _DetectorWithMesh(scrfd, mesh) if real.get("det_10g") else StandinScrfd(scrfd, mesh)
+    analyser = DetectorWithMesh(scrfd, mesh) if real.get("det_10g") else StandinScrfd(scrfd, mesh)
     recognizer = ArcFaceRecognizer(session("w600k_r50"), get_spec("w600k_r50"))
     swap_options = SwapOptions(swapper="inswapper_128")
     swapper = NeuralSwapper(session("inswapper_128"), get_spec("inswapper_128"), swap_options, recognizer,
@@ -145,7 +145,7 @@ def neural_job(
     if pipeline.stages.enhancer is not None:
         pipeline.stages.enhancer.enhance(image, face)
     if mode == "baseline":
-        from masquerade.bench_baseline import run_neural_baseline
+        from masquerade.bench.baseline import run_neural_baseline
 
         return _result(run_neural_baseline(pipeline, prepared, Path(clip), Path(output), recognizer, None))
     return _result(_engine_loop(Path(clip), Path(output),
@@ -190,7 +190,7 @@ def model_job(name: str, path: str, batches: list[int], runs: int, threads: int 
 
 def paste_job(size: tuple[int, int], runs: int) -> dict[str, Any]:
     """Milliseconds of one face's paste-back at frame ``size``: our ROI paste vs InsightFace's full frame."""
-    from masquerade.bench_baseline import paste_full_frame
+    from masquerade.bench.baseline import paste_full_frame
     from masquerade.geometry.align import crop_affine
     from masquerade.models.manifest import ARCFACE_128
     from masquerade.stages.paste import box_mask, paste_back
