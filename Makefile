@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_pipeline.py
+	$(PY) -m masquerade bench --memory-check
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
