@@ -247,3 +247,36 @@ def test_grey_and_alpha_targets_keep_their_nature(tmp_path, examples_dir, obama)
     assert swap([examples_dir / "astronaut.png"], rgba, out, ALL).faces_swapped == 1
     result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert result.shape[2] == 4 and np.array_equal(result[..., 3] > 127, alpha > 127)
+
+
+def test_refused_content_mid_video_stops_and_leaves_no_output(tmp_path, examples_dir, pipeline, monkeypatch,
+                                                              capsys):
+    from masquerade.errors import ContentRefused
+    from masquerade.stages.guard import Detection
+
+    real_detect = pipeline.guard.detect
+    checked: list[int] = []
+
+    def detect(image):
+        checked.append(1)
+        if len(checked) >= 3:  # a later sampled frame (>= 1 per second) shows exposed content
+            return [Detection("FEMALE_BREAST_EXPOSED", 0.9, (10.0, 10.0, 50.0, 50.0))]
+        return real_detect(image)
+
+    monkeypatch.setattr(pipeline.guard, "detect", detect)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(ContentRefused):
+        swap([examples_dir / "obama.jpg"], examples_dir / "sample.mp4", out, ALL, pipeline=pipeline)
+    assert leftovers(tmp_path) == []
+    assert len(checked) == 3
+
+
+def test_refused_source_exits_before_any_output(tmp_path, examples_dir, capsys, monkeypatch):
+    from masquerade.stages.guard import ContentGuard, Detection
+
+    monkeypatch.setattr(ContentGuard, "detect",
+                        lambda self, image: [Detection("MALE_GENITALIA_EXPOSED", 0.95, (0.0, 0.0, 9.0, 9.0))])
+    source, target = str(examples_dir / "obama.jpg"), str(examples_dir / "biden.jpg")
+    code, line = _run_bad(["swap", "-s", source, "-t", target, "-o", str(tmp_path / "o.jpg")], capsys)
+    assert code == 3 and "obama.jpg" in line
+    assert leftovers(tmp_path) == []
