@@ -119,6 +119,41 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(255.0**2 / mse) if mse > 0 else float("inf")
 
 
+def local_std(luma: np.ndarray, win: int = 15) -> np.ndarray:
+    f = luma.astype(np.float32)
+    mean = cv2.blur(f, (win, win))
+    return np.sqrt(np.maximum(cv2.blur(f * f, (win, win)) - mean * mean, 0.0))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of two grey images (Gaussian window, sigma 1.5)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def g(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (11, 11), 1.5)
+
+    ma, mb = g(a), g(b)
+    va, vb, cov = g(a * a) - ma * ma, g(b * b) - mb * mb, g(a * b) - ma * mb
+    return float(np.mean(((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))))
+
+
+def visibility(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """RMS luma change on flat pixels (15x15 local std < 2) and on textured ones (> 8)."""
+    flat, textured = [], []
+    for original, marked in pairs:
+        luma = cv2.cvtColor(original, cv2.COLOR_BGR2GRAY)
+        diff = cv2.cvtColor(marked, cv2.COLOR_BGR2GRAY).astype(np.float64) - luma
+        std = local_std(luma)
+        flat.append(diff[std < 2])
+        textured.append(diff[std > 8])
+
+    def rms(parts: list[np.ndarray]) -> float:
+        return float(np.sqrt(np.mean(np.concatenate(parts) ** 2)))
+
+    return rms(flat), rms(textured)
+
+
 def detected(frames: Frames) -> list[bool]:
     return [read_watermark(f).found for f in frames]
 
@@ -196,6 +231,17 @@ def main() -> None:
     psnrs = [psnr(a, b) for a, b in zip(stills, marked_stills, strict=True)]
     psnrs += [psnr(a, b) for c, m in zip(clips, marked_clips, strict=True) for a, b in zip(c, m, strict=True)]
 
+    pairs = list(zip(stills, marked_stills, strict=True))
+    for c, m in zip(clips, marked_clips, strict=True):
+        pairs += zip(c[::10], m[::10], strict=True)
+    flat_rms, textured_rms = visibility(pairs)
+    # The flat backdrop on the right of the sample clip (grey to red blur): SSIM of the luma crop.
+    with av.open(str(EXAMPLES / "sample.mp4")) as src:
+        backdrop = next(fr for i, fr in enumerate(src.decode(video=0)) if i == 10).to_ndarray(format="bgr24")
+    crop = np.s_[:, backdrop.shape[1] * 2 // 3 :]
+    grey = cv2.cvtColor(backdrop, cv2.COLOR_BGR2GRAY)[crop]
+    backdrop_ssim = ssim(grey, cv2.cvtColor(embed(backdrop), cv2.COLOR_BGR2GRAY)[crop])
+
     rows: list[tuple[str, int, float, int, float]] = []
     for name, fn in FRAME_TRANSFORMS.items():
         hits = detected([fn(im) for im in marked_stills] + [fn(f) for c in marked_clips for f in c[::step]])
@@ -221,6 +267,10 @@ def main() -> None:
 
     print(f"frames: {len(pics)} photos as stills + {len(clips)} 2 s 720p clips, every {step}th frame read")
     print(f"PSNR marked vs unmarked: min {min(psnrs):.1f} dB, mean {np.mean(psnrs):.1f} dB")
+    print(
+        f"mark RMS (grey levels): flat areas {flat_rms:.2f}, textured {textured_rms:.2f}; "
+        f"SSIM of sample.mp4's flat backdrop {backdrop_ssim:.4f}"
+    )
     print(
         f"embed: {embed_ms:.2f} ms per 720p frame ({embed_ms / 66.7 * 100:.1f} % of a 15 fps frame budget); "
         f"first frame of a size {first_ms:.0f} ms (pattern built)"

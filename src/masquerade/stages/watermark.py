@@ -195,7 +195,14 @@ def _strength(image: Image, unit_power: float) -> NDArray[np.float32]:
     amp = cv2.GaussianBlur(amp, (0, 0), _SMOOTH)
     mse = float(np.mean(amp * amp)) * unit_power
     if mse > _MAX_MSE:
-        amp *= np.sqrt(_MAX_MSE / mse)
+        # Scale down what the texture added, not the floor (flat areas carry most of what the reader uses):
+        # solve mean((floor + k * excess)^2) * unit_power = _MAX_MSE for k.
+        excess = amp - _FLOOR
+        a, b = float(np.mean(excess * excess)), 2 * _FLOOR * float(np.mean(excess))
+        c = _FLOOR * _FLOOR - _MAX_MSE / unit_power
+        if c >= 0:
+            return np.full_like(amp, np.sqrt(_MAX_MSE / unit_power))
+        amp = _FLOOR + excess * ((-b + np.sqrt(b * b - 4 * a * c)) / (2 * a))
     return amp
 
 
