@@ -11,6 +11,14 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_home(tmp_path_factory):
+    """Keys and caches the tests create go to a temporary home, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MASQUERADE_HOME", str(tmp_path_factory.mktemp("masquerade-home")))
+        yield
+
+
 def _load(name: str) -> np.ndarray:
     image = cv2.imread(str(EXAMPLES / name), cv2.IMREAD_COLOR)
     assert image is not None, name
