@@ -89,7 +89,8 @@ def build_stages(config: RunConfig) -> Stages:
     if config.enhance.enhancer != "none":
         from masquerade.stages.enhance import FaceEnhancer
 
-        enhancer = FaceEnhancer(*sessions.get(config.enhance.enhancer), config.enhance.blend)
+        enhancer = FaceEnhancer(*sessions.get(config.enhance.enhancer), config.enhance.blend,
+                                fidelity=config.enhance.fidelity)
         if sessions.on_torch:
             from masquerade.backends.torch_swap import DeviceEnhancer
 

@@ -67,6 +67,8 @@ class EnhanceOptions:
     enhancer: str = "none"
     blend: float = 0.8
     """How much of the enhanced face to keep, 0..1."""
+    fidelity: float = 0.5
+    """CodeFormer only: 0 = strongest restoration, 1 = closest to the input face."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ def test_every_option_reaches_its_config_field():
         "swap", "-s", "a.jpg", "b.jpg", "-t", "t.mp4", "-o", "o.mkv",
         "--faces", "index", "--face-index", "2", "--reference", "r.jpg", "--similarity", "0.4",
         "--swapper", "inswapper_128", "--mask", "mesh", "--pixel-boost", "256",
-        "--enhancer", "gfpgan_1.4", "--enhancer-blend", "0.5", "--detector", "scrfd",
+        "--enhancer", "gfpgan_1.4", "--enhancer-blend", "0.5", "--enhancer-fidelity", "0.7",
+        "--detector", "scrfd",
         "--recognizer", "arcface", "--execution-provider", "cuda", "--execution-threads", "3",
         "--models-dir", "/m",
         "--video-encoder", "libx265", "--video-quality", "20", "--video-preset", "slow",
@@ -33,6 +34,7 @@ def test_every_option_reaches_its_config_field():
     assert config.encode == EncodeOptions(video_encoder="libx265", video_quality=20, video_preset="slow",
                                           trim_start=1.5, trim_end=3.0, skip_audio=True, image_quality=80)
     assert config.enhance.enhancer == "gfpgan_1.4" and config.enhance.blend == 0.5
+    assert config.enhance.fidelity == 0.7
     assert config.detect.detector == "scrfd" and config.recognizer == "arcface"
     assert config.runtime.execution_provider == "cuda" and config.runtime.execution_threads == 3
     assert config.runtime.models_dir == Path("/m")

@@ -54,6 +54,8 @@ def _models_parser() -> argparse.ArgumentParser:
     g.add_argument("--enhancer", choices=ENHANCERS, default="none", help="face enhancer")
     g.add_argument("--enhancer-blend", type=float, default=0.8, metavar="F",
                    help="share of the enhanced face kept, 0..1 (default 0.8)")
+    g.add_argument("--enhancer-fidelity", type=float, default=0.5, metavar="F",
+                   help="codeformer: 0 strongest restoration .. 1 closest to the input (default 0.5)")
     g.add_argument("--mask", choices=("box", "mesh"), default="box",
                    help="paste-back mask of neural swappers (default: feathered box)")
     g.add_argument("--pixel-boost", type=int, choices=(256, 512), metavar="{256,512}",
@@ -126,7 +128,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         select=SelectOptions(mode=args.faces, face_index=args.face_index, reference=args.reference,
                              similarity=args.similarity),
         swap=SwapOptions(swapper=args.swapper, mask=args.mask, pixel_boost=args.pixel_boost),
-        enhance=EnhanceOptions(enhancer=args.enhancer, blend=args.enhancer_blend),
+        enhance=EnhanceOptions(enhancer=args.enhancer, blend=args.enhancer_blend,
+                               fidelity=args.enhancer_fidelity),
         encode=EncodeOptions(video_encoder=args.video_encoder, video_quality=args.video_quality,
                              video_preset=args.video_preset, trim_start=args.trim_start,
                              trim_end=args.trim_end, skip_audio=args.skip_audio,
