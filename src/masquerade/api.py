@@ -94,13 +94,13 @@ def swap(
     source_paths = [Path(s) for s in sources]
     target_path, output_path = Path(target), Path(output)
     kind = check_request(source_paths, target_path, output_path)
-    for source in source_paths:
-        read_image(source)  # fail fast on an unreadable source before loading models
+    # Read every source before loading any model, so an unreadable one fails fast.
+    source_images = [(str(p), read_image(p).image) for p in source_paths]
     pipeline = pipeline or Pipeline(config)
     for notice in pipeline.stages.notices:
         hooks.on_notice(notice)
     started = time.perf_counter()
-    prepared = pipeline.prepare_source([(str(p), read_image(p).image) for p in source_paths])
+    prepared = pipeline.prepare_source(source_images)
     reference = _reference(pipeline)
 
     summary = RunSummary(output=output_path, kind=kind)
