@@ -61,6 +61,13 @@ def mesh_mask(
     return np.minimum(ramp, box_mask(size, erode=0.0, feather=BOX_FEATHER / 2))
 
 
+def _crop_to_roi(affine: Affine, box: tuple[int, int, int, int]) -> Affine:
+    """Crop coordinates -> coordinates inside the frame's ROI ``box`` (the inverse of ``affine``, shifted)."""
+    to_roi = invert(affine)
+    to_roi[:, 2] -= (box[0], box[1])
+    return to_roi
+
+
 def frame_mask(
     mask: Mask, affine: Affine, frame_shape: tuple[int, ...]
 ) -> tuple[tuple[int, int, int, int], Mask] | None:
@@ -70,8 +77,7 @@ def frame_mask(
     if box is None:
         return None
     x1, y1, x2, y2 = box
-    to_roi = invert(affine)
-    to_roi[:, 2] -= (x1, y1)
+    to_roi = _crop_to_roi(affine, box)
     # Bilinear for the mask: no ringing, stays in [0, 1], and 0 stays 0 away from the mask's support.
     roi_mask = cv2.warpAffine(
         np.ascontiguousarray(mask, dtype=np.float32),
@@ -101,8 +107,7 @@ def paste_back(
     if placed is None:
         return out
     (x1, y1, x2, y2), roi_mask = placed
-    to_roi = invert(affine)
-    to_roi[:, 2] -= (x1, y1)
+    to_roi = _crop_to_roi(affine, (x1, y1, x2, y2))
     face = cv2.warpAffine(
         np.ascontiguousarray(crop, dtype=np.float32),
         to_roi,
