@@ -13,11 +13,9 @@ import numpy as np
 from masquerade._version import __version__
 from masquerade.config import RunConfig
 from masquerade.errors import UsageError
+from masquerade.media.options import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from masquerade.pipeline import Pipeline
 from masquerade.types import FrameContext, Image
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm")
 
 
 @dataclass
@@ -63,7 +61,7 @@ def check_request(sources: Sequence[Path], target: Path, output: Path) -> str:
         if output.resolve() == source.resolve():
             raise UsageError(f"the output must not overwrite a source ({source})")
     kind = probe_kind(target)
-    allowed = IMAGE_SUFFIXES if kind == "image" else VIDEO_SUFFIXES
+    allowed = IMAGE_EXTENSIONS if kind == "image" else VIDEO_EXTENSIONS
     if output.suffix.lower() not in allowed:
         raise UsageError(
             f"cannot write a {kind} as {output.suffix or 'a file without extension'}; "

@@ -66,6 +66,8 @@ class StreamEngine(Generic[T, U]):
         def consumer() -> None:
             try:
                 for item in _drain(outbox, stop):
+                    if stop.is_set():  # the run failed: do not encode frames that will be thrown away
+                        return
                     consume(item)  # type: ignore[arg-type]
             except BaseException as error:  # handed to the caller
                 consumer_error.append(error)
@@ -87,8 +89,10 @@ class StreamEngine(Generic[T, U]):
             threads[1].join()
         finally:
             stop.set()
-            for thread in threads:
-                thread.join(timeout=_JOIN_TIMEOUT_S)
+            # The consumer returns within one queue poll once stopped; wait for it fully, so the
+            # caller never closes the writer under a thread still inside it.
+            threads[1].join()
+            threads[0].join(timeout=_JOIN_TIMEOUT_S)
         if consumer_error:
             raise consumer_error[0]
 
