@@ -280,3 +280,35 @@ def test_refused_source_exits_before_any_output(tmp_path, examples_dir, capsys, 
     code, line = _run_bad(["swap", "-s", source, "-t", target, "-o", str(tmp_path / "o.jpg")], capsys)
     assert code == 3 and "obama.jpg" in line
     assert leftovers(tmp_path) == []
+
+
+def test_rotated_video_verifies_even_when_the_rotation_is_stripped(tmp_path, examples_dir, obama):
+    """masquerade marks upright frames; verify must read them upright, or turned when a re-encode
+    dropped the display matrix."""
+    portrait = cv2.resize(obama, (360, 448))
+    stored = np.ascontiguousarray(np.rot90(portrait, k=1))  # stored turned, shown upright by the matrix
+    clip = tmp_path / "phone.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "yuv420p"
+        stream.set_display_rotation(90)
+        for i in range(50):
+            frame = av.VideoFrame.from_ndarray(stored, format="bgr24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    swapped = tmp_path / "swapped.mp4"
+    swap([examples_dir / "astronaut.png"], clip, swapped, ALL)
+    assert verify_file(swapped).watermark.found
+
+    stripped = tmp_path / "stripped.mp4"  # re-encoded by a tool that ignores the display matrix
+    with av.open(str(swapped)) as src, av.open(str(stripped), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"crf": "28"})
+        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            plain = av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")
+            plain.pts = i
+            out.mux(stream.encode(plain))
+        out.mux(stream.encode())
+    result = verify_file(stripped)
+    assert result.label.kind is None and result.watermark.found

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import numpy as np
 
 from masquerade.errors import MediaError
+from masquerade.media import orientation
+from masquerade.media.colour import ColourSpace, FrameConverter
 from masquerade.provenance.c2pa_label import LabelReading, read_label
 from masquerade.stages.watermark import WatermarkReading, read_watermark, vote
 from masquerade.types import Image
@@ -22,6 +24,9 @@ from masquerade.types import Image
 MAX_FRAMES = 30
 """Video frames read for the watermark vote, spread over the whole file."""
 SEQUENTIAL_LIMIT = 1500
+RETRY_TURNS: tuple[orientation.Orientation, ...] = ("cw90", "ccw90", "rot180")
+RETRY_FRAMES = 10
+"""Frames per turned retry: enough for the vote, a third of the cost of a full pass."""
 """Up to this many frames a video is decoded front to back (exact spacing); longer ones are sampled by
 seeking, which lands on key frames but costs the same whatever the length."""
 
@@ -89,6 +94,14 @@ def verify_file(path: Path, *, max_frames: int = MAX_FRAMES) -> VerifyResult:
         if not readings:
             raise MediaError(f"{path}: no decodable video frame")
         reading = vote(readings)
+        # A re-encode may have dropped a rotation from the metadata: the marked frames are then
+        # stored turned. The reader does not search rotations, so try the three turns.
+        for turn in RETRY_TURNS if not reading.found else ():
+            frames = sample_video_frames(path, min(max_frames, RETRY_FRAMES), turn)
+            turned = [read_watermark(frame) for frame in frames]
+            if vote(turned).found:
+                readings, reading = turned, vote(turned)
+                break
     return VerifyResult(
         path=path,
         media=media,
@@ -99,8 +112,32 @@ def verify_file(path: Path, *, max_frames: int = MAX_FRAMES) -> VerifyResult:
     )
 
 
-def sample_video_frames(path: Path, max_frames: int = MAX_FRAMES) -> Iterator[Image]:
-    """Up to ``max_frames`` BGR frames spread evenly over the video (first frame included)."""
+class _Upright:
+    """Decoded frames as the pipeline saw them: converted as the reader converts them, the display
+    matrix applied (masquerade marks upright frames), then ``extra`` (a guess at a turn that a
+    re-encode dropped from the metadata)."""
+
+    def __init__(self, extra: orientation.Orientation = "none") -> None:
+        self.extra = extra
+        self._converter: FrameConverter | None = None
+        self._turn: orientation.Orientation = "none"
+
+    def __call__(self, frame: Any) -> Image:
+        if self._converter is None:
+            matrix = frame.side_data.get("DISPLAYMATRIX") if len(frame.side_data) else None
+            turn = orientation.from_display_matrix(bytes(matrix)) if matrix is not None else None
+            self._turn = turn or "none"
+            self._converter = FrameConverter(
+                ColourSpace.of(frame.colorspace, frame.color_range, frame.format.name, frame.height)
+            )
+        image = orientation.apply(self._converter.to_bgr(frame), self._turn)
+        return orientation.apply(image, self.extra)
+
+
+def sample_video_frames(
+    path: Path, max_frames: int = MAX_FRAMES, extra: orientation.Orientation = "none"
+) -> Iterator[Image]:
+    """Up to ``max_frames`` upright BGR frames spread evenly over the video (first frame included)."""
     import av
 
     from masquerade.media.probe import open_input, video_stream
@@ -113,9 +150,9 @@ def sample_video_frames(path: Path, max_frames: int = MAX_FRAMES) -> Iterator[Im
         total = _frame_count(stream)
         try:
             if total is not None and total > SEQUENTIAL_LIMIT and stream.duration:
-                yield from _by_seeking(container, stream, max_frames)
+                yield from _by_seeking(container, stream, max_frames, _Upright(extra))
             else:
-                yield from _sequential(container, stream, total, max_frames)
+                yield from _sequential(container, stream, total, max_frames, _Upright(extra))
         except av.FFmpegError as exc:
             raise MediaError(f"{path}: video cannot be decoded ({exc})") from exc
 
@@ -131,19 +168,21 @@ def _frame_count(stream: Any) -> int | None:
     return None
 
 
-def _sequential(container: Any, stream: Any, total: int | None, max_frames: int) -> Iterator[Image]:
+def _sequential(
+    container: Any, stream: Any, total: int | None, max_frames: int, upright: _Upright
+) -> Iterator[Image]:
     # Unknown length: every frame is a candidate, keep a stride that fits a few minutes in max_frames.
     step = max(1, (total or max_frames * 60) // max_frames)
     taken = 0
     for index, frame in enumerate(container.decode(stream)):
         if index % step == 0:
-            yield frame.to_ndarray(format="bgr24")
+            yield upright(frame)
             taken += 1
             if taken >= max_frames:
                 return
 
 
-def _by_seeking(container: Any, stream: Any, max_frames: int) -> Iterator[Image]:
+def _by_seeking(container: Any, stream: Any, max_frames: int, upright: _Upright) -> Iterator[Image]:
     start = stream.start_time or 0
     seen: set[int] = set()
     for target in np.linspace(start, start + stream.duration, max_frames, endpoint=False):
@@ -153,6 +192,6 @@ def _by_seeking(container: Any, stream: Any, max_frames: int) -> Iterator[Image]
                 break  # long GOP: this key frame was already read
             if frame.pts is not None:
                 seen.add(frame.pts)
-            yield frame.to_ndarray(format="bgr24")
+            yield upright(frame)
             break
 
