@@ -15,6 +15,8 @@ Masks (``SwapOptions.mask``):
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 from numpy.typing import NDArray
@@ -35,8 +37,18 @@ def _smoothstep(t: NDArray[np.float32]) -> NDArray[np.float32]:
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=16)
 def box_mask(size: int, erode: float = BOX_ERODE, feather: float = BOX_FEATHER) -> Mask:
-    """(size, size) soft mask: 0 within ``erode * size`` of the edge, ramping to 1 over ``feather * size``."""
+    """(size, size) soft mask: 0 within ``erode * size`` of the edge, ramping to 1 over ``feather * size``.
+
+    Cached (a few sizes per run, asked for per face and frame); the array is read-only.
+    """
+    mask = _box_mask(size, erode, feather)
+    mask.flags.writeable = False
+    return mask
+
+
+def _box_mask(size: int, erode: float, feather: float) -> Mask:
     centres = np.arange(size, dtype=np.float32) + 0.5
     edge = np.minimum(centres, size - centres)  # distance of each pixel centre to the nearest edge
     ramp = _smoothstep((edge - erode * size) / max(feather * size, 1e-6))
@@ -120,15 +132,3 @@ def paste_back(
     out[y1:y2, x1:x2] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
 
-
-def paste_many(
-    frame: Image,
-    crops: NDArray[np.floating],
-    masks: NDArray[np.float32],
-    affines: NDArray[np.float64],
-) -> Image:
-    """Paste N crops into one frame, in order (later faces over earlier ones where they overlap)."""
-    out = frame
-    for crop, mask, affine in zip(crops, masks, affines, strict=True):
-        out = paste_back(out, crop, mask, affine)
-    return out if len(crops) else frame.copy()

@@ -37,10 +37,6 @@ MESH_DLIB5 = (263, 362, 33, 133, 2)
 right, outer and inner corner of the eye on the image's left, base of the nose (subnasale). On the
 bundled photos they land 1-8 px from the shape predictor's points on 270-320 px faces."""
 
-CHIP_SIZE = 150
-CHIP_PADDING = 0.25
-"""dlib's chip geometry for this network (its ``get_face_chip`` defaults)."""
-
 DEFAULT_THRESHOLD = 0.42
 """Measured on the bundled photos with mesh alignment (normalised distances): same person 0.23-0.30
 (obama/obama2 0.25, also after downscaling to 20 %, rotating 25 deg, mirroring, blurring, JPEG at
