@@ -129,24 +129,27 @@ class MeshSwapper:
         )
 
     def swap_many(self, image: Image, faces: Sequence[Face], source: MeshSource) -> Image:
-        """A new image with every face in ``faces`` replaced (one after another)."""
-        out = image
+        """A new image with every face in ``faces`` replaced (one after another, one frame copy)."""
+        _check_image(image)
+        out = image.copy()
         for face in faces:
-            out = self.swap(out, face, source)
-        return out if faces else image.copy()
+            self._swap_into(out, face, source)
+        return out
 
     def swap(self, image: Image, face: Face, source: MeshSource) -> Image:
         """A new image with ``face`` replaced by the source face; only a rectangle around it changes."""
+        return self.swap_many(image, [face], source)
+
+    def _swap_into(self, out: Image, face: Face, source: MeshSource) -> None:
+        """Replace ``face`` in ``out`` in place (only a rectangle around it is read and written)."""
         if face.landmarks is None or len(face.landmarks) < mesh.N_LANDMARKS or face.landmarks.shape[1] < 3:
             raise UsageError("the mesh swapper needs face-mesh landmarks (use the mesh detector)")
-        _check_image(image)
-        out = image.copy()
         lm = np.asarray(face.landmarks, dtype=np.float32)[: mesh.N_LANDMARKS]
-        rect = _roi(lm[:, :2], image.shape, _ROI_PAD)
+        rect = _roi(lm[:, :2], out.shape, _ROI_PAD)
         if rect is None:
-            return out
+            return
         x0, y0, x1, y1 = rect
-        roi = image[y0:y1, x0:x1]
+        roi = out[y0:y1, x0:x1]  # read until the final blend, which writes the rectangle back
         shaped = self._shaped(lm, source)
         full = (x1 - x0, y1 - y0)
         # Masks, statistics and smooth colour fields are computed at a work scale where the face is
@@ -176,7 +179,7 @@ class MeshSwapper:
         drawn[masks.hair(target_lab, pts, drawn, size) > 0] = 0  # the target's hair stays
         region = blend.erode(blend.fill_holes(drawn), max(1, round(EDGE_TRIM * size)))
         if not np.any(region):
-            return out
+            return
 
         gain, offset, field = self._colour(warped_s, target_lab, region, drawn_pts, size)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
@@ -213,7 +216,6 @@ class MeshSwapper:
         if self.options.color_transfer:
             lab[..., 0] += self._grain(roi, base[..., 0], alpha)
         out[y0:y1, x0:x1] = blend.alpha_blend(roi, blend.from_lab(lab), np.ascontiguousarray(alpha))
-        return out
 
     def _grain(self, roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32]) -> NDArray:
         """Fresh noise that brings a smoother source face (stretched, retouched) up to the target's grain.
