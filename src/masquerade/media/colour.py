@@ -121,7 +121,8 @@ class FrameConverter:
         yuv = cv2.transform(image, self._to_yuv)
         frame = av.VideoFrame(width, height, pix_fmt)
         half = (width // 2, height // 2)
-        _plane(frame, 0)[:] = yuv[..., 0]
-        _plane(frame, 1)[:] = cv2.resize(yuv[..., 1], half, interpolation=cv2.INTER_AREA)
-        _plane(frame, 2)[:] = cv2.resize(yuv[..., 2], half, interpolation=cv2.INTER_AREA)
+        luma, cb, cr = cv2.split(yuv)  # contiguous planes (strided views would be copied by each call)
+        _plane(frame, 0)[:] = luma
+        _plane(frame, 1)[:] = cv2.resize(cb, half, interpolation=cv2.INTER_AREA)
+        _plane(frame, 2)[:] = cv2.resize(cr, half, interpolation=cv2.INTER_AREA)
         return frame
