@@ -8,9 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from masquerade.api import swap
+from masquerade.api import RunHooks, swap
+from masquerade.build import check_precision, torch_dtype
 from masquerade.config import EnhanceOptions, RunConfig, RuntimeOptions, SelectOptions, SwapOptions
-from masquerade.errors import ModelNotCached
+from masquerade.errors import ModelError, ModelNotCached, UsageError
 from masquerade.models import standins
 from masquerade.models.store import ModelStore
 from masquerade.stages.detect import MeshAnalyser
@@ -74,3 +75,75 @@ def test_one_message_names_every_missing_file(tmp_path, examples_dir):
     for name in ("inswapper_128", "w600k_r50", "gfpgan_1.4"):
         assert name in message
     assert not (tmp_path / "o.jpg").exists()
+
+
+class _Notices(RunHooks):
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def on_notice(self, message: str) -> None:
+        self.messages.append(message)
+
+
+@pytest.fixture()
+def conv_cache(tmp_path) -> Path:
+    root = tmp_path / "conv-models"
+    store = ModelStore(root)
+    _install(store, tmp_path, "inswapper_128", standins.swapper(mode="conv"))
+    _install(store, tmp_path, "w600k_r50", standins.arcface())
+    _install(store, tmp_path, "gfpgan_1.4", standins.image_model(mode="conv"))
+    return root
+
+
+def _int8_config(cache: Path, enhancer: str = "none") -> RunConfig:
+    return RunConfig(select=SelectOptions(mode="all"), swap=SwapOptions(swapper="inswapper_128"),
+                     enhance=EnhanceOptions(enhancer=enhancer, blend=1.0),
+                     runtime=RuntimeOptions(models_dir=cache, precision="int8"))
+
+
+def test_int8_run_is_made_once_gated_and_close_to_fp32(conv_cache, tmp_path, examples_dir):
+    sources, target = [examples_dir / "biden.jpg"], examples_dir / "obama.jpg"
+    first = _Notices()
+    summary = swap(sources, target, tmp_path / "int8.png", _int8_config(conv_cache, "gfpgan_1.4"), first)
+    assert summary.faces_swapped == 1
+    assert [m.split(" for this CPU")[0] for m in first.messages if m.startswith("making")] == [
+        "making an int8 inswapper_128", "making an int8 gfpgan_1.4"]
+    figures = [m for m in first.messages if m.startswith("int8 ")]
+    assert len(figures) == 2 and all("dB PSNR from fp32" in m and "held-out faces" in m for m in figures)
+    assert len(list((conv_cache / "int8").glob("*.onnx"))) == 2
+
+    again = _Notices()
+    swap(sources, target, tmp_path / "int8-again.png", _int8_config(conv_cache, "gfpgan_1.4"), again)
+    assert again.messages == []  # cached: nothing made, nothing to announce
+    fp32_config = RunConfig(select=SelectOptions(mode="all"), swap=SwapOptions(swapper="inswapper_128"),
+                            enhance=EnhanceOptions(enhancer="gfpgan_1.4", blend=1.0),
+                            runtime=RuntimeOptions(models_dir=conv_cache))
+    swap(sources, target, tmp_path / "fp32.png", fp32_config)
+    a, b = (cv2.imread(str(tmp_path / n)).astype(int) for n in ("int8.png", "fp32.png"))
+    assert np.abs(a - b).mean() < 0.5 and np.abs(a - b).max() < 40
+
+
+def test_int8_of_a_model_without_convolutions_is_a_clear_error(cache, tmp_path, examples_dir):
+    with pytest.raises(ModelError, match="no convolutions to quantise"):
+        swap([examples_dir / "biden.jpg"], examples_dir / "obama.jpg", tmp_path / "o.png",
+             _int8_config(cache))
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize(("precision", "provider", "swapper", "message"), [
+    ("fp16", "cpu", "inswapper_128", "needs --execution-provider torch-cuda or torch-cpu"),
+    ("bf16", "cuda", "inswapper_128", "needs --execution-provider torch-cuda or torch-cpu"),
+    ("int8", "torch-cpu", "inswapper_128", "is for the cpu execution provider"),
+    ("int8", "cpu", "mesh", "quantises neural models"),
+])
+def test_precisions_a_run_cannot_honour_are_usage_errors(precision, provider, swapper, message):
+    config = RunConfig(swap=SwapOptions(swapper=swapper),
+                       runtime=RuntimeOptions(execution_provider=provider, precision=precision))
+    with pytest.raises(UsageError, match=message):
+        check_precision(config)
+
+
+def test_torch_precision_defaults_to_fp16_on_cuda_only():
+    assert torch_dtype("auto", "torch-cuda") == "fp16"
+    assert torch_dtype("auto", "torch-cpu") == "auto"
+    assert torch_dtype("bf16", "torch-cpu") == "bf16"

@@ -94,7 +94,7 @@ def swap(
     kind = check_request(source_paths, target_path, output_path)
     # Read every source before loading any model, so an unreadable one fails fast.
     source_images = [(str(p), read_image(p).image) for p in source_paths]
-    pipeline = pipeline or Pipeline(config)
+    pipeline = pipeline or Pipeline(config, on_notice=hooks.on_notice)
     for notice in pipeline.stages.notices:
         hooks.on_notice(notice)
     started = time.perf_counter()

@@ -6,10 +6,11 @@ gets one message that lists them all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from masquerade.config import RunConfig
+from masquerade.config import PRECISIONS, RunConfig
 from masquerade.errors import UsageError
 from masquerade.pipeline import Stages
 
@@ -48,12 +49,32 @@ def needed_models(config: RunConfig) -> list[str]:
     return names
 
 
-def build_stages(config: RunConfig) -> Stages:
+def check_precision(config: RunConfig) -> None:
+    """Raise UsageError for a ``--precision`` the run's provider and models cannot honour."""
+    from masquerade.backends import TORCH_PROVIDERS
+
+    precision, provider = config.runtime.precision, config.runtime.execution_provider
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision in ("fp16", "bf16") and provider not in TORCH_PROVIDERS:
+        raise UsageError(f"--precision {precision} needs --execution-provider torch-cuda or torch-cpu "
+                         f"(onnxruntime runs each model file in its own precision)")
+    if precision == "int8":
+        if provider != "cpu":
+            raise UsageError("--precision int8 is for the cpu execution provider")
+        if config.swap.swapper in EMBEDDED_SWAPPERS and config.enhance.enhancer == "none":
+            raise UsageError("--precision int8 quantises neural models: choose one with --swapper or "
+                             "--enhancer")
+
+
+def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = None) -> Stages:
+    """The run's stages. ``on_notice`` hears at once about slow one-time work (making int8 models)."""
     from masquerade.stages.detect import MeshAnalyser
 
+    check_precision(config)
     threads = config.runtime.execution_threads
     mesh = MeshAnalyser(config.detect, threads=threads)
-    sessions = _ModelSessions(config, needed_models(config))
+    sessions = _ModelSessions(config, needed_models(config), on_notice)
 
     analyser: Any = mesh
     if config.detect.detector in NEURAL_DETECTORS:
@@ -79,7 +100,17 @@ def build_stages(config: RunConfig) -> Stages:
         spec = get_spec(config.swap.swapper)
         source_recognizer = ArcFaceRecognizer(*sessions.get(spec.embedding_from or "w600k_r50"))
         emap = load_emap(sessions.path(spec.name)) if spec.embedding_transform == "emap" else None
-        swapper = NeuralSwapper(*sessions.get(spec.name), config.swap, source_recognizer, emap=emap)
+
+        def new_swapper(session: Any) -> NeuralSwapper:
+            return NeuralSwapper(session, spec, config.swap, source_recognizer, emap=emap)
+
+        if config.runtime.precision == "int8":
+            from masquerade.stages.calibration import swapper_calibration
+
+            int8 = sessions.int8(spec.name, lambda fp32: swapper_calibration(new_swapper(fp32)))
+            swapper = new_swapper(int8)
+        else:
+            swapper = new_swapper(sessions.get(spec.name)[0])
         if sessions.on_torch:
             from masquerade.backends.torch_swap import DeviceSwapper
 
@@ -87,10 +118,22 @@ def build_stages(config: RunConfig) -> Stages:
 
     enhancer: Any = None
     if config.enhance.enhancer != "none":
+        from masquerade.models.manifest import get_spec
         from masquerade.stages.enhance import FaceEnhancer
 
-        enhancer = FaceEnhancer(*sessions.get(config.enhance.enhancer), config.enhance.blend,
-                                fidelity=config.enhance.fidelity)
+        enhance = config.enhance
+        enhancer_spec = get_spec(enhance.enhancer)
+
+        def new_enhancer(session: Any) -> FaceEnhancer:
+            return FaceEnhancer(session, enhancer_spec, enhance.blend, fidelity=enhance.fidelity)
+
+        if config.runtime.precision == "int8":
+            from masquerade.stages.calibration import enhancer_calibration
+
+            enhancer = new_enhancer(
+                sessions.int8(enhancer_spec.name, lambda fp32: enhancer_calibration(new_enhancer(fp32))))
+        else:
+            enhancer = new_enhancer(sessions.get(enhancer_spec.name)[0])
         if sessions.on_torch:
             from masquerade.backends.torch_swap import DeviceEnhancer
 
@@ -98,6 +141,13 @@ def build_stages(config: RunConfig) -> Stages:
 
     return Stages(analyser=analyser, swapper=swapper, recognizer=recognizer, enhancer=enhancer,
                   notices=sessions.notices)
+
+
+def torch_dtype(precision: str, provider: str) -> str:
+    """The PyTorch backend's dtype for ``--precision``: ``auto`` is fp16 on CUDA, the file's own on CPU."""
+    if precision == "auto":
+        return "fp16" if provider == "torch-cuda" else "auto"
+    return precision
 
 
 def _recognizer(name: str, sessions: _ModelSessions) -> Any:
@@ -113,20 +163,24 @@ def _recognizer(name: str, sessions: _ModelSessions) -> Any:
 class _ModelSessions:
     """Resolves all needed files at once (one message for every missing file); one session per model."""
 
-    def __init__(self, config: RunConfig, names: list[str]) -> None:
+    def __init__(self, config: RunConfig, names: list[str], on_notice: Callable[[str], None] | None = None,
+                 ) -> None:
+        from masquerade.models.store import ModelStore
+
         self._config = config
+        self._on_notice = on_notice
         self._sessions: dict[str, Any] = {}
         self._paths: dict[str, Path] = {}
+        self._store = ModelStore(config.runtime.models_dir)
         self.notices: list[str] = []
-        """Licence notices of non-commercial models used for the first time (shown once per cache)."""
+        """Licence notices of non-commercial models used for the first time (shown once per cache), and
+        the quality figures of int8 models made in this run."""
         if names:
             from masquerade.models.manifest import get_spec
-            from masquerade.models.store import ModelStore
 
-            store = ModelStore(config.runtime.models_dir)
             specs = [get_spec(name) for name in names]
-            self._paths = store.require(specs)
-            self.notices = [n for n in map(store.take_licence_notice, specs) if n is not None]
+            self._paths = self._store.require(specs)
+            self.notices = [n for n in map(self._store.take_licence_notice, specs) if n is not None]
 
     def path(self, name: str) -> Path:
         return self._paths[name]
@@ -140,12 +194,42 @@ class _ModelSessions:
             if self.on_torch:
                 from masquerade.backends.torch_session import new_torch_session
 
-                self._sessions[name] = new_torch_session(self._paths[name], runtime.execution_provider)
+                provider = runtime.execution_provider
+                self._sessions[name] = new_torch_session(
+                    self._paths[name], provider, torch_dtype(runtime.precision, provider)
+                )
             else:
                 self._sessions[name] = new_session(
                     self._paths[name], runtime.execution_provider, runtime.execution_threads
                 )
         return self._sessions[name], get_spec(name)
+
+    def int8(self, name: str, calibrate: Callable[[Any], Any]) -> Any:
+        """A session of the gated int8 version of model ``name``, made (once per file) if not cached.
+
+        ``calibrate`` gets a session of the fp32 model and returns the CalibrationSet; it runs only
+        when the int8 model has to be made.
+        """
+        from masquerade.models.manifest import get_spec
+        from masquerade.models.quantize import int8_model
+        from masquerade.models.runtime import new_session
+
+        runtime = self._config.runtime
+        fp32 = self._paths[name]
+
+        def announce() -> None:
+            if self._on_notice is not None:
+                self._on_notice(f"making an int8 {name} for this CPU and checking it against fp32 "
+                                f"(once per model file; a minute or more)")
+
+        quantized = int8_model(
+            fp32, self._store.digest(get_spec(name)), self._store.root / "int8",
+            lambda: calibrate(new_session(fp32, "cpu", runtime.execution_threads)),
+            runtime.execution_threads, on_start=announce,
+        )
+        if quantized.made_now:
+            self.notices.append(f"int8 {name}: {quantized.report.summary()}")
+        return new_session(quantized.path, "cpu", runtime.execution_threads)
 
     @property
     def on_torch(self) -> bool:

@@ -87,6 +87,10 @@ class EncodeOptions:
     """JPEG / WebP quality for image outputs."""
 
 
+Precision = Literal["auto", "fp32", "fp16", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "fp16", "bf16", "int8")
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
     execution_provider: str = "cpu"
@@ -94,6 +98,11 @@ class RuntimeOptions:
     """Threads for inference; None = the runtime's default."""
     models_dir: Path | None = None
     """Override of the model cache folder (else MASQUERADE_HOME or the per-user default)."""
+    precision: Precision = "auto"
+    """Arithmetic of the neural models. ``auto``: fp16 on torch-cuda, else the model file's own.
+    ``fp16``/``bf16``: the PyTorch providers only. ``int8``: the cpu provider only; the swapper and the
+    enhancer are quantised once per model file and used only if they pass a quality gate against fp32
+    (:mod:`masquerade.models.quantize`)."""
 
 
 @dataclass(frozen=True)

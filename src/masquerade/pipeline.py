@@ -8,7 +8,7 @@ stateful video stages (tracker, selector) are created per video so nothing leaks
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,12 +45,18 @@ class PreparedSource:
 
 
 class Pipeline:
-    def __init__(self, config: RunConfig | None = None, stages: Stages | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig | None = None,
+        stages: Stages | None = None,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_notice`` hears at once about slow one-time work while the stages are built."""
         self.config = config or RunConfig()
         if stages is None:
             from masquerade.build import build_stages
 
-            stages = build_stages(self.config)
+            stages = build_stages(self.config, on_notice)
         self.stages = stages
         # The content guard and the watermark are not stages a caller can hand in or leave out:
         # every pipeline makes its own, so no option or API path runs without them.

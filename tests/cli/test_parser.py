@@ -24,7 +24,7 @@ def test_every_option_reaches_its_config_field():
         "--enhancer", "gfpgan_1.4", "--enhancer-blend", "0.5", "--enhancer-fidelity", "0.7",
         "--detector", "scrfd",
         "--recognizer", "arcface", "--execution-provider", "cuda", "--execution-threads", "3",
-        "--models-dir", "/m",
+        "--models-dir", "/m", "--precision", "int8",
         "--video-encoder", "libx265", "--video-quality", "20", "--video-preset", "slow",
         "--trim-start", "1.5", "--trim-end", "3", "--skip-audio", "--image-quality", "80", "--quiet",
     )
@@ -37,7 +37,7 @@ def test_every_option_reaches_its_config_field():
     assert config.enhance.fidelity == 0.7
     assert config.detect.detector == "scrfd" and config.recognizer == "arcface"
     assert config.runtime.execution_provider == "cuda" and config.runtime.execution_threads == 3
-    assert config.runtime.models_dir == Path("/m")
+    assert config.runtime.models_dir == Path("/m") and config.runtime.precision == "int8"
     assert args.source == [Path("a.jpg"), Path("b.jpg")] and args.quiet
 
 
@@ -52,6 +52,7 @@ def test_version_is_fast_and_printed(capsys):
     ["swap", "-t", "b.jpg", "-o", "c.jpg"],                      # no source
     ["swap", "-s", "a.jpg", "-t", "b.jpg", "-o", "c.jpg", "--faces", "some"],
     ["swap", "-s", "a.jpg", "-t", "b.jpg", "-o", "c.jpg", "--pixel-boost", "300"],
+    ["swap", "-s", "a.jpg", "-t", "b.jpg", "-o", "c.jpg", "--precision", "int4"],
 ])
 def test_bad_arguments_exit_with_usage_error(argv):
     with pytest.raises(SystemExit) as exit_info:

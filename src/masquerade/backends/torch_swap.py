@@ -77,7 +77,7 @@ class DeviceSwapper:
         tiles = implode(crops, sw.factor)
         blob = (tiles.flip(1) - self._mean) / self._std  # BGR -> RGB, normalised as the model expects
         source = torch.as_tensor(latent, device=self.device).reshape(1, -1).expand(len(blob), -1)
-        (raw,) = self.session.run_torch({"target": blob, "source": source}, [sw._output])
+        (raw,) = self.session.run_torch({"target": blob, "source": source}, [sw.output_name])
         unit = ((raw.float() - sw._out_lo) / sw._out_span).clamp(0.0, 1.0)
         return explode(unit.flip(1) * 255.0, sw.factor)
 

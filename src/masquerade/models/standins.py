@@ -51,6 +51,28 @@ def _zero_of(inp: str, out: str, nodes: list, dtype: int = FLOAT) -> None:
     nodes.append(helper.make_node("Mul", [src, "zero"], [out]))
 
 
+def _conv_chain(inp: str, out: str, nodes: list, inits: list, noise: float, seed: int) -> None:
+    """Three 3x3 convolutions (3 -> 8 -> 8 -> 3 channels, ReLU between) close to the identity.
+
+    The first three channels carry the picture through; the other five and every kernel get random
+    weights of size ``noise``, so int8 quantisation has real work to do and a small, measurable error.
+    """
+    rng = np.random.default_rng(seed)
+    shapes = [(8, 3), (8, 8), (3, 8)]
+    last = inp
+    for i, (c_out, c_in) in enumerate(shapes):
+        weight = (rng.standard_normal((c_out, c_in, 3, 3)) * noise).astype(np.float32)
+        for c in range(3):
+            weight[c, c, 1, 1] += 1.0
+        inits += [_const(f"conv{i}_w", weight), _const(f"conv{i}_b", np.zeros(c_out, np.float32))]
+        name = out if i == len(shapes) - 1 else f"conv{i}"
+        nodes.append(helper.make_node("Conv", [last, f"conv{i}_w", f"conv{i}_b"], [name], pads=[1, 1, 1, 1]))
+        if i < len(shapes) - 1:
+            nodes.append(helper.make_node("Relu", [name], [f"relu{i}"]))
+            name = f"relu{i}"
+        last = name
+
+
 def swapper(
     size: int = 128,
     mode: str = "identity",
@@ -62,7 +84,9 @@ def swapper(
     hyperswap (source, target -> output in [-1, 1], mask) stand-in.
 
     ``mode="identity"`` returns the target unchanged; ``"flat"`` paints ``colour_rgb`` (in the model's
-    output range) over the whole crop. The source embedding is used (times zero) so it stays an input.
+    output range) over the whole crop; ``"conv"`` returns the target through three near-identity
+    convolutions (something for int8 quantisation to work on). The source embedding is used (times
+    zero) so it stays an input.
     """
     target = helper.make_tensor_value_info("target", FLOAT, [1, 3, size, size])
     source = helper.make_tensor_value_info("source", FLOAT, [1, 512])
@@ -72,6 +96,9 @@ def swapper(
     _zero_of("source", "src0", nodes)
     if mode == "identity":
         nodes.append(helper.make_node("Add", ["target", "src0"], ["output"]))
+    elif mode == "conv":
+        _conv_chain("target", "t0", nodes, inits, noise=0.02, seed=seed)
+        nodes.append(helper.make_node("Add", ["t0", "src0"], ["output"]))
     elif mode == "flat":
         inits.append(_const("colour", np.asarray(colour_rgb, np.float32).reshape(1, 3, 1, 1)))
         nodes.append(helper.make_node("Mul", ["target", "zero"], ["t0"]))
@@ -97,7 +124,10 @@ def image_model(
     colour: Sequence[float] = (0.0, 1.0, 0.0),
     codeformer: bool = False,
 ) -> onnx.ModelProto:
-    """GFPGAN (input -> output) or CodeFormer (input, weight float64 -> output) stand-in, range [-1, 1]."""
+    """GFPGAN (input -> output) or CodeFormer (input, weight float64 -> output) stand-in, range [-1, 1].
+
+    ``mode``: ``"identity"``, ``"flat"`` (``colour`` everywhere) or ``"conv"`` (see :func:`swapper`).
+    """
     inp = helper.make_tensor_value_info("input", FLOAT, [1, 3, size, size])
     out = helper.make_tensor_value_info("output", FLOAT, [1, 3, size, size])
     inits = [_const("zero", np.float32(0.0))]
@@ -110,6 +140,9 @@ def image_model(
             helper.make_node("Mul", ["input", "zero"], ["t0"]),
             helper.make_node("Add", ["t0", "colour"], ["t1"]),
         ]
+        last = "t1"
+    elif mode == "conv":
+        _conv_chain("input", "t1", nodes, inits, noise=0.02, seed=1)
         last = "t1"
     if codeformer:
         inputs.append(helper.make_tensor_value_info("weight", TensorProto.DOUBLE, [1]))

@@ -102,6 +102,10 @@ class ModelStore:
             paths[spec.name] = self.path(spec)
         return paths
 
+    def digest(self, spec: ModelSpec) -> str:
+        """SHA-256 of the installed file (the recorded one while the file is unchanged)."""
+        return self._check(spec)[1]
+
     def missing_message(self, specs: Sequence[ModelSpec]) -> str:
         """One line: which files are missing, where they go, and the command that fetches them."""
         files = ", ".join(s.file_name for s in specs)

@@ -41,6 +41,7 @@ class FaceEnhancer:
         inputs = [i.name for i in session.get_inputs()]
         self._input = "input" if "input" in inputs else inputs[0]
         self._weight = "weight" if "weight" in inputs else None
+        self.output_name: str = session.get_outputs()[0].name
         lo, hi = spec.output_range or (-1.0, 1.0)
         self._out_lo, self._out_span = float(lo), float(hi - lo)
         self._mask = box_mask(self.size) * np.float32(self.blend)
@@ -49,18 +50,25 @@ class FaceEnhancer:
         """(N, 512, 512, 3) aligned crops and their frame-to-crop matrices."""
         return crop_faces(image, [f.kps5 for f in faces], self.spec.template or (), self.size)
 
-    def enhance_crops(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """Enhanced crops (N, 512, 512, 3) float BGR 0..255; the graph runs one crop at a time."""
+    def feeds(self, crops: NDArray[np.uint8]) -> list[dict[str, NDArray]]:
+        """The graph's inputs for each crop (it runs one crop at a time)."""
         rgb = crops[..., ::-1].astype(np.float32)
         blob = np.ascontiguousarray(((rgb - self.spec.mean) / self.spec.std).transpose(0, 3, 1, 2))
-        outs = []
-        for one in blob:
-            feeds: dict[str, NDArray] = {self._input: one[None]}
-            if self._weight is not None:
-                feeds[self._weight] = np.array([self.fidelity], dtype=np.float64)
-            outs.append(self.session.run(None, feeds)[0][0])
-        unit = np.clip((np.stack(outs).astype(np.float32) - self._out_lo) / self._out_span, 0.0, 1.0)
+        feeds: list[dict[str, NDArray]] = [{self._input: one[None]} for one in blob]
+        if self._weight is not None:
+            for feed in feeds:
+                feed[self._weight] = np.array([self.fidelity], dtype=np.float64)
+        return feeds
+
+    def postprocess(self, raw: NDArray[np.floating]) -> NDArray[np.float32]:
+        """(N, 512, 512, 3) BGR float 0..255 from raw (N, 3, 512, 512) outputs."""
+        unit = np.clip((np.asarray(raw, np.float32) - self._out_lo) / self._out_span, 0.0, 1.0)
         return np.ascontiguousarray(unit.transpose(0, 2, 3, 1)[..., ::-1] * 255.0, dtype=np.float32)
+
+    def enhance_crops(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
+        """Enhanced crops (N, 512, 512, 3) float BGR 0..255."""
+        outs = [self.session.run([self.output_name], feed)[0][0] for feed in self.feeds(crops)]
+        return self.postprocess(np.stack(outs))
 
     def enhance_many(self, image: Image, faces: Sequence[Face]) -> Image:
         if not faces or self.blend == 0.0:

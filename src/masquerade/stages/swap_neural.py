@@ -159,7 +159,7 @@ class NeuralSwapper:
         self._out_lo, self._out_span = float(lo), float(hi - lo)
         names = [o.name for o in session.get_outputs()]
         # hyperswap also outputs a soft mask; the face image is the output named "output".
-        self._output = "output" if "output" in names else names[0]
+        self.output_name = "output" if "output" in names else names[0]
 
     # -- source -------------------------------------------------------------------------------
     def prepare(self, sources: Sequence[tuple[Image, Face]]) -> SourceEmbedding:
@@ -182,14 +182,17 @@ class NeuralSwapper:
         blob = ((rgb - self.spec.mean) / self.spec.std).transpose(0, 3, 1, 2)
         return np.ascontiguousarray(blob, dtype=self._dtype)
 
+    def model_feeds(self, blob: NDArray, latent: NDArray[np.float32]) -> dict[str, NDArray]:
+        """The graph's inputs for N preprocessed tiles sharing one source latent."""
+        source = np.repeat(latent.reshape(1, -1), len(blob), axis=0)
+        return {"target": blob, "source": np.ascontiguousarray(source, dtype=self._dtype)}
+
     def infer(self, blob: NDArray, latent: NDArray[np.float32]) -> NDArray[np.float32]:
         """Raw model outputs (N, 3, s, s) for N tiles sharing one source latent."""
-        source = np.ascontiguousarray(np.repeat(latent.reshape(1, -1), len(blob), axis=0), dtype=self._dtype)
+        feeds = self.model_feeds(blob, latent)
         step = self._batch or len(blob)
         parts = [
-            self.session.run([self._output], {"target": blob[i : i + step], "source": source[i : i + step]})[
-                0
-            ]
+            self.session.run([self.output_name], {name: v[i : i + step] for name, v in feeds.items()})[0]
             for i in range(0, len(blob), step)
         ]
         return np.concatenate(parts).astype(np.float32)

@@ -1,0 +1,88 @@
+"""int8 models: the recipe, the quality gate, and the cache of verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from masquerade.errors import ModelError
+from masquerade.models import quantize, standins
+from masquerade.models.quantize import CalibrationSet, int8_model, psnr_db
+from masquerade.models.runtime import new_session
+
+
+def _fp32_swapper(tmp_path: Path) -> Path:
+    path = tmp_path / "inswapper_128.onnx"
+    path.write_bytes(standins.to_bytes(standins.swapper(mode="conv")))
+    return path
+
+
+def _data(count: int = 6, seed: int = 0) -> CalibrationSet:
+    rng = np.random.default_rng(seed)
+    feeds = [{"target": rng.random((1, 3, 128, 128), np.float32),
+              "source": rng.standard_normal((1, 512)).astype(np.float32)} for _ in range(count)]
+    return CalibrationSet(feeds[:4], feeds[4:], "output", lambda raw: raw.transpose(0, 2, 3, 1) * 255.0)
+
+
+def test_int8_model_quantises_the_convolutions_and_stays_close(tmp_path, capfd):
+    fp32 = _fp32_swapper(tmp_path)
+    result = int8_model(fp32, "ab" * 32, tmp_path / "int8", _data)
+    assert result.made_now and result.path.is_file()
+    graph = onnx.load(str(result.path)).graph
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    # first and last convolutions stay fp32: only the middle one is fed by DequantizeLinear
+    fed_by_dq = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    assert [bool(set(c.input) & fed_by_dq) for c in convs] == [False, True, False]
+    assert result.report.samples == 2 and 40.0 < result.report.psnr_db < 99.0
+    assert result.report.worst_psnr_db <= result.report.psnr_db
+    # the int8 file runs and agrees with the fp32 one within a few levels
+    feeds = _data(seed=1).holdout[0]
+    a = new_session(fp32).run(None, dict(feeds))[0]
+    b = new_session(result.path).run(None, dict(feeds))[0]
+    error = np.abs(a - b) * 255
+    assert error.mean() < 2.5 and error.max() < 12  # on noise input, the hardest case
+    assert capfd.readouterr() == ("", "")  # a library never prints, quantiser advice included
+
+
+def test_a_cached_int8_model_is_not_made_again(tmp_path, monkeypatch):
+    fp32 = _fp32_swapper(tmp_path)
+    first = int8_model(fp32, "cd" * 32, tmp_path / "int8", _data)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("quantised again")
+
+    monkeypatch.setattr(quantize, "_quantize", fail)
+    again = int8_model(fp32, "cd" * 32, tmp_path / "int8", fail)
+    assert not again.made_now and again.path == first.path and again.report == first.report
+
+
+def test_the_gate_refuses_a_model_that_strays_and_remembers_it(tmp_path, monkeypatch):
+    fp32 = _fp32_swapper(tmp_path)
+    with pytest.raises(ModelError, match=r"strays too far from fp32 \(.* dB PSNR .*; 120 dB needed\)"):
+        int8_model(fp32, "ef" * 32, tmp_path / "int8", _data, min_psnr=120.0)
+    assert not list((tmp_path / "int8").glob("*.onnx"))  # the rejected file is deleted
+    reports = list((tmp_path / "int8").glob("*.json"))
+    assert len(reports) == 1 and json.loads(reports[0].read_text())["samples"] == 2
+
+    monkeypatch.setattr(quantize, "_quantize", lambda *a: pytest.fail("quantised again"))
+    with pytest.raises(ModelError, match="strays too far"):
+        int8_model(fp32, "ef" * 32, tmp_path / "int8", _data, min_psnr=120.0)
+
+
+def test_a_new_model_file_or_recipe_gets_its_own_int8_file(tmp_path, monkeypatch):
+    fp32 = _fp32_swapper(tmp_path)
+    a = int8_model(fp32, "01" * 32, tmp_path / "int8", _data)
+    b = int8_model(fp32, "02" * 32, tmp_path / "int8", _data)
+    monkeypatch.setattr(quantize, "RECIPE_VERSION", quantize.RECIPE_VERSION + 1)
+    c = int8_model(fp32, "01" * 32, tmp_path / "int8", _data)
+    assert len({a.path, b.path, c.path}) == 3 and c.made_now
+
+
+def test_psnr_is_capped_for_identical_pictures():
+    picture = np.full((4, 4, 3), 100.0)
+    assert psnr_db(picture, picture) == 99.0
+    assert psnr_db(picture, picture + 1.0) == pytest.approx(48.13, abs=0.01)
