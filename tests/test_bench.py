@@ -28,7 +28,7 @@ def small_models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     empty = standins.scrfd_encode(np.zeros((0, 4)), np.zeros((0, 5, 2)), [])
     graphs = {"det_10g": standins.scrfd(empty), "w600k_r50": standins.arcface(),
-              "inswapper_128": standins.swapper(128, "flat")}
+              "inswapper_128": standins.swapper(128, "conv")}
     files = []
     for name, graph in graphs.items():
         path = folder / f"{name}.onnx"
@@ -105,7 +105,8 @@ def test_run_bench_rows(small_models, tmp_path):
     names = [(r.section, r.name) for r in report.rows]
     assert names == [("codec", "codec only (decode + encode)"),
                      ("embedded", "sequential baseline"), ("embedded", "masquerade engine"),
-                     ("neural", "sequential baseline"), ("neural", "masquerade engine")]
+                     ("neural", "sequential baseline"), ("neural", "masquerade engine"),
+                     ("neural", "masquerade engine, int8")]
     for row in report.rows:
         assert row.fps > 0 and row.peak_rss_mib > 50 and row.gpu_mib is None and row.cpu_ms_per_frame > 0
         assert row.ms_per_frame == pytest.approx(1000 / row.fps)
@@ -113,6 +114,8 @@ def test_run_bench_rows(small_models, tmp_path):
         if row.section != "codec":
             assert row.faces_per_s == pytest.approx(row.fps * row.faces, rel=1e-6)  # one face, every frame
     assert "given" in report.rows[-1].note and lines
+    int8_notes = [n for n in report.notes if n.startswith("inswapper_128 int8: ")]
+    assert len(int8_notes) == 1 and "dB PSNR from fp32" in int8_notes[0] and "random" not in int8_notes[0]
     table = format_table(report)
     assert table.startswith("machine: ") and table.count("\n") >= len(report.rows)
     assert "sequential baseline" in table and " - " in table  # GPU column without CUDA

@@ -40,6 +40,8 @@ class BenchOptions:
     neural_frames: int = 4
     """Frames of the neural rows (the stand-ins take seconds per face on a CPU)."""
     enhancer: bool = False
+    int8: bool = True
+    """Also run the neural engine and the swapper alone with ``--precision int8`` models."""
     memory_check: bool = False
     """Also run the embedded engine on 10 s and 60 s 720p clips and compare peak RSS."""
     models: bool = True
@@ -187,18 +189,42 @@ def _neural_rows(options: BenchOptions, folder: Path, sizes: list, photo: str, r
     report.notes += notes
     given = {name for name, _ in options.model_files}
     kind = ", ".join(sorted({"real" if real[n] else "given" if n in given else "stand-in" for n in names}))
+    standins = [n for n in names if not real[n] and n not in given]
+    int8 = _int8_models(options, folder, paths, real, standins, report, say) if options.int8 else {}
+    runs = [("baseline", "sequential baseline", None), ("engine", "masquerade engine", None)]
+    if int8:
+        runs.append(("engine", "masquerade engine, int8", int8))
     out = str(folder / "out_neural.mp4")
     for label, size in sizes:
         for faces in options.faces:
             clip = str(write_clip(folder / f"neural_{label}_{faces}.mp4", options.neural_frames, size, faces,
                                   CLIP_FPS, Path(photo)))
-            for mode, name in (("baseline", "sequential baseline"), ("engine", "masquerade engine")):
-                say(f"neural {mode} {label} {faces} face(s)")
-                result = _in_child(jobs.neural_job, clip, out, mode, photo, paths, real, options.threads)
+            for mode, name, files in runs:
+                say(f"{name} {label} {faces} face(s)")
+                result = _in_child(jobs.neural_job, clip, out, mode, photo, paths, real, options.threads,
+                                   files)
                 note = f"{kind}, {options.neural_frames} frames" + (", +enhancer" if options.enhancer else "")
                 report.rows.append(_video_row("neural", name, label, faces, result, note))
     if options.models:
-        _model_rows(options, paths, real, sizes, report, say)
+        _model_rows(options, {**paths, **{f"{n} int8": p for n, p in int8.items()}}, real, sizes, report, say)
+
+
+def _int8_models(options: BenchOptions, folder: Path, paths: dict, real: dict, standins: list[str],
+                 report: BenchReport, say: Callable[[str], None]) -> dict[str, str]:
+    """The int8 files ``--precision int8`` would use (made now where not cached); notes on each gate."""
+    say("int8 models (quantised and gated once per model file)")
+    models_dir = str(options.models_dir) if options.models_dir else None
+    made = _in_child(jobs.int8_job, paths, real, standins, str(folder), options.threads, models_dir)
+    files = {}
+    for name, info in made.items():
+        if "error" in info:
+            report.notes.append(f"{name} int8: refused by the quality gate: {info['error']}")
+            continue
+        caveat = " (random weights: this says nothing about a real model's quality)"
+        caveat = caveat if name in standins else ""
+        report.notes.append(f"{name} int8: {info['summary']}{caveat}")
+        files[name] = info["path"]
+    return files
 
 
 def _model_rows(options: BenchOptions, paths: dict, real: dict, sizes: list, report: BenchReport,
@@ -206,7 +232,8 @@ def _model_rows(options: BenchOptions, paths: dict, real: dict, sizes: list, rep
     batches = {"inswapper_128": [1, 4], "w600k_r50": [1, 4], "det_10g": [1], ENHANCER_MODEL: [1]}
     for name, path in paths.items():
         say(f"model alone: {name}")
-        result = _in_child(jobs.model_job, name, path, batches[name], options.model_runs, options.threads)
+        base = name.removesuffix(" int8")
+        result = _in_child(jobs.model_job, base, path, batches[base], options.model_runs, options.threads)
         for batch, median in result["medians"].items():
             unit = "frame" if name == "det_10g" else "face"
             label = f"{name} alone, batch {batch}"
@@ -214,7 +241,7 @@ def _model_rows(options: BenchOptions, paths: dict, real: dict, sizes: list, rep
                 report.rows.append(Row("model", label, note="graph pins another batch size"))
                 continue
             per_s = int(batch) / median
-            note = f"{'real' if real[name] else 'stand-in'}, {1000 * median:.0f} ms/run"
+            note = f"{'real' if real[base] else 'stand-in'}, {1000 * median:.0f} ms/run"
             report.rows.append(Row("model", label, faces=int(batch) if unit == "face" else None,
                                    ms_per_frame=1000 * median / int(batch) if unit == "frame" else None,
                                    fps=per_s if unit == "frame" else None,

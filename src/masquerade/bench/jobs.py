@@ -99,8 +99,13 @@ class StandinScrfd:
         return self.mesh.refine(image, faces)
 
 
-def neural_pipeline(paths: dict[str, str], real: dict[str, bool], threads: int | None) -> tuple[Any, Any]:
-    """A Pipeline of SCRFD + ArcFace + inswapper (+ GFPGAN when ``paths`` has it), and the recognizer."""
+def neural_pipeline(
+    paths: dict[str, str], real: dict[str, bool], threads: int | None, int8: dict[str, str] | None = None,
+) -> tuple[Any, Any]:
+    """A Pipeline of SCRFD + ArcFace + inswapper (+ GFPGAN when ``paths`` has it), and the recognizer.
+
+    ``int8`` maps model names to the int8 files to run in their place.
+    """
     from masquerade.build import DetectorWithMesh
     from masquerade.models.manifest import get_spec
     from masquerade.models.runtime import new_session
@@ -112,7 +117,7 @@ def neural_pipeline(paths: dict[str, str], real: dict[str, bool], threads: int |
     from masquerade.stages.swap_neural import NeuralSwapper, load_emap
 
     def session(name: str) -> Any:
-        return new_session(Path(paths[name]), "cpu", threads)
+        return new_session(Path((int8 or {}).get(name, paths[name])), "cpu", threads)
 
     mesh = MeshAnalyser(DetectOptions(), threads=threads)
     scrfd = ScrfdDetector(session("det_10g"), get_spec("det_10g"))
@@ -132,10 +137,10 @@ def neural_pipeline(paths: dict[str, str], real: dict[str, bool], threads: int |
 
 def neural_job(
     clip: str, output: str, mode: str, photo: str, paths: dict[str, str], real: dict[str, bool],
-    threads: int | None,
+    threads: int | None, int8: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The neural path over the whole (short) clip: ``baseline`` (roop-style) or ``engine``."""
-    pipeline, recognizer = neural_pipeline(paths, real, threads)
+    pipeline, recognizer = neural_pipeline(paths, real, threads, int8)
     source = _source(photo)
     prepared = pipeline.prepare_source(source)  # runs the detector and ArcFace once
     # A session's first runs are several times slower; with a few frames per row that would swamp
@@ -150,6 +155,43 @@ def neural_job(
         return _result(run_neural_baseline(pipeline, prepared, Path(clip), Path(output), recognizer, None))
     return _result(_engine_loop(Path(clip), Path(output),
                                  lambda fps: pipeline.video_processor(prepared, fps, None)))
+
+
+def int8_job(paths: dict[str, str], real: dict[str, bool], standins: list[str], folder: str,
+             threads: int | None, models_dir: str | None) -> dict[str, dict[str, Any]]:
+    """The gated int8 swapper (and enhancer) as ``--precision int8`` makes them: file and gate figures.
+
+    Files from the cache use its int8 folder, other files are quantised in ``folder``. The gate's
+    threshold is the real one except for the random-weight ``standins`` (0 there: random weights say
+    nothing about quality, only about speed). A refused model gets ``error`` instead of a file.
+    """
+    from masquerade.errors import ModelError
+    from masquerade.models.download import sha256_file
+    from masquerade.models.manifest import get_spec
+    from masquerade.models.quantize import MIN_PSNR_DB, int8_model
+    from masquerade.models.store import ModelStore
+    from masquerade.stages.calibration import enhancer_calibration, swapper_calibration
+
+    pipeline, _ = neural_pipeline(paths, real, threads)
+    store = ModelStore(Path(models_dir) if models_dir else None)
+    stages = {"inswapper_128": lambda: swapper_calibration(pipeline.stages.swapper)}
+    if pipeline.stages.enhancer is not None:
+        stages["gfpgan_1.4"] = lambda: enhancer_calibration(pipeline.stages.enhancer)
+    made: dict[str, dict[str, Any]] = {}
+    for name, calibrate in stages.items():
+        path = Path(paths[name])
+        if real.get(name):
+            digest, cache = store.digest(get_spec(name)), store.root / "int8"
+        else:
+            digest, cache = sha256_file(path), Path(folder) / "int8"
+        threshold = 0.0 if name in standins else MIN_PSNR_DB
+        try:
+            result = int8_model(path, digest, cache, calibrate, threads, min_psnr=threshold)
+        except ModelError as error:
+            made[name] = {"error": str(error)}
+            continue
+        made[name] = {"path": str(result.path), "summary": result.report.summary()}
+    return made
 
 
 _FEEDS = {

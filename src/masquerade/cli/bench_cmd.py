@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--neural-frames", type=int, default=4, metavar="N",
                    help="frames per neural row (default 4: stand-ins take seconds per face on a CPU)")
     p.add_argument("--enhancer", action="store_true", help="add a GFPGAN-sized enhancer to the neural rows")
+    p.add_argument("--no-int8", action="store_true",
+                   help="skip the int8 rows (the first run quantises the swapper: a minute or more)")
     p.add_argument("--no-models", action="store_true", help="skip the model-alone and paste-back rows")
     p.add_argument("--memory-check", action="store_true",
                    help="also compare the engine's peak RSS on 10 s and 60 s 720p clips")
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     options = BenchOptions(
         seconds=args.seconds, sizes=tuple(args.sizes), faces=tuple(dict.fromkeys(args.faces)),
         neural=not args.no_neural, neural_frames=args.neural_frames, enhancer=args.enhancer,
-        memory_check=args.memory_check, models=not args.no_models, threads=args.execution_threads,
+        int8=not args.no_int8, memory_check=args.memory_check, models=not args.no_models,
+        threads=args.execution_threads,
         photo=args.photo, model_files=_model_files(args.model),
     )
     report = run_bench(options, progress=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
