@@ -11,7 +11,7 @@ import pytest
 
 from masquerade.api import swap
 from masquerade.cli.main import main
-from masquerade.config import RunConfig, SelectOptions
+from masquerade.config import RunConfig, RuntimeOptions, SelectOptions
 from masquerade.pipeline import Pipeline
 from masquerade.stages.detect import MeshAnalyser
 from masquerade.stages.recognize import DlibRecognizer
@@ -215,11 +215,11 @@ def test_ctrl_c_during_a_video_leaves_no_output(tmp_path, examples_dir, pipeline
         def prepare(self, sources):
             return self.inner.prepare(sources)
 
-        def swap_many(self, image, faces, source):
+        def swap_batch(self, images, faces, source):
             self.calls += 1
             if self.calls == 20:
                 raise KeyboardInterrupt
-            return self.inner.swap_many(image, faces, source)
+            return self.inner.swap_batch(images, faces, source)
 
     original = pipeline.stages.swapper
     pipeline.stages.swapper = Interrupting(original)
@@ -312,3 +312,40 @@ def test_rotated_video_verifies_even_when_the_rotation_is_stripped(tmp_path, exa
         out.mux(stream.encode())
     result = verify_file(stripped)
     assert result.label.kind is None and result.watermark.found
+
+
+def test_the_engine_hands_the_swapper_batches_of_frames(tmp_path, examples_dir, swapped_clip):
+    calls: list[int] = []
+    config = RunConfig(select=SelectOptions(mode="all"), runtime=RuntimeOptions(frame_batch=5))
+    pipeline = Pipeline(config)
+    inner = pipeline.stages.swapper
+
+    class Counting:
+        def prepare(self, sources):
+            return inner.prepare(sources)
+
+        def swap_batch(self, images, faces, source):
+            calls.append(len(images))
+            return inner.swap_batch(images, faces, source)
+
+    pipeline.stages.swapper = Counting()
+    out = tmp_path / "batched.mp4"
+    summary = swap([examples_dir / "astronaut.png"], examples_dir / "sample.mp4", out, config,
+                   pipeline=pipeline)
+    assert summary.frames == swapped_clip[1].frames == sum(calls)  # every frame has the face
+    assert calls[:-1] == [5] * (len(calls) - 1) and 1 <= calls[-1] <= 5
+
+
+def test_frame_batches_swap_exactly_as_frame_by_frame(examples_dir, astronaut):
+    from masquerade.media.reader import VideoReader
+
+    results = []
+    for batch in (1, 5):
+        config = RunConfig(select=SelectOptions(mode="all"), runtime=RuntimeOptions(frame_batch=batch))
+        pipeline = Pipeline(config)
+        source = pipeline.prepare_source([("astronaut", astronaut)])
+        with VideoReader(examples_dir / "sample.mp4", None, 2.0) as reader:
+            results.append([ctx.image for ctx in pipeline.swap_frames(reader.frames(), source, 25.0)])
+    assert len(results[0]) == len(results[1]) == 50
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -68,3 +68,23 @@ def test_keyboard_interrupt_in_processing_stops_everything():
 
     with pytest.raises(KeyboardInterrupt):
         StreamEngine(depth=2).run(iter(range(10_000)), process, lambda _: None)
+
+
+def test_batches_are_consecutive_full_and_leave_in_order():
+    seen: list[list[int]] = []
+    out: list[int] = []
+
+    def process(items: list[int]) -> list[int]:
+        seen.append(list(items))
+        return [x * 10 for x in items]
+
+    StreamEngine(depth=2).run_batches(range(23), process, out.append, batch=5)
+    assert seen == [list(range(i, min(i + 5, 23))) for i in range(0, 23, 5)]  # last batch shorter
+    assert out == [x * 10 for x in range(23)]
+
+
+def test_a_batch_process_must_answer_every_item():
+    with pytest.raises(ValueError, match="2 results for 3 items"):
+        StreamEngine(depth=2).run_batches(range(9), lambda items: items[:2], lambda _: None, batch=3)
+    with pytest.raises(ValueError, match="batch must be"):
+        StreamEngine().run_batches(range(3), lambda items: items, lambda _: None, batch=0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from masquerade.api import RunHooks, swap
-from masquerade.build import check_precision, torch_dtype
+from masquerade.build import check_runtime, torch_dtype
 from masquerade.config import EnhanceOptions, RunConfig, RuntimeOptions, SelectOptions, SwapOptions
 from masquerade.errors import ModelError, ModelNotCached, UsageError
 from masquerade.models import standins
@@ -140,7 +140,7 @@ def test_precisions_a_run_cannot_honour_are_usage_errors(precision, provider, sw
     config = RunConfig(swap=SwapOptions(swapper=swapper),
                        runtime=RuntimeOptions(execution_provider=provider, precision=precision))
     with pytest.raises(UsageError, match=message):
-        check_precision(config)
+        check_runtime(config)
 
 
 def test_torch_precision_defaults_to_fp16_on_cuda_only():

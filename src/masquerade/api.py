@@ -152,7 +152,7 @@ def _swap_video_file(pipeline, prepared, reference, target, output, config, hook
                     summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
                 hooks.on_frame(ctx)
 
-            StreamEngine(depth=4).run(reader.frames(), process, consume)
+            StreamEngine(depth=4).run_batches(reader.frames(), process, consume, pipeline.frame_batch())
 
 
 def swap_image(

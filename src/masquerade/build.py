@@ -19,6 +19,8 @@ EMBEDDED_RECOGNIZERS = ("dlib",)
 EMBEDDED_DETECTORS = ("mesh",)
 NEURAL_DETECTORS = {"scrfd": "det_10g"}
 NEURAL_RECOGNIZERS = {"arcface": "w600k_r50"}
+MAX_FRAME_BATCH = 256
+"""More frames per batch only holds more decoded frames in memory; the GPU is saturated long before."""
 
 
 def needed_models(config: RunConfig) -> list[str]:
@@ -49,10 +51,14 @@ def needed_models(config: RunConfig) -> list[str]:
     return names
 
 
-def check_precision(config: RunConfig) -> None:
-    """Raise UsageError for a ``--precision`` the run's provider and models cannot honour."""
+def check_runtime(config: RunConfig) -> None:
+    """Raise UsageError for a ``--frame-batch`` out of range or a ``--precision`` the run's provider and
+    models cannot honour."""
     from masquerade.backends import TORCH_PROVIDERS
 
+    batch = config.runtime.frame_batch
+    if batch is not None and not 1 <= batch <= MAX_FRAME_BATCH:
+        raise UsageError(f"--frame-batch must be between 1 and {MAX_FRAME_BATCH}, got {batch}")
     precision, provider = config.runtime.precision, config.runtime.execution_provider
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -71,7 +77,7 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
     """The run's stages. ``on_notice`` hears at once about slow one-time work (making int8 models)."""
     from masquerade.stages.detect import MeshAnalyser
 
-    check_precision(config)
+    check_runtime(config)
     threads = config.runtime.execution_threads
     mesh = MeshAnalyser(config.detect, threads=threads)
     sessions = _ModelSessions(config, needed_models(config), on_notice)

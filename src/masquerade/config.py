@@ -98,6 +98,9 @@ class RuntimeOptions:
     """Threads for inference; None = the runtime's default."""
     models_dir: Path | None = None
     """Override of the model cache folder (else MASQUERADE_HOME or the per-user default)."""
+    frame_batch: int | None = None
+    """Video frames per processing batch (the swapper gets all their faces in one call); None: 8 on
+    the PyTorch providers, 1 elsewhere."""
     precision: Precision = "auto"
     """Arithmetic of the neural models. ``auto``: fp16 on torch-cuda, else the model file's own.
     ``fp16``/``bf16``: the PyTorch providers only. ``int8``: the cpu provider only; the swapper and the

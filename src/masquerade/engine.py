@@ -1,9 +1,11 @@
 """A three-stage streaming spine: a decode thread, the caller's processing, an encode thread.
 
 Decoding and encoding (PyAV releases the GIL in FFmpeg) overlap with face processing, so a
-2-core machine keeps both cores busy. Queues are bounded, so at most ``depth`` frames wait on
-each side whatever the video's length. An exception in any thread stops the others and is
-re-raised in the caller; KeyboardInterrupt in the caller stops the threads too.
+2-core machine keeps both cores busy. Processing takes items in batches of consecutive frames
+(``run_batches``), so a GPU model sees the faces of several frames in one call; items leave in
+order. Queues are bounded, so at most ``depth`` items wait on each side plus one batch in hand,
+whatever the video's length. An exception in any thread stops the others and is re-raised in the
+caller; KeyboardInterrupt in the caller stops the threads too.
 """
 
 from __future__ import annotations
@@ -39,6 +41,20 @@ class StreamEngine(Generic[T, U]):
         process: Callable[[T], U],
         consume: Callable[[U], None],
     ) -> None:
+        """One item at a time."""
+        self.run_batches(produce, lambda items: [process(item) for item in items], consume, 1)
+
+    def run_batches(
+        self,
+        produce: Iterable[T],
+        process: Callable[[list[T]], list[U]],
+        consume: Callable[[U], None],
+        batch: int,
+    ) -> None:
+        """``process`` gets up to ``batch`` consecutive items (fewer only at the end) and returns one
+        result per item, in order."""
+        if batch < 1:
+            raise ValueError("batch must be >= 1")
         stop = threading.Event()
         inbox: queue.Queue[object] = queue.Queue(self.depth)
         outbox: queue.Queue[object] = queue.Queue(self.depth)
@@ -80,10 +96,13 @@ class StreamEngine(Generic[T, U]):
         for thread in threads:
             thread.start()
         try:
-            for item in _drain(inbox, stop):
+            for items in _chunks(_drain(inbox, stop), batch):
                 if consumer_error:
                     break
-                if not put(outbox, process(item)):  # type: ignore[arg-type]
+                results = process(items)  # type: ignore[arg-type]
+                if len(results) != len(items):
+                    raise ValueError(f"process returned {len(results)} results for {len(items)} items")
+                if not all(put(outbox, result) for result in results):
                     break
             put(outbox, _DONE)
             threads[1].join()
@@ -95,6 +114,18 @@ class StreamEngine(Generic[T, U]):
             threads[0].join(timeout=_JOIN_TIMEOUT_S)
         if consumer_error:
             raise consumer_error[0]
+
+
+def _chunks(items: Iterator[object], size: int) -> Iterator[list[object]]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    chunk: list[object] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _drain(box: queue.Queue[object], stop: threading.Event) -> Iterator[object]:

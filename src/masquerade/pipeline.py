@@ -105,13 +105,21 @@ class Pipeline:
         self._guard.check_image(image, "target")
         selector = selector or self.new_selector(None)
         ctx = FrameContext(index=0, image=image)
-        _timed(ctx, "detect", lambda: setattr(ctx, "faces", self.stages.analyser.detect(image)))
-        self._swap_selected(ctx, source, selector)
+        start = time.perf_counter()
+        ctx.faces = self.stages.analyser.detect(image)
+        _add(ctx, "detect", start)
+        self._swap_selected([ctx], source, selector)
         return ctx.image, ctx.swapped
 
     # -- videos -----------------------------------------------------------------------------
-    def video_processor(self, source: PreparedSource, fps: float, reference: np.ndarray | None) -> Any:
-        """A per-video callable FrameContext -> FrameContext with its own tracker and selector."""
+    def video_processor(
+        self, source: PreparedSource, fps: float, reference: np.ndarray | None
+    ) -> Callable[[list[FrameContext]], list[FrameContext]]:
+        """A per-video callable that processes a batch of consecutive frames (own tracker and selector).
+
+        Guard, tracking and selection run frame by frame (each frame's tracking starts from the one
+        before); the swapper then gets the chosen faces of the whole batch in one call.
+        """
         from masquerade.stages.track import FaceTracker
 
         tracker = FaceTracker(self.stages.analyser, self.config.track, fps=fps)
@@ -119,13 +127,28 @@ class Pipeline:
         guard = self._guard
         guard.reset()  # sampling (first frame, 1/s, scene cuts) restarts with each video
 
-        def process(ctx: FrameContext) -> FrameContext:
-            _timed(ctx, "guard", lambda: guard.check_frame(ctx, fps))
-            _timed(ctx, "track", lambda: setattr(ctx, "faces", tracker.update(ctx.image, ctx.index)))
-            self._swap_selected(ctx, source, selector)
-            return ctx
+        def process(batch: list[FrameContext]) -> list[FrameContext]:
+            for ctx in batch:
+                start = time.perf_counter()
+                guard.check_frame(ctx, fps)
+                _add(ctx, "guard", start)
+                start = time.perf_counter()
+                ctx.faces = tracker.update(ctx.image, ctx.index)
+                _add(ctx, "track", start)
+            self._swap_selected(batch, source, selector)
+            return batch
 
         return process
+
+    def frame_batch(self) -> int:
+        """Frames per processing batch: ``--frame-batch``, else 8 on the PyTorch providers (the GPU
+        gains from batching) and 1 elsewhere (ONNX Runtime's swap graphs pin batch 1)."""
+        from masquerade.backends import TORCH_PROVIDERS
+
+        runtime = self.config.runtime
+        if runtime.frame_batch is not None:
+            return runtime.frame_batch
+        return 8 if runtime.execution_provider in TORCH_PROVIDERS else 1
 
     def swap_frames(
         self, frames: Iterable[FrameContext], source: PreparedSource, fps: float,
@@ -133,32 +156,50 @@ class Pipeline:
     ) -> Iterator[FrameContext]:
         """Sequential generator form of the video path (the file API runs it threaded)."""
         process = self.video_processor(source, fps, reference)
+        batch: list[FrameContext] = []
         for ctx in frames:
-            yield process(ctx)
+            batch.append(ctx)
+            if len(batch) == self.frame_batch():
+                yield from process(batch)
+                batch = []
+        if batch:
+            yield from process(batch)
 
     # -- shared -----------------------------------------------------------------------------
-    def _swap_selected(self, ctx: FrameContext, source: PreparedSource, selector: FaceSelector) -> None:
-        chosen: list[Face] = []
-        _timed(ctx, "select", lambda: chosen.extend(selector(ctx.image, ctx.faces)))
-        image = ctx.image
-        if chosen:
+    def _swap_selected(
+        self, batch: list[FrameContext], source: PreparedSource, selector: FaceSelector
+    ) -> None:
+        """Select, swap (one call for the whole batch), enhance and watermark each frame in place."""
+        chosen: list[list[Face]] = []
+        for ctx in batch:
             start = time.perf_counter()
-            image = self.stages.swapper.swap_many(image, chosen, source.swapper_input)
-            _add(ctx, "swap", start)
-            if self.stages.enhancer is not None:
+            chosen.append(list(selector(ctx.image, ctx.faces)))
+            _add(ctx, "select", start)
+        todo = [i for i, faces in enumerate(chosen) if faces]
+        if todo:
+            start = time.perf_counter()
+            images = self.stages.swapper.swap_batch([batch[i].image for i in todo], [chosen[i] for i in todo],
+                                                    source.swapper_input)
+            _share(batch, todo, "swap", start)
+            enhancer = self.stages.enhancer
+            if enhancer is not None:
                 start = time.perf_counter()
-                image = self.stages.enhancer.enhance_many(image, chosen)
-                _add(ctx, "enhance", start)
-        start = time.perf_counter()
-        ctx.image = self._watermark(image)
-        _add(ctx, "watermark", start)
-        ctx.swapped = len(chosen)
+                images = [enhancer.enhance_many(im, chosen[i]) for im, i in zip(images, todo, strict=True)]
+                _share(batch, todo, "enhance", start)
+            for image, i in zip(images, todo, strict=True):
+                batch[i].image = image
+        for ctx, faces in zip(batch, chosen, strict=True):
+            start = time.perf_counter()
+            ctx.image = self._watermark(ctx.image)
+            _add(ctx, "watermark", start)
+            ctx.swapped = len(faces)
 
 
-def _timed(ctx: FrameContext, stage: str, work: Any) -> None:
-    start = time.perf_counter()
-    work()
-    _add(ctx, stage, start)
+def _share(batch: list[FrameContext], indices: list[int], stage: str, start: float) -> None:
+    """Spread one batched call's time evenly over the frames it served."""
+    share = (time.perf_counter() - start) / len(indices)
+    for i in indices:
+        batch[i].timings[stage] = batch[i].timings.get(stage, 0.0) + share
 
 
 def _add(ctx: FrameContext, stage: str, start: float) -> None:

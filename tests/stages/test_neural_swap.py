@@ -162,3 +162,18 @@ def test_stand_ins_have_the_registered_contracts(tmp_path, name, graph):
     path = tmp_path / f"{name}.onnx"
     path.write_bytes(to_bytes(graph()))
     assert contract_problems(read_contract(path), get_spec(name).contract) == []
+
+
+def test_swap_batch_equals_frame_by_frame_one_model_call_per_face(tmp_path, recognizer, obama, obama2):
+    sess = CountingSession(session(tmp_path, "inswapper_128", swapper(128, "conv")))
+    swap = NeuralSwapper(sess, get_spec("inswapper_128"), SwapOptions(), recognizer)
+    source = swap.prepare([(obama2, face("obama2"))])
+    images = [obama, obama2, obama]
+    faces = [[face("obama")], [], [face("obama"), face("obama", offset=(-300.0, 0.0))]]
+    batched = swap.swap_batch(images, faces, source)
+    assert sess.calls == 3  # the graph pins batch 1: one run per face, no per-frame overhead beyond that
+    singles = [swap.swap_many(image, fs, source) for image, fs in zip(images, faces, strict=True)]
+    for got, want in zip(batched, singles, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(batched[1], obama2)  # a frame without faces comes back unchanged
+    assert batched[1] is not obama2 and not np.array_equal(batched[0], obama)

@@ -83,22 +83,48 @@ class DeviceSwapper:
 
     def swap_frame(self, frame: Tensor, faces: Sequence[Face], source: Any) -> Tensor:
         """(1, 3, H, W) float frame on the device -> the same with every face swapped (stays there)."""
-        if not faces:
-            return frame
+        return self.swap_frames([frame], [faces], source)[0]
+
+    def swap_frames(
+        self, frames: Sequence[Tensor], faces: Sequence[Sequence[Face]], source: Any
+    ) -> list[Tensor]:
+        """Device frames with every face in ``faces[i]`` swapped; all frames' crops run as one batch."""
         sw = self.swapper
         template = sw.spec.template or ()
-        affines = np.stack([crop_affine(f.kps5, template, sw.size, sw.crop_size) for f in faces])
-        crops = tw.crop_faces(frame, affines, sw.crop_size)
-        swapped = self.swap_crops(crops, source.latent)
-        masks = torch.as_tensor(np.stack([sw.mask(f, a) for f, a in zip(faces, affines, strict=True)]),
-                                device=self.device)
-        return tw.paste_back(frame, swapped, masks, affines)
+        affines = [np.stack([crop_affine(f.kps5, template, sw.size, sw.crop_size) for f in fs])
+                   if fs else None for fs in faces]
+        crops = [tw.crop_faces(frame, a, sw.crop_size) for frame, a in zip(frames, affines, strict=True)
+                 if a is not None]
+        if not crops:
+            return list(frames)
+        swapped = self.swap_crops(torch.cat(crops), source.latent)
+        results, start = [], 0
+        for frame, fs, a in zip(frames, faces, affines, strict=True):
+            if a is None:
+                results.append(frame)
+                continue
+            masks = np.stack([sw.mask(f, m) for f, m in zip(fs, a, strict=True)])
+            masks = torch.as_tensor(masks, device=self.device)
+            results.append(tw.paste_back(frame, swapped[start : start + len(fs)], masks, a))
+            start += len(fs)
+        return results
+
+    def swap_batch(
+        self, images: Sequence[Image], faces: Sequence[Sequence[Face]], source: Any
+    ) -> list[Image]:
+        """Host frames in, host frames out: each frame crosses the bus once each way, and the faces of
+        all the frames run through the model as one batch."""
+        todo = [i for i, fs in enumerate(faces) if fs]
+        frames = self.swap_frames([tw.frame_to_tensor(images[i], self.device) for i in todo],
+                                  [faces[i] for i in todo], source)
+        results = [image.copy() for image in images]
+        for i, frame in zip(todo, frames, strict=True):
+            results[i] = tw.tensor_to_frame(frame)
+        return results
 
     def swap_many(self, image: Image, faces: Sequence[Face], source: Any) -> Image:
         """``image`` with every face swapped: the frame crosses the bus once each way."""
-        if not faces:
-            return image.copy()
-        return tw.tensor_to_frame(self.swap_frame(tw.frame_to_tensor(image, self.device), faces, source))
+        return self.swap_batch([image], [faces], source)[0]
 
     def swap(self, image: Image, face: Face, source: Any) -> Image:
         return self.swap_many(image, [face], source)

@@ -27,8 +27,8 @@ def _result(loop: LoopResult) -> dict[str, Any]:
     return {**loop._asdict(), "stage_ms": loop.stage_ms or {}, "peak_rss_mib": peak_rss_mib()}
 
 
-def _engine_loop(clip: Path, output: Path, process: Any) -> LoopResult:
-    """The file API's video path: decode thread -> ``process`` -> encode thread."""
+def _engine_loop(clip: Path, output: Path, process: Any, batch: int = 1) -> LoopResult:
+    """The file API's video path: decode thread -> ``process`` (batches of frames) -> encode thread."""
     from masquerade.config import EncodeOptions
     from masquerade.engine import StreamEngine
     from masquerade.media.reader import VideoReader
@@ -48,7 +48,7 @@ def _engine_loop(clip: Path, output: Path, process: Any) -> LoopResult:
                 for stage, seconds in ctx.timings.items():
                     stages[stage] = stages.get(stage, 0.0) + seconds
 
-            StreamEngine(depth=4).run(reader.frames(), process(fps), consume)
+            StreamEngine(depth=4).run_batches(reader.frames(), process(fps), consume, batch)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     per_frame = {k: 1000 * v / max(counts[0], 1) for k, v in stages.items()}
     return LoopResult(counts[0], counts[1], seconds, cpu, per_frame)
@@ -56,7 +56,7 @@ def _engine_loop(clip: Path, output: Path, process: Any) -> LoopResult:
 
 def codec_job(clip: str, output: str) -> dict[str, Any]:
     """Decode + encode through the engine's threads, no processing: the ceiling of any run."""
-    return _result(_engine_loop(Path(clip), Path(output), lambda fps: lambda ctx: ctx))
+    return _result(_engine_loop(Path(clip), Path(output), lambda fps: lambda batch: batch))
 
 
 def _source(photo: str) -> Any:

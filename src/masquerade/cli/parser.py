@@ -64,6 +64,8 @@ def _models_parser() -> argparse.ArgumentParser:
     g.add_argument("--execution-provider", choices=PROVIDERS, default="cpu",
                    help="inference backend (never silently replaced by another)")
     g.add_argument("--execution-threads", type=int, metavar="N", help="inference threads")
+    g.add_argument("--frame-batch", type=int, metavar="N",
+                   help="video frames per swap batch (default: 8 on torch providers, else 1)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="neural model arithmetic: auto (fp16 on torch-cuda, else the file's own), fp32, "
                         "fp16 or bf16 (torch providers), int8 (cpu: quantised once per model and used "
@@ -141,6 +143,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                              image_quality=args.image_quality),
         runtime=RuntimeOptions(execution_provider=args.execution_provider,
                                execution_threads=args.execution_threads, models_dir=args.models_dir,
-                               precision=args.precision),
+                               precision=args.precision, frame_batch=args.frame_batch),
         recognizer=args.recognizer,
     )

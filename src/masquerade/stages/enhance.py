@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from masquerade.errors import ModelError, UsageError
 from masquerade.geometry.align import crop_faces
 from masquerade.models.manifest import ModelSpec
-from masquerade.stages.paste import box_mask, paste_back
+from masquerade.stages.paste import box_mask, paste_into
 from masquerade.types import Face, Image
 
 DEFAULT_FIDELITY = 0.5
@@ -74,9 +74,9 @@ class FaceEnhancer:
         if not faces or self.blend == 0.0:
             return image.copy()
         crops, affines = self.crops(image, faces)
-        out = image
+        out = image.copy()
         for crop, affine in zip(self.enhance_crops(crops), affines, strict=True):
-            out = paste_back(out, crop, self._mask, affine)
+            paste_into(out, crop, self._mask, affine)
         return out
 
     def enhance(self, image: Image, face: Face) -> Image:

@@ -115,9 +115,21 @@ def paste_back(
     processed; pixels whose mask weight is 0 keep their exact value.
     """
     out = frame.copy()
-    placed = frame_mask(mask, affine, frame.shape)
+    paste_into(out, crop, mask, affine, interpolation)
+    return out
+
+
+def paste_into(
+    out: Image,
+    crop: NDArray[np.floating] | Image,
+    mask: Mask,
+    affine: Affine,
+    interpolation: int = CROP_INTERPOLATION,
+) -> None:
+    """:func:`paste_back` in place: ``out`` changes on the crop's footprint only (no frame copy)."""
+    placed = frame_mask(mask, affine, out.shape)
     if placed is None:
-        return out
+        return
     (x1, y1, x2, y2), roi_mask = placed
     to_roi = _crop_to_roi(affine, (x1, y1, x2, y2))
     face = cv2.warpAffine(
@@ -130,5 +142,4 @@ def paste_back(
     roi = out[y1:y2, x1:x2].astype(np.float32)
     blended = roi + roi_mask[..., None] * (face - roi)
     out[y1:y2, x1:x2] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return out
 

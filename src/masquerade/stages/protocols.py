@@ -40,6 +40,13 @@ class Swapper(Protocol):
         """All ``faces`` of one frame at once (neural swappers run them as one batch)."""
         ...
 
+    def swap_batch(
+        self, images: Sequence[Image], faces: Sequence[Sequence[Face]], source: Any
+    ) -> list[Image]:
+        """Several frames at once: ``images[i]`` with every face in ``faces[i]`` swapped (neural
+        swappers run the faces of all the frames as one batch)."""
+        ...
+
 
 class Enhancer(Protocol):
     def enhance(self, image: Image, face: Face) -> Image: ...

@@ -136,6 +136,12 @@ class MeshSwapper:
             self._swap_into(out, face, source)
         return out
 
+    def swap_batch(
+        self, images: Sequence[Image], faces: Sequence[Sequence[Face]], source: MeshSource
+    ) -> list[Image]:
+        """Frame by frame: the mesh warp has nothing to gain from batching."""
+        return [self.swap_many(image, fs, source) for image, fs in zip(images, faces, strict=True)]
+
     def swap(self, image: Image, face: Face, source: MeshSource) -> Image:
         """A new image with ``face`` replaced by the source face; only a rectangle around it changes."""
         return self.swap_many(image, [face], source)

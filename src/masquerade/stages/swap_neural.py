@@ -25,7 +25,7 @@ from masquerade.config import SwapOptions
 from masquerade.errors import ModelError, NoSourceFaceError, UsageError
 from masquerade.geometry.align import affine_scale, crop_affine, crop_faces
 from masquerade.models.manifest import ModelSpec
-from masquerade.stages.paste import box_mask, mesh_mask, paste_back
+from masquerade.stages.paste import box_mask, mesh_mask, paste_into
 from masquerade.stages.recognize_arcface import ArcFaceRecognizer, normalize
 from masquerade.types import Face, Image
 
@@ -215,16 +215,27 @@ class NeuralSwapper:
         return box_mask(self.crop_size)
 
     # -- whole-frame calls ---------------------------------------------------------------------
+    def swap_batch(
+        self, images: Sequence[Image], faces: Sequence[Sequence[Face]], source: SourceEmbedding
+    ) -> list[Image]:
+        """``images[i]`` with every face in ``faces[i]`` swapped; the crops of all frames run together
+        (in steps of the graph's batch size when it pins one)."""
+        cropped = [self.crops(image, fs) if fs else None for image, fs in zip(images, faces, strict=True)]
+        parts = [c[0] for c in cropped if c is not None]
+        if not parts:
+            return [image.copy() for image in images]
+        swapped = iter(self.swap_crops(np.concatenate(parts), source.latent))
+        results = []
+        for image, fs, crop_info in zip(images, faces, cropped, strict=True):
+            out = image.copy()  # one copy per frame; faces are pasted into it in place
+            for face, affine in zip(fs, crop_info[1] if crop_info is not None else (), strict=True):
+                paste_into(out, next(swapped), self.mask(face, affine), affine)
+            results.append(out)
+        return results
+
     def swap_many(self, image: Image, faces: Sequence[Face], source: SourceEmbedding) -> Image:
         """``image`` with every face in ``faces`` swapped (their tiles run as one batch)."""
-        if not faces:
-            return image.copy()
-        crops, affines = self.crops(image, faces)
-        swapped = self.swap_crops(crops, source.latent)
-        out = image
-        for face, crop, affine in zip(faces, swapped, affines, strict=True):
-            out = paste_back(out, crop, self.mask(face, affine), affine)
-        return out
+        return self.swap_batch([image], [faces], source)[0]
 
     def swap(self, image: Image, face: Face, source: SourceEmbedding) -> Image:
         return self.swap_many(image, [face], source)
