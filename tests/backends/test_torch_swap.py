@@ -77,3 +77,31 @@ def test_device_enhance_matches_the_cpu_stage(tmp_path, obama) -> None:
     assert changed.sum() > 50000
     diff = np.abs(got.astype(int) - ref.astype(int))
     assert diff.max() <= 2 and diff[changed].mean() < 0.05  # measured: 1 and 0.006
+
+
+def test_device_swap_batch_runs_all_frames_faces_as_one_model_batch(tmp_path, obama, obama2) -> None:
+    paths = {}
+    for name, model in (("arc", torch_graphs.arcface()), ("swap", torch_graphs.inswapper())):
+        paths[name] = tmp_path / f"{name}.onnx"
+        paths[name].write_bytes(model.SerializeToString())
+    recognizer = ArcFaceRecognizer(ort.InferenceSession(str(paths["arc"])), get_spec("w600k_r50"))
+    session = TorchSession(paths["swap"], device="cpu")
+    dev = DeviceSwapper(swap_neural.NeuralSwapper(session, get_spec("inswapper_128"), SwapOptions(), recognizer))
+    target = Face(bbox=np.array([373, 127, 614, 421], np.float32), kps5=KPS)
+    source = dev.prepare([(obama, target)])
+    images = [obama, obama2, obama]
+    faces = [[target], [], [target, target.with_(kps5=KPS * 0.9 + [-200, 40])]]
+    batch_sizes = []
+    run_torch = session.run_torch
+
+    def counting(feeds, names=None):
+        batch_sizes.append(len(feeds["target"]))
+        return run_torch(feeds, names)
+
+    session.run_torch = counting
+    batched = dev.swap_batch(images, faces, source)
+    assert batch_sizes == [3]  # the three faces of two frames in one model call
+    singles = [dev.swap_many(image, fs, source) for image, fs in zip(images, faces, strict=True)]
+    for got, want in zip(batched, singles, strict=True):
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1  # batch vs single float order
+    np.testing.assert_array_equal(batched[1], obama2)
