@@ -91,9 +91,10 @@ def test_iresnet50_standin_contract():
 
 def test_model_job_reports_pinned_batch(small_models):
     paths = dict(small_models)
-    swap = bench_jobs.model_job("inswapper_128", str(paths["inswapper_128"]), [1, 4], 2, 1)
+    backend = bench_jobs.Backend(threads=1)
+    swap = bench_jobs.model_job("inswapper_128", str(paths["inswapper_128"]), [1, 4], 2, backend)
     assert swap["medians"][1] > 0 and swap["medians"][4] is None  # graph pins batch 1, as the real file
-    arc = bench_jobs.model_job("w600k_r50", str(paths["w600k_r50"]), [1, 4], 2, 1)
+    arc = bench_jobs.model_job("w600k_r50", str(paths["w600k_r50"]), [1, 4], 2, backend)
     assert arc["medians"][1] > 0 and arc["medians"][4] > 0 and arc["peak_rss_mib"] > 50
 
 
@@ -129,6 +130,9 @@ def test_cli_parses_and_rejects_bad_model_flag():
     args = parser.parse_args(["bench", "--sizes", "720p", "--faces", "1", "--model", "det_10g"])
     assert args.func is bench_cmd.run and args.neural_frames == 4
     with pytest.raises(UsageError):
+        bench_cmd.run(args)
+    args = parser.parse_args(["bench", "--precision", "fp16"])
+    with pytest.raises(UsageError, match="torch providers"):
         bench_cmd.run(args)
 
 

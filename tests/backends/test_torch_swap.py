@@ -86,7 +86,8 @@ def test_device_swap_batch_runs_all_frames_faces_as_one_model_batch(tmp_path, ob
         paths[name].write_bytes(model.SerializeToString())
     recognizer = ArcFaceRecognizer(ort.InferenceSession(str(paths["arc"])), get_spec("w600k_r50"))
     session = TorchSession(paths["swap"], device="cpu")
-    dev = DeviceSwapper(swap_neural.NeuralSwapper(session, get_spec("inswapper_128"), SwapOptions(), recognizer))
+    swapper = swap_neural.NeuralSwapper(session, get_spec("inswapper_128"), SwapOptions(), recognizer)
+    dev = DeviceSwapper(swapper)
     target = Face(bbox=np.array([373, 127, 614, 421], np.float32), kps5=KPS)
     source = dev.prepare([(obama, target)])
     images = [obama, obama2, obama]

@@ -49,6 +49,10 @@ class BenchOptions:
     model_runs: int = 3
     threads: int | None = None
     """ONNX Runtime intra-op threads (None: its default)."""
+    provider: str = "cpu"
+    """Where the neural rows' models run: ``cpu`` (ONNX Runtime) or ``torch-cuda`` / ``torch-cpu``."""
+    precision: str = "auto"
+    """As ``--precision`` (``auto``: fp16 on torch-cuda)."""
     photo: Path | None = None
     models_dir: Path | None = None
     model_files: tuple[tuple[str, Path], ...] = ()
@@ -108,7 +112,8 @@ def _video_row(
     fps = frames / seconds if seconds > 0 else 0.0
     return Row(section, name, size, faces, frames, seconds, fps, 1000.0 / fps if fps else None,
                result["faces"] / seconds if seconds > 0 and result["faces"] else None,
-               result["peak_rss_mib"], None, _join(note, _stages(result.get("stage_ms", {}))),
+               result["peak_rss_mib"], result.get("gpu_mib"),
+               _join(note, _stages(result.get("stage_ms", {}))),
                1000.0 * result["cpu_seconds"] / frames if frames else None)
 
 
@@ -190,7 +195,10 @@ def _neural_rows(options: BenchOptions, folder: Path, sizes: list, photo: str, r
     given = {name for name, _ in options.model_files}
     kind = ", ".join(sorted({"real" if real[n] else "given" if n in given else "stand-in" for n in names}))
     standins = [n for n in names if not real[n] and n not in given]
-    int8 = _int8_models(options, folder, paths, real, standins, report, say) if options.int8 else {}
+    backend = jobs.Backend(options.provider, options.precision, options.threads)
+    report.notes.append(f"neural rows run on {options.provider}, precision {options.precision}")
+    wants_int8 = options.int8 and options.provider == "cpu"  # int8 is for ONNX Runtime on the CPU
+    int8 = _int8_models(options, folder, paths, real, standins, report, say) if wants_int8 else {}
     runs = [("baseline", "sequential baseline", None), ("engine", "masquerade engine", None)]
     if int8:
         runs.append(("engine", "masquerade engine, int8", int8))
@@ -201,12 +209,12 @@ def _neural_rows(options: BenchOptions, folder: Path, sizes: list, photo: str, r
                                   CLIP_FPS, Path(photo)))
             for mode, name, files in runs:
                 say(f"{name} {label} {faces} face(s)")
-                result = _in_child(jobs.neural_job, clip, out, mode, photo, paths, real, options.threads,
-                                   files)
+                result = _in_child(jobs.neural_job, clip, out, mode, photo, paths, real, backend, files)
                 note = f"{kind}, {options.neural_frames} frames" + (", +enhancer" if options.enhancer else "")
                 report.rows.append(_video_row("neural", name, label, faces, result, note))
     if options.models:
-        _model_rows(options, {**paths, **{f"{n} int8": p for n, p in int8.items()}}, real, sizes, report, say)
+        _model_rows(options, backend, {**paths, **{f"{n} int8": p for n, p in int8.items()}}, real, sizes,
+                    report, say)
 
 
 def _int8_models(options: BenchOptions, folder: Path, paths: dict, real: dict, standins: list[str],
@@ -227,13 +235,16 @@ def _int8_models(options: BenchOptions, folder: Path, paths: dict, real: dict, s
     return files
 
 
-def _model_rows(options: BenchOptions, paths: dict, real: dict, sizes: list, report: BenchReport,
-                say: Callable[[str], None]) -> None:
+def _model_rows(options: BenchOptions, backend: jobs.Backend, paths: dict, real: dict, sizes: list,
+                report: BenchReport, say: Callable[[str], None]) -> None:
     batches = {"inswapper_128": [1, 4], "w600k_r50": [1, 4], "det_10g": [1], ENHANCER_MODEL: [1]}
+    if backend.on_torch:  # a GPU needs big batches to fill; the CPU is full at 1
+        batches.update({"inswapper_128": [1, 8, 32, 64], "w600k_r50": [1, 32], ENHANCER_MODEL: [1, 8]})
     for name, path in paths.items():
         say(f"model alone: {name}")
         base = name.removesuffix(" int8")
-        result = _in_child(jobs.model_job, base, path, batches[base], options.model_runs, options.threads)
+        model_backend = jobs.Backend(threads=options.threads) if name.endswith(" int8") else backend
+        result = _in_child(jobs.model_job, base, path, batches[base], options.model_runs, model_backend)
         for batch, median in result["medians"].items():
             unit = "frame" if name == "det_10g" else "face"
             label = f"{name} alone, batch {batch}"
@@ -246,7 +257,7 @@ def _model_rows(options: BenchOptions, paths: dict, real: dict, sizes: list, rep
                                    ms_per_frame=1000 * median / int(batch) if unit == "frame" else None,
                                    fps=per_s if unit == "frame" else None,
                                    faces_per_s=per_s if unit == "face" else None,
-                                   peak_rss_mib=result["peak_rss_mib"],
+                                   peak_rss_mib=result["peak_rss_mib"], gpu_mib=result.get("gpu_mib"),
                                    note=note))
     for label, size in sizes:
         say(f"paste-back alone {label}")

@@ -8,7 +8,9 @@ loop (open, decode, process, encode, close), not model loading.
 from __future__ import annotations
 
 import resource
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,53 @@ from masquerade.bench.baseline import LoopResult
 from masquerade.config import DetectOptions, RunConfig, RuntimeOptions, SelectOptions, SwapOptions
 
 
+@dataclass(frozen=True)
+class Backend:
+    """Where the neural models run in a job (picklable, so spawned jobs get it as an argument)."""
+
+    provider: str = "cpu"
+    """``cpu`` (ONNX Runtime) or a PyTorch provider (``torch-cuda``, ``torch-cpu``)."""
+    precision: str = "auto"
+    threads: int | None = None
+
+    @property
+    def on_torch(self) -> bool:
+        from masquerade.backends import TORCH_PROVIDERS
+
+        return self.provider in TORCH_PROVIDERS
+
+    def session(self, path: str | Path) -> Any:
+        """A session of the model at ``path`` as a run with these options would make it."""
+        if self.on_torch:
+            from masquerade.backends.torch_session import new_torch_session
+            from masquerade.build import torch_dtype
+
+            return new_torch_session(Path(path), self.provider, torch_dtype(self.precision, self.provider))
+        from masquerade.models.runtime import new_session
+
+        return new_session(Path(path), self.provider, self.threads)
+
+    def runtime(self) -> RuntimeOptions:
+        return RuntimeOptions(execution_provider=self.provider, execution_threads=self.threads,
+                              precision=self.precision)  # type: ignore[arg-type]
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident set size (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def peak_gpu_mib() -> float | None:
+    """Peak CUDA memory PyTorch allocated in this process; None where no CUDA ran (torch never imported)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
 def _result(loop: LoopResult) -> dict[str, Any]:
-    return {**loop._asdict(), "stage_ms": loop.stage_ms or {}, "peak_rss_mib": peak_rss_mib()}
+    return {**loop._asdict(), "stage_ms": loop.stage_ms or {}, "peak_rss_mib": peak_rss_mib(),
+            "gpu_mib": peak_gpu_mib()}
 
 
 def _engine_loop(clip: Path, output: Path, process: Any, batch: int = 1) -> LoopResult:
@@ -100,15 +142,17 @@ class StandinScrfd:
 
 
 def neural_pipeline(
-    paths: dict[str, str], real: dict[str, bool], threads: int | None, int8: dict[str, str] | None = None,
+    paths: dict[str, str], real: dict[str, bool], backend: Backend, int8: dict[str, str] | None = None,
+    on_device: bool = True,
 ) -> tuple[Any, Any]:
     """A Pipeline of SCRFD + ArcFace + inswapper (+ GFPGAN when ``paths`` has it), and the recognizer.
 
-    ``int8`` maps model names to the int8 files to run in their place.
+    ``int8`` maps model names to the int8 files to run in their place. On a PyTorch backend the
+    swapper and enhancer work on the device (crops and paste-back included) when ``on_device``; else
+    only the model calls run there and the pixels stay in numpy, as roop does with a GPU.
     """
     from masquerade.build import DetectorWithMesh
     from masquerade.models.manifest import get_spec
-    from masquerade.models.runtime import new_session
     from masquerade.pipeline import Pipeline, Stages
     from masquerade.stages.detect import MeshAnalyser
     from masquerade.stages.detect_scrfd import ScrfdDetector
@@ -117,30 +161,35 @@ def neural_pipeline(
     from masquerade.stages.swap_neural import NeuralSwapper, load_emap
 
     def session(name: str) -> Any:
-        return new_session(Path((int8 or {}).get(name, paths[name])), "cpu", threads)
+        return backend.session((int8 or {}).get(name, paths[name]))
 
-    mesh = MeshAnalyser(DetectOptions(), threads=threads)
+    mesh = MeshAnalyser(DetectOptions(), threads=backend.threads)
     scrfd = ScrfdDetector(session("det_10g"), get_spec("det_10g"))
     analyser = DetectorWithMesh(scrfd, mesh) if real.get("det_10g") else StandinScrfd(scrfd, mesh)
     recognizer = ArcFaceRecognizer(session("w600k_r50"), get_spec("w600k_r50"))
     swap_options = SwapOptions(swapper="inswapper_128")
-    swapper = NeuralSwapper(session("inswapper_128"), get_spec("inswapper_128"), swap_options, recognizer,
-                            emap=load_emap(Path(paths["inswapper_128"])))
-    enhancer = None
+    emap = load_emap(Path(paths["inswapper_128"]))
+    spec = get_spec("inswapper_128")
+    swapper: Any = NeuralSwapper(session("inswapper_128"), spec, swap_options, recognizer, emap=emap)
+    enhancer: Any = None
     if "gfpgan_1.4" in paths:
         enhancer = FaceEnhancer(session("gfpgan_1.4"), get_spec("gfpgan_1.4"), 0.8)
+    if backend.on_torch and on_device:
+        from masquerade.backends.torch_swap import DeviceEnhancer, DeviceSwapper
+
+        swapper = DeviceSwapper(swapper)
+        enhancer = DeviceEnhancer(enhancer) if enhancer is not None else None
     stages = Stages(analyser=analyser, swapper=swapper, enhancer=enhancer)
-    config = RunConfig(select=SelectOptions(mode="all"), swap=swap_options,
-                       runtime=RuntimeOptions(execution_threads=threads))
+    config = RunConfig(select=SelectOptions(mode="all"), swap=swap_options, runtime=backend.runtime())
     return Pipeline(config, stages), recognizer
 
 
 def neural_job(
     clip: str, output: str, mode: str, photo: str, paths: dict[str, str], real: dict[str, bool],
-    threads: int | None, int8: dict[str, str] | None = None,
+    backend: Backend, int8: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The neural path over the whole (short) clip: ``baseline`` (roop-style) or ``engine``."""
-    pipeline, recognizer = neural_pipeline(paths, real, threads, int8)
+    pipeline, recognizer = neural_pipeline(paths, real, backend, int8, on_device=mode == "engine")
     source = _source(photo)
     prepared = pipeline.prepare_source(source)  # runs the detector and ArcFace once
     # A session's first runs are several times slower; with a few frames per row that would swamp
@@ -153,8 +202,8 @@ def neural_job(
         from masquerade.bench.baseline import run_neural_baseline
 
         return _result(run_neural_baseline(pipeline, prepared, Path(clip), Path(output), recognizer, None))
-    return _result(_engine_loop(Path(clip), Path(output),
-                                 lambda fps: pipeline.video_processor(prepared, fps, None)))
+    process = lambda fps: pipeline.video_processor(prepared, fps, None)  # noqa: E731
+    return _result(_engine_loop(Path(clip), Path(output), process, pipeline.frame_batch()))
 
 
 def int8_job(paths: dict[str, str], real: dict[str, bool], standins: list[str], folder: str,
@@ -172,7 +221,7 @@ def int8_job(paths: dict[str, str], real: dict[str, bool], standins: list[str], 
     from masquerade.models.store import ModelStore
     from masquerade.stages.calibration import enhancer_calibration, swapper_calibration
 
-    pipeline, _ = neural_pipeline(paths, real, threads)
+    pipeline, _ = neural_pipeline(paths, real, Backend(threads=threads))
     store = ModelStore(Path(models_dir) if models_dir else None)
     stages = {"inswapper_128": lambda: swapper_calibration(pipeline.stages.swapper)}
     if pipeline.stages.enhancer is not None:
@@ -202,32 +251,48 @@ _FEEDS = {
 }
 
 
-def model_job(name: str, path: str, batches: list[int], runs: int, threads: int | None) -> dict[str, Any]:
-    """One model alone (``session.run`` on random inputs): median seconds per call at each batch size.
+def model_job(name: str, path: str, batches: list[int], runs: int, backend: Backend) -> dict[str, Any]:
+    """One model alone on random inputs: median seconds per call at each batch size.
 
-    A batch the graph cannot take (pinned batch dimension) is reported as None.
+    ONNX Runtime is timed through ``session.run``; a PyTorch session through ``run_torch`` on inputs
+    already on the device, synchronised, so the figure is the model's alone. A batch the graph
+    cannot take (pinned batch dimension) is reported as None.
     """
-    from masquerade.models.runtime import new_session
-
-    session = new_session(Path(path), "cpu", threads)
+    session = backend.session(path)
     rng = np.random.default_rng(0)
     medians: dict[int, float | None] = {}
     for batch in batches:
-        feeds = {k: rng.random(shape, np.float32) for k, shape in _FEEDS[name](batch).items()}
+        feeds: dict[str, Any] = {k: rng.random(shape, np.float32) for k, shape in _FEEDS[name](batch).items()}
         if name == "gfpgan_1.4" and len(session.get_inputs()) > 1:
             feeds = {session.get_inputs()[0].name: next(iter(feeds.values()))}
+        call = _timed_call(session, feeds, backend)
         try:
-            session.run(None, feeds)  # warm-up (and the batch check)
-        except Exception:  # ORT's own error types: the graph pins another batch size
+            call()  # warm-up (and the batch check)
+        except Exception:  # ORT's own error types, or ModelError from PyTorch: another batch size is pinned
             medians[batch] = None
             continue
         times = []
         for _ in range(runs):
             started = time.perf_counter()
-            session.run(None, feeds)
+            call()
             times.append(time.perf_counter() - started)
         medians[batch] = float(np.median(times))
-    return {"medians": medians, "peak_rss_mib": peak_rss_mib()}
+    return {"medians": medians, "peak_rss_mib": peak_rss_mib(), "gpu_mib": peak_gpu_mib()}
+
+
+def _timed_call(session: Any, feeds: dict[str, Any], backend: Backend) -> Any:
+    if not backend.on_torch:
+        return lambda: session.run(None, feeds)
+    import torch
+
+    tensors = {k: torch.from_numpy(v).to(session.device) for k, v in feeds.items()}
+    sync = torch.cuda.synchronize if session.device.type == "cuda" else (lambda: None)
+
+    def call() -> None:
+        session.run_torch(tensors)
+        sync()
+
+    return call
 
 
 def paste_job(size: tuple[int, int], runs: int) -> dict[str, Any]:
