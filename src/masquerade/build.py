@@ -141,9 +141,12 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
         else:
             enhancer = new_enhancer(sessions.get(enhancer_spec.name)[0])
         if sessions.on_torch:
-            from masquerade.backends.torch_swap import DeviceEnhancer
+            from masquerade.backends.torch_swap import DeviceEnhancer, DeviceSwapper
 
             enhancer = DeviceEnhancer(enhancer)
+            if isinstance(swapper, DeviceSwapper):
+                # Enhance on the device straight after the swap: each frame crosses the bus once each way.
+                swapper, enhancer = DeviceSwapper(swapper.swapper, enhancer=enhancer), None
 
     return Stages(analyser=analyser, swapper=swapper, recognizer=recognizer, enhancer=enhancer,
                   notices=sessions.notices)

@@ -42,3 +42,32 @@ def test_torch_backend_matches_onnx_runtime_end_to_end(provider, cache, tmp_path
         results[name] = cv2.imread(str(out)).astype(int)
     diff = np.abs(results["cpu"] - results[provider])
     assert diff.max() <= 3 and diff.mean() < 0.05
+
+
+def test_swap_then_enhance_on_the_device_crosses_the_bus_once_each_way(tmp_path, examples_dir, monkeypatch):
+    from masquerade.backends import torch_swap
+    from masquerade.config import EnhanceOptions
+
+    root = tmp_path / "models"
+    store = ModelStore(root)
+    for name, model in (("inswapper_128", standins.swapper(mode="conv")), ("w600k_r50", standins.arcface()),
+                        ("gfpgan_1.4", standins.image_model(mode="conv"))):
+        path = tmp_path / f"{name}.onnx"
+        path.write_bytes(standins.to_bytes(model))
+        store.import_file(path, name, allow_unknown_hash=True)
+    uploads = []
+    upload = torch_swap.tw.frame_to_tensor
+    monkeypatch.setattr(torch_swap.tw, "frame_to_tensor",
+                        lambda *a, **k: uploads.append(1) or upload(*a, **k))
+    results = {}
+    for provider in ("cpu", "torch-cpu"):
+        out = tmp_path / f"{provider}.png"
+        config = RunConfig(select=SelectOptions(mode="all"), swap=SwapOptions(swapper="inswapper_128"),
+                           enhance=EnhanceOptions(enhancer="gfpgan_1.4", blend=1.0),
+                           runtime=RuntimeOptions(execution_provider=provider, models_dir=root,
+                                                  precision="fp32"))
+        assert swap([examples_dir / "biden.jpg"], examples_dir / "obama.jpg", out, config).faces_swapped == 1
+        results[provider] = cv2.imread(str(out)).astype(int)
+    assert len(uploads) == 1  # swap and enhance share one upload (and one download)
+    diff = np.abs(results["cpu"] - results["torch-cpu"])
+    assert diff.max() <= 4 and diff.mean() < 0.1

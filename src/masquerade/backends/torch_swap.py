@@ -54,14 +54,20 @@ def explode(tiles: Tensor, factor: int) -> Tensor:
 
 
 class DeviceSwapper:
-    """``swap_many`` / ``swap`` of a NeuralSwapper, computed on its TorchSession's device."""
+    """``swap_many`` / ``swap`` of a NeuralSwapper, computed on its TorchSession's device.
 
-    def __init__(self, swapper: Any) -> None:
+    With an ``enhancer`` (a :class:`DeviceEnhancer` on the same device) every swapped face is also
+    enhanced there before the frame comes back, so the frame crosses the bus once each way.
+    """
+
+    def __init__(self, swapper: Any, enhancer: DeviceEnhancer | None = None) -> None:
         session = swapper.session
         if not isinstance(session, TorchSession):
             raise UsageError("DeviceSwapper needs a swapper whose session is a TorchSession (torch-cuda)")
-        self.swapper, self.session = swapper, session
+        self.swapper, self.session, self.enhancer = swapper, session, enhancer
         self.device = session.device
+        if enhancer is not None and enhancer.device != self.device:
+            raise UsageError(f"the enhancer runs on {enhancer.device}, the swapper on {self.device}")
         spec = swapper.spec
         self._mean = torch.tensor(np.broadcast_to(np.asarray(spec.mean, np.float32), (3,)).copy(),
                                   device=self.device).reshape(1, 3, 1, 1)
@@ -115,8 +121,10 @@ class DeviceSwapper:
         """Host frames in, host frames out: each frame crosses the bus once each way, and the faces of
         all the frames run through the model as one batch."""
         todo = [i for i, fs in enumerate(faces) if fs]
-        frames = self.swap_frames([tw.frame_to_tensor(images[i], self.device) for i in todo],
-                                  [faces[i] for i in todo], source)
+        chosen = [faces[i] for i in todo]
+        frames = self.swap_frames([tw.frame_to_tensor(images[i], self.device) for i in todo], chosen, source)
+        if self.enhancer is not None:
+            frames = [self.enhancer.enhance_frame(f, fs) for f, fs in zip(frames, chosen, strict=True)]
         results = [image.copy() for image in images]
         for i, frame in zip(todo, frames, strict=True):
             results[i] = tw.tensor_to_frame(frame)

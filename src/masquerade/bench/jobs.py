@@ -177,8 +177,9 @@ def neural_pipeline(
     if backend.on_torch and on_device:
         from masquerade.backends.torch_swap import DeviceEnhancer, DeviceSwapper
 
-        swapper = DeviceSwapper(swapper)
-        enhancer = DeviceEnhancer(enhancer) if enhancer is not None else None
+        # as build does: the enhancer runs on the device right after the swap
+        swapper = DeviceSwapper(swapper, DeviceEnhancer(enhancer) if enhancer is not None else None)
+        enhancer = None
     stages = Stages(analyser=analyser, swapper=swapper, enhancer=enhancer)
     config = RunConfig(select=SelectOptions(mode="all"), swap=swap_options, runtime=backend.runtime())
     return Pipeline(config, stages), recognizer
