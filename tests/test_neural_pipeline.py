@@ -143,6 +143,16 @@ def test_precisions_a_run_cannot_honour_are_usage_errors(precision, provider, sw
         check_runtime(config)
 
 
+@pytest.mark.parametrize(("runtime", "message"), [
+    (RuntimeOptions(torch_compile=True), "--torch-compile needs --execution-provider torch"),
+    (RuntimeOptions(frame_batch=0), "--frame-batch must be between 1 and 256"),
+    (RuntimeOptions(frame_batch=1000), "--frame-batch must be between 1 and 256"),
+])
+def test_runtime_options_out_of_range_are_usage_errors(runtime, message):
+    with pytest.raises(UsageError, match=message):
+        check_runtime(RunConfig(runtime=runtime))
+
+
 def test_torch_precision_defaults_to_fp16_on_cuda_only():
     assert torch_dtype("auto", "torch-cuda") == "fp16"
     assert torch_dtype("auto", "torch-cpu") == "auto"

@@ -60,6 +60,8 @@ def check_runtime(config: RunConfig) -> None:
     if batch is not None and not 1 <= batch <= MAX_FRAME_BATCH:
         raise UsageError(f"--frame-batch must be between 1 and {MAX_FRAME_BATCH}, got {batch}")
     precision, provider = config.runtime.precision, config.runtime.execution_provider
+    if config.runtime.torch_compile and provider not in TORCH_PROVIDERS:
+        raise UsageError("--torch-compile needs --execution-provider torch-cuda or torch-cpu")
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
     if precision in ("fp16", "bf16") and provider not in TORCH_PROVIDERS:
@@ -204,9 +206,9 @@ class _ModelSessions:
                 from masquerade.backends.torch_session import new_torch_session
 
                 provider = runtime.execution_provider
-                self._sessions[name] = new_torch_session(
-                    self._paths[name], provider, torch_dtype(runtime.precision, provider)
-                )
+                dtype = torch_dtype(runtime.precision, provider)
+                compiled = runtime.torch_compile
+                self._sessions[name] = new_torch_session(self._paths[name], provider, dtype, compiled)
             else:
                 self._sessions[name] = new_session(
                     self._paths[name], runtime.execution_provider, runtime.execution_threads

@@ -98,6 +98,9 @@ class RuntimeOptions:
     """Threads for inference; None = the runtime's default."""
     models_dir: Path | None = None
     """Override of the model cache folder (else MASQUERADE_HOME or the per-user default)."""
+    torch_compile: bool = False
+    """PyTorch providers: compile each model with ``torch.compile`` (a minute or more of warm-up per
+    model, repaid on long videos; the batch stays dynamic)."""
     frame_batch: int | None = None
     """Video frames per processing batch (the swapper gets all their faces in one call); None: 8 on
     the PyTorch providers, 1 elsewhere."""

@@ -71,3 +71,15 @@ def test_swap_then_enhance_on_the_device_crosses_the_bus_once_each_way(tmp_path,
     assert len(uploads) == 1  # swap and enhance share one upload (and one download)
     diff = np.abs(results["cpu"] - results["torch-cpu"])
     assert diff.max() <= 4 and diff.mean() < 0.1
+
+
+def test_torch_compile_runs_the_same_swap(cache, tmp_path, examples_dir):
+    results = {}
+    for compiled in (False, True):
+        out = tmp_path / f"{compiled}.png"
+        config = RunConfig(select=SelectOptions(mode="all"), swap=SwapOptions(swapper="inswapper_128"),
+                           runtime=RuntimeOptions(execution_provider="torch-cpu", models_dir=cache,
+                                                  torch_compile=compiled))
+        assert swap([examples_dir / "biden.jpg"], examples_dir / "obama.jpg", out, config).faces_swapped == 1
+        results[compiled] = cv2.imread(str(out)).astype(int)
+    assert np.abs(results[True] - results[False]).max() <= 1

@@ -24,7 +24,7 @@ def test_every_option_reaches_its_config_field():
         "--enhancer", "gfpgan_1.4", "--enhancer-blend", "0.5", "--enhancer-fidelity", "0.7",
         "--detector", "scrfd",
         "--recognizer", "arcface", "--execution-provider", "cuda", "--execution-threads", "3",
-        "--models-dir", "/m", "--precision", "int8",
+        "--models-dir", "/m", "--precision", "int8", "--frame-batch", "4", "--torch-compile",
         "--video-encoder", "libx265", "--video-quality", "20", "--video-preset", "slow",
         "--trim-start", "1.5", "--trim-end", "3", "--skip-audio", "--image-quality", "80", "--quiet",
     )
@@ -38,6 +38,7 @@ def test_every_option_reaches_its_config_field():
     assert config.detect.detector == "scrfd" and config.recognizer == "arcface"
     assert config.runtime.execution_provider == "cuda" and config.runtime.execution_threads == 3
     assert config.runtime.models_dir == Path("/m") and config.runtime.precision == "int8"
+    assert config.runtime.frame_batch == 4 and config.runtime.torch_compile
     assert args.source == [Path("a.jpg"), Path("b.jpg")] and args.quiet
 
 

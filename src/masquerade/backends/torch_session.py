@@ -215,11 +215,13 @@ def _torch_dtype(value: Any) -> torch.dtype | None:
     return ONNX_TO_TORCH_DTYPE.get(value.type.tensor_type.elem_type)
 
 
-def new_torch_session(path: Path, provider: str = "torch-cuda", dtype: str = "auto") -> TorchSession:
+def new_torch_session(
+    path: Path, provider: str = "torch-cuda", dtype: str = "auto", compile: bool = False
+) -> TorchSession:
     """The session for the ``torch-cuda`` (GPU) or ``torch-cpu`` provider of the model at ``path``."""
     devices = {"torch-cuda": "cuda", "torch-cpu": "cpu"}
     if provider not in devices:
         raise UsageError(f"unknown PyTorch provider {provider!r}; use torch-cuda or torch-cpu")
     if not Path(path).is_file():
         raise ModelError(f"model file {path} does not exist")
-    return TorchSession(path, device=devices[provider], dtype=dtype)
+    return TorchSession(path, device=devices[provider], dtype=dtype, compile=compile)

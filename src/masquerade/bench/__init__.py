@@ -53,6 +53,7 @@ class BenchOptions:
     """Where the neural rows' models run: ``cpu`` (ONNX Runtime) or ``torch-cuda`` / ``torch-cpu``."""
     precision: str = "auto"
     """As ``--precision`` (``auto``: fp16 on torch-cuda)."""
+    torch_compile: bool = False
     photo: Path | None = None
     models_dir: Path | None = None
     model_files: tuple[tuple[str, Path], ...] = ()
@@ -195,8 +196,9 @@ def _neural_rows(options: BenchOptions, folder: Path, sizes: list, photo: str, r
     given = {name for name, _ in options.model_files}
     kind = ", ".join(sorted({"real" if real[n] else "given" if n in given else "stand-in" for n in names}))
     standins = [n for n in names if not real[n] and n not in given]
-    backend = jobs.Backend(options.provider, options.precision, options.threads)
-    report.notes.append(f"neural rows run on {options.provider}, precision {options.precision}")
+    backend = jobs.Backend(options.provider, options.precision, options.threads, options.torch_compile)
+    report.notes.append(f"neural rows run on {options.provider}, precision {options.precision}"
+                        + (", torch.compile" if options.torch_compile else ""))
     wants_int8 = options.int8 and options.provider == "cpu"  # int8 is for ONNX Runtime on the CPU
     int8 = _int8_models(options, folder, paths, real, standins, report, say) if wants_int8 else {}
     runs = [("baseline", "sequential baseline", None), ("engine", "masquerade engine", None)]

@@ -28,6 +28,8 @@ class Backend:
     """``cpu`` (ONNX Runtime) or a PyTorch provider (``torch-cuda``, ``torch-cpu``)."""
     precision: str = "auto"
     threads: int | None = None
+    compile: bool = False
+    """PyTorch providers: ``torch.compile`` every model (its warm-up runs before the clock starts)."""
 
     @property
     def on_torch(self) -> bool:
@@ -41,14 +43,15 @@ class Backend:
             from masquerade.backends.torch_session import new_torch_session
             from masquerade.build import torch_dtype
 
-            return new_torch_session(Path(path), self.provider, torch_dtype(self.precision, self.provider))
+            dtype = torch_dtype(self.precision, self.provider)
+            return new_torch_session(Path(path), self.provider, dtype, self.compile)
         from masquerade.models.runtime import new_session
 
         return new_session(Path(path), self.provider, self.threads)
 
     def runtime(self) -> RuntimeOptions:
         return RuntimeOptions(execution_provider=self.provider, execution_threads=self.threads,
-                              precision=self.precision)  # type: ignore[arg-type]
+                              precision=self.precision, torch_compile=self.compile)  # type: ignore[arg-type]
 
 
 def peak_rss_mib() -> float:

@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--execution-threads", type=int, metavar="N", help="ONNX Runtime intra-op threads")
     p.add_argument("--execution-provider", choices=("cpu", "torch-cuda", "torch-cpu"), default="cpu",
                    help="where the neural rows' models run (default: cpu, ONNX Runtime)")
+    p.add_argument("--torch-compile", action="store_true", help="torch providers: torch.compile the models")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="PyTorch providers: model arithmetic (default auto: fp16 on torch-cuda)")
     p.add_argument("--photo", type=Path, help="photo to film (default: examples/obama2.jpg of a checkout)")
@@ -57,13 +58,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seconds <= 0 or args.neural_frames < 1:
         raise UsageError("--seconds must be positive and --neural-frames at least 1")
-    if args.precision != "auto" and args.execution_provider == "cpu":
-        raise UsageError("--precision applies to the torch providers here (int8 rows run on the cpu anyway)")
+    if (args.precision != "auto" or args.torch_compile) and args.execution_provider == "cpu":
+        raise UsageError("--precision and --torch-compile apply to the torch providers here "
+                         "(int8 rows run on the cpu anyway)")
     options = BenchOptions(
         seconds=args.seconds, sizes=tuple(args.sizes), faces=tuple(dict.fromkeys(args.faces)),
         neural=not args.no_neural, neural_frames=args.neural_frames, enhancer=args.enhancer,
         int8=not args.no_int8, memory_check=args.memory_check, models=not args.no_models,
         threads=args.execution_threads, provider=args.execution_provider, precision=args.precision,
+        torch_compile=args.torch_compile,
         photo=args.photo, model_files=_model_files(args.model),
     )
     report = run_bench(options, progress=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))

@@ -64,6 +64,9 @@ def _models_parser() -> argparse.ArgumentParser:
     g.add_argument("--execution-provider", choices=PROVIDERS, default="cpu",
                    help="inference backend (never silently replaced by another)")
     g.add_argument("--execution-threads", type=int, metavar="N", help="inference threads")
+    g.add_argument("--torch-compile", action="store_true",
+                   help="torch providers: compile the models (a minute or more of warm-up each; pays off "
+                        "on long videos)")
     g.add_argument("--frame-batch", type=int, metavar="N",
                    help="video frames per swap batch (default: 8 on torch providers, else 1)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -143,6 +146,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                              image_quality=args.image_quality),
         runtime=RuntimeOptions(execution_provider=args.execution_provider,
                                execution_threads=args.execution_threads, models_dir=args.models_dir,
-                               precision=args.precision, frame_batch=args.frame_batch),
+                               precision=args.precision, frame_batch=args.frame_batch,
+                               torch_compile=args.torch_compile),
         recognizer=args.recognizer,
     )
