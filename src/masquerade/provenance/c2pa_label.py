@@ -41,7 +41,13 @@ C2PA_FORMATS: dict[str, str] = {
     ".mp4": "video/mp4", ".m4v": "video/x-m4v", ".mov": "video/quicktime",
 }
 """Output formats that carry a C2PA manifest (suffix -> MIME type)."""
-_SIGN_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}  # thumbnails tripled a WebP's size
+_SIGN_SETTINGS = {
+    "builder": {"thumbnail": {"enabled": False}},  # thumbnails tripled a WebP's size
+    # c2pa keeps assets below this size in memory while signing. At 1 MB it spills to disk at the same
+    # speed: signing a 1500-frame, 25 MB MP4 peaks at +45 MiB instead of +69, a 6000-frame 100 MB one at
+    # +117 instead of +213. What is left grows with the frame count (c2pa's BMFF hashing).
+    "core": {"backing_store_memory_threshold_in_mb": 1},
+}
 _READ_SETTINGS = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
 
 LabelKind = Literal["image", "video"]
