@@ -30,13 +30,18 @@ def test_implode_explode_match_the_cpu_stage() -> None:
     np.testing.assert_array_equal(explode(tiles, 3).numpy(), nchw.numpy())
 
 
-@pytest.mark.parametrize("boost", [None, 256])
-def test_device_swap_matches_the_cpu_stage(tmp_path, obama, boost) -> None:
+def _swapper_files(tmp_path):
+    """The test graphs of ArcFace and inswapper on disk, and an ONNX Runtime recognizer."""
     paths = {}
     for name, model in (("arc", torch_graphs.arcface()), ("swap", torch_graphs.inswapper())):
         paths[name] = tmp_path / f"{name}.onnx"
         paths[name].write_bytes(model.SerializeToString())
-    recognizer = ArcFaceRecognizer(ort.InferenceSession(str(paths["arc"])), get_spec("w600k_r50"))
+    return paths, ArcFaceRecognizer(ort.InferenceSession(str(paths["arc"])), get_spec("w600k_r50"))
+
+
+@pytest.mark.parametrize("boost", [None, 256])
+def test_device_swap_matches_the_cpu_stage(tmp_path, obama, boost) -> None:
+    paths, recognizer = _swapper_files(tmp_path)
     spec, options = get_spec("inswapper_128"), SwapOptions(pixel_boost=boost)
     cpu = swap_neural.NeuralSwapper(ort.InferenceSession(str(paths["swap"])), spec, options, recognizer)
     dev = DeviceSwapper(swap_neural.NeuralSwapper(TorchSession(paths["swap"], device="cpu"), spec, options,
@@ -80,11 +85,7 @@ def test_device_enhance_matches_the_cpu_stage(tmp_path, obama) -> None:
 
 
 def test_device_swap_batch_runs_all_frames_faces_as_one_model_batch(tmp_path, obama, obama2) -> None:
-    paths = {}
-    for name, model in (("arc", torch_graphs.arcface()), ("swap", torch_graphs.inswapper())):
-        paths[name] = tmp_path / f"{name}.onnx"
-        paths[name].write_bytes(model.SerializeToString())
-    recognizer = ArcFaceRecognizer(ort.InferenceSession(str(paths["arc"])), get_spec("w600k_r50"))
+    paths, recognizer = _swapper_files(tmp_path)
     session = TorchSession(paths["swap"], device="cpu")
     swapper = swap_neural.NeuralSwapper(session, get_spec("inswapper_128"), SwapOptions(), recognizer)
     dev = DeviceSwapper(swapper)
