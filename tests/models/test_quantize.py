@@ -86,3 +86,15 @@ def test_psnr_is_capped_for_identical_pictures():
     picture = np.full((4, 4, 3), 100.0)
     assert psnr_db(picture, picture) == 99.0
     assert psnr_db(picture, picture + 1.0) == pytest.approx(48.13, abs=0.01)
+
+
+def test_a_16_bit_model_is_refused_with_the_fp32_name(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["target"], ["output"])], "fp16",
+                              [helper.make_tensor_value_info("target", TensorProto.FLOAT16, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT16, [1, 3, 8, 8])])
+    path = tmp_path / "inswapper_128_fp16.onnx"
+    path.write_bytes(helper.make_model(graph).SerializeToString())
+    with pytest.raises(ModelError, match="16-bit model; --precision int8 quantises fp32 files"):
+        int8_model(path, "12" * 32, tmp_path / "int8", _data)

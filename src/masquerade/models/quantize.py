@@ -140,6 +140,10 @@ def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[Feeds]) -> 
     if not calibration:
         raise ModelError("int8 quantisation needs calibration inputs")
     model = onnx.load(str(fp32_path))
+    half = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+    if any(i.type.tensor_type.elem_type in half for i in model.graph.input):
+        raise ModelError(f"{fp32_path.name} is a 16-bit model; --precision int8 quantises fp32 files "
+                         f"(e.g. inswapper_128, not inswapper_128_fp16)")
     for index, node in enumerate(model.graph.node):  # exclusions are by name; exported graphs may lack them
         node.name = node.name or f"{node.op_type}_{index}"
     convs = [node.name for node in model.graph.node if node.op_type == "Conv"]
