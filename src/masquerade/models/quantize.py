@@ -193,7 +193,8 @@ def _gate(fp32_path: Path, int8_path: Path, data: CalibrationSet, threads: int |
 @contextmanager
 def _quiet_onnxruntime() -> Iterator[None]:
     """ONNX Runtime's quantiser logs advice through the root logger and its C++ sessions warn on stderr;
-    a library run must not print, so both are held to errors while it works."""
+    a library must not print. Python logging is held to errors while it works; ONNX Runtime's default
+    level is set to errors for good (masquerade's own sessions use that level anyway)."""
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)
