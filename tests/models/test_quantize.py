@@ -98,3 +98,11 @@ def test_a_16_bit_model_is_refused_with_the_fp32_name(tmp_path):
     path.write_bytes(helper.make_model(graph).SerializeToString())
     with pytest.raises(ModelError, match="16-bit model; --precision int8 quantises fp32 files"):
         int8_model(path, "12" * 32, tmp_path / "int8", _data)
+
+
+def test_an_unwritable_cache_is_a_one_line_model_error(tmp_path):
+    fp32 = _fp32_swapper(tmp_path)
+    blocker = tmp_path / "int8"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(ModelError, match="could not write the int8 model in"):
+        int8_model(fp32, "34" * 32, blocker, _data)

@@ -103,13 +103,17 @@ def int8_model(
     if report is None or (report.psnr_db >= min_psnr and not path.is_file()):
         if on_start is not None:
             on_start()
-        cache_dir.mkdir(parents=True, exist_ok=True)
         data = calibrate()
-        _quantize(fp32_path, path, data.calibration)
-        report = _gate(fp32_path, path, data, threads)
-        tmp = report_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(report), indent=1), encoding="utf-8")
-        os.replace(tmp, report_path)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            _quantize(fp32_path, path, data.calibration)
+            report = _gate(fp32_path, path, data, threads)
+            tmp = report_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(asdict(report), indent=1), encoding="utf-8")
+            os.replace(tmp, report_path)
+        except OSError as error:
+            reason = error.strerror or error
+            raise ModelError(f"could not write the int8 model in {cache_dir}: {reason}") from None
         made_now = True
     if report.psnr_db < min_psnr:
         path.unlink(missing_ok=True)
