@@ -349,3 +349,24 @@ def test_frame_batches_swap_exactly_as_frame_by_frame(examples_dir, astronaut):
     assert len(results[0]) == len(results[1]) == 50
     for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_render_workers_give_the_same_frames_as_one_thread(examples_dir, astronaut):
+    from masquerade.engine import StreamEngine
+    from masquerade.media.reader import VideoReader
+
+    results = {}
+    for workers in (1, 3):
+        pipeline = Pipeline(RunConfig(select=SelectOptions(mode="all"),
+                                      runtime=RuntimeOptions(frame_batch=2, frame_workers=workers)))
+        source = pipeline.prepare_source([("astronaut", astronaut)])
+        frames: list = []
+        with VideoReader(examples_dir / "sample.mp4", None, 1.6) as reader:
+            analyse, render = pipeline.video_stages(source, 25.0, None)
+            StreamEngine(depth=2).run_batches(reader.frames(), analyse, frames.append, pipeline.frame_batch(),
+                                              finish=render, workers=pipeline.frame_workers())
+        results[workers] = frames
+    assert [f.index for f in results[3]] == list(range(40))
+    for a, b in zip(results[1], results[3], strict=True):
+        assert a.swapped == b.swapped == 1
+        np.testing.assert_array_equal(a.image, b.image)

@@ -88,3 +88,33 @@ def test_a_batch_process_must_answer_every_item():
         StreamEngine(depth=2).run_batches(range(9), lambda items: items[:2], lambda _: None, batch=3)
     with pytest.raises(ValueError, match="batch must be"):
         StreamEngine().run_batches(range(3), lambda items: items, lambda _: None, batch=0)
+
+
+def test_finishing_workers_overlap_yet_items_leave_in_order():
+    import random
+
+    out: list[int] = []
+    threads: set[str] = set()
+
+    def finish(items: list[int]) -> list[int]:
+        threads.add(threading.current_thread().name)
+        time.sleep(random.uniform(0.0, 0.01))  # later batches may finish first
+        return [x + 1000 for x in items]
+
+    StreamEngine(depth=3).run_batches(range(60), lambda items: items, out.append, 4, finish=finish, workers=3)
+    assert out == [x + 1000 for x in range(60)]
+    assert len(threads) > 1 and all(name.startswith("masquerade-finish") for name in threads)
+
+
+def test_a_failing_finish_stops_the_run_and_reaches_the_caller():
+    consumed: list[int] = []
+
+    def finish(items: list[int]) -> list[int]:
+        if 20 in items:
+            raise RuntimeError("render failed")
+        return items
+
+    with pytest.raises(RuntimeError, match="render failed"):
+        StreamEngine(depth=2).run_batches(range(100), lambda items: items, consumed.append, 5,
+                                          finish=finish, workers=2)
+    assert consumed == list(range(20))  # nothing at or after the failed batch was encoded

@@ -147,6 +147,7 @@ def test_precisions_a_run_cannot_honour_are_usage_errors(precision, provider, sw
     (RuntimeOptions(torch_compile=True), "--torch-compile needs --execution-provider torch"),
     (RuntimeOptions(frame_batch=0), "--frame-batch must be between 1 and 256"),
     (RuntimeOptions(frame_batch=1000), "--frame-batch must be between 1 and 256"),
+    (RuntimeOptions(frame_workers=0), "--frame-workers must be between 1 and 32"),
 ])
 def test_runtime_options_out_of_range_are_usage_errors(runtime, message):
     with pytest.raises(UsageError, match=message):

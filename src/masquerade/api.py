@@ -141,7 +141,7 @@ def _swap_video_file(pipeline, prepared, reference, target, output, config, hook
     with VideoReader(target, encode.trim_start, encode.trim_end) as reader:
         hooks.on_start("video", reader.info.frame_count)
         fps = float(reader.info.fps) if reader.info.fps else 25.0
-        process = pipeline.video_processor(prepared, fps, reference)
+        analyse, render = pipeline.video_stages(prepared, fps, reference)
         with VideoWriter(output, reader, encode) as writer:
 
             def consume(ctx: FrameContext) -> None:
@@ -152,7 +152,8 @@ def _swap_video_file(pipeline, prepared, reference, target, output, config, hook
                     summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
                 hooks.on_frame(ctx)
 
-            StreamEngine(depth=4).run_batches(reader.frames(), process, consume, pipeline.frame_batch())
+            StreamEngine(depth=4).run_batches(reader.frames(), analyse, consume, pipeline.frame_batch(),
+                                              finish=render, workers=pipeline.frame_workers())
 
 
 def swap_image(

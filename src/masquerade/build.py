@@ -19,6 +19,7 @@ EMBEDDED_RECOGNIZERS = ("dlib",)
 EMBEDDED_DETECTORS = ("mesh",)
 NEURAL_DETECTORS = {"scrfd": "det_10g"}
 NEURAL_RECOGNIZERS = {"arcface": "w600k_r50"}
+MAX_FRAME_WORKERS = 32
 MAX_FRAME_BATCH = 256
 """More frames per batch only holds more decoded frames in memory; the GPU is saturated long before."""
 
@@ -59,6 +60,9 @@ def check_runtime(config: RunConfig) -> None:
     batch = config.runtime.frame_batch
     if batch is not None and not 1 <= batch <= MAX_FRAME_BATCH:
         raise UsageError(f"--frame-batch must be between 1 and {MAX_FRAME_BATCH}, got {batch}")
+    workers = config.runtime.frame_workers
+    if workers is not None and not 1 <= workers <= MAX_FRAME_WORKERS:
+        raise UsageError(f"--frame-workers must be between 1 and {MAX_FRAME_WORKERS}, got {workers}")
     precision, provider = config.runtime.precision, config.runtime.execution_provider
     if config.runtime.torch_compile and provider not in TORCH_PROVIDERS:
         raise UsageError("--torch-compile needs --execution-provider torch-cuda or torch-cpu")

@@ -101,6 +101,9 @@ class RuntimeOptions:
     torch_compile: bool = False
     """PyTorch providers: compile each model with ``torch.compile`` (a minute or more of warm-up per
     model, repaid on long videos; the batch stays dynamic)."""
+    frame_workers: int | None = None
+    """Threads that swap, enhance and watermark batches while the next one is analysed; None: half
+    the cores, 1 to 4."""
     frame_batch: int | None = None
     """Video frames per processing batch (the swapper gets all their faces in one call); None: 8 on
     the PyTorch providers, 1 elsewhere."""

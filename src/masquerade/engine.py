@@ -1,11 +1,13 @@
-"""A three-stage streaming spine: a decode thread, the caller's processing, an encode thread.
+"""A streaming spine: a decode thread, the caller's processing, finishing workers, an encode thread.
 
 Decoding and encoding (PyAV releases the GIL in FFmpeg) overlap with face processing, so a
 2-core machine keeps both cores busy. Processing takes items in batches of consecutive frames
-(``run_batches``), so a GPU model sees the faces of several frames in one call; items leave in
-order. Queues are bounded, so at most ``depth`` items wait on each side plus one batch in hand,
-whatever the video's length. An exception in any thread stops the others and is re-raised in the
-caller; KeyboardInterrupt in the caller stops the threads too.
+(``run_batches``), so a GPU model sees the faces of several frames in one call; the work that
+does not depend on earlier frames (``finish``: swap, enhance, watermark) runs on worker threads
+while the next batch is analysed. Items leave in order. Queues are bounded, so at most ``depth``
+items wait for processing and ``depth`` batches for encoding, whatever the video's length. An
+exception in any thread stops the others and is re-raised in the caller; KeyboardInterrupt in the
+caller stops the threads too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -28,7 +31,8 @@ class _Failure:
 
 
 class StreamEngine(Generic[T, U]):
-    """Run ``produce -> process -> consume`` with ``produce`` and ``consume`` on their own threads."""
+    """Run ``produce -> process [-> finish] -> consume`` with ``produce`` and ``consume`` on their own
+    threads and ``finish`` on a pool of worker threads."""
 
     def __init__(self, depth: int = 4) -> None:
         if depth < 1:
@@ -50,15 +54,21 @@ class StreamEngine(Generic[T, U]):
         process: Callable[[list[T]], list[U]],
         consume: Callable[[U], None],
         batch: int,
+        finish: Callable[[list[U]], list[U]] | None = None,
+        workers: int = 1,
     ) -> None:
-        """``process`` gets up to ``batch`` consecutive items (fewer only at the end) and returns one
-        result per item, in order."""
-        if batch < 1:
-            raise ValueError("batch must be >= 1")
+        """``process`` gets up to ``batch`` consecutive items (fewer only at the end) on the calling
+        thread, in order, and returns one result per item. ``finish``, when given, then takes each
+        batch of results on one of ``workers`` threads, so batch k is finished while batch k + 1 is
+        processed (for work that does not depend on the frames before it); results still leave in
+        order."""
+        if batch < 1 or workers < 1:
+            raise ValueError("batch must be >= 1 and workers >= 1")
         stop = threading.Event()
         inbox: queue.Queue[object] = queue.Queue(self.depth)
         outbox: queue.Queue[object] = queue.Queue(self.depth)
         consumer_error: list[BaseException] = []
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="masquerade-finish") if finish else None
 
         def put(q: queue.Queue[object], item: object) -> bool:
             # Never block forever: give up as soon as the run is stopping.
@@ -81,10 +91,12 @@ class StreamEngine(Generic[T, U]):
 
         def consumer() -> None:
             try:
-                for item in _drain(outbox, stop):
-                    if stop.is_set():  # the run failed: do not encode frames that will be thrown away
-                        return
-                    consume(item)  # type: ignore[arg-type]
+                for pending in _drain(outbox, stop):
+                    results = pending.result()  # type: ignore[attr-defined]  # waits for its worker
+                    for result in results:
+                        if stop.is_set():  # the run failed: do not encode frames that will be thrown away
+                            return
+                        consume(result)
             except BaseException as error:  # handed to the caller
                 consumer_error.append(error)
                 stop.set()
@@ -102,7 +114,8 @@ class StreamEngine(Generic[T, U]):
                 results = process(items)  # type: ignore[arg-type]
                 if len(results) != len(items):
                     raise ValueError(f"process returned {len(results)} results for {len(items)} items")
-                if not all(put(outbox, result) for result in results):
+                pending = pool.submit(_checked, finish, results) if pool and finish else _Done(results)
+                if not put(outbox, pending):
                     break
             put(outbox, _DONE)
             threads[1].join()
@@ -111,9 +124,28 @@ class StreamEngine(Generic[T, U]):
             # The consumer returns within one queue poll once stopped; wait for it fully, so the
             # caller never closes the writer under a thread still inside it.
             threads[1].join()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             threads[0].join(timeout=_JOIN_TIMEOUT_S)
         if consumer_error:
             raise consumer_error[0]
+
+
+class _Done:
+    """A batch that needs no finishing, with a Future's ``result``."""
+
+    def __init__(self, results: list[object]) -> None:
+        self._results = results
+
+    def result(self) -> list[object]:
+        return self._results
+
+
+def _checked(finish: Callable[[list[U]], list[U]], results: list[U]) -> list[U]:
+    finished = finish(results)
+    if len(finished) != len(results):
+        raise ValueError(f"finish returned {len(finished)} results for {len(results)} items")
+    return finished
 
 
 def _chunks(items: Iterator[object], size: int) -> Iterator[list[object]]:

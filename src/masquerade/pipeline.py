@@ -7,6 +7,7 @@ stateful video stages (tracker, selector) are created per video so nothing leaks
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,9 @@ from masquerade.stages.protocols import Analyser, Enhancer, Recognizer, Swapper
 from masquerade.stages.select import FaceSelector, largest, reference_embedding
 from masquerade.stages.watermark import WatermarkEmbedder
 from masquerade.types import Face, FrameContext, Image
+
+FrameBatchStep = Callable[[list[FrameContext]], list[FrameContext]]
+"""A video stage: a batch of consecutive frames in, the same frames out (changed in place)."""
 
 
 @dataclass
@@ -108,17 +112,19 @@ class Pipeline:
         start = time.perf_counter()
         ctx.faces = self.stages.analyser.detect(image)
         _add(ctx, "detect", start)
-        self._swap_selected([ctx], source, selector)
+        self._swap_selected(ctx, source, selector)
         return ctx.image, ctx.swapped
 
     # -- videos -----------------------------------------------------------------------------
-    def video_processor(
+    def video_stages(
         self, source: PreparedSource, fps: float, reference: np.ndarray | None
-    ) -> Callable[[list[FrameContext]], list[FrameContext]]:
-        """A per-video callable that processes a batch of consecutive frames (own tracker and selector).
+    ) -> tuple[FrameBatchStep, FrameBatchStep]:
+        """``(analyse, render)`` for one video (with its own tracker and selector).
 
-        Guard, tracking and selection run frame by frame (each frame's tracking starts from the one
-        before); the swapper then gets the chosen faces of the whole batch in one call.
+        ``analyse`` runs the guard, tracking and selection frame by frame, in order: each frame's
+        tracking starts from the one before. ``render`` swaps the selected faces of a whole batch in
+        one call, then enhances and watermarks; it needs nothing from earlier frames, so the engine
+        renders batch k on a worker thread while batch k + 1 is analysed.
         """
         from masquerade.stages.track import FaceTracker
 
@@ -127,7 +133,7 @@ class Pipeline:
         guard = self._guard
         guard.reset()  # sampling (first frame, 1/s, scene cuts) restarts with each video
 
-        def process(batch: list[FrameContext]) -> list[FrameContext]:
+        def analyse(batch: list[FrameContext]) -> list[FrameContext]:
             for ctx in batch:
                 start = time.perf_counter()
                 guard.check_frame(ctx, fps)
@@ -135,10 +141,21 @@ class Pipeline:
                 start = time.perf_counter()
                 ctx.faces = tracker.update(ctx.image, ctx.index)
                 _add(ctx, "track", start)
-            self._swap_selected(batch, source, selector)
+                self._select(ctx, selector)
             return batch
 
-        return process
+        def render(batch: list[FrameContext]) -> list[FrameContext]:
+            self._render(batch, source)
+            return batch
+
+        return analyse, render
+
+    def video_processor(
+        self, source: PreparedSource, fps: float, reference: np.ndarray | None
+    ) -> FrameBatchStep:
+        """Both video stages in one call: a batch of consecutive frames in, processed, in order."""
+        analyse, render = self.video_stages(source, fps, reference)
+        return lambda batch: render(analyse(batch))
 
     def frame_batch(self) -> int:
         """Frames per processing batch: ``--frame-batch``, else 8 on the PyTorch providers (the GPU
@@ -149,6 +166,12 @@ class Pipeline:
         if runtime.frame_batch is not None:
             return runtime.frame_batch
         return 8 if runtime.execution_provider in TORCH_PROVIDERS else 1
+
+    def frame_workers(self) -> int:
+        """Threads that render batches: ``--frame-workers``, else half the cores (1 to 4). Even one
+        overlaps rendering with the analysis of the next batch."""
+        workers = self.config.runtime.frame_workers
+        return workers if workers is not None else max(1, min(4, (os.cpu_count() or 2) // 2))
 
     def swap_frames(
         self, frames: Iterable[FrameContext], source: PreparedSource, fps: float,
@@ -166,33 +189,37 @@ class Pipeline:
             yield from process(batch)
 
     # -- shared -----------------------------------------------------------------------------
-    def _swap_selected(
-        self, batch: list[FrameContext], source: PreparedSource, selector: FaceSelector
-    ) -> None:
-        """Select, swap (one call for the whole batch), enhance and watermark each frame in place."""
-        chosen: list[list[Face]] = []
-        for ctx in batch:
-            start = time.perf_counter()
-            chosen.append(list(selector(ctx.image, ctx.faces)))
-            _add(ctx, "select", start)
-        todo = [i for i, faces in enumerate(chosen) if faces]
+    def _swap_selected(self, ctx: FrameContext, source: PreparedSource, selector: FaceSelector) -> None:
+        self._select(ctx, selector)
+        self._render([ctx], source)
+
+    @staticmethod
+    def _select(ctx: FrameContext, selector: FaceSelector) -> None:
+        start = time.perf_counter()
+        ctx.selected = list(selector(ctx.image, ctx.faces))
+        _add(ctx, "select", start)
+
+    def _render(self, batch: list[FrameContext], source: PreparedSource) -> None:
+        """Swap the selected faces (one call for the whole batch), enhance and watermark, in place."""
+        todo = [i for i, ctx in enumerate(batch) if ctx.selected]
         if todo:
             start = time.perf_counter()
-            images = self.stages.swapper.swap_batch([batch[i].image for i in todo], [chosen[i] for i in todo],
-                                                    source.swapper_input)
+            images = self.stages.swapper.swap_batch([batch[i].image for i in todo],
+                                                    [batch[i].selected for i in todo], source.swapper_input)
             _share(batch, todo, "swap", start)
             enhancer = self.stages.enhancer
             if enhancer is not None:
                 start = time.perf_counter()
-                images = [enhancer.enhance_many(im, chosen[i]) for im, i in zip(images, todo, strict=True)]
+                images = [enhancer.enhance_many(image, batch[i].selected)
+                          for image, i in zip(images, todo, strict=True)]
                 _share(batch, todo, "enhance", start)
             for image, i in zip(images, todo, strict=True):
                 batch[i].image = image
-        for ctx, faces in zip(batch, chosen, strict=True):
+        for ctx in batch:
             start = time.perf_counter()
             ctx.image = self._watermark(ctx.image)
             _add(ctx, "watermark", start)
-            ctx.swapped = len(faces)
+            ctx.swapped = len(ctx.selected)
 
 
 def _share(batch: list[FrameContext], indices: list[int], stage: str, start: float) -> None:

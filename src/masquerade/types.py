@@ -95,6 +95,8 @@ class FrameContext:
     time_base: Fraction | None = None
     faces: list[Face] = field(default_factory=list)
     """Faces found in the frame (after tracking)."""
+    selected: list[Face] = field(default_factory=list)
+    """The faces chosen for swapping (a subset of ``faces``)."""
     swapped: int = 0
     """How many faces were swapped in this frame."""
     timings: dict[str, float] = field(default_factory=dict)

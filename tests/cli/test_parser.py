@@ -25,6 +25,7 @@ def test_every_option_reaches_its_config_field():
         "--detector", "scrfd",
         "--recognizer", "arcface", "--execution-provider", "cuda", "--execution-threads", "3",
         "--models-dir", "/m", "--precision", "int8", "--frame-batch", "4", "--torch-compile",
+        "--frame-workers", "3",
         "--video-encoder", "libx265", "--video-quality", "20", "--video-preset", "slow",
         "--trim-start", "1.5", "--trim-end", "3", "--skip-audio", "--image-quality", "80", "--quiet",
     )
@@ -39,6 +40,7 @@ def test_every_option_reaches_its_config_field():
     assert config.runtime.execution_provider == "cuda" and config.runtime.execution_threads == 3
     assert config.runtime.models_dir == Path("/m") and config.runtime.precision == "int8"
     assert config.runtime.frame_batch == 4 and config.runtime.torch_compile
+    assert config.runtime.frame_workers == 3
     assert args.source == [Path("a.jpg"), Path("b.jpg")] and args.quiet
 
 

@@ -72,8 +72,9 @@ def _result(loop: LoopResult) -> dict[str, Any]:
             "gpu_mib": peak_gpu_mib()}
 
 
-def _engine_loop(clip: Path, output: Path, process: Any, batch: int = 1) -> LoopResult:
-    """The file API's video path: decode thread -> ``process`` (batches of frames) -> encode thread."""
+def _engine_loop(clip: Path, output: Path, video_stages: Any, batch: int = 1, workers: int = 1) -> LoopResult:
+    """The file API's video path: decode thread -> analyse (batches of frames) -> render workers ->
+    encode thread. ``video_stages(fps)`` gives ``(analyse, render)``; render may be None."""
     from masquerade.config import EncodeOptions
     from masquerade.engine import StreamEngine
     from masquerade.media.reader import VideoReader
@@ -93,7 +94,8 @@ def _engine_loop(clip: Path, output: Path, process: Any, batch: int = 1) -> Loop
                 for stage, seconds in ctx.timings.items():
                     stages[stage] = stages.get(stage, 0.0) + seconds
 
-            StreamEngine(depth=4).run_batches(reader.frames(), process(fps), consume, batch)
+            analyse, render = video_stages(fps)
+            StreamEngine(depth=4).run_batches(reader.frames(), analyse, consume, batch, render, workers)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     per_frame = {k: 1000 * v / max(counts[0], 1) for k, v in stages.items()}
     return LoopResult(counts[0], counts[1], seconds, cpu, per_frame)
@@ -101,7 +103,7 @@ def _engine_loop(clip: Path, output: Path, process: Any, batch: int = 1) -> Loop
 
 def codec_job(clip: str, output: str) -> dict[str, Any]:
     """Decode + encode through the engine's threads, no processing: the ceiling of any run."""
-    return _result(_engine_loop(Path(clip), Path(output), lambda fps: lambda batch: batch))
+    return _result(_engine_loop(Path(clip), Path(output), lambda fps: (lambda batch: batch, None)))
 
 
 def _source(photo: str) -> Any:
@@ -121,8 +123,9 @@ def embedded_job(clip: str, output: str, mode: str, photo: str, threads: int | N
         from masquerade.bench.baseline import run_embedded_baseline
 
         return _result(run_embedded_baseline(pipeline, prepared, Path(clip), Path(output)))
-    return _result(_engine_loop(Path(clip), Path(output),
-                                 lambda fps: pipeline.video_processor(prepared, fps, None)))
+    stages = lambda fps: pipeline.video_stages(prepared, fps, None)  # noqa: E731
+    return _result(_engine_loop(Path(clip), Path(output), stages, pipeline.frame_batch(),
+                                pipeline.frame_workers()))
 
 
 class StandinScrfd:
@@ -206,8 +209,9 @@ def neural_job(
         from masquerade.bench.baseline import run_neural_baseline
 
         return _result(run_neural_baseline(pipeline, prepared, Path(clip), Path(output), recognizer, None))
-    process = lambda fps: pipeline.video_processor(prepared, fps, None)  # noqa: E731
-    return _result(_engine_loop(Path(clip), Path(output), process, pipeline.frame_batch()))
+    stages = lambda fps: pipeline.video_stages(prepared, fps, None)  # noqa: E731
+    return _result(_engine_loop(Path(clip), Path(output), stages, pipeline.frame_batch(),
+                                pipeline.frame_workers()))
 
 
 def int8_job(paths: dict[str, str], real: dict[str, bool], standins: list[str], folder: str,

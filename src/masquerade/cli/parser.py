@@ -67,6 +67,8 @@ def _models_parser() -> argparse.ArgumentParser:
     g.add_argument("--torch-compile", action="store_true",
                    help="torch providers: compile the models (a minute or more of warm-up each; pays off "
                         "on long videos)")
+    g.add_argument("--frame-workers", type=int, metavar="N",
+                   help="threads that swap, enhance and watermark frames (default: half the cores, 1 to 4)")
     g.add_argument("--frame-batch", type=int, metavar="N",
                    help="video frames per swap batch (default: 8 on torch providers, else 1)")
     g.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -147,6 +149,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         runtime=RuntimeOptions(execution_provider=args.execution_provider,
                                execution_threads=args.execution_threads, models_dir=args.models_dir,
                                precision=args.precision, frame_batch=args.frame_batch,
-                               torch_compile=args.torch_compile),
+                               torch_compile=args.torch_compile, frame_workers=args.frame_workers),
         recognizer=args.recognizer,
     )

@@ -15,6 +15,7 @@ or written.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -93,7 +94,6 @@ class MeshSwapper:
         self._tris = mesh.triangles()
         fixed = mesh.hops(mesh.FACE_OVAL + mesh.lip_points())
         self._shape_weight = np.clip(fixed / _SHAPE_FADE_RINGS, 0.0, 1.0)
-        self._rng = np.random.default_rng(0)  # grain for smooth sources; per swapper, seeded
 
     def prepare(self, sources: Sequence[tuple[Image, Face]]) -> MeshSource:
         """Pick the most frontal source face that has landmarks and precompute what every swap needs."""
@@ -240,7 +240,10 @@ class MeshSwapper:
         if missing < 1.0:  # not visible on the 8-bit scale
             return np.zeros_like(lightness)
         # White noise of std k keeps 0.87 k once its 1-px blur is taken away (1 - 2/(2 pi) + 1/(4 pi)).
-        return self._rng.standard_normal(lightness.shape, dtype=np.float32) * np.float32(missing / 0.87)
+        # Seeded by the target pixels: fresh every frame, yet the same result for the same frame
+        # whichever worker thread swaps it, and in whatever order.
+        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(roi[::4, ::4]).tobytes()))
+        return rng.standard_normal(lightness.shape, dtype=np.float32) * np.float32(missing / 0.87)
 
     def _colour(
         self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
