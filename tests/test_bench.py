@@ -144,3 +144,19 @@ def test_four_face_clip_is_detected(tmp_path):
     with VideoReader(clip) as reader:
         image = next(iter(reader.frames())).image
     assert len(MeshAnalyser().detect(cv2.resize(image, (1280, 720)))) == 4
+
+
+def test_a_torch_provider_without_torch_fails_before_any_work():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("torch is installed here")
+    from masquerade.cli import bench_cmd
+    from masquerade.errors import ProviderUnavailable
+
+    parser = argparse.ArgumentParser()
+    bench_cmd.register(parser.add_subparsers())
+    with pytest.raises(ProviderUnavailable, match="needs PyTorch"):
+        bench_cmd.run(parser.parse_args(["bench", "--execution-provider", "torch-cuda"]))

@@ -61,6 +61,12 @@ def run(args: argparse.Namespace) -> int:
     if (args.precision != "auto" or args.torch_compile) and args.execution_provider == "cpu":
         raise UsageError("--precision and --torch-compile apply to the torch providers here "
                          "(int8 rows run on the cpu anyway)")
+    if args.execution_provider != "cpu":  # fail before minutes of building stand-ins, not after
+        from masquerade.backends.torch_session import check_device
+        from masquerade.build import torch_dtype
+
+        device = "cuda" if args.execution_provider == "torch-cuda" else "cpu"
+        check_device(device, torch_dtype(args.precision, args.execution_provider))
     options = BenchOptions(
         seconds=args.seconds, sizes=tuple(args.sizes), faces=tuple(dict.fromkeys(args.faces)),
         neural=not args.no_neural, neural_frames=args.neural_frames, enhancer=args.enhancer,
