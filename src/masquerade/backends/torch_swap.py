@@ -84,7 +84,8 @@ class DeviceSwapper:
         blob = (tiles.flip(1) - self._mean) / self._std  # BGR -> RGB, normalised as the model expects
         source = torch.as_tensor(latent, device=self.device).reshape(1, -1).expand(len(blob), -1)
         (raw,) = self.session.run_torch({"target": blob, "source": source}, [sw.output_name])
-        unit = ((raw.float() - sw._out_lo) / sw._out_span).clamp(0.0, 1.0)
+        lo, span = sw.output_range
+        unit = ((raw.float() - lo) / span).clamp(0.0, 1.0)
         return explode(unit.flip(1) * 255.0, sw.factor)
 
     def swap_frame(self, frame: Tensor, faces: Sequence[Face], source: Any) -> Tensor:
@@ -167,7 +168,8 @@ class DeviceEnhancer:
             if en._weight is not None:
                 feeds[en._weight] = torch.tensor([en.fidelity], dtype=torch.float64, device=self.device)
             outs.append(self.session.run_torch(feeds)[0].float())
-        unit = ((torch.cat(outs) - en._out_lo) / en._out_span).clamp(0.0, 1.0)
+        lo, span = en.output_range
+        unit = ((torch.cat(outs) - lo) / span).clamp(0.0, 1.0)
         return unit.flip(1) * 255.0
 
     def enhance_frame(self, frame: Tensor, faces: Sequence[Face]) -> Tensor:

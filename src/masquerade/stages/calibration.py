@@ -9,6 +9,7 @@ person's identity, as in a real swap.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from importlib import resources
@@ -19,6 +20,7 @@ import numpy as np
 
 from masquerade.geometry.align import crop_faces
 from masquerade.models.quantize import CalibrationSet, Feeds
+from masquerade.stages.paste import output_to_crop
 from masquerade.types import Face, Image
 
 if TYPE_CHECKING:
@@ -110,7 +112,7 @@ def swapper_calibration(swapper: NeuralSwapper) -> CalibrationSet:
             other = (i + 1 + v % (len(faces) - 1)) % len(faces)
             feeds.append(swapper.model_feeds(swapper.preprocess(crops), latents[other]))
     calibration, holdout = _split(feeds, len(faces))
-    return CalibrationSet(calibration, holdout, swapper.output_name, swapper.postprocess)
+    return CalibrationSet(calibration, holdout, swapper.output_name, _to_pixels(*swapper.output_range))
 
 
 def enhancer_calibration(enhancer: FaceEnhancer) -> CalibrationSet:
@@ -122,4 +124,10 @@ def enhancer_calibration(enhancer: FaceEnhancer) -> CalibrationSet:
             crops, _ = enhancer.crops(image, [face])
             feeds.extend(enhancer.feeds(crops))
     calibration, holdout = _split(feeds, len(faces))
-    return CalibrationSet(calibration, holdout, enhancer.output_name, enhancer.postprocess)
+    return CalibrationSet(calibration, holdout, enhancer.output_name, _to_pixels(*enhancer.output_range))
+
+
+def _to_pixels(lo: float, span: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The stage's output decoding, holding no reference to the stage (so its fp32 session can be
+    freed while the int8 model is made)."""
+    return functools.partial(output_to_crop, lo=lo, span=span)

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from masquerade.errors import ModelError, UsageError
 from masquerade.geometry.align import crop_faces
 from masquerade.models.manifest import ModelSpec
-from masquerade.stages.paste import box_mask, paste_into
+from masquerade.stages.paste import box_mask, output_to_crop, paste_into
 from masquerade.types import Face, Image
 
 DEFAULT_FIDELITY = 0.5
@@ -62,8 +62,12 @@ class FaceEnhancer:
 
     def postprocess(self, raw: NDArray[np.floating]) -> NDArray[np.float32]:
         """(N, 512, 512, 3) BGR float 0..255 from raw (N, 3, 512, 512) outputs."""
-        unit = np.clip((np.asarray(raw, np.float32) - self._out_lo) / self._out_span, 0.0, 1.0)
-        return np.ascontiguousarray(unit.transpose(0, 2, 3, 1)[..., ::-1] * 255.0, dtype=np.float32)
+        return output_to_crop(raw, self._out_lo, self._out_span)
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """(lo, span) of the model's output picture."""
+        return self._out_lo, self._out_span
 
     def enhance_crops(self, crops: NDArray[np.uint8]) -> NDArray[np.float32]:
         """Enhanced crops (N, 512, 512, 3) float BGR 0..255."""

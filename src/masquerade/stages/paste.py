@@ -102,6 +102,13 @@ def frame_mask(
     return box, roi_mask
 
 
+def output_to_crop(raw: NDArray[np.floating], lo: float, span: float) -> NDArray[np.float32]:
+    """A face model's raw (N, 3, S, S) RGB output in ``[lo, lo + span]`` -> (N, S, S, 3) BGR float
+    0..255 crops (kept as float so the paste adds no extra rounding)."""
+    unit = np.clip((np.asarray(raw, np.float32) - lo) / span, 0.0, 1.0)
+    return np.ascontiguousarray(unit.transpose(0, 2, 3, 1)[..., ::-1] * 255.0, dtype=np.float32)
+
+
 def paste_back(
     frame: Image,
     crop: NDArray[np.floating] | Image,

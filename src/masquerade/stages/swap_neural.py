@@ -25,7 +25,7 @@ from masquerade.config import SwapOptions
 from masquerade.errors import ModelError, NoSourceFaceError, UsageError
 from masquerade.geometry.align import affine_scale, crop_affine, crop_faces
 from masquerade.models.manifest import ModelSpec
-from masquerade.stages.paste import box_mask, mesh_mask, paste_into
+from masquerade.stages.paste import box_mask, mesh_mask, output_to_crop, paste_into
 from masquerade.stages.recognize_arcface import ArcFaceRecognizer, normalize
 from masquerade.types import Face, Image
 
@@ -199,8 +199,12 @@ class NeuralSwapper:
 
     def postprocess(self, raw: NDArray[np.float32]) -> NDArray[np.float32]:
         """(N, s, s, 3) BGR float 0..255 (kept as float so the paste adds no extra rounding)."""
-        unit = np.clip((raw - self._out_lo) / self._out_span, 0.0, 1.0)
-        return np.ascontiguousarray(unit.transpose(0, 2, 3, 1)[..., ::-1] * 255.0, dtype=np.float32)
+        return output_to_crop(raw, self._out_lo, self._out_span)
+
+    @property
+    def output_range(self) -> tuple[float, float]:
+        """(lo, span) of the model's output picture."""
+        return self._out_lo, self._out_span
 
     def swap_crops(self, crops: NDArray[np.uint8], latent: NDArray[np.float32]) -> NDArray[np.float32]:
         """Swapped crops (N, S, S, 3) float BGR from aligned crops (N, S, S, 3), pixel boost included."""
