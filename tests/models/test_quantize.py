@@ -66,7 +66,7 @@ def test_the_gate_refuses_a_model_that_strays_and_remembers_it(tmp_path, monkeyp
         int8_model(fp32, "ef" * 32, tmp_path / "int8", _data, min_psnr=120.0)
     assert not list((tmp_path / "int8").glob("*.onnx"))  # the rejected file is deleted
     reports = list((tmp_path / "int8").glob("*.json"))
-    assert len(reports) == 1 and json.loads(reports[0].read_text())["samples"] == 2
+    assert len(reports) == 1 and json.loads(reports[0].read_text())["report"]["samples"] == 2
 
     monkeypatch.setattr(quantize, "_quantize", lambda *a: pytest.fail("quantised again"))
     with pytest.raises(ModelError, match="strays too far"):
@@ -106,3 +106,14 @@ def test_an_unwritable_cache_is_a_one_line_model_error(tmp_path):
     blocker.write_text("a file where the folder should be")
     with pytest.raises(ModelError, match="could not write the int8 model in"):
         int8_model(fp32, "34" * 32, blocker, _data)
+
+
+def test_a_changed_int8_file_is_made_again(tmp_path):
+    fp32 = _fp32_swapper(tmp_path)
+    first = int8_model(fp32, "56" * 32, tmp_path / "int8", _data)
+    with first.path.open("ab") as file:
+        file.write(b"tampered")
+    again = int8_model(fp32, "56" * 32, tmp_path / "int8", _data)
+    assert again.made_now and again.path == first.path
+    untouched = int8_model(fp32, "56" * 32, tmp_path / "int8", _data)
+    assert not untouched.made_now

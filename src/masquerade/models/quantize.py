@@ -11,12 +11,14 @@ Static quantisation needs activation ranges, so the fp32 model runs on calibrati
 bundled public-domain faces, prepared by the stage exactly as in a run). A quality gate then runs
 fp32 and int8 on held-out inputs and compares their pictures: the int8 file is used only if the mean
 PSNR reaches ``min_psnr``. The figures are kept beside the file, keyed by the fp32 file's SHA-256 and
-the recipe version, so an accepted model loads at once next time and a rejected one is not
-quantised again on every run (its int8 file is deleted).
+the recipe version, with the int8 file's own SHA-256: an accepted model loads at once next time (and
+is made again if the file changed), and a rejected one is not quantised again on every run (its
+int8 file is deleted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -97,10 +99,10 @@ def int8_model(
     ModelError, naming the figures, when the int8 model's pictures fall below ``min_psnr``.
     """
     stem = f"{fp32_path.stem}.int8-{digest[:16]}-r{RECIPE_VERSION}"
-    path, report_path = cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.json"
-    report = _read_report(report_path)
+    path, record_path = cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.json"
+    report, stamp = _read_record(record_path)
     made_now = False
-    if report is None or (report.psnr_db >= min_psnr and not path.is_file()):
+    if report is None or (report.psnr_db >= min_psnr and not _unchanged(path, stamp)):
         if on_start is not None:
             on_start()
         data = calibrate()
@@ -108,15 +110,14 @@ def int8_model(
             cache_dir.mkdir(parents=True, exist_ok=True)
             _quantize(fp32_path, path, data.calibration)
             report = _gate(fp32_path, path, data, threads)
-            tmp = report_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(asdict(report), indent=1), encoding="utf-8")
-            os.replace(tmp, report_path)
+            _write_record(record_path, report, path)
         except OSError as error:
             reason = error.strerror or error
             raise ModelError(f"could not write the int8 model in {cache_dir}: {reason}") from None
         made_now = True
     if report.psnr_db < min_psnr:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
         raise ModelError(
             f"the int8 version of {fp32_path.name} strays too far from fp32 ({report.summary()}; "
             f"{min_psnr:.0f} dB needed); run without --precision int8"
@@ -124,17 +125,44 @@ def int8_model(
     return QuantizedModel(path, report, made_now)
 
 
+def _read_record(path: Path) -> tuple[GateReport | None, dict[str, Any] | None]:
+    """The gate's figures and the int8 file's stamp (SHA-256, size, mtime) kept beside it."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return GateReport(**record["report"]), record.get("file")
+    except (OSError, ValueError, TypeError, KeyError):
+        return None, None
+
+
+def _write_record(path: Path, report: GateReport, model: Path) -> None:
+    from masquerade.models.download import sha256_file
+
+    stamp = None
+    if model.is_file():
+        st = model.stat()
+        stamp = {"sha256": sha256_file(model), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"report": asdict(report), "file": stamp}, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _unchanged(path: Path, stamp: dict[str, Any] | None) -> bool:
+    """True when the int8 file is the one that passed the gate (re-hashed only if size or mtime moved),
+    as the model store does for downloaded files."""
+    from masquerade.models.download import sha256_file
+
+    if stamp is None or not path.is_file():
+        return False
+    st = path.stat()
+    if st.st_size == stamp.get("size") and st.st_mtime_ns == stamp.get("mtime_ns"):
+        return True
+    return sha256_file(path) == stamp.get("sha256")
+
+
 def psnr_db(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
     """PSNR of two 0..255 pictures, capped for identical ones."""
     mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
     return _PSNR_CAP_DB if mse <= 0.0 else min(10.0 * np.log10(255.0**2 / mse), _PSNR_CAP_DB)
-
-
-def _read_report(path: Path) -> GateReport | None:
-    try:
-        return GateReport(**json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
-        return None
 
 
 def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[Feeds]) -> None:
