@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from masquerade.config import PRECISIONS, RunConfig
+from masquerade.config import PRECISIONS, RunConfig, RuntimeOptions
 from masquerade.errors import UsageError
 from masquerade.pipeline import Stages
 
@@ -158,6 +158,22 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
                   notices=sessions.notices)
 
 
+def new_model_session(path: Path, runtime: RuntimeOptions) -> Any:
+    """The session a run with ``runtime`` opens for the model at ``path``: ONNX Runtime on its provider,
+    or the PyTorch backend in the dtype ``--precision`` asks for (compiled with ``--torch-compile``)."""
+    from masquerade.backends import TORCH_PROVIDERS
+
+    provider = runtime.execution_provider
+    if provider in TORCH_PROVIDERS:
+        from masquerade.backends.torch_session import new_torch_session
+
+        dtype = torch_dtype(runtime.precision, provider)
+        return new_torch_session(Path(path), provider, dtype, runtime.torch_compile)
+    from masquerade.models.runtime import new_session
+
+    return new_session(Path(path), provider, runtime.execution_threads)
+
+
 def torch_dtype(precision: str, provider: str) -> str:
     """The PyTorch backend's dtype for ``--precision``: ``auto`` is fp16 on CUDA, the file's own on CPU."""
     if precision == "auto":
@@ -202,21 +218,9 @@ class _ModelSessions:
 
     def get(self, name: str) -> tuple[Any, Any]:
         from masquerade.models.manifest import get_spec
-        from masquerade.models.runtime import new_session
 
         if name not in self._sessions:
-            runtime = self._config.runtime
-            if self.on_torch:
-                from masquerade.backends.torch_session import new_torch_session
-
-                provider = runtime.execution_provider
-                dtype = torch_dtype(runtime.precision, provider)
-                compiled = runtime.torch_compile
-                self._sessions[name] = new_torch_session(self._paths[name], provider, dtype, compiled)
-            else:
-                self._sessions[name] = new_session(
-                    self._paths[name], runtime.execution_provider, runtime.execution_threads
-                )
+            self._sessions[name] = new_model_session(self._paths[name], self._config.runtime)
         return self._sessions[name], get_spec(name)
 
     def int8(self, name: str, calibrate: Callable[[Any], Any]) -> Any:
@@ -238,7 +242,7 @@ class _ModelSessions:
                                 f"(once per model file; a minute or more)")
 
         quantized = int8_model(
-            fp32, self._store.digest(get_spec(name)), self._store.root / "int8",
+            fp32, self._store.digest(get_spec(name)), self._store.int8_dir,
             lambda: calibrate(new_session(fp32, "cpu", runtime.execution_threads)),
             runtime.execution_threads, on_start=announce,
         )

@@ -179,10 +179,11 @@ class Pipeline:
     ) -> Iterator[FrameContext]:
         """Sequential generator form of the video path (the file API runs it threaded)."""
         process = self.video_processor(source, fps, reference)
+        size = self.frame_batch()
         batch: list[FrameContext] = []
         for ctx in frames:
             batch.append(ctx)
-            if len(batch) == self.frame_batch():
+            if len(batch) == size:
                 yield from process(batch)
                 batch = []
         if batch:

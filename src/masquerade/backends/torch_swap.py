@@ -126,10 +126,10 @@ class DeviceSwapper:
         frames = self.swap_frames([tw.frame_to_tensor(images[i], self.device) for i in todo], chosen, source)
         if self.enhancer is not None:
             frames = [self.enhancer.enhance_frame(f, fs) for f, fs in zip(frames, chosen, strict=True)]
-        results = [image.copy() for image in images]
-        for i, frame in zip(todo, frames, strict=True):
-            results[i] = tw.tensor_to_frame(frame)
-        return results
+        swapped = dict(zip(todo, frames, strict=True))
+        # New arrays throughout, as the CPU stage returns; frames without faces are the only copies.
+        return [tw.tensor_to_frame(swapped[i]) if i in swapped else image.copy()
+                for i, image in enumerate(images)]
 
     def swap_many(self, image: Image, faces: Sequence[Face], source: Any) -> Image:
         """``image`` with every face swapped: the frame crosses the bus once each way."""

@@ -39,15 +39,9 @@ class Backend:
 
     def session(self, path: str | Path) -> Any:
         """A session of the model at ``path`` as a run with these options would make it."""
-        if self.on_torch:
-            from masquerade.backends.torch_session import new_torch_session
-            from masquerade.build import torch_dtype
+        from masquerade.build import new_model_session
 
-            dtype = torch_dtype(self.precision, self.provider)
-            return new_torch_session(Path(path), self.provider, dtype, self.compile)
-        from masquerade.models.runtime import new_session
-
-        return new_session(Path(path), self.provider, self.threads)
+        return new_model_session(Path(path), self.runtime())
 
     def runtime(self) -> RuntimeOptions:
         return RuntimeOptions(execution_provider=self.provider, execution_threads=self.threads,
@@ -239,7 +233,7 @@ def int8_job(paths: dict[str, str], real: dict[str, bool], standins: list[str], 
     for name, calibrate in stages.items():
         path = Path(paths[name])
         if real.get(name):
-            digest, cache = store.digest(get_spec(name)), store.root / "int8"
+            digest, cache = store.digest(get_spec(name)), store.int8_dir
         else:
             digest, cache = sha256_file(path), Path(folder) / "int8"
         threshold = 0.0 if name in standins else MIN_PSNR_DB

@@ -81,6 +81,11 @@ class ModelStore:
     def path(self, spec: ModelSpec) -> Path:
         return self.root / spec.file_name
 
+    @property
+    def int8_dir(self) -> Path:
+        """Where ``--precision int8`` keeps the int8 models it derives from this cache's files."""
+        return self.root / "int8"
+
     def is_installed(self, spec: ModelSpec) -> bool:
         return self.path(spec).is_file()
 
