@@ -215,8 +215,10 @@ def _neural_rows(options: BenchOptions, folder: Path, sizes: list, photo: str, r
                 note = f"{kind}, {options.neural_frames} frames" + (", +enhancer" if options.enhancer else "")
                 report.rows.append(_video_row("neural", name, label, faces, result, note))
     if options.models:
-        _model_rows(options, backend, {**paths, **{f"{n} int8": p for n, p in int8.items()}}, real, sizes,
-                    report, say)
+        models = [(name, name, path, backend) for name, path in paths.items()]
+        cpu = jobs.Backend(threads=options.threads)
+        models += [(f"{name} int8", name, path, cpu) for name, path in int8.items()]
+        _model_rows(options, models, real, sizes, report, say)
 
 
 def _int8_models(options: BenchOptions, folder: Path, paths: dict, real: dict, standins: list[str],
@@ -237,18 +239,19 @@ def _int8_models(options: BenchOptions, folder: Path, paths: dict, real: dict, s
     return files
 
 
-def _model_rows(options: BenchOptions, backend: jobs.Backend, paths: dict, real: dict, sizes: list,
-                report: BenchReport, say: Callable[[str], None]) -> None:
-    batches = {"inswapper_128": [1, 4], "w600k_r50": [1, 4], "det_10g": [1], ENHANCER_MODEL: [1]}
-    if backend.on_torch:  # a GPU needs big batches to fill; the CPU is full at 1
-        batches.update({"inswapper_128": [1, 8, 32, 64], "w600k_r50": [1, 32], ENHANCER_MODEL: [1, 8]})
-    for name, path in paths.items():
+def _model_rows(options: BenchOptions, models: list[tuple[str, str, str, jobs.Backend]], real: dict,
+                sizes: list, report: BenchReport, say: Callable[[str], None]) -> None:
+    """A row per (label, registry name, file, backend) and batch size; then paste-back alone."""
+    cpu_batches = {"inswapper_128": [1, 4], "w600k_r50": [1, 4], "det_10g": [1], ENHANCER_MODEL: [1]}
+    # a GPU needs big batches to fill; the CPU is full at 1
+    torch_batches = {**cpu_batches, "inswapper_128": [1, 8, 32, 64], "w600k_r50": [1, 32],
+                     ENHANCER_MODEL: [1, 8]}
+    for name, base, path, backend in models:
         say(f"model alone: {name}")
-        base = name.removesuffix(" int8")
-        model_backend = jobs.Backend(threads=options.threads) if name.endswith(" int8") else backend
-        result = _in_child(jobs.model_job, base, path, batches[base], options.model_runs, model_backend)
+        batches = (torch_batches if backend.on_torch else cpu_batches)[base]
+        result = _in_child(jobs.model_job, base, path, batches, options.model_runs, backend)
         for batch, median in result["medians"].items():
-            unit = "frame" if name == "det_10g" else "face"
+            unit = "frame" if base == "det_10g" else "face"
             label = f"{name} alone, batch {batch}"
             if median is None:
                 report.rows.append(Row("model", label, note="graph pins another batch size"))
