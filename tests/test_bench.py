@@ -160,3 +160,18 @@ def test_a_torch_provider_without_torch_fails_before_any_work():
     bench_cmd.register(parser.add_subparsers())
     with pytest.raises(ProviderUnavailable, match="needs PyTorch"):
         bench_cmd.run(parser.parse_args(["bench", "--execution-provider", "torch-cuda"]))
+
+
+def test_model_rows_label_int8_files_and_run_them_on_onnx_runtime(small_models):
+    from masquerade.bench import BenchReport, _model_rows
+
+    paths = dict(small_models)
+    cpu = bench_jobs.Backend(threads=1)
+    models = [("inswapper_128", "inswapper_128", str(paths["inswapper_128"]), cpu),
+              ("inswapper_128 int8", "inswapper_128", str(paths["inswapper_128"]), cpu)]
+    report = BenchReport()
+    _model_rows(BenchOptions(model_runs=1), models, {"inswapper_128": False}, [], report, lambda _: None)
+    names = [r.name for r in report.rows]
+    assert names == ["inswapper_128 alone, batch 1", "inswapper_128 alone, batch 4",
+                     "inswapper_128 int8 alone, batch 1", "inswapper_128 int8 alone, batch 4"]
+    assert report.rows[0].faces_per_s > 0 and "pins another batch" in report.rows[3].note
