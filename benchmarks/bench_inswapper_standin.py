@@ -29,14 +29,14 @@ sys.path.insert(0, str(ROOT / "tests" / "stages"))
 
 from neural_support import KPS, face, native_scale_image, session  # noqa: E402
 
+from masquerade._stages.paste import box_mask, frame_mask, paste_back  # noqa: E402
+from masquerade._stages.recognize_arcface import ArcFaceRecognizer  # noqa: E402
+from masquerade._stages.swap_neural import NeuralSwapper  # noqa: E402
 from masquerade.config import SwapOptions  # noqa: E402
 from masquerade.geometry.align import affine_scale, crop_affine, invert  # noqa: E402
 from masquerade.models.manifest import ARCFACE_128, get_spec  # noqa: E402
 from masquerade.models.runtime import new_session  # noqa: E402
 from masquerade.models.standins import arcface, swapper  # noqa: E402
-from masquerade.stages.paste import box_mask, frame_mask, paste_back  # noqa: E402
-from masquerade.stages.recognize_arcface import ArcFaceRecognizer  # noqa: E402
-from masquerade.stages.swap_neural import NeuralSwapper  # noqa: E402
 
 
 def insightface_paste(frame: np.ndarray, kps: np.ndarray, truncate: bool = True):

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import pywt.data
 
-from masquerade.stages.watermark import WatermarkEmbedder, read_watermark, vote
+from masquerade._stages.watermark import WatermarkEmbedder, read_watermark, vote
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FPS = 25

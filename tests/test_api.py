@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from masquerade._stages.detect import MeshAnalyser
+from masquerade._stages.recognize import DlibRecognizer
 from masquerade.api import swap
 from masquerade.cli.main import main
 from masquerade.config import RunConfig, RuntimeOptions, SelectOptions
 from masquerade.pipeline import Pipeline
-from masquerade.stages.detect import MeshAnalyser
-from masquerade.stages.recognize import DlibRecognizer
 from masquerade.verify import verify_file
 
 ALL = RunConfig(select=SelectOptions(mode="all"))
@@ -251,8 +251,8 @@ def test_grey_and_alpha_targets_keep_their_nature(tmp_path, examples_dir, obama)
 
 def test_refused_content_mid_video_stops_and_leaves_no_output(tmp_path, examples_dir, pipeline, monkeypatch,
                                                               capsys):
+    from masquerade._stages.guard import Detection
     from masquerade.errors import ContentRefused
-    from masquerade.stages.guard import Detection
 
     real_detect = pipeline.guard.detect
     checked: list[int] = []
@@ -272,7 +272,7 @@ def test_refused_content_mid_video_stops_and_leaves_no_output(tmp_path, examples
 
 
 def test_refused_source_exits_before_any_output(tmp_path, examples_dir, capsys, monkeypatch):
-    from masquerade.stages.guard import ContentGuard, Detection
+    from masquerade._stages.guard import ContentGuard, Detection
 
     monkeypatch.setattr(ContentGuard, "detect",
                         lambda self, image: [Detection("MALE_GENITALIA_EXPOSED", 0.95, (0.0, 0.0, 9.0, 9.0))])

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from masquerade._stages.detect_scrfd import ScrfdDetector
 from masquerade.bench import BenchOptions, format_table, run_bench
 from masquerade.bench import jobs as bench_jobs
 from masquerade.bench.baseline import paste_full_frame
@@ -19,7 +20,6 @@ from masquerade.media.reader import VideoReader
 from masquerade.models import standins
 from masquerade.models.manifest import ARCFACE_128, get_spec
 from masquerade.models.standins_arch import iresnet50_arch, scrfd10g_arch
-from masquerade.stages.detect_scrfd import ScrfdDetector
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_cli_parses_and_rejects_bad_model_flag():
 
 def test_four_face_clip_is_detected(tmp_path):
     """The 4-face clip's faces are real enough for the embedded detector."""
-    from masquerade.stages.detect import MeshAnalyser
+    from masquerade._stages.detect import MeshAnalyser
 
     clip = write_clip(tmp_path / "c.mp4", 1, (1280, 720), faces=4)
     with VideoReader(clip) as reader:

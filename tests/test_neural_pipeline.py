@@ -8,13 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
+from masquerade._stages.build import check_runtime, torch_dtype
+from masquerade._stages.detect import MeshAnalyser
 from masquerade.api import RunHooks, swap
-from masquerade.build import check_runtime, torch_dtype
 from masquerade.config import EnhanceOptions, RunConfig, RuntimeOptions, SelectOptions, SwapOptions
 from masquerade.errors import ModelError, ModelNotCached, UsageError
 from masquerade.models import standins
 from masquerade.models.store import ModelStore
-from masquerade.stages.detect import MeshAnalyser
 
 
 def _install(store: ModelStore, tmp: Path, name: str, model) -> None:

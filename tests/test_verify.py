@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
+from masquerade._stages.watermark import WatermarkEmbedder
 from masquerade.cli import verify_cmd
 from masquerade.provenance import label_file, plain_metadata_tags
 from masquerade.provenance.keys import CERT_ENV, KEY_ENV
-from masquerade.stages.watermark import WatermarkEmbedder
 from masquerade.verify import verify_file
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from masquerade._stages.detect import MeshAnalyser
 from masquerade.geometry.align import estimate_similarity, transform_points
 from masquerade.media.image import read_image
 from masquerade.models.manifest import ARCFACE_112
-from masquerade.stages.detect import MeshAnalyser
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ("obama.jpg", "obama2.jpg", "biden.jpg", "astronaut.png")

@@ -10,34 +10,21 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from masquerade._stages.guard import ContentGuard
+from masquerade._stages.protocols import Stages
+from masquerade._stages.select import FaceSelector, largest, reference_embedding
+from masquerade._stages.watermark import WatermarkEmbedder
 from masquerade.config import RunConfig
 from masquerade.errors import NoSourceFaceError
-from masquerade.stages.guard import ContentGuard
-from masquerade.stages.protocols import Analyser, Enhancer, Recognizer, Swapper
-from masquerade.stages.select import FaceSelector, largest, reference_embedding
-from masquerade.stages.watermark import WatermarkEmbedder
 from masquerade.types import Face, FrameContext, Image
 
 FrameBatchStep = Callable[[list[FrameContext]], list[FrameContext]]
 """A video stage: a batch of consecutive frames in, the same frames out (changed in place)."""
-
-
-@dataclass
-class Stages:
-    """The model-backed stages of a run. Built by ``masquerade.build.build_stages`` or given by a caller
-    (the content guard and the watermark are not among them: the pipeline always adds its own)."""
-
-    analyser: Analyser
-    swapper: Swapper
-    recognizer: Recognizer | None = None
-    enhancer: Enhancer | None = None
-    notices: list[str] = field(default_factory=list)
-    """Messages the user must see before the run (licence notices)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +45,7 @@ class Pipeline:
         """``on_notice`` hears at once about slow one-time work while the stages are built."""
         self.config = config or RunConfig()
         if stages is None:
-            from masquerade.build import build_stages
+            from masquerade._stages.build import build_stages
 
             stages = build_stages(self.config, on_notice)
         self.stages = stages
@@ -126,7 +113,7 @@ class Pipeline:
         one call, then enhances and watermarks; it needs nothing from earlier frames, so the engine
         renders batch k on a worker thread while batch k + 1 is analysed.
         """
-        from masquerade.stages.track import FaceTracker
+        from masquerade._stages.track import FaceTracker
 
         tracker = FaceTracker(self.stages.analyser, self.config.track, fps=fps)
         selector = self.new_selector(reference)
@@ -160,7 +147,7 @@ class Pipeline:
     def frame_batch(self) -> int:
         """Frames per processing batch: ``--frame-batch``, else 8 on the PyTorch providers (the GPU
         gains from batching) and 1 elsewhere (ONNX Runtime's swap graphs pin batch 1)."""
-        from masquerade.backends import TORCH_PROVIDERS
+        from masquerade._backends import TORCH_PROVIDERS
 
         runtime = self.config.runtime
         if runtime.frame_batch is not None:

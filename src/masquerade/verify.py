@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from masquerade._stages.watermark import WatermarkReading, read_watermark, vote
 from masquerade.errors import MediaError
 from masquerade.media import orientation
 from masquerade.media.colour import ColourSpace, FrameConverter
 from masquerade.provenance.c2pa_label import LabelReading, read_label
-from masquerade.stages.watermark import WatermarkReading, read_watermark, vote
 from masquerade.types import Image
 
 MAX_FRAMES = 30

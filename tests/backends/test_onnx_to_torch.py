@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 
-from masquerade.backends.onnx_to_torch import OPS, UnsupportedOperator, convert  # noqa: E402
+from masquerade._backends.onnx_to_torch import OPS, UnsupportedOperator, convert  # noqa: E402
 from masquerade.errors import ModelError  # noqa: E402
 
 RNG = np.random.default_rng(7)

@@ -45,7 +45,7 @@ def test_torch_backend_matches_onnx_runtime_end_to_end(provider, cache, tmp_path
 
 
 def test_swap_then_enhance_on_the_device_crosses_the_bus_once_each_way(tmp_path, examples_dir, monkeypatch):
-    from masquerade.backends import torch_swap
+    from masquerade._backends import torch_swap
     from masquerade.config import EnhanceOptions
 
     root = tmp_path / "models"

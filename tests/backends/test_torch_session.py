@@ -12,7 +12,7 @@ ort = pytest.importorskip("onnxruntime")
 
 import torch_graphs  # noqa: E402
 
-from masquerade.backends.torch_session import TorchSession, import_torch  # noqa: E402
+from masquerade._backends.torch_session import TorchSession, import_torch  # noqa: E402
 from masquerade.errors import ModelError, ProviderUnavailable, UsageError  # noqa: E402
 
 STANDINS = {
@@ -156,10 +156,10 @@ def test_bad_options_are_usage_errors() -> None:
 
 def test_stages_take_the_session_in_place_of_onnxruntime(tmp_path, obama) -> None:
     """The swap stage, fed a TorchSession, gives the frame the ORT session gives (within one level)."""
+    from masquerade._stages.recognize_arcface import ArcFaceRecognizer
+    from masquerade._stages.swap_neural import NeuralSwapper
     from masquerade.config import SwapOptions
     from masquerade.models.manifest import get_spec
-    from masquerade.stages.recognize_arcface import ArcFaceRecognizer
-    from masquerade.stages.swap_neural import NeuralSwapper
     from masquerade.types import Face
 
     kps = np.array([[442.77, 215.61], [548.54, 214.40], [496.69, 277.40], [432.88, 319.42], [558.78, 318.12]])

@@ -10,13 +10,13 @@ ort = pytest.importorskip("onnxruntime")
 
 import torch_graphs  # noqa: E402
 
-from masquerade.backends.torch_session import TorchSession  # noqa: E402
-from masquerade.backends.torch_swap import DeviceSwapper, explode, implode  # noqa: E402
+from masquerade._backends.torch_session import TorchSession  # noqa: E402
+from masquerade._backends.torch_swap import DeviceSwapper, explode, implode  # noqa: E402
+from masquerade._stages import swap_neural  # noqa: E402
+from masquerade._stages.recognize_arcface import ArcFaceRecognizer  # noqa: E402
 from masquerade.config import SwapOptions  # noqa: E402
 from masquerade.errors import UsageError  # noqa: E402
 from masquerade.models.manifest import get_spec  # noqa: E402
-from masquerade.stages import swap_neural  # noqa: E402
-from masquerade.stages.recognize_arcface import ArcFaceRecognizer  # noqa: E402
 from masquerade.types import Face  # noqa: E402
 
 KPS = np.array([[442.77, 215.61], [548.54, 214.40], [496.69, 277.40], [432.88, 319.42], [558.78, 318.12]])
@@ -67,8 +67,8 @@ def test_device_swapper_needs_a_torch_session(tmp_path) -> None:
 
 
 def test_device_enhance_matches_the_cpu_stage(tmp_path, obama) -> None:
-    from masquerade.backends.torch_swap import DeviceEnhancer
-    from masquerade.stages.enhance import FaceEnhancer
+    from masquerade._backends.torch_swap import DeviceEnhancer
+    from masquerade._stages.enhance import FaceEnhancer
 
     path = tmp_path / "gfpgan.onnx"
     path.write_bytes(torch_graphs.gfpgan().SerializeToString())

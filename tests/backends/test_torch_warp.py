@@ -8,9 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from masquerade.backends import torch_warp as tw  # noqa: E402
+from masquerade._backends import torch_warp as tw  # noqa: E402
+from masquerade._stages.paste import box_mask, paste_back  # noqa: E402
 from masquerade.geometry.align import warp_crop  # noqa: E402
-from masquerade.stages.paste import box_mask, paste_back  # noqa: E402
 
 C, S = 0.8 * np.cos(0.3), 0.8 * np.sin(0.3)
 ROTATED = np.array([[C, -S, 20.5], [S, C, -30.25]])

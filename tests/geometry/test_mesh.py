@@ -127,7 +127,7 @@ def test_contours_are_closed_loops_of_mesh_edges() -> None:
 
 @pytest.fixture(scope="module")
 def mesh_faces(obama, obama2, biden, astronaut):
-    from masquerade.stages.detect import MeshAnalyser
+    from masquerade._stages.detect import MeshAnalyser
 
     analyser = MeshAnalyser()
     return {name: analyser.detect(img)[0] for name, img in

@@ -160,7 +160,7 @@ def turned_group(obama, obama2, biden, astronaut) -> tuple[np.ndarray, list[tupl
 
     Returns the image and (cx, cy, frontal face width) per face.
     """
-    from masquerade.stages.detect import MeshAnalyser
+    from masquerade._stages.detect import MeshAnalyser
 
     analyser = MeshAnalyser()
     samples = {"obama": obama, "obama2": obama2, "biden": biden, "astronaut": astronaut}

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from masquerade.stages import blend
+from masquerade._stages import blend
 
 
 def _disc(shape: tuple[int, int], centre: tuple[int, int], radius: int) -> np.ndarray:

@@ -5,20 +5,20 @@ from __future__ import annotations
 import numpy as np
 from neural_support import session
 
-from masquerade.config import SwapOptions
-from masquerade.models import standins
-from masquerade.models.manifest import get_spec
-from masquerade.stages.calibration import (
+from masquerade._stages.calibration import (
     VARIANTS,
     _variants,
     bundled_faces,
     enhancer_calibration,
     swapper_calibration,
 )
-from masquerade.stages.detect import MeshAnalyser
-from masquerade.stages.enhance import FaceEnhancer
-from masquerade.stages.recognize_arcface import ArcFaceRecognizer
-from masquerade.stages.swap_neural import NeuralSwapper
+from masquerade._stages.detect import MeshAnalyser
+from masquerade._stages.enhance import FaceEnhancer
+from masquerade._stages.recognize_arcface import ArcFaceRecognizer
+from masquerade._stages.swap_neural import NeuralSwapper
+from masquerade.config import SwapOptions
+from masquerade.models import standins
+from masquerade.models.manifest import get_spec
 
 
 def test_bundled_faces_are_found_where_their_key_points_say():

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from masquerade.stages.blazeface import ssd_anchors, tiles
-from masquerade.stages.detect import MeshAnalyser
+from masquerade._stages.blazeface import ssd_anchors, tiles
+from masquerade._stages.detect import MeshAnalyser
 from masquerade.types import Face
 
 
@@ -129,8 +129,8 @@ def assert_plausible_rotated(face: Face) -> None:
 def test_verification_rejects_a_chin_the_mesh_half_believes(analyser: MeshAnalyser, group_photo) -> None:
     """Regression: a ROI on the rotated Biden's chin and collar fools the mesh (presence ~0.8); the
     detector on the mesh's levelled crop does not, while it confirms every real face."""
-    from masquerade.stages.detect import MIN_EVIDENCE
-    from masquerade.stages.landmarks import Roi
+    from masquerade._stages.detect import MIN_EVIDENCE
+    from masquerade._stages.landmarks import Roi
 
     image, _ = group_photo
     landmarks, presence = analyser._mesh(image, Roi(470, 262, 155, 0.0))

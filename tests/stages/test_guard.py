@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
+from masquerade._stages import guard as G
+from masquerade._stages.guard import ContentGuard, Detection, FrameSampler, decide
 from masquerade.errors import ContentRefused, ModelError
-from masquerade.stages import guard as G
-from masquerade.stages.guard import ContentGuard, Detection, FrameSampler, decide
 from masquerade.types import FrameContext
 
 
@@ -229,7 +229,7 @@ def test_real_model_on_video_frames_checks_and_accepts(guard, obama, biden):
 
 # -- model file ----------------------------------------------------------------------------------
 def test_model_path_does_not_import_nudenet():
-    code = ("import sys; from masquerade.stages.guard import model_path; p = model_path(); "
+    code = ("import sys; from masquerade._stages.guard import model_path; p = model_path(); "
             "assert p.name == '320n.onnx' and p.is_file(); assert 'nudenet' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 

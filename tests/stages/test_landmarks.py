@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from masquerade.stages.detect import MeshAnalyser
-from masquerade.stages.landmarks import Roi, kps5_from_mesh, roi_from_landmarks
+from masquerade._stages.detect import MeshAnalyser
+from masquerade._stages.landmarks import Roi, kps5_from_mesh, roi_from_landmarks
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_refine_does_not_settle_on_dark_clothing(
     analyser: MeshAnalyser, biden: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Biden's suit buttons turned sideways score ~0.7 presence: a track there must be dropped."""
-    import masquerade.stages.detect as detect
+    import masquerade._stages.detect as detect
 
     suit = np.ascontiguousarray(np.rot90(biden[900:1700, 250:970]))
     with monkeypatch.context() as m:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from neural_support import session
 
+from masquerade._stages.detect_scrfd import ScrfdDetector, anchor_centres, decode, letterbox
 from masquerade.errors import ModelError
 from masquerade.models.manifest import get_spec
 from masquerade.models.standins import scrfd, scrfd_encode
-from masquerade.stages.detect_scrfd import ScrfdDetector, anchor_centres, decode, letterbox
 
 
 def _faces_in_frame():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from neural_support import face, session
 
+from masquerade._stages.enhance import FaceEnhancer
 from masquerade.errors import ModelError, UsageError
 from masquerade.models.manifest import get_spec
 from masquerade.models.standins import image_model
-from masquerade.stages.enhance import FaceEnhancer
 
 
 def _enhancer(tmp_path, name="gfpgan_1.4", mode="identity", blend=1.0, **kw):

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from neural_support import face, native_scale_image, session
 
+from masquerade._stages.paste import box_mask, frame_mask, mesh_mask, paste_back
+from masquerade._stages.recognize_arcface import ArcFaceRecognizer
+from masquerade._stages.swap_neural import NeuralSwapper
 from masquerade.config import SwapOptions
 from masquerade.geometry.align import crop_affine, transform_points
 from masquerade.models.manifest import get_spec
 from masquerade.models.standins import arcface, swapper
-from masquerade.stages.paste import box_mask, frame_mask, mesh_mask, paste_back
-from masquerade.stages.recognize_arcface import ArcFaceRecognizer
-from masquerade.stages.swap_neural import NeuralSwapper
 
 
 @pytest.fixture(scope="module")

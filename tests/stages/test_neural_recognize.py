@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from neural_support import KPS, face, session
 
+from masquerade._stages.recognize_arcface import ArcFaceRecognizer
 from masquerade.geometry.align import transform_points
 from masquerade.models.manifest import get_spec
 from masquerade.models.standins import arcface
-from masquerade.stages.recognize_arcface import ArcFaceRecognizer
 
 
 @pytest.fixture(scope="module")

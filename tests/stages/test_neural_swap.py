@@ -10,13 +10,8 @@ import pytest
 from neural_support import face, session
 from onnx import numpy_helper
 
-from masquerade.config import SwapOptions
-from masquerade.errors import ModelError, NoSourceFaceError, UsageError
-from masquerade.models.contract import contract_problems, read_contract
-from masquerade.models.manifest import get_spec
-from masquerade.models.standins import arcface, image_model, scrfd, scrfd_encode, swapper, to_bytes
-from masquerade.stages.recognize_arcface import ArcFaceRecognizer
-from masquerade.stages.swap_neural import (
+from masquerade._stages.recognize_arcface import ArcFaceRecognizer
+from masquerade._stages.swap_neural import (
     NeuralSwapper,
     auto_pixel_boost,
     boost_factor,
@@ -24,6 +19,11 @@ from masquerade.stages.swap_neural import (
     implode,
     load_emap,
 )
+from masquerade.config import SwapOptions
+from masquerade.errors import ModelError, NoSourceFaceError, UsageError
+from masquerade.models.contract import contract_problems, read_contract
+from masquerade.models.manifest import get_spec
+from masquerade.models.standins import arcface, image_model, scrfd, scrfd_encode, swapper, to_bytes
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from masquerade._stages.detect import MeshAnalyser
+from masquerade._stages.recognize import DlibRecognizer, load_recognizer, models_dir
 from masquerade.errors import ModelError, UsageError
-from masquerade.stages.detect import MeshAnalyser
-from masquerade.stages.recognize import DlibRecognizer, load_recognizer, models_dir
 from masquerade.types import Face
 
 NAMES = ("obama", "obama2", "biden", "astronaut")

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
+from masquerade._stages.detect import MeshAnalyser
+from masquerade._stages.recognize import DlibRecognizer
+from masquerade._stages.select import FaceSelector, reference_embedding
 from masquerade.config import SelectOptions
 from masquerade.errors import NoSourceFaceError, UsageError
-from masquerade.stages.detect import MeshAnalyser
-from masquerade.stages.recognize import DlibRecognizer
-from masquerade.stages.select import FaceSelector, reference_embedding
 from masquerade.types import Face, Image
 
 BLANK = np.zeros((8, 8, 3), np.uint8)
@@ -185,8 +185,8 @@ def test_a_reference_photo_without_a_face_is_refused(analyser, recognizer) -> No
 
 
 def test_tracked_video_keeps_one_decision_per_person(obama, obama2, biden, analyser, recognizer) -> None:
+    from masquerade._stages.track import FaceTracker
     from masquerade.config import TrackOptions
-    from masquerade.stages.track import FaceTracker
 
     pair = _side_by_side(obama, biden, 300, 300)
     h, w = pair.shape[:2]

@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import pytest
 
+from masquerade._stages import blend
+from masquerade._stages.detect import MeshAnalyser
+from masquerade._stages.swap_mesh import MeshSwapper, frontality
 from masquerade.config import SwapOptions
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.geometry import mesh
-from masquerade.stages import blend
-from masquerade.stages.detect import MeshAnalyser
-from masquerade.stages.swap_mesh import MeshSwapper, frontality
 from masquerade.types import Face
 
 PAIRS = (("obama", "biden"), ("biden", "obama2"), ("astronaut", "obama"), ("obama", "astronaut"))
@@ -90,7 +90,7 @@ def test_pixels_away_from_the_face_are_unchanged(photos, faces, swaps, src, dst)
 
 
 def test_identity_moves_towards_the_source(photos, faces, swaps) -> None:
-    from masquerade.stages.recognize import DlibRecognizer
+    from masquerade._stages.recognize import DlibRecognizer
 
     recognizer = DlibRecognizer()
     for src, dst in PAIRS:

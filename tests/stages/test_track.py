@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from masquerade._stages.detect import MeshAnalyser
+from masquerade._stages.track import FaceTracker
 from masquerade.config import TrackOptions
 from masquerade.geometry.smoothing import OneEuroParams
-from masquerade.stages.detect import MeshAnalyser
-from masquerade.stages.track import FaceTracker
 from masquerade.types import Face, Image
 
 NO_SMOOTHING = OneEuroParams(min_cutoff=1e9, beta=0.0, local_beta=0.0)

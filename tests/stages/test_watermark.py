@@ -9,9 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from masquerade.errors import MediaError
-from masquerade.provenance import wmcode
-from masquerade.stages.watermark import (
+from masquerade._stages.watermark import (
     KEY_ID,
     PAYLOAD_BITS,
     WatermarkEmbedder,
@@ -19,6 +17,8 @@ from masquerade.stages.watermark import (
     read_watermark,
     vote,
 )
+from masquerade.errors import MediaError
+from masquerade.provenance import wmcode
 
 PHOTOS = ["obama", "obama2", "biden", "astronaut"]
 

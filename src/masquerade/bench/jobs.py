@@ -33,13 +33,13 @@ class Backend:
 
     @property
     def on_torch(self) -> bool:
-        from masquerade.backends import TORCH_PROVIDERS
+        from masquerade._backends import TORCH_PROVIDERS
 
         return self.provider in TORCH_PROVIDERS
 
     def session(self, path: str | Path) -> Any:
         """A session of the model at ``path`` as a run with these options would make it."""
-        from masquerade.build import new_model_session
+        from masquerade._stages.build import new_model_session
 
         return new_model_session(Path(path), self.runtime())
 
@@ -152,14 +152,15 @@ def neural_pipeline(
     swapper and enhancer work on the device (crops and paste-back included) when ``on_device``; else
     only the model calls run there and the pixels stay in numpy, as roop does with a GPU.
     """
-    from masquerade.build import DetectorWithMesh
+    from masquerade._stages.build import DetectorWithMesh
+    from masquerade._stages.detect import MeshAnalyser
+    from masquerade._stages.detect_scrfd import ScrfdDetector
+    from masquerade._stages.enhance import FaceEnhancer
+    from masquerade._stages.protocols import Stages
+    from masquerade._stages.recognize_arcface import ArcFaceRecognizer
+    from masquerade._stages.swap_neural import NeuralSwapper, load_emap
     from masquerade.models.manifest import get_spec
-    from masquerade.pipeline import Pipeline, Stages
-    from masquerade.stages.detect import MeshAnalyser
-    from masquerade.stages.detect_scrfd import ScrfdDetector
-    from masquerade.stages.enhance import FaceEnhancer
-    from masquerade.stages.recognize_arcface import ArcFaceRecognizer
-    from masquerade.stages.swap_neural import NeuralSwapper, load_emap
+    from masquerade.pipeline import Pipeline
 
     def session(name: str) -> Any:
         return backend.session((int8 or {}).get(name, paths[name]))
@@ -176,7 +177,7 @@ def neural_pipeline(
     if "gfpgan_1.4" in paths:
         enhancer = FaceEnhancer(session("gfpgan_1.4"), get_spec("gfpgan_1.4"), 0.8)
     if backend.on_torch and on_device:
-        from masquerade.backends.torch_swap import DeviceEnhancer, DeviceSwapper
+        from masquerade._backends.torch_swap import DeviceEnhancer, DeviceSwapper
 
         # as build does: the enhancer runs on the device right after the swap
         swapper = DeviceSwapper(swapper, DeviceEnhancer(enhancer) if enhancer is not None else None)
@@ -217,12 +218,12 @@ def int8_job(paths: dict[str, str], real: dict[str, bool], standins: list[str], 
     threshold is the real one except for the random-weight ``standins`` (0 there: random weights say
     nothing about quality, only about speed). A refused model gets ``error`` instead of a file.
     """
+    from masquerade._stages.calibration import enhancer_calibration, swapper_calibration
     from masquerade.errors import ModelError
     from masquerade.models.download import sha256_file
     from masquerade.models.manifest import get_spec
     from masquerade.models.quantize import MIN_PSNR_DB, int8_model
     from masquerade.models.store import ModelStore
-    from masquerade.stages.calibration import enhancer_calibration, swapper_calibration
 
     pipeline, _ = neural_pipeline(paths, real, Backend(threads=threads))
     store = ModelStore(Path(models_dir) if models_dir else None)
@@ -300,10 +301,10 @@ def _timed_call(session: Any, feeds: dict[str, Any], backend: Backend) -> Any:
 
 def paste_job(size: tuple[int, int], runs: int) -> dict[str, Any]:
     """Milliseconds of one face's paste-back at frame ``size``: our ROI paste vs InsightFace's full frame."""
+    from masquerade._stages.paste import box_mask, paste_back
     from masquerade.bench.baseline import paste_full_frame
     from masquerade.geometry.align import crop_affine
     from masquerade.models.manifest import ARCFACE_128
-    from masquerade.stages.paste import box_mask, paste_back
 
     width, height = size
     frame = np.random.default_rng(0).integers(0, 256, (height, width, 3), np.uint8)

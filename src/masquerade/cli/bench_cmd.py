@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--precision and --torch-compile apply to the torch providers here "
                          "(int8 rows run on the cpu anyway)")
     if args.execution_provider != "cpu":  # fail before minutes of building stand-ins, not after
-        from masquerade.backends.torch_session import check_device
-        from masquerade.build import torch_dtype
+        from masquerade._backends.torch_session import check_device
+        from masquerade._stages.build import torch_dtype
 
         device = "cuda" if args.execution_provider == "torch-cuda" else "cpu"
         check_device(device, torch_dtype(args.precision, args.execution_provider))

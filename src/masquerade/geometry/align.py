@@ -4,7 +4,7 @@ A model that works on aligned faces declares a 5-point template in its own input
 (``ModelSpec.template`` at ``ModelSpec.size_px``). A crop is the similarity transform (rotation,
 uniform scale, translation) that maps the face's ``kps5`` onto that template in the least-squares
 sense (Umeyama 1991, no reflection), applied with ``cv2.warpAffine``. The same 2x3 matrix, inverted,
-brings the model's output back into the frame (see :mod:`masquerade.stages.paste`).
+brings the model's output back into the frame (see :mod:`masquerade._stages.paste`).
 
 Every function here takes and returns batches where it is cheap to do so, so a batched engine can
 crop N faces at once.

@@ -19,17 +19,17 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from masquerade.config import DetectOptions
-from masquerade.errors import UsageError
-from masquerade.geometry.boxes import area, iou
-from masquerade.geometry.warp import warp_affine
-from masquerade.stages.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFace, Detection, merge_detections
-from masquerade.stages.landmarks import (
+from masquerade._stages.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFace, Detection, merge_detections
+from masquerade._stages.landmarks import (
     FaceMesh,
     kps5_from_mesh,
     roi_from_box,
     roi_from_landmarks,
 )
+from masquerade.config import DetectOptions
+from masquerade.errors import UsageError
+from masquerade.geometry.boxes import area, iou
+from masquerade.geometry.warp import warp_affine
 from masquerade.types import Face, Image
 
 __all__ = ["Detection", "MeshAnalyser", "kps5_from_mesh"]

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from masquerade._stages.protocols import Detector, Recognizer
 from masquerade.config import SelectOptions
 from masquerade.errors import NoSourceFaceError, UsageError
-from masquerade.stages.protocols import Detector, Recognizer
 from masquerade.types import Face, Image
 
 RECHECK_INTERVAL = 25

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from masquerade._stages.litert import load_interpreter
 from masquerade.geometry.warp import warp_affine
-from masquerade.stages.litert import load_interpreter
 from masquerade.types import Image, Points
 
 MESH_SIZE = 192

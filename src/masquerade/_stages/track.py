@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from masquerade._stages.protocols import Analyser
 from masquerade.config import TrackOptions
 from masquerade.geometry.boxes import iou_matrix
 from masquerade.geometry.smoothing import OneEuroFilter, OneEuroParams
-from masquerade.stages.protocols import Analyser
 from masquerade.types import Face, Image
 
 MATCH_IOU = 0.3

@@ -5,7 +5,7 @@
 
 - ``run_batch``: feeds of any batch size, in chunks, even when the file pins batch 1;
 - ``run_torch``: tensors already on the device in, tensors out (no host round trip), for the GPU
-  crop / paste path of :mod:`masquerade.backends.torch_warp`.
+  crop / paste path of :mod:`masquerade._backends.torch_warp`.
 
 Precision (``dtype``): ``"auto"`` keeps the graph's own dtypes (fp32 files run fp32, the fp16 file
 fp16); ``"fp32"``, ``"fp16"`` or ``"bf16"`` compute every float in that dtype. 4-D tensors run
@@ -94,7 +94,7 @@ class TorchSession:
     ) -> None:
         check_device(device, dtype)
         torch = import_torch()
-        from masquerade.backends.onnx_to_torch import convert, load_model
+        from masquerade._backends.onnx_to_torch import convert, load_model
 
         proto = load_model(model)
         self._model_path = str(model) if isinstance(model, (str, Path)) else None  # as ORT's, for the emap
@@ -210,7 +210,7 @@ def _io_info(value: Any) -> IOInfo:
 
 
 def _torch_dtype(value: Any) -> torch.dtype | None:
-    from masquerade.backends.torch_ops import ONNX_TO_TORCH_DTYPE
+    from masquerade._backends.torch_ops import ONNX_TO_TORCH_DTYPE
 
     return ONNX_TO_TORCH_DTYPE.get(value.type.tensor_type.elem_type)
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from masquerade._stages.protocols import Stages
 from masquerade.config import PRECISIONS, RunConfig, RuntimeOptions
 from masquerade.errors import UsageError
-from masquerade.pipeline import Stages
 
 EMBEDDED_SWAPPERS = ("mesh",)
 EMBEDDED_RECOGNIZERS = ("dlib",)
@@ -55,7 +55,7 @@ def needed_models(config: RunConfig) -> list[str]:
 def check_runtime(config: RunConfig) -> None:
     """Raise UsageError for a ``--frame-batch`` out of range or a ``--precision`` the run's provider and
     models cannot honour."""
-    from masquerade.backends import TORCH_PROVIDERS
+    from masquerade._backends import TORCH_PROVIDERS
 
     batch = config.runtime.frame_batch
     if batch is not None and not 1 <= batch <= MAX_FRAME_BATCH:
@@ -81,7 +81,7 @@ def check_runtime(config: RunConfig) -> None:
 
 def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = None) -> Stages:
     """The run's stages. ``on_notice`` hears at once about slow one-time work (making int8 models)."""
-    from masquerade.stages.detect import MeshAnalyser
+    from masquerade._stages.detect import MeshAnalyser
 
     check_runtime(config)
     threads = config.runtime.execution_threads
@@ -90,7 +90,7 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
 
     analyser: Any = mesh
     if config.detect.detector in NEURAL_DETECTORS:
-        from masquerade.stages.detect_scrfd import ScrfdDetector
+        from masquerade._stages.detect_scrfd import ScrfdDetector
 
         name = NEURAL_DETECTORS[config.detect.detector]
         detector = ScrfdDetector(*sessions.get(name), score_threshold=config.detect.min_score)
@@ -101,13 +101,13 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
         recognizer = _recognizer(config.recognizer, sessions)
 
     if config.swap.swapper == "mesh":
-        from masquerade.stages.swap_mesh import MeshSwapper
+        from masquerade._stages.swap_mesh import MeshSwapper
 
         swapper: Any = MeshSwapper(config.swap)
     else:
+        from masquerade._stages.recognize_arcface import ArcFaceRecognizer
+        from masquerade._stages.swap_neural import NeuralSwapper, load_emap
         from masquerade.models.manifest import get_spec
-        from masquerade.stages.recognize_arcface import ArcFaceRecognizer
-        from masquerade.stages.swap_neural import NeuralSwapper, load_emap
 
         spec = get_spec(config.swap.swapper)
         source_recognizer = ArcFaceRecognizer(*sessions.get(spec.embedding_from or "w600k_r50"))
@@ -117,21 +117,21 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
             return NeuralSwapper(session, spec, config.swap, source_recognizer, emap=emap)
 
         if config.runtime.precision == "int8":
-            from masquerade.stages.calibration import swapper_calibration
+            from masquerade._stages.calibration import swapper_calibration
 
             int8 = sessions.int8(spec.name, lambda fp32: swapper_calibration(new_swapper(fp32)))
             swapper = new_swapper(int8)
         else:
             swapper = new_swapper(sessions.get(spec.name)[0])
         if sessions.on_torch:
-            from masquerade.backends.torch_swap import DeviceSwapper
+            from masquerade._backends.torch_swap import DeviceSwapper
 
             swapper = DeviceSwapper(swapper)
 
     enhancer: Any = None
     if config.enhance.enhancer != "none":
+        from masquerade._stages.enhance import FaceEnhancer
         from masquerade.models.manifest import get_spec
-        from masquerade.stages.enhance import FaceEnhancer
 
         enhance = config.enhance
         enhancer_spec = get_spec(enhance.enhancer)
@@ -140,14 +140,14 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
             return FaceEnhancer(session, enhancer_spec, enhance.blend, fidelity=enhance.fidelity)
 
         if config.runtime.precision == "int8":
-            from masquerade.stages.calibration import enhancer_calibration
+            from masquerade._stages.calibration import enhancer_calibration
 
             enhancer = new_enhancer(
                 sessions.int8(enhancer_spec.name, lambda fp32: enhancer_calibration(new_enhancer(fp32))))
         else:
             enhancer = new_enhancer(sessions.get(enhancer_spec.name)[0])
         if sessions.on_torch:
-            from masquerade.backends.torch_swap import DeviceEnhancer, DeviceSwapper
+            from masquerade._backends.torch_swap import DeviceEnhancer, DeviceSwapper
 
             enhancer = DeviceEnhancer(enhancer)
             if isinstance(swapper, DeviceSwapper):
@@ -161,11 +161,11 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
 def new_model_session(path: Path, runtime: RuntimeOptions) -> Any:
     """The session a run with ``runtime`` opens for the model at ``path``: ONNX Runtime on its provider,
     or the PyTorch backend in the dtype ``--precision`` asks for (compiled with ``--torch-compile``)."""
-    from masquerade.backends import TORCH_PROVIDERS
+    from masquerade._backends import TORCH_PROVIDERS
 
     provider = runtime.execution_provider
     if provider in TORCH_PROVIDERS:
-        from masquerade.backends.torch_session import new_torch_session
+        from masquerade._backends.torch_session import new_torch_session
 
         dtype = torch_dtype(runtime.precision, provider)
         return new_torch_session(Path(path), provider, dtype, runtime.torch_compile)
@@ -183,10 +183,10 @@ def torch_dtype(precision: str, provider: str) -> str:
 
 def _recognizer(name: str, sessions: _ModelSessions) -> Any:
     if name == "dlib":
-        from masquerade.stages.recognize import DlibRecognizer
+        from masquerade._stages.recognize import DlibRecognizer
 
         return DlibRecognizer()
-    from masquerade.stages.recognize_arcface import ArcFaceRecognizer
+    from masquerade._stages.recognize_arcface import ArcFaceRecognizer
 
     return ArcFaceRecognizer(*sessions.get(NEURAL_RECOGNIZERS[name]))
 
@@ -253,7 +253,7 @@ class _ModelSessions:
     @property
     def on_torch(self) -> bool:
         """Models run through PyTorch (crops and paste-back then stay on the device too)."""
-        from masquerade.backends import TORCH_PROVIDERS
+        from masquerade._backends import TORCH_PROVIDERS
 
         return self._config.runtime.execution_provider in TORCH_PROVIDERS
 

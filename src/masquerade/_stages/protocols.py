@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -52,3 +53,17 @@ class Enhancer(Protocol):
     def enhance(self, image: Image, face: Face) -> Image: ...
 
     def enhance_many(self, image: Image, faces: Sequence[Face]) -> Image: ...
+
+
+@dataclass
+class Stages:
+    """The model-backed stages of a run, built by :func:`masquerade._stages.build.build_stages`.
+
+    The content guard and the watermark are not among them: the pipeline always adds its own."""
+
+    analyser: Analyser
+    swapper: Swapper
+    recognizer: Recognizer | None = None
+    enhancer: Enhancer | None = None
+    notices: list[str] = field(default_factory=list)
+    """Messages the user must see before the run (licence notices)."""

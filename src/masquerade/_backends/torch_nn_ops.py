@@ -1,6 +1,6 @@
 """ONNX network operators as PyTorch functions: convolutions, pools, normalisations, pads, resizes.
 
-Same signature as :mod:`masquerade.backends.torch_ops`: ``op(node, *inputs)``. Resize follows the
+Same signature as :mod:`masquerade._backends.torch_ops`: ``op(node, *inputs)``. Resize follows the
 ONNX coordinate transforms exactly: the cases ``F.interpolate`` computes identically go through it,
 the others through a separable gather (any rank, any mode/rounding pair).
 """
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from masquerade.backends.torch_ops import OpFn, Tensor, floats, ints
+from masquerade._backends.torch_ops import OpFn, Tensor, floats, ints
 
 if TYPE_CHECKING:
-    from masquerade.backends.onnx_to_torch import Node
+    from masquerade._backends.onnx_to_torch import Node
 
 
 def _torch_pad(pads: list[int], spatial: int) -> list[int]:

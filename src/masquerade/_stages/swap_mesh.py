@@ -23,11 +23,11 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from masquerade._stages import blend
+from masquerade._stages import swap_mesh_masks as masks
 from masquerade.config import SwapOptions
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.geometry import mesh
-from masquerade.stages import blend
-from masquerade.stages import swap_mesh_masks as masks
 from masquerade.types import Face, Image
 
 EYE_CLOSED_RATIO = 0.10

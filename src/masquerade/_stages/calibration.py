@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from masquerade._stages.paste import output_to_crop
 from masquerade.geometry.align import crop_faces
 from masquerade.models.quantize import CalibrationSet, Feeds
-from masquerade.stages.paste import output_to_crop
 from masquerade.types import Face, Image
 
 if TYPE_CHECKING:
-    from masquerade.stages.enhance import FaceEnhancer
-    from masquerade.stages.swap_neural import NeuralSwapper
+    from masquerade._stages.enhance import FaceEnhancer
+    from masquerade._stages.swap_neural import NeuralSwapper
 
 CALIBRATION_VARIANTS = 4
 """Variants of each face used to calibrate; the rest are held out."""

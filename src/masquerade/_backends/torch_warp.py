@@ -13,7 +13,7 @@ BORDER_REPLICATE. Interpolation: ``"bilinear"`` = INTER_LINEAR, ``"bicubic"`` = 
 through ``grid_sample``), ``"lanczos4"`` = INTER_LANCZOS4, which ``grid_sample`` lacks: 64 gathered
 taps at the coordinates OpenCV itself forms (fixed point, 1/32 pixel), so it matches OpenCV to
 float rounding. Lanczos-4 is the default of crops and paste-back, as in
-:mod:`masquerade.geometry.align` and :mod:`masquerade.stages.paste`, and crops shrinking more than
+:mod:`masquerade.geometry.align` and :mod:`masquerade._stages.paste`, and crops shrinking more than
 2x are area-averaged first exactly as there: the device path gives the CPU path's pixels.
 """
 
@@ -192,7 +192,7 @@ def crop_faces(
 def box_mask(
     size: int, erode: float = 0.04, feather: float = 0.12, device: str | torch.device = "cpu"
 ) -> Tensor:
-    """(size, size) feathered box mask, as :func:`masquerade.stages.paste.box_mask` (smoothstep ramp)."""
+    """(size, size) feathered box mask, as :func:`masquerade._stages.paste.box_mask` (smoothstep ramp)."""
     centres = torch.arange(size, dtype=torch.float32, device=device) + 0.5
     edge = torch.minimum(centres, size - centres)
     t = ((edge - erode * size) / max(feather * size, 1e-6)).clamp(0.0, 1.0)
@@ -210,7 +210,7 @@ def paste_back(
     """``frame`` (1, C, H, W) float 0..255 with N ``crops`` (N, C, S, S) blended in under ``masks``.
 
     ``masks`` is (N, S, S) or one (S, S) for all; ``affines`` are the frame-to-crop matrices the crops
-    were made with. Like :func:`masquerade.stages.paste.paste_back`: only each crop's footprint is
+    were made with. Like :func:`masquerade._stages.paste.paste_back`: only each crop's footprint is
     touched, the crop is warped back with a replicated edge and the mask bilinearly with a zero
     edge, each paste is rounded, later faces go over earlier ones. The N warps run as one batch on
     boxes of the largest footprint's size.

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from masquerade._stages.paste import box_mask, output_to_crop, paste_into
 from masquerade.errors import ModelError, UsageError
 from masquerade.geometry.align import crop_faces
 from masquerade.models.manifest import ModelSpec
-from masquerade.stages.paste import box_mask, output_to_crop, paste_into
 from masquerade.types import Face, Image
 
 DEFAULT_FIDELITY = 0.5

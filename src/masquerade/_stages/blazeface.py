@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from masquerade._stages.landmarks import ASSETS
+from masquerade._stages.litert import load_interpreter
 from masquerade.geometry.boxes import weighted_nms
 from masquerade.geometry.warp import warp_affine
-from masquerade.stages.landmarks import ASSETS
-from masquerade.stages.litert import load_interpreter
 from masquerade.types import Image
 
 __all__ = ["FULL_RANGE", "SHORT_RANGE", "BlazeFace", "Detection", "merge_detections", "ssd_anchors", "tiles"]

@@ -3,7 +3,7 @@
 Per face: similarity-align the target's key points onto the model's template (at the model size, or
 at ``--pixel-boost`` size), split a boosted crop into model-size tiles by pixel shuffling, run the
 tiles as one batch (or one by one when the graph pins batch 1), reassemble, and paste the float
-output back on the crop's footprint only (:mod:`masquerade.stages.paste`).
+output back on the crop's footprint only (:mod:`masquerade._stages.paste`).
 
 The source is an ArcFace (w600k_r50) embedding, whatever recognizer selects faces: several source
 photos average their normalised embeddings. inswapper then takes
@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from masquerade._stages.paste import box_mask, mesh_mask, output_to_crop, paste_into
+from masquerade._stages.recognize_arcface import ArcFaceRecognizer, normalize
 from masquerade.config import SwapOptions
 from masquerade.errors import ModelError, NoSourceFaceError, UsageError
 from masquerade.geometry.align import affine_scale, crop_affine, crop_faces
 from masquerade.models.manifest import ModelSpec
-from masquerade.stages.paste import box_mask, mesh_mask, output_to_crop, paste_into
-from masquerade.stages.recognize_arcface import ArcFaceRecognizer, normalize
 from masquerade.types import Face, Image
 
 

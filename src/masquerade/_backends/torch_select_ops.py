@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from masquerade.backends.torch_ops import ONNX_TO_TORCH_DTYPE, OpFn, Tensor, aligned, ints
+from masquerade._backends.torch_ops import ONNX_TO_TORCH_DTYPE, OpFn, Tensor, aligned, ints
 
 if TYPE_CHECKING:
-    from masquerade.backends.onnx_to_torch import Node
+    from masquerade._backends.onnx_to_torch import Node
 
 
 def _positive(index: Tensor, size: int) -> Tensor:

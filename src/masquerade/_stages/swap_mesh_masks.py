@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from masquerade._stages import blend
+from masquerade._stages.blend import Lab
 from masquerade.geometry import mesh
-from masquerade.stages import blend
-from masquerade.stages.blend import Lab
 
 HAIR_DISTANCE = 1.4
 """Colour distance from the cheeks (see ``blend.colour_distance``) above which the edge is not skin."""

@@ -1,8 +1,8 @@
 """Neural swap and enhance of a whole frame on the device: one upload, crops, models, paste-back, one
 download.
 
-:class:`DeviceSwapper` wraps a :class:`~masquerade.stages.swap_neural.NeuralSwapper` whose session is
-a :class:`~masquerade.backends.torch_session.TorchSession`, and keeps its options, source latent,
+:class:`DeviceSwapper` wraps a :class:`~masquerade._stages.swap_neural.NeuralSwapper` whose session is
+a :class:`~masquerade._backends.torch_session.TorchSession`, and keeps its options, source latent,
 pixel boost and masks; only where the pixels live changes. Per frame the uint8 frame goes up once,
 all faces are cropped by one ``grid_sample``, the model runs on the crops as one batch, the outputs
 are pasted back on the device and the uint8 result comes down once.
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from masquerade.backends import torch_warp as tw
-from masquerade.backends.torch_session import TorchSession
+from masquerade._backends import torch_warp as tw
+from masquerade._backends.torch_session import TorchSession
 from masquerade.errors import UsageError
 from masquerade.geometry.align import crop_affine
 from masquerade.types import Face, Image

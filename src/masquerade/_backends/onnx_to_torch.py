@@ -25,9 +25,9 @@ import onnx
 import torch
 from onnx import shape_inference
 
-from masquerade.backends.torch_nn_ops import NN_OPS
-from masquerade.backends.torch_ops import TENSOR_OPS, OpFn, Tensor, attribute_value, ints, tensor_from_proto
-from masquerade.backends.torch_select_ops import RANDOM_OPS, SELECT_OPS
+from masquerade._backends.torch_nn_ops import NN_OPS
+from masquerade._backends.torch_ops import TENSOR_OPS, OpFn, Tensor, attribute_value, ints, tensor_from_proto
+from masquerade._backends.torch_select_ops import RANDOM_OPS, SELECT_OPS
 from masquerade.errors import ModelError, UnsupportedOperator
 
 OPS: dict[str, OpFn] = {**TENSOR_OPS, **NN_OPS, **SELECT_OPS}

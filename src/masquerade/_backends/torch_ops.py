@@ -1,10 +1,10 @@
 """ONNX operators as PyTorch functions: tensor algebra, shapes and indexing.
 
 Every operator has the signature ``op(node, *inputs) -> Tensor | tuple[Tensor, ...]`` where ``node``
-is an :class:`~masquerade.backends.onnx_to_torch.Node` (attributes, opset, compute dtype, flags) and
+is an :class:`~masquerade._backends.onnx_to_torch.Node` (attributes, opset, compute dtype, flags) and
 missing optional inputs are ``None``. The network operators (convolutions, pools, norms, resizes)
-live in :mod:`masquerade.backends.torch_nn_ops`, gather / scatter / random ones in
-:mod:`masquerade.backends.torch_select_ops`.
+live in :mod:`masquerade._backends.torch_nn_ops`, gather / scatter / random ones in
+:mod:`masquerade._backends.torch_select_ops`.
 
 Shape arithmetic (Shape -> Gather -> Concat -> Reshape) runs on small int64 CPU tensors; binary
 operators move such a tensor onto the other operand's device when the two meet.
@@ -20,7 +20,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 if TYPE_CHECKING:
-    from masquerade.backends.onnx_to_torch import Node
+    from masquerade._backends.onnx_to_torch import Node
 
 Tensor = torch.Tensor
 OpFn = Callable[..., Any]
