@@ -221,13 +221,13 @@ def test_ctrl_c_during_a_video_leaves_no_output(tmp_path, examples_dir, pipeline
                 raise KeyboardInterrupt
             return self.inner.swap_batch(images, faces, source)
 
-    original = pipeline.stages.swapper
-    pipeline.stages.swapper = Interrupting(original)
+    original = pipeline._stages.swapper
+    pipeline._stages.swapper = Interrupting(original)
     try:
         with pytest.raises(KeyboardInterrupt):
             swap([examples_dir / "obama.jpg"], examples_dir / "sample.mp4", out, ALL, pipeline=pipeline)
     finally:
-        pipeline.stages.swapper = original
+        pipeline._stages.swapper = original
     assert leftovers(tmp_path) == []
 
 
@@ -257,11 +257,11 @@ def test_refused_content_mid_video_stops_and_leaves_no_output(tmp_path, examples
     real_detect = pipeline.guard.detect
     checked: list[int] = []
 
-    def detect(image):
+    def detect(image, faces=(), whole=True):
         checked.append(1)
         if len(checked) >= 3:  # a later sampled frame (>= 1 per second) shows exposed content
             return [Detection("FEMALE_BREAST_EXPOSED", 0.9, (10.0, 10.0, 50.0, 50.0))]
-        return real_detect(image)
+        return real_detect(image, faces, whole)
 
     monkeypatch.setattr(pipeline.guard, "detect", detect)
     out = tmp_path / "out.mp4"
@@ -275,7 +275,7 @@ def test_refused_source_exits_before_any_output(tmp_path, examples_dir, capsys, 
     from masquerade._stages.guard import ContentGuard, Detection
 
     monkeypatch.setattr(ContentGuard, "detect",
-                        lambda self, image: [Detection("MALE_GENITALIA_EXPOSED", 0.95, (0.0, 0.0, 9.0, 9.0))])
+                        lambda self, image, *views: [Detection("MALE_GENITALIA_EXPOSED", 0.95, (0.0, 0.0, 9.0, 9.0))])
     source, target = str(examples_dir / "obama.jpg"), str(examples_dir / "biden.jpg")
     code, line = _run_bad(["swap", "-s", source, "-t", target, "-o", str(tmp_path / "o.jpg")], capsys)
     assert code == 3 and "obama.jpg" in line
@@ -318,7 +318,7 @@ def test_the_engine_hands_the_swapper_batches_of_frames(tmp_path, examples_dir, 
     calls: list[int] = []
     config = RunConfig(select=SelectOptions(mode="all"), runtime=RuntimeOptions(frame_batch=5))
     pipeline = Pipeline(config)
-    inner = pipeline.stages.swapper
+    inner = pipeline._stages.swapper
 
     class Counting:
         def prepare(self, sources):
@@ -328,7 +328,7 @@ def test_the_engine_hands_the_swapper_batches_of_frames(tmp_path, examples_dir, 
             calls.append(len(images))
             return inner.swap_batch(images, faces, source)
 
-    pipeline.stages.swapper = Counting()
+    pipeline._stages.swapper = Counting()
     out = tmp_path / "batched.mp4"
     summary = swap([examples_dir / "astronaut.png"], examples_dir / "sample.mp4", out, config,
                    pipeline=pipeline)

@@ -95,7 +95,7 @@ def swap(
     # Read every source before loading any model, so an unreadable one fails fast.
     source_images = [(str(p), read_image(p).image) for p in source_paths]
     pipeline = pipeline or Pipeline(config, on_notice=hooks.on_notice)
-    for notice in pipeline.stages.notices:
+    for notice in pipeline.notices:
         hooks.on_notice(notice)
     started = time.perf_counter()
     prepared = pipeline.prepare_source(source_images)

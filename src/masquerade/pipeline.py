@@ -1,16 +1,20 @@
 """The one module that knows the order of the stages.
 
-detect/track -> select -> swap -> enhance -> watermark, with the content guard before anything is
-written. A ``Pipeline`` holds the stage objects of one run (built once from a ``RunConfig``); the
-stateful video stages (tracker, selector) are created per video so nothing leaks between runs.
+detect/track -> select -> guard -> swap -> enhance -> watermark: the content guard sees every image
+(and the sampled frames of a video, with a view around every face to be swapped) before anything is
+swapped. A ``Pipeline`` holds the stage objects of one run (built once from a ``RunConfig``, private);
+the stateful video stages (tracker, selector, guard sampling) are created per video so nothing leaks
+between runs.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,43 +24,69 @@ from masquerade._stages.protocols import Stages
 from masquerade._stages.select import FaceSelector, largest, reference_embedding
 from masquerade._stages.watermark import WatermarkEmbedder
 from masquerade.config import RunConfig
-from masquerade.errors import NoSourceFaceError
+from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.types import Face, FrameContext, Image
 
 FrameBatchStep = Callable[[list[FrameContext]], list[FrameContext]]
 """A video stage: a batch of consecutive frames in, the same frames out (changed in place)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PreparedSource:
-    """The source identity, ready for the swapper, plus the faces it came from."""
+    """The source identity, made by :meth:`Pipeline.prepare_source` after the content guard passed its
+    photos. Opaque: only the pipeline that made it accepts it (a hand-built or copied one is refused)."""
 
-    swapper_input: Any
     faces: tuple[Face, ...]
+    """The source faces, one per photo."""
+    _swapper_input: Any = field(repr=False)
 
 
 class Pipeline:
+    """A run's stages in order, with the content guard and the watermark that no call can leave out.
+
+    Every way in (``swap_image``, ``swap_frames``, ``video_stages``) checks content with the guard and
+    watermarks what it returns; sources are accepted only as this pipeline prepared them.
+    """
+
     def __init__(
-        self,
-        config: RunConfig | None = None,
-        stages: Stages | None = None,
-        on_notice: Callable[[str], None] | None = None,
+        self, config: RunConfig | None = None, on_notice: Callable[[str], None] | None = None
     ) -> None:
         """``on_notice`` hears at once about slow one-time work while the stages are built."""
-        self.config = config or RunConfig()
-        if stages is None:
-            from masquerade._stages.build import build_stages
+        from masquerade._stages.build import build_stages
 
-            stages = build_stages(self.config, on_notice)
-        self.stages = stages
+        config = config or RunConfig()
+        self._init(config, build_stages(config, on_notice))
+
+    @classmethod
+    def _with_stages(cls, config: RunConfig, stages: Stages) -> Pipeline:
+        """A pipeline over stages built elsewhere (the bench's stand-ins, tests). Private: the guard and
+        the watermark are still the pipeline's own."""
+        pipeline = cls.__new__(cls)
+        pipeline._init(config, stages)
+        return pipeline
+
+    def _init(self, config: RunConfig, stages: Stages) -> None:
+        self._config = config
+        self._stages = stages
         # The content guard and the watermark are not stages a caller can hand in or leave out:
         # every pipeline makes its own, so no option or API path runs without them.
-        self._guard = ContentGuard(threads=self.config.runtime.execution_threads)
+        self._guard = ContentGuard(threads=config.runtime.execution_threads)
         self._watermark = WatermarkEmbedder()
+        self._issued: weakref.WeakSet[PreparedSource] = weakref.WeakSet()
+
+    @property
+    def config(self) -> RunConfig:
+        return self._config
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """Messages the user must see before the run: licence terms, models imported with an unknown
+        hash, int8 figures, backend fallbacks."""
+        return tuple(self._stages.notices)
 
     @property
     def guard(self) -> ContentGuard:
-        """The run's content guard (read-only: it cannot be replaced or removed)."""
+        """The run's content guard (read-only, its threshold fixed: it cannot be replaced or removed)."""
         return self._guard
 
     @property
@@ -66,73 +96,106 @@ class Pipeline:
 
     # -- sources and reference -------------------------------------------------------------
     def prepare_source(self, sources: Sequence[tuple[str, Image]]) -> PreparedSource:
-        """Check and analyse the source photos; raise NoSourceFaceError naming a photo without a face."""
+        """Check and analyse the source photos; raise NoSourceFaceError naming a photo without a face,
+        ContentRefused naming one the guard refuses."""
         pairs: list[tuple[Image, Face]] = []
         for label, image in sources:
-            self._guard.check_image(image, label)
-            face = largest(self.stages.analyser.detect(image))
+            face = largest(self._stages.analyser.detect(image))
+            self._guard.check_image(image, label, [face] if face is not None else [])
             if face is None:
                 raise NoSourceFaceError(f"no face found in source image {label}")
             pairs.append((image, face))
-        return PreparedSource(self.stages.swapper.prepare(pairs), tuple(face for _, face in pairs))
+        prepared = PreparedSource(tuple(face for _, face in pairs), self._stages.swapper.prepare(pairs))
+        self._issued.add(prepared)
+        return prepared
+
+    def _source_input(self, source: PreparedSource) -> Any:
+        """The swapper's input of a source this pipeline prepared (and so checked); else UsageError."""
+        if not isinstance(source, PreparedSource) or source not in self._issued:
+            raise UsageError("the source must come from this pipeline's prepare_source (which checks it)")
+        return source._swapper_input
 
     def reference_embedding(self, label: str, image: Image) -> np.ndarray:
         """Embedding of the largest face of a --reference image."""
-        if self.stages.recognizer is None:
+        if self._stages.recognizer is None:
             raise RuntimeError("reference matching needs a recognizer")
         try:
-            return reference_embedding(image, self.stages.analyser, self.stages.recognizer)
+            return reference_embedding(image, self._stages.analyser, self._stages.recognizer)
         except NoSourceFaceError:
             raise NoSourceFaceError(f"no face found in reference image {label}") from None
 
     def new_selector(self, reference: np.ndarray | None) -> FaceSelector:
-        return FaceSelector(self.config.select, self.stages.recognizer, reference)
+        return FaceSelector(self._config.select, self._stages.recognizer, reference)
+
+    def detect_faces(self, image: Image) -> list[Face]:
+        """The faces the run's detector finds in ``image`` (with landmarks), largest first."""
+        return sorted(self._stages.analyser.detect(image), key=lambda f: -f.size)
 
     # -- images -----------------------------------------------------------------------------
     def swap_image(
         self, image: Image, source: PreparedSource, selector: FaceSelector | None = None
     ) -> tuple[Image, int]:
-        """Swap the selected faces of one still image; return the watermarked result and the count."""
-        self._guard.check_image(image, "target")
+        """Swap the selected faces of one still image; return the watermarked result and the count.
+
+        The guard examines the image, tiled when large, and a view around every face to be swapped."""
+        swapper_input = self._source_input(source)
         selector = selector or self.new_selector(None)
         ctx = FrameContext(index=0, image=image)
         start = time.perf_counter()
-        ctx.faces = self.stages.analyser.detect(image)
+        ctx.faces = self._stages.analyser.detect(image)
         _add(ctx, "detect", start)
-        self._swap_selected(ctx, source, selector)
+        self._select(ctx, selector)
+        start = time.perf_counter()
+        self._guard.check_image(image, "target", ctx.selected)
+        _add(ctx, "guard", start)
+        self._render([ctx], swapper_input)
         return ctx.image, ctx.swapped
 
     # -- videos -----------------------------------------------------------------------------
     def video_stages(
         self, source: PreparedSource, fps: float, reference: np.ndarray | None
     ) -> tuple[FrameBatchStep, FrameBatchStep]:
-        """``(analyse, render)`` for one video (with its own tracker and selector).
+        """``(analyse, render)`` for one video (with its own tracker, selector and guard sampling).
 
-        ``analyse`` runs the guard, tracking and selection frame by frame, in order: each frame's
+        ``analyse`` runs tracking, selection and the guard frame by frame, in order: each frame's
         tracking starts from the one before. ``render`` swaps the selected faces of a whole batch in
         one call, then enhances and watermarks; it needs nothing from earlier frames, so the engine
-        renders batch k on a worker thread while batch k + 1 is analysed.
+        renders batch k on a worker thread while batch k + 1 is analysed. ``render`` takes only frames
+        that this ``analyse`` returned, unchanged (same image, same faces): anything else is a
+        UsageError, so no frame is swapped without the guard's sampling having seen it.
         """
         from masquerade._stages.track import FaceTracker
 
-        tracker = FaceTracker(self.stages.analyser, self.config.track, fps=fps)
+        swapper_input = self._source_input(source)
+        tracker = FaceTracker(self._stages.analyser, self._config.track, fps=fps)
         selector = self.new_selector(reference)
-        guard = self._guard
-        guard.reset()  # sampling (first frame, 1/s, scene cuts) restarts with each video
+        guard = self._guard.video(fps)
+        analysed: dict[int, tuple[FrameContext, Image, tuple[Face, ...]]] = {}
+        lock = threading.Lock()  # render runs on worker threads while analyse goes on
 
         def analyse(batch: list[FrameContext]) -> list[FrameContext]:
             for ctx in batch:
                 start = time.perf_counter()
-                guard.check_frame(ctx, fps)
-                _add(ctx, "guard", start)
-                start = time.perf_counter()
                 ctx.faces = tracker.update(ctx.image, ctx.index)
                 _add(ctx, "track", start)
                 self._select(ctx, selector)
+                start = time.perf_counter()
+                guard.check(ctx)
+                _add(ctx, "guard", start)
+                ctx.image.flags.writeable = False  # the pixels the guard passed are the ones swapped
+                with lock:
+                    analysed[id(ctx)] = (ctx, ctx.image, tuple(ctx.selected))
             return batch
 
         def render(batch: list[FrameContext]) -> list[FrameContext]:
-            self._render(batch, source)
+            with lock:
+                tickets = [analysed.pop(id(ctx), None) for ctx in batch]
+            for ctx, ticket in zip(batch, tickets, strict=True):
+                if (ticket is None or ticket[0] is not ctx or ticket[1] is not ctx.image
+                        or len(ticket[2]) != len(ctx.selected)
+                        or any(a is not b for a, b in zip(ticket[2], ctx.selected, strict=True))):
+                    raise UsageError("render takes only frames that this video's analyse returned, unchanged")
+            self._render(batch, swapper_input)
             return batch
 
         return analyse, render
@@ -149,7 +212,7 @@ class Pipeline:
         gains from batching) and 1 elsewhere (ONNX Runtime's swap graphs pin batch 1)."""
         from masquerade._backends import TORCH_PROVIDERS
 
-        runtime = self.config.runtime
+        runtime = self._config.runtime
         if runtime.frame_batch is not None:
             return runtime.frame_batch
         return 8 if runtime.execution_provider in TORCH_PROVIDERS else 1
@@ -157,7 +220,7 @@ class Pipeline:
     def frame_workers(self) -> int:
         """Threads that render batches: ``--frame-workers``, else half the cores (1 to 4). Even one
         overlaps rendering with the analysis of the next batch."""
-        workers = self.config.runtime.frame_workers
+        workers = self._config.runtime.frame_workers
         return workers if workers is not None else max(1, min(4, (os.cpu_count() or 2) // 2))
 
     def swap_frames(
@@ -177,25 +240,21 @@ class Pipeline:
             yield from process(batch)
 
     # -- shared -----------------------------------------------------------------------------
-    def _swap_selected(self, ctx: FrameContext, source: PreparedSource, selector: FaceSelector) -> None:
-        self._select(ctx, selector)
-        self._render([ctx], source)
-
     @staticmethod
     def _select(ctx: FrameContext, selector: FaceSelector) -> None:
         start = time.perf_counter()
         ctx.selected = list(selector(ctx.image, ctx.faces))
         _add(ctx, "select", start)
 
-    def _render(self, batch: list[FrameContext], source: PreparedSource) -> None:
+    def _render(self, batch: list[FrameContext], swapper_input: Any) -> None:
         """Swap the selected faces (one call for the whole batch), enhance and watermark, in place."""
         todo = [i for i, ctx in enumerate(batch) if ctx.selected]
         if todo:
             start = time.perf_counter()
-            images = self.stages.swapper.swap_batch([batch[i].image for i in todo],
-                                                    [batch[i].selected for i in todo], source.swapper_input)
+            images = self._stages.swapper.swap_batch([batch[i].image for i in todo],
+                                                     [batch[i].selected for i in todo], swapper_input)
             _share(batch, todo, "swap", start)
-            enhancer = self.stages.enhancer
+            enhancer = self._stages.enhancer
             if enhancer is not None:
                 start = time.perf_counter()
                 images = [enhancer.enhance_many(image, batch[i].selected)
