@@ -274,8 +274,8 @@ def test_refused_content_mid_video_stops_and_leaves_no_output(tmp_path, examples
 def test_refused_source_exits_before_any_output(tmp_path, examples_dir, capsys, monkeypatch):
     from masquerade._stages.guard import ContentGuard, Detection
 
-    monkeypatch.setattr(ContentGuard, "detect",
-                        lambda self, image, *views: [Detection("MALE_GENITALIA_EXPOSED", 0.95, (0.0, 0.0, 9.0, 9.0))])
+    exposed = Detection("MALE_GENITALIA_EXPOSED", 0.95, (0.0, 0.0, 9.0, 9.0))
+    monkeypatch.setattr(ContentGuard, "detect", lambda self, image, *views: [exposed])
     source, target = str(examples_dir / "obama.jpg"), str(examples_dir / "biden.jpg")
     code, line = _run_bad(["swap", "-s", source, "-t", target, "-o", str(tmp_path / "o.jpg")], capsys)
     assert code == 3 and "obama.jpg" in line

@@ -83,11 +83,12 @@ MAX_FRAMES_BETWEEN_CHECKS = 60
 would check one frame in a million at a caller's ``fps=1e6``). Up to 60 fps the time rule checks more
 often, so this costs nothing on ordinary video."""
 
-TILE_ABOVE = 2048
-"""Images and frames whose longer side exceeds this are also examined in tiles (1080p is not: its whole
-view and the views around its faces cover it; a 4000-px photo is)."""
-TILE_SIDE = 1024
-"""Longest side of a tile: the model sees it at most 3.2x shrunk, as it sees a whole 1024-px image."""
+TILE_ABOVE = 2560
+"""Images and frames whose longer side exceeds this are also examined in tiles: a 4000-px photo or a 4K
+frame is; 1080p and 1440p are not (their whole view, shrunk at most 8x, and the views around their
+faces cover them)."""
+TILE_SIDE = 1600
+"""Longest side of a tile: the model sees it shrunk 5x (a 4000x3000 photo: 3x3 tiles; 4K: 3x2)."""
 TILE_OVERLAP = 0.25
 """Neighbouring tiles share a quarter of a tile, so a person cut by one tile's edge lies whole in another."""
 FACE_VIEW_SIDE = 10.0
