@@ -240,8 +240,12 @@ class _ModelSessions:
 
         if name not in self._sessions:
             model = self._model(name)
-            self._sessions[name] = new_model_session(model.data, self._config.runtime, model.path.name)
+            session = new_model_session(model.data, self._config.runtime, model.path.name)
             self._verified.pop(name, None)
+            batch_notice = getattr(session, "batch_notice", None)  # PyTorch: a graph that cannot batch
+            if batch_notice:
+                self.notices.append(batch_notice)
+            self._sessions[name] = session
         return self._sessions[name], get_spec(name)
 
     def int8(self, name: str, calibrate: Callable[[Any], Any]) -> Any:
