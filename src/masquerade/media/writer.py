@@ -23,6 +23,7 @@ from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options
 from masquerade.media.probe import open_input
 from masquerade.media.reader import VideoReader
 from masquerade.provenance.c2pa_label import labelling
+from masquerade.provenance.keys import SigningIdentity
 from masquerade.provenance.plain_tags import plain_metadata_tags
 from masquerade.types import FrameContext
 
@@ -48,7 +49,10 @@ class VideoWriter:
     temporary output, so no broken file is left behind.
     """
 
-    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions) -> None:
+    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions,
+                 identity: SigningIdentity | None = None) -> None:
+        """``identity`` signs the C2PA label (default: :func:`label_identity`, resolved here, before the
+        first frame, so a bad key is found before the video is encoded)."""
         self.path = Path(path)
         ext = check_video_extension(self.path)
         if self.path.resolve() == reader.path.resolve():
@@ -68,7 +72,7 @@ class VideoWriter:
             temp = self._stack.enter_context(atomic_output(self.path))
             # Every video masquerade writes is labelled as synthetic: the label is added after the
             # muxer closes the temp file and before it is renamed into place (skipped on errors).
-            self._stack.enter_context(labelling(temp, kind="video"))
+            self._stack.enter_context(labelling(temp, kind="video", identity=identity))
             self._out = self._stack.enter_context(_output_container(temp, _MUXER_OPTIONS.get(ext, {})))
             self._out.metadata.update(plain_metadata_tags())
             self._supported = self._out.supported_codecs
