@@ -176,7 +176,7 @@ def _swap_image_file(pipeline, prepared, reference, loaded, output, config, hook
         image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     data = encode_image(output.suffix.lower(), image, loaded.alpha, quality=config.encode.image_quality)
     with atomic_output(output) as temp:
-        write_bytes(temp, data)
+        write_bytes(temp, data, output)
         label_file(temp, version=__version__, kind="image", identity=identity)
     summary.frames, summary.faces_swapped = 1, swapped
 

@@ -210,9 +210,9 @@ class _Problems:
         return False
 
     def number(self, option: str, value: object, low: float, high: float, what: str = "") -> bool:
-        """``value`` is None or a real number in ``low..high`` (NaN and infinities are not)."""
+        """``value`` is None or a finite number in ``low..high``."""
         if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                             and low <= value <= high):
+                             and math.isfinite(value) and low <= value <= high):
             return True
         self.add(option, f"{option} must be {what or f'between {low:g} and {high:g}'}, got {value!r}")
         return False
@@ -328,7 +328,8 @@ def _check_encode(encode: EncodeOptions, kind: TargetKind | None, problems: _Pro
         try:  # the encoder's name and preset, by the same pure builder the writer uses
             encoder_options(encode.video_encoder, None, encode.video_preset)
         except UsageError as error:
-            problems.add("--video-preset" if "preset" in str(error) else "--video-encoder", str(error))
+            option = "--video-preset" if "preset" in str(error) else "--video-encoder"
+            problems.add(option, f"{option}: {error}")
     if kind == "image":
         for option, changed in (("--video-encoder", encode.video_encoder != defaults.video_encoder),
                                 ("--video-quality", encode.video_quality is not None),

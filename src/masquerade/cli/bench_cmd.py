@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--torch-compile", action="store_true", help="torch providers: torch.compile the models")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="PyTorch providers: model arithmetic (default auto: fp16 on torch-cuda)")
-    p.add_argument("--photo", type=Path, help="photo to film (default: examples/obama2.jpg of a checkout)")
+    p.add_argument("--photo", type=Path, help="photo to film (default: the bundled public-domain photo)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                    help="use this ONNX file for a registry model (det_10g, w600k_r50, inswapper_128, "
                         "gfpgan_1.4) instead of the cache or a stand-in; repeatable")

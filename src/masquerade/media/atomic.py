@@ -22,7 +22,7 @@ from pathlib import Path
 from masquerade.errors import OutputError
 
 TEMP_TAGS = ("partial", "c2pa")
-_TEMP_NAME = re.compile(r"^\..*\.(?P<pid>\d+)-[0-9a-f]{8}\.(?:partial|c2pa)(?:\.[^.]*)?$")
+_TEMP_NAME = re.compile(r"^\..*\.(?P<pid>\d+)-[0-9a-f]{8}\.(?:partial|c2pa)(?P<suffix>\.[^.]*)?$")
 _NAME_MAX = 255
 """Bytes in a file name on Linux, macOS and Windows file systems (used when the folder cannot say)."""
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
@@ -42,8 +42,17 @@ def check_output_folder(path: Path) -> None:
         raise OutputError(f"output folder {folder} is not writable")
 
 
+def shown_path(path: Path) -> Path:
+    """The output a temporary file stands for (for messages: users never chose the temporary name)."""
+    path = Path(path)
+    while (match := _TEMP_NAME.match(path.name)) is not None:
+        path = path.with_name(path.name[1 : match.start("pid") - 1] + (match["suffix"] or ""))
+    return path
+
+
 def write_error(path: Path, exc: OSError, what: str = "write") -> OutputError:
     """A one-line ``OutputError`` for an OSError met while writing ``path``; a full disk says so."""
+    path = shown_path(path)
     if exc.errno in _DISK_FULL:
         reason = "the disk is full" if exc.errno != errno.EDQUOT else "the disk quota is used up"
         if exc.errno == errno.EFBIG:
@@ -63,11 +72,12 @@ def temp_path(path: Path, tag: str = "partial") -> Path:
     """A new temporary name beside ``path`` that keeps its extension and fits the name limit.
 
     The stem is shortened (on a character boundary) when the name would be too long, so any legal
-    output name, even one of 255 bytes, gets a legal temporary name.
+    output name, even one of 255 bytes, gets a legal temporary name. A temporary name of a temporary
+    file (signing makes a signed copy of the unsigned output) is made from the output's name, not nested.
     """
     if tag not in TEMP_TAGS:
         raise ValueError(f"tag must be one of {TEMP_TAGS}, got {tag!r}")
-    path = Path(path)
+    path = shown_path(path)
     tail = f".{os.getpid()}-{secrets.token_hex(4)}.{tag}{path.suffix}"
     room = min(_name_max(path.parent), _NAME_MAX) - 1 - len(tail.encode())
     stem = path.stem.encode()[: max(room, 0)].decode(errors="ignore")

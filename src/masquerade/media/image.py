@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,7 @@ ANIMATED_FORMATS = ("png", "webp")
 """Formats whose extra frames are an animation (a TIFF's extra pages are other pictures or thumbnails)."""
 
 
-def _open_still(handle: BinaryIO, fmt: str, path: Path) -> Any:
+def _open_still(handle: BinaryIO, fmt: str, path: Path, max_pixels: int | None, option: str) -> Any:
     """A Pillow image of ``fmt`` that has read only its header (size, mode, frame count).
 
     The format's own plugin class is used, not ``Image.open``: that one applies Pillow's process-wide
@@ -115,8 +116,17 @@ def _open_still(handle: BinaryIO, fmt: str, path: Path) -> Any:
     plugin = {"jpeg": JpegImagePlugin.JpegImageFile, "png": PngImagePlugin.PngImageFile,
               "webp": WebPImagePlugin.WebPImageFile, "bmp": BmpImagePlugin.BmpImageFile,
               "tiff": TiffImagePlugin.TiffImageFile}[fmt]
+    from PIL import Image as PILImage
+
     try:
         return plugin(handle)
+    except PILImage.DecompressionBombError as exc:  # a few plugins check sizes while reading the header
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(claimed.group(1)) if claimed else 0
+        if max_pixels is not None and pixels > max_pixels:
+            raise MediaError(f"{path} is {pixels / 1e6:,.0f} MP, above the {max_pixels / 1e6:g} MP limit for "
+                             f"images; masquerade refuses it before decoding: shrink it") from None
+        raise MediaError(f"{path} is {pixels / 1e6:,.0f} MP, more than its {fmt} decoder accepts") from None
     except Exception as exc:  # Pillow reports a bad header as SyntaxError, OSError, struct.error...
         raise MediaError(f"{path} is damaged: its {fmt} header cannot be read ({_reason(exc)})") from None
 
@@ -168,7 +178,7 @@ def read_image(path: Path, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         if fmt is None:
             raise MediaError(f"{path} is not a supported image (jpg, png, webp, bmp, tiff)")
         handle.seek(0)
-        picture = _open_still(handle, fmt, path)
+        picture = _open_still(handle, fmt, path, max_pixels, option)
         width, height = picture.size
         check_pixel_limit(path, width, height, max_pixels, "images", option)
         frames = int(getattr(picture, "n_frames", 1)) if fmt in ANIMATED_FORMATS else 1
@@ -228,13 +238,13 @@ def encode_image(ext: str, image: Image, alpha: NDArray[np.uint8] | None = None,
     return encoded.tobytes()
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (a temporary file of :func:`atomic_output`); ``OutputError`` on failure,
-    saying so when the disk is full."""
+def write_bytes(temp: Path, data: bytes, output: Path) -> None:
+    """Write ``data`` to ``temp`` (the temporary file of :func:`atomic_output` for ``output``);
+    ``OutputError`` naming ``output`` on failure, saying so when the disk is full."""
     try:
-        Path(path).write_bytes(data)
+        Path(temp).write_bytes(data)
     except OSError as exc:
-        raise write_error(Path(path), exc) from exc
+        raise write_error(Path(output), exc) from exc
 
 
 def write_image(path: Path, image: Image, alpha: NDArray[np.uint8] | None = None, quality: int = 95) -> None:
@@ -242,4 +252,4 @@ def write_image(path: Path, image: Image, alpha: NDArray[np.uint8] | None = None
     path = Path(path)
     data = encode_image(check_image_extension(path), image, alpha, quality)
     with atomic_output(path) as temp:
-        write_bytes(temp, data)
+        write_bytes(temp, data, path)

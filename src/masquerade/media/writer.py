@@ -16,7 +16,7 @@ import av
 from masquerade.config import EncodeOptions
 from masquerade.errors import OutputError, UsageError
 from masquerade.media import orientation
-from masquerade.media.atomic import atomic_output
+from masquerade.media.atomic import atomic_output, write_error
 from masquerade.media.colour import FrameConverter
 from masquerade.media.encoders import check_encoder, pixel_format
 from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options
@@ -189,7 +189,7 @@ class VideoWriter:
         try:
             self._out.mux(packets)
         except av.FFmpegError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+            raise _write_failed(self.path, exc) from exc
 
     def write(self, frame: FrameContext) -> None:
         """Encode one frame at its own pts (frames must come in presentation order)."""
@@ -274,7 +274,7 @@ def _output_container(temp: Path, options: dict[str, str]) -> Iterator[av.contai
     try:
         container = av.open(str(temp), mode="w", options=options)
     except av.FFmpegError as exc:
-        raise OutputError(f"cannot create video output {temp.name}: {exc}") from exc
+        raise _write_failed(temp, exc, "create video output") from exc
     try:
         yield container
     except BaseException:
@@ -287,4 +287,11 @@ def _output_container(temp: Path, options: dict[str, str]) -> Iterator[av.contai
     try:
         container.close()
     except av.FFmpegError as exc:
-        raise OutputError(f"cannot finish video output: {exc}") from exc
+        raise _write_failed(temp, exc, "finish video output") from exc
+
+
+def _write_failed(path: Path, exc: av.FFmpegError, what: str = "write") -> OutputError:
+    """One line for an FFmpeg write failure (a full disk says so, without the temporary file's name)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return write_error(path, exc, what)
+    return OutputError(f"cannot {what} {path}: {exc}")

@@ -236,7 +236,7 @@ def _off_the_main_thread(work: Callable[[threading.Event], T]) -> T:
 def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: SigningIdentity) -> None:
     import c2pa
 
-    from masquerade.media.atomic import temp_path, write_error
+    from masquerade.media.atomic import shown_path, temp_path, write_error
 
     temp = temp_path(path, "c2pa")
     files: list[_WatchedFile] = []
@@ -265,7 +265,7 @@ def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: S
         if failed is not None:  # c2pa reports our stream's OSError as a bare "I/O error"
             raise write_error(path, failed, "write the content credentials of") from exc
         raise OutputError(
-            f"could not sign the content credentials of {path.name} with {identity.origin}: {exc}"
+            f"could not sign the content credentials of {shown_path(path)} with {identity.origin}: {exc}"
         ) from exc
     except OSError as exc:
         raise write_error(path, exc, "write the content credentials of") from exc
