@@ -70,9 +70,10 @@ def webp_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize(("make", "ext"), [(png_claiming, "png"), (jpeg_claiming, "jpg"), (bmp_claiming, "bmp"),
-                                           (tiff_claiming, "tiff"), (webp_claiming, "webp")])
-@pytest.mark.parametrize("side", [10_000, 40_000, 16_383])
+@pytest.mark.parametrize(("make", "ext"), [(png_claiming, "png"), (jpeg_claiming, "jpg"),
+                                           (bmp_claiming, "bmp"), (tiff_claiming, "tiff"),
+                                           (webp_claiming, "webp")])
+@pytest.mark.parametrize("side", [10_000, 40_000])
 def test_a_header_claiming_a_huge_picture_is_refused_before_decoding(tmp_path, make, ext, side):
     if ext == "webp" and side > 16_384:
         side = 16_383  # VP8L cannot say more
