@@ -102,8 +102,9 @@ def swap(
     check_provider_installed(config.runtime.execution_provider)
     identity = label_identity(output_path)  # a damaged key is found now, not after the work
     max_pixels = config.limits.max_image_pixels
-    # Read every source (and an image target) before loading any model, so a bad file fails fast.
+    # Read every source, the reference and an image target before loading any model: a bad file fails fast.
     source_images = [(str(p), read_image(p, max_pixels).image) for p in source_paths]
+    reference_image = _reference_image(config)
     still = read_image(target_path, max_pixels) if kind == "image" else None
     if still is not None and still.frames > 1:
         raise UsageError(
@@ -116,7 +117,7 @@ def swap(
         hooks.on_notice(notice)
     started = time.perf_counter()
     prepared = pipeline.prepare_source(source_images)
-    reference = _reference(pipeline)
+    reference = _reference(pipeline, reference_image)
 
     summary = RunSummary(output=output_path, kind=kind)
     summary.warnings.extend(different_people(pipeline, source_images, prepared))
@@ -222,12 +223,18 @@ def swap_image(
     return pipeline.swap_image(target, prepared, pipeline.new_selector(_reference(pipeline)))
 
 
-def _reference(pipeline: Pipeline) -> np.ndarray | None:
-    """Embedding of ``--reference`` when the run matches faces against one, else None."""
+def _reference_image(config: RunConfig) -> tuple[str, Image] | None:
+    """``--reference``, read (within the image limit), when the run matches faces against one."""
     from masquerade.media.image import read_image
 
-    select = pipeline.config.select
+    select = config.select
     if select.mode != "reference" or select.reference is None:
         return None
     path = Path(select.reference)
-    return pipeline.reference_embedding(str(path), read_image(path).image)
+    return str(path), read_image(path, config.limits.max_image_pixels).image
+
+
+def _reference(pipeline: Pipeline, image: tuple[str, Image] | None = None) -> np.ndarray | None:
+    """Embedding of ``--reference`` (``image``: already read) when the run matches against one, else None."""
+    image = image or _reference_image(pipeline.config)
+    return None if image is None else pipeline.reference_embedding(*image)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from masquerade.config import MAX_EXECUTION_THREADS
 from masquerade.errors import UsageError
 
 
@@ -56,8 +57,11 @@ def _model_files(values: list[str]) -> tuple[tuple[str, Path], ...]:
 def run(args: argparse.Namespace) -> int:
     from masquerade.bench import BenchOptions, format_table, run_bench
 
-    if args.seconds <= 0 or args.neural_frames < 1:
+    if not args.seconds > 0 or args.neural_frames < 1:  # "not >": NaN is not positive either
         raise UsageError("--seconds must be positive and --neural-frames at least 1")
+    threads = args.execution_threads
+    if threads is not None and not 1 <= threads <= MAX_EXECUTION_THREADS:
+        raise UsageError(f"--execution-threads must be between 1 and {MAX_EXECUTION_THREADS}, got {threads}")
     if (args.precision != "auto" or args.torch_compile) and args.execution_provider == "cpu":
         raise UsageError("--precision and --torch-compile apply to the torch providers here "
                          "(int8 rows run on the cpu anyway)")
