@@ -14,6 +14,7 @@ from masquerade.config import (
     DEFAULT_MAX_VIDEO_MEGAPIXELS,
     DETECTORS,
     ENHANCERS,
+    PIXEL_BOOSTS,
     PRECISIONS,
     PROVIDERS,
     RECOGNIZERS,
@@ -75,7 +76,7 @@ def _models_parser() -> argparse.ArgumentParser:
                         "(default 0.5)")
     g.add_argument("--mask", choices=("box", "mesh"), default="box",
                    help="paste-back mask of neural swappers (default: box, a feathered box)")
-    g.add_argument("--pixel-boost", type=int, choices=(256, 512), metavar="{256,512}",
+    g.add_argument("--pixel-boost", type=int, choices=PIXEL_BOOSTS, metavar="{256,512}",
                    help="neural swappers: run at this crop size by pixel-shuffled tiles (default: the "
                         "model's own size)")
     g.add_argument("--execution-provider", choices=PROVIDERS, default="cpu",
