@@ -106,9 +106,9 @@ def _download(store: ModelStore, args: argparse.Namespace) -> int:
         print(f"{spec.name}: downloaded and verified ({path})")
     if len(failures) == 1:
         raise failures[0][1]
-    if failures:
-        raise ModelError(f"{len(failures)} of {len(specs)} models could not be downloaded: "
-                         + "; ".join(f"{name}: {error}" for name, error in failures))
+    if failures:  # each was printed in full as it happened
+        raise ModelError(f"{len(failures)} of {len(specs)} models could not be downloaded "
+                         f"({', '.join(name for name, _ in failures)}; the reasons are above)")
     return 0
 
 
