@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WHEELS = ("av", "opencv-python-headless", "ai-edge-litert", "nudenet", "c2pa-python", "cryptography",
+WHEELS = ("av", "opencv-python-headless", "pillow", "ai-edge-litert", "nudenet", "c2pa-python", "cryptography",
           "cffi", "PyWavelets", "tqdm", "dlib-bin", "pytest", "pluggy", "iniconfig")
 """What the GPU machine lacks for the bench and tests/backends (face_recognition_models, 100 MB, is
 only needed by the dlib recognizer, which neither uses)."""
