@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from clips import make_clip
 
 from masquerade.errors import OutputError
 from masquerade.media.atomic import atomic_output, remove_stale_temporaries, shown_path, temp_path
@@ -152,9 +153,13 @@ def small_disk(tmp_path):
 def test_a_real_full_disk_says_so(small_disk, examples_dir, output, capsys):
     from masquerade.cli.main import main
 
-    target = examples_dir / ("sample.mp4" if output.endswith(".mp4") else "obama.jpg")
+    target = examples_dir / "obama.jpg"
     if output == "out.jpg":  # fits once (311 kB), not twice: the disk fills up while signing
         (small_disk / "ballast").write_bytes(b"\0" * 60_000)
+    elif output == "out.mp4":  # a small clip, and room for a few kB of it
+        target = small_disk.parent / "clip.mp4"
+        make_clip(target, frames=25, size=(320, 240))
+        (small_disk / "ballast").write_bytes(b"\0" * (400 * 1024 - 8192))
     code = main(["swap", "-q", "-s", str(examples_dir / "astronaut.png"), "-t", str(target),
                  "-o", str(small_disk / output)])
     err = capsys.readouterr().err
