@@ -10,6 +10,7 @@ outside that rectangle are never written.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -147,26 +148,133 @@ def colour_distance(
     return np.sqrt(np.einsum("ijk,ijk->ij", z, z))
 
 
+@dataclass(frozen=True)
+class ColourGain:
+    """A colour change that keeps black black and grey grey (see :func:`colour_match`).
+
+    Lightness follows a power law through 0, ``L' = gain * L ** exponent``; chroma (a*, b* around
+    grey, as one complex number ``z``) is multiplied by one complex factor: a turn of hue and a change
+    of saturation. A feature less coloured than the skin (a brow, a lash line, a crease) stays less
+    coloured; nothing is pushed across grey into the opposite hue, as an offset would.
+    """
+
+    exponent: float = 1.0
+    gain: float = 1.0
+    chroma: complex = 1.0 + 0.0j
+
+    def apply(self, lab: Lab) -> Lab:
+        out = np.empty_like(lab, dtype=np.float32)
+        lightness = np.maximum(lab[..., 0], 1.0)
+        out[..., 0] = self.gain * (lightness if self.exponent == 1.0 else lightness**self.exponent)
+        a, b = lab[..., 1] - 128.0, lab[..., 2] - 128.0
+        re, im = np.float32(self.chroma.real), np.float32(self.chroma.imag)
+        out[..., 1] = a * re - b * im + 128.0
+        out[..., 2] = a * im + b * re + 128.0
+        return out
+
+
 def colour_match(
     lab: Lab,
     mask: BinaryMask,
     reference: Lab,
     reference_mask: BinaryMask,
     *,
-    std_ratio: tuple[float, float] = (0.6, 1.6),
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Per-channel ``(scale, offset)`` that move ``lab``'s statistics under ``mask`` to ``reference``'s.
+    contrast: tuple[float, float] = (0.8, 1.25),
+    max_saturation: float = 2.5,
+    max_turn: float = 45.0,
+) -> ColourGain:
+    """The :class:`ColourGain` that moves ``lab``'s colour under ``mask`` to ``reference``'s.
 
-    ``lab * scale + offset`` is Reinhard et al.'s transfer (2001): ``(x - mean) * std_ref / std +
-    mean_ref``, with the std ratio clamped to ``std_ratio`` so a flat or noisy region is not blown up.
-    The identity when either mask is empty.
+    Lightness: the mean of log L is matched, and its spread by an exponent within ``contrast`` (a
+    multiplicative change is what another light does, and it keeps a black brow black where an
+    offset would lift it to grey). Chroma: the mean (a*, b*) vector is turned and scaled onto the
+    reference's, the scale within ``1 / max_saturation .. max_saturation`` and the turn within
+    ``max_turn`` degrees, so a grey or noisy source is not blown up. The identity when either mask
+    is empty.
     """
     if not np.any(mask) or not np.any(reference_mask):
-        return np.ones(3, np.float32), np.zeros(3, np.float32)
-    mean, std = (v.reshape(3) for v in cv2.meanStdDev(lab, mask=mask))
-    mean_r, std_r = (v.reshape(3) for v in cv2.meanStdDev(reference, mask=reference_mask))
-    scale = np.clip(std_r / np.maximum(std, 1e-3), std_ratio[0], std_ratio[1])
-    return scale.astype(np.float32), (mean_r - mean * scale).astype(np.float32)
+        return ColourGain()
+    pixels, ref = lab[mask > 0], reference[reference_mask > 0]
+    log_s, log_r = np.log(np.maximum(pixels[:, 0], 1.0)), np.log(np.maximum(ref[:, 0], 1.0))
+    spread_s, spread_r = float(log_s.std()), float(log_r.std())
+    exponent = float(np.clip(spread_r / max(spread_s, 1e-3), *contrast)) if spread_s > 1e-3 else 1.0
+    gain = float(np.exp(log_r.mean() - exponent * log_s.mean()))
+    z_s = complex(*(pixels[:, 1:].mean(axis=0) - 128.0))
+    z_r = complex(*(ref[:, 1:].mean(axis=0) - 128.0))
+    return ColourGain(exponent, gain, _chroma_factor(z_s, z_r, max_saturation, max_turn))
+
+
+def _chroma_factor(z_from: complex, z_to: complex, max_saturation: float, max_turn: float) -> complex:
+    """``z_to / z_from`` with its size and angle capped; 1 when either colour is nearly grey."""
+    if abs(z_from) < 2.0 or abs(z_to) < 2.0:
+        return 1.0 + 0.0j
+    factor = z_to / z_from
+    size = float(np.clip(abs(factor), 1.0 / max_saturation, max_saturation))
+    turn = float(np.clip(np.angle(factor), -np.radians(max_turn), np.radians(max_turn)))
+    return complex(size * np.cos(turn), size * np.sin(turn))
+
+
+def gain_field(
+    additive: Lab, pivot: Lab, *, lightness: tuple[float, float] = (0.4, 2.5), max_saturation: float = 2.5,
+    max_turn: float = 45.0,
+) -> NDArray[np.float32]:
+    """An additive LAB correction made multiplicative about the skin colour ``pivot`` it was meant for.
+
+    Where the skin's colour ``pivot`` should become ``pivot + additive``, every pixel's lightness is
+    multiplied by the same ratio and its chroma by the same complex factor: the skin gets exactly the
+    correction, darker and less coloured features proportionally less, and none crosses grey.
+    Returns (H, W, 3): the lightness factor and the chroma factor's real and imaginary parts, each
+    capped as in :func:`colour_match`; apply it with :func:`apply_gain_field`.
+    """
+    out = np.empty_like(additive, dtype=np.float32)
+    base = np.maximum(pivot[..., 0], 8.0)
+    out[..., 0] = np.clip((base + additive[..., 0]) / base, *lightness)
+    za = pivot[..., 1] - 128.0 + 1j * (pivot[..., 2] - 128.0)
+    size = np.abs(za)
+    # A nearly grey pivot has no hue to keep: lift it to a small colour in its own direction (or a
+    # warm skin direction when it is exactly grey) so the factor stays finite.
+    warm = np.complex64(0.6 + 0.8j)
+    za = np.where(size < 4.0, np.where(size > 1e-3, za / np.maximum(size, 1e-3), warm) * 4.0, za)
+    factor = (za + additive[..., 1] + 1j * additive[..., 2]) / za
+    magnitude = np.clip(np.abs(factor), 1.0 / max_saturation, max_saturation)
+    angle = np.clip(np.angle(factor), -np.radians(max_turn), np.radians(max_turn))
+    out[..., 1] = magnitude * np.cos(angle)
+    out[..., 2] = magnitude * np.sin(angle)
+    return out
+
+
+def apply_gain_field(lab: Lab, field: NDArray[np.float32]) -> Lab:
+    """``lab`` with the per-pixel factors of :func:`gain_field` applied."""
+    out = np.empty_like(lab, dtype=np.float32)
+    out[..., 0] = lab[..., 0] * field[..., 0]
+    a, b = lab[..., 1] - 128.0, lab[..., 2] - 128.0
+    out[..., 1] = a * field[..., 1] - b * field[..., 2] + 128.0
+    out[..., 2] = a * field[..., 2] + b * field[..., 1] + 128.0
+    return out
+
+
+def masked_blur(values: NDArray[np.float32], weights: BinaryMask, sigma: float) -> NDArray[np.float32]:
+    """Normalised convolution: the Gaussian blur (scale ``sigma`` px) of ``values`` over ``weights``
+    only, so pixels outside the weights (eyes, brows, hair) do not leak in. Run on a copy scaled so
+    that ``sigma`` is a few pixels: its cost does not depend on the image size. Where no weight
+    reaches, the weighted mean of the whole."""
+    h, w = values.shape[:2]
+    factor = max(1.0, sigma / 3.0)
+    size = (max(round(w / factor), 4), max(round(h / factor), 4))
+    weight = cv2.resize(weights.astype(np.float32) * (1.0 / 255.0), size, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(values, size, interpolation=cv2.INTER_AREA)
+    if small.ndim == 2:
+        small = small[..., None]
+    total = max(float(weight.sum()), 1e-6)
+    mean = (small * weight[..., None]).reshape(-1, small.shape[2]).sum(axis=0) / total
+    s = sigma / factor
+    blurred = cv2.GaussianBlur(small * weight[..., None], (0, 0), sigmaX=s, sigmaY=s).reshape(small.shape)
+    norm = cv2.GaussianBlur(weight, (0, 0), sigmaX=s, sigmaY=s)[..., None]
+    # Blend towards the global mean where the local weight thins out, so the result stays finite.
+    trust = np.clip(norm * 20.0, 0.0, 1.0)
+    low = (blurred / np.maximum(norm, 1e-6)) * trust + mean * (1.0 - trust)
+    low = cv2.resize(low.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return low.reshape(values.shape)
 
 
 def relight_field(
@@ -181,19 +289,9 @@ def relight_field(
 
     Added to ``lab`` it carries the reference's broad shading (a shadowed side, a warm light) while
     keeping the image's own detail. Normalised convolution ignores pixels outside ``weights`` (eyes,
-    brows, mouth and hair differ between two faces in ways that are not light); it runs on a copy
-    scaled so that ``sigma`` is a few pixels, so its cost does not depend on the image size.
+    brows, mouth and hair differ between two faces in ways that are not light).
     """
-    h, w = lab.shape[:2]
-    factor = max(1.0, sigma / 3.0)
-    size = (max(round(w / factor), 4), max(round(h / factor), 4))
-    weight = cv2.resize(weights.astype(np.float32) * (1.0 / 255.0), size, interpolation=cv2.INTER_AREA)
-    diff = cv2.resize(reference - lab, size, interpolation=cv2.INTER_AREA) * weight[..., None]
-    s = sigma / factor
-    diff = cv2.GaussianBlur(diff, (0, 0), sigmaX=s, sigmaY=s)
-    weight = cv2.GaussianBlur(weight, (0, 0), sigmaX=s, sigmaY=s)
-    low = diff / np.maximum(weight, 1e-3)[..., None] * np.asarray(strength, dtype=np.float32)
-    return cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
+    return masked_blur(reference - lab, weights, sigma) * np.asarray(strength, dtype=np.float32)
 
 
 def poisson_field(
@@ -267,18 +365,12 @@ def alpha_blend(target: Image, source: Image, alpha: Mask) -> Image:
 
 
 def color_transfer(
-    image: Image,
-    source_mask: BinaryMask,
-    reference: Image,
-    reference_mask: BinaryMask,
-    *,
-    std_ratio: tuple[float, float] = (0.6, 1.6),
+    image: Image, source_mask: BinaryMask, reference: Image, reference_mask: BinaryMask
 ) -> Image:
-    """``image`` recoloured so its LAB statistics under ``source_mask`` match ``reference``'s under its
-    mask (see :func:`colour_match`)."""
+    """``image`` recoloured so its colour under ``source_mask`` matches ``reference``'s under its mask
+    (see :func:`colour_match`)."""
     lab = to_lab(image)
-    scale, offset = colour_match(lab, source_mask, to_lab(reference), reference_mask, std_ratio=std_ratio)
-    return from_lab(lab * scale + offset)
+    return from_lab(colour_match(lab, source_mask, to_lab(reference), reference_mask).apply(lab))
 
 
 def seamless_blend(

@@ -187,7 +187,7 @@ class MeshSwapper:
         if not np.any(region):
             return
 
-        gain, offset, field = self._colour(warped_s, target_lab, region, drawn_pts, size)
+        transfer, field = self._colour(warped_s, target_lab, region, drawn_pts, size)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
         kept = self._kept(region.shape, pts, size, source)
         if kept is not None:
@@ -211,7 +211,7 @@ class MeshSwapper:
             warped = np.ascontiguousarray(warped_s[..., :3])
         alpha, eyes_w, local = weights[..., 0], weights[..., 1], weights[..., 2:]
         base = blend.to_lab(warped)
-        lab = base * gain + offset + field
+        lab = blend.apply_gain_field(transfer.apply(base), field)
         lab -= (lab - base) * (eyes_w[..., None] * _EYE_KEEP)
         # Dim what outshines the target's skin nearby (a soft knee) and give it that skin's hue: a
         # white glint dimmed alone would turn grey.
@@ -248,24 +248,29 @@ class MeshSwapper:
     def _colour(
         self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
         points: NDArray[np.float32], size: float,
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], blend.Lab]:
-        """Per-channel LAB gain and offset, plus a smooth LAB field, that make the warped face the
-        target's colour (statistics), light (broad shading) and edge (Poisson)."""
+    ) -> tuple[blend.ColourGain, NDArray[np.float32]]:
+        """The global colour change and a smooth field of per-pixel factors that make the warped face
+        the target's colour (statistics), light (broad shading) and edge (Poisson).
+
+        Both are multiplicative (see ``blend.gain_field``): dark and grey features of the source keep
+        their darkness and stay grey instead of being pushed into blue by the skin's correction.
+        """
         lab = blend.to_lab(np.ascontiguousarray(warped[..., :3]))
-        gain, offset = np.ones(3, np.float32), np.zeros(3, np.float32)
-        field = np.zeros_like(lab)
-        if self.options.color_transfer:
-            skin = masks.bare_skin(region, points, size)
-            if np.count_nonzero(skin) > 32:
-                gain, offset = blend.colour_match(lab, skin, target_lab, skin)
-                lab = lab * gain + offset
-                field = blend.relight_field(
-                    lab, target_lab, skin, max(2.0, RELIGHT_SIGMA * size), strength=(1.0, 1.0, 1.0)
-                )
+        transfer = blend.ColourGain()
+        additive = np.zeros_like(lab)
+        skin = masks.bare_skin(region, points, size)
+        if np.count_nonzero(skin) <= 32:
+            skin = region
+        sigma = max(2.0, RELIGHT_SIGMA * size)
+        if self.options.color_transfer and np.count_nonzero(skin) > 32:
+            transfer = blend.colour_match(lab, skin, target_lab, skin)
+            lab = transfer.apply(lab)
+            additive = blend.relight_field(lab, target_lab, skin, sigma, strength=(1.0, 1.0, 1.0))
         # Poisson over the whole region (no holes): the kept mouth and eyes must not act as boundary
         # values, or the teeth and the dark of the mouth would bleed into the lips.
-        field += blend.poisson_field(lab + field, target_lab, region, max_side=POISSON_SIDE)
-        return gain, offset, field
+        additive += blend.poisson_field(lab + additive, target_lab, region, max_side=POISSON_SIDE)
+        pivot = blend.masked_blur(lab, skin, sigma)
+        return transfer, blend.gain_field(additive, pivot)
 
     def _shaped(self, landmarks: NDArray[np.float32], source: MeshSource) -> NDArray[np.float32]:
         """Target landmarks (x, y) with the inner face moved part of the way to the source's shape.
