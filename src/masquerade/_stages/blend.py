@@ -161,6 +161,9 @@ class ColourGain:
     exponent: float = 1.0
     gain: float = 1.0
     chroma: complex = 1.0 + 0.0j
+    palest: float = 0.0
+    """The reference skin's palest colour: a low quantile of its chroma over lightness along its
+    hue, relative to its mean. :func:`recolour` lifts skin-like pixels that would come out paler."""
 
     def apply(self, lab: Lab) -> Lab:
         out = np.empty_like(lab, dtype=np.float32)
@@ -179,7 +182,7 @@ def colour_match(
     reference: Lab,
     reference_mask: BinaryMask,
     *,
-    contrast: tuple[float, float] = (0.8, 1.25),
+    contrast: tuple[float, float] = (1.0, 1.25),
     max_saturation: float = 2.5,
     max_turn: float = 45.0,
 ) -> ColourGain:
@@ -189,8 +192,10 @@ def colour_match(
     multiplicative change is what another light does, and it keeps a black brow black where an
     offset would lift it to grey). Chroma: the mean (a*, b*) vector is turned and scaled onto the
     reference's, the scale within ``1 / max_saturation .. max_saturation`` and the turn within
-    ``max_turn`` degrees, so a grey or noisy source is not blown up. The identity when either mask
-    is empty.
+    ``max_turn`` degrees, so a grey or noisy source is not blown up. The reference's palest skin is
+    kept too (see :attr:`ColourGain.palest`): a source with redder cheeks and a paler forehead than
+    a pale target would otherwise leave forehead patches greyer than any skin the target shows. The
+    identity when either mask is empty.
     """
     if not np.any(mask) or not np.any(reference_mask):
         return ColourGain()
@@ -201,7 +206,23 @@ def colour_match(
     gain = float(np.exp(log_r.mean() - exponent * log_s.mean()))
     z_s = complex(*(pixels[:, 1:].mean(axis=0) - 128.0))
     z_r = complex(*(ref[:, 1:].mean(axis=0) - 128.0))
-    return ColourGain(exponent, gain, _chroma_factor(z_s, z_r, max_saturation, max_turn))
+    return ColourGain(exponent, gain, _chroma_factor(z_s, z_r, max_saturation, max_turn), _palest(ref))
+
+
+def _palest(pixels: NDArray[np.float32]) -> float:
+    """2 % quantile of the pixels' chroma over lightness along their mean hue, over its mean (0..1)."""
+    along = _along(pixels[:, 1:] - 128.0, pixels[:, 0], pixels.mean(axis=0))
+    return float(np.clip(np.quantile(along, 0.02), 0.0, 1.0)) if len(along) else 0.0
+
+
+def _along(chroma: NDArray, lightness: NDArray, mean: NDArray) -> NDArray[np.float32]:
+    """Chroma over lightness along the hue of ``mean`` (an LAB colour), over the mean's own."""
+    z = complex(float(mean[1]) - 128.0, float(mean[2]) - 128.0) / max(float(mean[0]), 1.0)
+    if abs(z) < 1e-3:
+        return np.ones(chroma.shape[:-1], np.float32)
+    d = np.conj(z) / abs(z) ** 2
+    along = (chroma[..., 0] * d.real - chroma[..., 1] * d.imag) / np.maximum(lightness, 1.0)
+    return along.astype(np.float32)
 
 
 def _chroma_factor(z_from: complex, z_to: complex, max_saturation: float, max_turn: float) -> complex:
@@ -224,7 +245,7 @@ def gain_field(
     multiplied by the same ratio and its chroma by the same complex factor: the skin gets exactly the
     correction, darker and less coloured features proportionally less, and none crosses grey.
     Returns (H, W, 3): the lightness factor and the chroma factor's real and imaginary parts, each
-    capped as in :func:`colour_match`; apply it with :func:`apply_gain_field`.
+    capped as in :func:`colour_match`; apply it with :func:`recolour`.
     """
     out = np.empty_like(additive, dtype=np.float32)
     base = np.maximum(pivot[..., 0], 8.0)
@@ -243,13 +264,60 @@ def gain_field(
     return out
 
 
-def apply_gain_field(lab: Lab, field: NDArray[np.float32]) -> Lab:
-    """``lab`` with the per-pixel factors of :func:`gain_field` applied."""
+def _smoothstep(x: NDArray[np.float32], low: float, high: float) -> NDArray[np.float32]:
+    t = np.clip((x - low) * (1.0 / (high - low)), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def recolour(
+    lab: Lab, transfer: ColourGain, field: NDArray[np.float32] | None = None,
+    skin: NDArray[np.floating] | None = None,
+) -> Lab:
+    """``lab`` with the global ``transfer`` and the per-pixel factors of :func:`gain_field` applied.
+
+    Lightness takes both factors. Chroma takes the skin's colour change in full only where a pixel
+    looks like the skin whose mean LAB colour is ``skin``: about as light, and about as coloured for
+    its lightness. On darker or greyer pixels (brows, lashes, stubble, eye whites) it fades to half
+    the skin's desaturation and none of its saturation, the rest being the lightness factor, which
+    keeps their own hue and saturation under the new light: a black-brown brow neither turns grey on
+    a paler face nor blue on a redder one.
+    """
+    lightness = np.maximum(lab[..., 0], 1.0)
+    f_l = np.float32(transfer.gain) * (lightness ** np.float32(transfer.exponent - 1.0)
+                                      if transfer.exponent != 1.0 else np.float32(1.0))
+    f_z = np.complex64(transfer.chroma)
+    if field is not None:
+        f_l = f_l * field[..., 0]
+        f_z = f_z * (field[..., 1] + 1j * field[..., 2]).astype(np.complex64)
+    z = ((lab[..., 1] - 128.0) + 1j * (lab[..., 2] - 128.0)).astype(np.complex64)
+    ratio = f_z / f_l
+    if skin is not None:
+        skin_l = max(float(skin[0]), 1.0)
+        skin_z = complex(float(skin[1]) - 128.0, float(skin[2]) - 128.0) / skin_l
+        relative = lightness * np.float32(1.0 / skin_l)
+        weight = _smoothstep(relative, 0.4, 0.75)
+        if abs(skin_z) > 1e-3:
+            along = (z * np.complex64(np.conj(skin_z))).real / (lightness * np.float32(abs(skin_z) ** 2))
+            # Brighter than the skin and paler is a highlight (the light's colour on the skin), not
+            # a grey feature: it takes the skin's change, or dimmed it would stay grey.
+            weight = weight * np.maximum(_smoothstep(along, 0.25, 0.85), _smoothstep(relative, 0.95, 1.15))
+        # Pixels unlike the skin take half its desaturation (part of the skin's change is the colour
+        # of the light, which falls on the brows too) but none of its saturation: a grey or bluish
+        # shadow scaled up with the skin would turn blue.
+        size = np.abs(ratio)
+        if transfer.palest > 0.0 and abs(skin_z) > 1e-3:
+            # Skin-like pixels paler (for their lightness) than the target's palest skin are lifted
+            # to it: a source whose skin varies more than the target's must not show grey patches.
+            lift = np.clip(np.float32(transfer.palest) / np.maximum(along, 0.05), 1.0, 2.0)
+            size = size * lift**weight
+        keep = np.where(size > 1.0, weight, 0.5 + 0.5 * weight)
+        turn = 0.5 + 0.5 * weight
+        ratio = size**keep * np.exp(1j * turn * np.angle(ratio))
     out = np.empty_like(lab, dtype=np.float32)
-    out[..., 0] = lab[..., 0] * field[..., 0]
-    a, b = lab[..., 1] - 128.0, lab[..., 2] - 128.0
-    out[..., 1] = a * field[..., 1] - b * field[..., 2] + 128.0
-    out[..., 2] = a * field[..., 2] + b * field[..., 1] + 128.0
+    out[..., 0] = lightness * f_l
+    z = z * f_l * ratio
+    out[..., 1] = z.real + 128.0
+    out[..., 2] = z.imag + 128.0
     return out
 
 

@@ -32,7 +32,7 @@ from masquerade.geometry.boxes import area, iou
 from masquerade.geometry.warp import warp_affine
 from masquerade.types import Face, Image
 
-__all__ = ["Detection", "MeshAnalyser", "kps5_from_mesh"]
+__all__ = ["Detection", "MeshAnalyser", "kps5_from_mesh", "prefer_second_fit"]
 
 MESH_DEDUP_IOU = 0.5
 MAX_DETECT_SIDE = 4096  # larger images are detected on a downscaled copy; the mesh runs at full size
@@ -46,6 +46,11 @@ MIN_FIRST_PRESENCE = 0.1  # mesh presence on the detector's ROI worth a second, 
 # Measured on 132 faces (synthetic groups, heads turned 60 degrees, rotated photos): >= 0.61; on the
 # 8 false positives the mesh passed at presence >= 0.5 (suit buttons, badges, chin and collar): <= 0.52.
 MIN_EVIDENCE = 0.55
+# The second, re-centred mesh fit is kept unless its presence is lower by more than this. Presence
+# saturates near 1 on both fits of a real face (0.999999999994 vs 0.999999999989): comparing them lets
+# noise pick, and the first fit on a loose box can sit a feature too low (eyes on the lower lids,
+# brows on the upper lids) while scoring as high.
+SECOND_FIT_MARGIN = 0.1
 # refine() checks that evidence only below this presence (tracked faces sit at 0.99+: no cost).
 REFINE_CONFIDENT = 0.95
 # refine(): fit a second time when the face moved by more than this fraction of the ROI side (about 5% of
@@ -126,7 +131,7 @@ class MeshAnalyser:
             # A second pass on the ROI the mesh itself implies corrects a loose or off-centre box; small
             # turned faces often score ~0.4 on the detector's ROI and ~0.99 on their own.
             landmarks2, presence2 = self._mesh(image, roi_from_landmarks(landmarks))
-            if presence2 >= presence:
+            if prefer_second_fit(presence, presence2):
                 landmarks, presence = landmarks2, presence2
             if presence < threshold:
                 continue
@@ -176,7 +181,7 @@ class MeshAnalyser:
                 resized = abs(math.log(max(follow.size, 1e-6) / roi.size)) > REFIT_SCALE
                 if from_box or moved or resized:
                     landmarks2, presence2 = self._mesh(image, follow)
-                    if presence2 >= presence or presence2 >= self.options.presence_threshold:
+                    if prefer_second_fit(presence, presence2) or presence2 >= self.options.presence_threshold:
                         landmarks, presence = landmarks2, presence2
             if presence < self.options.presence_threshold:
                 continue
@@ -186,6 +191,11 @@ class MeshAnalyser:
                 continue
             out.append(_face(landmarks, presence, face.track_id))
         return out
+
+
+def prefer_second_fit(first: float, second: float) -> bool:
+    """Keep the re-centred second mesh fit (presence ``second``) over the first unless clearly worse."""
+    return second >= first - SECOND_FIT_MARGIN
 
 
 def _face(landmarks: NDArray[np.float32], presence: float, track_id: int | None = None) -> Face:

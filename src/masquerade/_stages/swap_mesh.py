@@ -48,6 +48,8 @@ WORK_SIZE = 128.0
 """Face size (px) at which masks and colour fields are computed (the warp runs at full size)."""
 SHAPE_BLEND = 0.5
 """How far the inner face (eyes, brows, nose, cheeks) moves from the target's shape to the source's."""
+BROW_COVER = 0.05
+"""How far around the target's brows the swap paints fully (fraction of the face size)."""
 POISSON_SIDE = 64
 """The Poisson field is solved on a copy at most this many pixels across (it is smooth)."""
 RELIGHT_SIGMA = 0.08
@@ -187,8 +189,14 @@ class MeshSwapper:
         if not np.any(region):
             return
 
-        transfer, field = self._colour(warped_s, target_lab, region, drawn_pts, size)
+        transfer, field, skin_hue = self._colour(warped_s, target_lab, region, drawn_pts, size)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
+        # The target's own brows must not show through a soft edge beside the source's (double
+        # brows, when hair cuts the region just above them): wherever the swap may paint, they are
+        # covered in full.
+        brows = [pts[list(mesh.RIGHT_EYEBROW)], pts[list(mesh.LEFT_EYEBROW)]]
+        cover = blend.polygon_mask(region.shape, brows, grow=max(2, round(BROW_COVER * size))) & drawn
+        alpha = np.maximum(alpha, blend.feather(cover, max(1.5, 0.5 * BROW_COVER * size)))
         kept = self._kept(region.shape, pts, size, source)
         if kept is not None:
             alpha *= 1.0 - kept
@@ -211,7 +219,7 @@ class MeshSwapper:
             warped = np.ascontiguousarray(warped_s[..., :3])
         alpha, eyes_w, local = weights[..., 0], weights[..., 1], weights[..., 2:]
         base = blend.to_lab(warped)
-        lab = blend.apply_gain_field(transfer.apply(base), field)
+        lab = blend.recolour(base, transfer, field, skin_hue)
         lab -= (lab - base) * (eyes_w[..., None] * _EYE_KEEP)
         # Dim what outshines the target's skin nearby (a soft knee) and give it that skin's hue: a
         # white glint dimmed alone would turn grey.
@@ -248,7 +256,7 @@ class MeshSwapper:
     def _colour(
         self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
         points: NDArray[np.float32], size: float,
-    ) -> tuple[blend.ColourGain, NDArray[np.float32]]:
+    ) -> tuple[blend.ColourGain, NDArray[np.float32], NDArray[np.float32]]:
         """The global colour change and a smooth field of per-pixel factors that make the warped face
         the target's colour (statistics), light (broad shading) and edge (Poisson).
 
@@ -262,15 +270,18 @@ class MeshSwapper:
         if np.count_nonzero(skin) <= 32:
             skin = region
         sigma = max(2.0, RELIGHT_SIGMA * size)
+        skin_hue = lab[skin > 0].mean(axis=0)
         if self.options.color_transfer and np.count_nonzero(skin) > 32:
             transfer = blend.colour_match(lab, skin, target_lab, skin)
-            lab = transfer.apply(lab)
+            lab = blend.recolour(lab, transfer, skin=skin_hue)
             additive = blend.relight_field(lab, target_lab, skin, sigma, strength=(1.0, 1.0, 1.0))
-        # Poisson over the whole region (no holes): the kept mouth and eyes must not act as boundary
-        # values, or the teeth and the dark of the mouth would bleed into the lips.
-        additive += blend.poisson_field(lab + additive, target_lab, region, max_side=POISSON_SIDE)
+        # The source's skin colour, smooth: the colour the corrections are meant for. Poisson is solved
+        # on it, not on the face itself, over the whole region (no holes): a brow, the dark of a kept
+        # mouth or eye on the region's edge would otherwise act as boundary values and bleed a bright
+        # or dark membrane across the face.
         pivot = blend.masked_blur(lab, skin, sigma)
-        return transfer, blend.gain_field(additive, pivot)
+        additive += blend.poisson_field(pivot + additive, target_lab, region, max_side=POISSON_SIDE)
+        return transfer, blend.gain_field(additive, pivot), skin_hue
 
     def _shaped(self, landmarks: NDArray[np.float32], source: MeshSource) -> NDArray[np.float32]:
         """Target landmarks (x, y) with the inner face moved part of the way to the source's shape.

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from masquerade._stages import blend
+from masquerade._stages import swap_mesh_masks as masks
 from masquerade.geometry import mesh
 from masquerade.types import Face, Image
 
@@ -46,17 +47,22 @@ def _size(landmarks: NDArray[np.floating]) -> float:
     return float(np.sqrt(max(span[0], 1.0) * max(span[1], 1.0)))
 
 
-def face_region(shape: tuple[int, ...], landmarks: Sequence[NDArray[np.floating]]) -> NDArray[np.uint8]:
-    """0/255 mask inside the face outline of the first mesh, the eyes and mouth opening of every mesh
-    in ``landmarks`` left out (grown a little: lashes and lid shadows are the eye's)."""
+def face_region(image: Image, landmarks: Sequence[NDArray[np.floating]]) -> NDArray[np.uint8]:
+    """0/255 mask of the face's pixels in ``image``: inside the outline of the first mesh, less what
+    covers it from the edge and is not skin (hair, a hat, background inside the mesh's outline on a
+    turned head), less the eyes and mouth opening of every mesh in ``landmarks`` (grown a little:
+    lashes and lid shadows are the eye's)."""
+    shape = image.shape
     first = np.asarray(landmarks[0], dtype=np.float32)
     size = _size(first)
     region = blend.polygon_mask(shape, [first[list(mesh.FACE_OVAL), :2]])
+    region[masks.hair(blend.to_lab(image), first[:, :2], region, size) > 0] = 0
     for lm in landmarks:
         lm = np.asarray(lm, dtype=np.float32)
         eyes = [lm[list(mesh.RIGHT_EYE), :2], lm[list(mesh.LEFT_EYE), :2]]
         region[blend.polygon_mask(shape, eyes, grow=max(1, round(0.03 * size))) > 0] = 0
-        region[blend.polygon_mask(shape, [lm[list(mesh.LIPS_INNER), :2]], grow=max(1, round(0.01 * size))) > 0] = 0
+        mouth = [lm[list(mesh.LIPS_INNER), :2]]
+        region[blend.polygon_mask(shape, mouth, grow=max(1, round(0.01 * size))) > 0] = 0
     return region
 
 
@@ -77,7 +83,9 @@ def _skin_frame(lab: blend.Lab, landmarks: NDArray[np.floating]) -> tuple[float,
     return float(max(median[0], 1.0)), direction
 
 
-def _colours(image: Image, landmarks: NDArray[np.floating], region: NDArray[np.uint8]) -> tuple[NDArray, NDArray]:
+def _colours(
+    image: Image, landmarks: NDArray[np.floating], region: NDArray[np.uint8]
+) -> tuple[NDArray, NDArray]:
     """(relative lightness, u) of the region's pixels in the face's own skin hue frame."""
     x, y, w, h = blend.mask_rect(region) or (0, 0, 1, 1)
     lab = blend.to_lab(np.ascontiguousarray(image[y : y + h, x : x + w]))
@@ -111,6 +119,22 @@ def _share_below(relative: NDArray, u: NDArray, bound: NDArray[np.float64]) -> f
     return float(np.mean(u < bound[bins]))
 
 
+def _bound(target: Image, target_landmarks: NDArray[np.floating], source: Image,
+           source_landmarks: NDArray[np.floating]) -> NDArray[np.float64]:
+    """Per lightness bin, the lowest ``u`` either reference face shows, less the margin."""
+    own = _gamut(*_colours(target, target_landmarks, face_region(target, [target_landmarks])))
+    other = _gamut(*_colours(source, source_landmarks, face_region(source, [source_landmarks])))
+    return np.minimum(own, other) - GAMUT_MARGIN
+
+
+def _bad(image: Image, landmarks: NDArray[np.floating], region: NDArray[np.uint8],
+         bound: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """Per region pixel (row-major order), whether it is too grey or too blue for its lightness."""
+    relative, u = _colours(image, landmarks, region)
+    bins = np.clip(np.digitize(relative, LIGHTNESS_BINS) - 1, 0, len(LIGHTNESS_BINS) - 2)
+    return u < bound[bins]
+
+
 def artifact_share(
     output: Image, target: Image, target_landmarks: NDArray[np.floating], source: Image,
     source_landmarks: NDArray[np.floating], output_landmarks: NDArray[np.floating] | None = None,
@@ -121,34 +145,26 @@ def artifact_share(
     is left out, as the swap may have moved them towards the source's.
     """
     meshes = [target_landmarks] + ([output_landmarks] if output_landmarks is not None else [])
-    region = face_region(target.shape, meshes)
+    region = face_region(target, meshes)
     if not np.any(region):
         return 0.0
-    source_region = face_region(source.shape, [source_landmarks])
-    bound = np.minimum(_gamut(*_colours(target, target_landmarks, face_region(target.shape, [target_landmarks]))),
-                       _gamut(*_colours(source, source_landmarks, source_region))) - GAMUT_MARGIN
-    own = _share_below(*_colours(target, target_landmarks, region), bound)
-    after = _share_below(*_colours(output, target_landmarks, region), bound)
-    return 100.0 * (after - own)
+    bound = _bound(target, target_landmarks, source, source_landmarks)
+    own = _bad(target, target_landmarks, region, bound)
+    after = _bad(output, target_landmarks, region, bound)
+    return 100.0 * (float(after.mean()) - float(own.mean()))
 
 
 def artifact_map(
-    output: Image, target_landmarks: NDArray[np.floating], target: Image, source: Image,
+    output: Image, target: Image, target_landmarks: NDArray[np.floating], source: Image,
     source_landmarks: NDArray[np.floating],
 ) -> NDArray[np.uint8]:
     """0/255 mask of the output's artifact pixels (for pictures: where the score comes from)."""
-    region = face_region(target.shape, [target_landmarks])
-    bound = np.minimum(_gamut(*_colours(target, target_landmarks, region)),
-                       _gamut(*_colours(source, source_landmarks, face_region(source.shape, [source_landmarks]))))
-    relative, u = _colours(output, target_landmarks, region)
-    bins = np.clip(np.digitize(relative, LIGHTNESS_BINS) - 1, 0, len(LIGHTNESS_BINS) - 2)
+    region = face_region(target, [target_landmarks])
     out = np.zeros(region.shape, np.uint8)
-    ys, xs = np.nonzero(region)
-    x, y, _, _ = blend.mask_rect(region) or (0, 0, 1, 1)
-    order = np.lexsort((xs, ys))  # _colours reads the region row by row, as np.nonzero does
-    bad = u < bound[bins] - GAMUT_MARGIN
-    out[ys[order][bad], xs[order][bad]] = 255
-    del x, y
+    if np.any(region):
+        bad = _bad(output, target_landmarks, region, _bound(target, target_landmarks, source, source_landmarks))
+        ys, xs = np.nonzero(region)  # row-major, as _colours reads the region
+        out[ys[bad], xs[bad]] = 255
     return out
 
 
@@ -250,7 +266,8 @@ def clip_coverage(inputs: Sequence[Image], outputs: Sequence[Image], upsample: i
     for index, (src, out) in enumerate(zip(inputs, outputs, strict=True)):
         rgb = cv2.cvtColor(src, cv2.COLOR_BGR2RGB)
         rects = detector(rgb, upsample)
-        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float64).reshape(-1, 4)
+        boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float64)
+        boxes = boxes.reshape(-1, 4)
         overlap = _boxes_iou(np.array([t[0] for t in tracks]).reshape(-1, 4), boxes)
         new_tracks = []
         for j, box in enumerate(boxes):
