@@ -30,6 +30,9 @@ class TrackOptions:
     newcomer is found within N frames without paying a detection pass on every faceless frame."""
     max_missed: int = 2
     """Drop a track after it has been missed on this many detection passes."""
+    scan_interval: int = 2
+    """Between detection passes, look for newly arrived faces every N frames with the detector's cheap
+    whole-image pass (0 = never): a face entering the frame is swapped within N frames."""
     smoothing_min_cutoff: float = 1.0
     """One-Euro filter: cut-off frequency (Hz) at rest; lower = smoother when still."""
     smoothing_beta: float = 80.0

@@ -283,41 +283,46 @@ def recolour(
     a paler face nor blue on a redder one.
     """
     lightness = np.maximum(lab[..., 0], 1.0)
-    f_l = np.float32(transfer.gain) * (lightness ** np.float32(transfer.exponent - 1.0)
-                                      if transfer.exponent != 1.0 else np.float32(1.0))
-    f_z = np.complex64(transfer.chroma)
+    f_l = np.full(lab.shape[:2], transfer.gain, np.float32)
+    if transfer.exponent != 1.0:
+        f_l *= lightness ** np.float32(transfer.exponent - 1.0)
+    # The chroma factor, as size over the lightness factor (log) and turn: ratio = f_z / f_l.
+    log_size = np.full(lab.shape[:2], np.log(max(abs(transfer.chroma), 1e-6)), np.float32)
+    turn = np.full(lab.shape[:2], np.angle(transfer.chroma), np.float32)
     if field is not None:
-        f_l = f_l * field[..., 0]
-        f_z = f_z * (field[..., 1] + 1j * field[..., 2]).astype(np.complex64)
-    z = ((lab[..., 1] - 128.0) + 1j * (lab[..., 2] - 128.0)).astype(np.complex64)
-    ratio = f_z / f_l
+        f_l *= field[..., 0]
+        log_size += 0.5 * np.log(np.maximum(field[..., 1] ** 2 + field[..., 2] ** 2, 1e-12))
+        turn += np.arctan2(field[..., 2], field[..., 1])
+    log_size -= np.log(f_l)
+    a, b = lab[..., 1] - 128.0, lab[..., 2] - 128.0
     if skin is not None:
         skin_l = max(float(skin[0]), 1.0)
-        skin_z = complex(float(skin[1]) - 128.0, float(skin[2]) - 128.0) / skin_l
         relative = lightness * np.float32(1.0 / skin_l)
         weight = _smoothstep(relative, 0.4, 0.75)
-        if abs(skin_z) > 1e-3:
-            along = (z * np.complex64(np.conj(skin_z))).real / (lightness * np.float32(abs(skin_z) ** 2))
+        sa, sb = (float(skin[1]) - 128.0) / skin_l, (float(skin[2]) - 128.0) / skin_l
+        norm = sa * sa + sb * sb
+        if norm > 1e-6:
+            along = (a * np.float32(sa / norm) + b * np.float32(sb / norm)) / lightness
             # Brighter than the skin and paler is a highlight (the light's colour on the skin), not
             # a grey feature: it takes the skin's change, or dimmed it would stay grey.
-            weight = weight * np.maximum(_smoothstep(along, 0.25, 0.85), _smoothstep(relative, 0.95, 1.15))
+            weight *= np.maximum(_smoothstep(along, 0.25, 0.85), _smoothstep(relative, 0.95, 1.15))
+            if transfer.palest > 0.0:
+                # Skin-like pixels paler (for their lightness) than the target's palest skin are
+                # lifted to it: a source whose skin varies more than the target's must not show
+                # grey patches.
+                lift = np.clip(np.float32(transfer.palest) / np.maximum(along, 0.05), 1.0, 2.0)
+                log_size += weight * np.log(lift)
         # Pixels unlike the skin take half its desaturation (part of the skin's change is the colour
         # of the light, which falls on the brows too) but none of its saturation: a grey or bluish
         # shadow scaled up with the skin would turn blue.
-        size = np.abs(ratio)
-        if transfer.palest > 0.0 and abs(skin_z) > 1e-3:
-            # Skin-like pixels paler (for their lightness) than the target's palest skin are lifted
-            # to it: a source whose skin varies more than the target's must not show grey patches.
-            lift = np.clip(np.float32(transfer.palest) / np.maximum(along, 0.05), 1.0, 2.0)
-            size = size * lift**weight
-        keep = np.where(size > 1.0, weight, 0.5 + 0.5 * weight)
-        turn = 0.5 + 0.5 * weight
-        ratio = size**keep * np.exp(1j * turn * np.angle(ratio))
+        log_size *= np.where(log_size > 0.0, weight, 0.5 + 0.5 * weight)
+        turn *= 0.5 + 0.5 * weight
+    size = f_l * np.exp(log_size)
+    cos, sin = size * np.cos(turn), size * np.sin(turn)
     out = np.empty_like(lab, dtype=np.float32)
     out[..., 0] = lightness * f_l
-    z = z * f_l * ratio
-    out[..., 1] = z.real + 128.0
-    out[..., 2] = z.imag + 128.0
+    out[..., 1] = a * cos - b * sin + 128.0
+    out[..., 2] = a * sin + b * cos + 128.0
     return out
 
 

@@ -91,8 +91,9 @@ class MeshAnalyser:
 
     # -- detection -----------------------------------------------------------------------------------
 
-    def candidates(self, image: Image) -> list[Detection]:
-        """Detector candidates (after NMS, best first) in image pixels, before the mesh checks them."""
+    def candidates(self, image: Image, tiles: bool | None = None) -> list[Detection]:
+        """Detector candidates (after NMS, best first) in image pixels, before the mesh checks them.
+        ``tiles`` overrides ``DetectOptions.tiles`` (the small-face passes)."""
         image = _as_bgr(image)
         h, w = image.shape[:2]
         if min(h, w) < MIN_SIDE:
@@ -104,7 +105,7 @@ class MeshAnalyser:
         # Whole image: the full-range model sees faces from ~4% to ~70% of the long side, the
         # short-range one large close-ups; tiles bring small faces into the short-range model's range.
         dets = self._full(small, min_score=min_score) + self._short(small, min_score=min_score)
-        if self.options.tiles:
+        if self.options.tiles if tiles is None else tiles:
             for side in SHORT_TILES:
                 dets += self._short.tiled(small, side, min_score=min_score)
         merged = merge_detections(dets)
@@ -120,28 +121,51 @@ class MeshAnalyser:
         mesh's face-presence probability.
         """
         image = _as_bgr(image)
-        threshold = self.options.presence_threshold
         faces: list[Face] = []
         for det in self.candidates(image):
             if any(_same_face(det.box, f.bbox) for f in faces):
                 continue  # a second box on a face already meshed (candidates come best first)
-            landmarks, presence = self._mesh(image, roi_from_box(det.box, det.keypoints[0], det.keypoints[1]))
-            if presence < MIN_FIRST_PRESENCE:
-                continue
-            # A second pass on the ROI the mesh itself implies corrects a loose or off-centre box; small
-            # turned faces often score ~0.4 on the detector's ROI and ~0.99 on their own.
-            landmarks2, presence2 = self._mesh(image, roi_from_landmarks(landmarks))
-            if prefer_second_fit(presence, presence2):
-                landmarks, presence = landmarks2, presence2
-            if presence < threshold:
-                continue
-            # The mesh alone half-believes in some non-faces (a chin and collar next to a face, dark
-            # suit buttons, a round badge: presence 0.6-0.98); a second, independent opinion on the
-            # mesh's own levelled crop settles it.
-            if presence * self._verify(image, landmarks) < MIN_EVIDENCE:
-                continue
-            faces.append(_face(landmarks, presence))
+            face = self._mesh_face(image, det)
+            if face is not None:
+                faces.append(face)
         return sorted(_dedup(faces), key=lambda f: float(f.center[0]))
+
+    def scan(self, image: Image, known: Sequence[Face]) -> list[Face]:
+        """Faces that are not among ``known``, found by the cheap whole-image detector passes only
+        (no tiles): the tracker's per-frame look for a face that has just come in or turned back.
+
+        Costs two small detector runs when nothing is new; the mesh and its checks run only on a box
+        that no known face explains.
+        """
+        image = _as_bgr(image)
+        faces: list[Face] = []
+        for det in self.candidates(image, tiles=False):
+            if any(_same_face(det.box, f.bbox) or float(iou(f.bbox, det.box[None])[0]) > 0.3
+                   for f in [*known, *faces]):
+                continue
+            face = self._mesh_face(image, det)
+            if face is not None and not any(_overlapping(face, f) for f in known):
+                faces.append(face)
+        return sorted(faces, key=lambda f: float(f.center[0]))
+
+    def _mesh_face(self, image: Image, det: Detection) -> Face | None:
+        """The face a detector box holds, meshed and checked, or None."""
+        landmarks, presence = self._mesh(image, roi_from_box(det.box, det.keypoints[0], det.keypoints[1]))
+        if presence < MIN_FIRST_PRESENCE:
+            return None
+        # A second pass on the ROI the mesh itself implies corrects a loose or off-centre box; small
+        # turned faces often score ~0.4 on the detector's ROI and ~0.99 on their own.
+        landmarks2, presence2 = self._mesh(image, roi_from_landmarks(landmarks))
+        if prefer_second_fit(presence, presence2):
+            landmarks, presence = landmarks2, presence2
+        if presence < self.options.presence_threshold:
+            return None
+        # The mesh alone half-believes in some non-faces (a chin and collar next to a face, dark
+        # suit buttons, a round badge: presence 0.6-0.98); a second, independent opinion on the
+        # mesh's own levelled crop settles it.
+        if presence * self._verify(image, landmarks) < MIN_EVIDENCE:
+            return None
+        return _face(landmarks, presence)
 
     def _verify(self, image: Image, landmarks: NDArray[np.float32]) -> float:
         """Short-range detector score for a face centred in the mesh's own, levelled ROI (0 if none)."""

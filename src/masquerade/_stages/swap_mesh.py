@@ -48,6 +48,11 @@ WORK_SIZE = 128.0
 """Face size (px) at which masks and colour fields are computed (the warp runs at full size)."""
 SHAPE_BLEND = 0.5
 """How far the inner face (eyes, brows, nose, cheeks) moves from the target's shape to the source's."""
+OUTLINE_BLEND = 0.75
+"""How far the face's outline (jaw, chin, temples) moves from the target's shape to the source's."""
+WARP_ZONE = 0.25
+"""Width of the band around the face (fraction of the face size) over which the target's jaw, neck,
+ears and hair follow the moved outline; beyond it no pixel changes."""
 BROW_COVER = 0.05
 """How far around the target's brows the swap paints fully (fraction of the face size)."""
 POISSON_SIDE = 64
@@ -94,8 +99,11 @@ class MeshSwapper:
     def __init__(self, options: SwapOptions = SwapOptions()) -> None:  # noqa: B008 (frozen, immutable)
         self.options = options
         self._tris = mesh.triangles()
-        fixed = mesh.hops(mesh.FACE_OVAL + mesh.lip_points())
-        self._shape_weight = np.clip(fixed / _SHAPE_FADE_RINGS, 0.0, 1.0)
+        # Per landmark, how far it moves to the source's shape: the lips not at all (the kept mouth
+        # must fit them), the outline by OUTLINE_BLEND, the inner face by SHAPE_BLEND, fading between.
+        from_lips = np.clip(mesh.hops(mesh.lip_points()) / _SHAPE_FADE_RINGS, 0.0, 1.0)
+        at_edge = np.clip(1.0 - mesh.hops(mesh.FACE_OVAL) / _SHAPE_FADE_RINGS, 0.0, 1.0)
+        self._shape_weight = from_lips * (OUTLINE_BLEND * at_edge + SHAPE_BLEND * (1.0 - at_edge))
 
     def prepare(self, sources: Sequence[tuple[Image, Face]]) -> MeshSource:
         """Pick the most frontal source face that has landmarks and precompute what every swap needs."""
@@ -153,12 +161,13 @@ class MeshSwapper:
         if face.landmarks is None or len(face.landmarks) < mesh.N_LANDMARKS or face.landmarks.shape[1] < 3:
             raise UsageError("the mesh swapper needs face-mesh landmarks (use the mesh detector)")
         lm = np.asarray(face.landmarks, dtype=np.float32)[: mesh.N_LANDMARKS]
-        rect = _roi(lm[:, :2], out.shape, _ROI_PAD)
+        shaped = self._shaped(lm, source)
+        # The rectangle takes in the band around the face where jaw, neck and hair follow the outline.
+        rect = _roi(np.concatenate([lm[:, :2], shaped]), out.shape, _ROI_PAD + WARP_ZONE)
         if rect is None:
             return
         x0, y0, x1, y1 = rect
         roi = out[y0:y1, x0:x1]  # read until the final blend, which writes the rectangle back
-        shaped = self._shaped(lm, source)
         full = (x1 - x0, y1 - y0)
         # Masks, statistics and smooth colour fields are computed at a work scale where the face is
         # about WORK_SIZE px; only the warp itself and the final blend run at full resolution.
@@ -173,8 +182,12 @@ class MeshSwapper:
         level_img, level_pts = source.levels[self._level(source, _extent(lm[:, :2]))]
         # A closed target mouth draws no mouth opening: the source's teeth would show as a thin line.
         mouth_open = mesh.mouth_open_ratio(pts) > MOUTH_CLOSED_RATIO
-        ids, map_x, map_y = self._maps(small, drawn_pts, lm[:, 2], level_pts, mouth_open)
+        ids, map_x, map_y, back = self._maps(small, drawn_pts, lm[:, 2], level_pts, mouth_open, pts)
         warped_s = cv2.remap(level_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        # The target itself follows the new shape (hair over the forehead, ears, jaw and neck around
+        # the moved outline); from here on its landmarks are the shaped ones.
+        roi = self._follow(roi, ids, back, drawn_pts, pts, size, ratio)
+        pts = drawn_pts
         roi_s = roi if scale == 1.0 else cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
         target_lab = blend.to_lab(roi_s)
 
@@ -207,16 +220,26 @@ class MeshSwapper:
         local = cv2.GaussianBlur(target_lab, (0, 0), sigmaX=max(1.0, 0.03 * size))
         weights = np.dstack([alpha, eyes_w, local])
 
-        # Full resolution: the same warp sampled densely, the colour maps upsampled.
+        # Full resolution: the same warp sampled densely, the colour maps upsampled; the colour work
+        # runs on the rectangle where the face is painted, the rest of the region takes ``roi`` as is.
         if scale < 1.0:
             map_x = cv2.resize(map_x, full, interpolation=cv2.INTER_LINEAR)
             map_y = cv2.resize(map_y, full, interpolation=cv2.INTER_LINEAR)
-            warped = cv2.remap(level_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            warped = np.ascontiguousarray(warped[..., :3])
             field = cv2.resize(field, full, interpolation=cv2.INTER_LINEAR)
             weights = cv2.resize(weights, full, interpolation=cv2.INTER_LINEAR)
+        painted = blend.mask_rect(np.where(weights[..., 0] > 0, 255, 0).astype(np.uint8), margin=1)
+        if painted is None:
+            out[y0:y1, x0:x1] = roi
+            return
+        px, py, pw, ph = painted
+        part = (slice(py, py + ph), slice(px, px + pw))
+        if scale < 1.0:
+            warped = cv2.remap(level_img, map_x[part], map_y[part], cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT)
+            warped = np.ascontiguousarray(warped[..., :3])
         else:
-            warped = np.ascontiguousarray(warped_s[..., :3])
+            warped = np.ascontiguousarray(warped_s[part][..., :3])
+        field, weights, target = field[part], weights[part], roi[part]
         alpha, eyes_w, local = weights[..., 0], weights[..., 1], weights[..., 2:]
         base = blend.to_lab(warped)
         lab = blend.recolour(base, transfer, field, skin_hue)
@@ -228,8 +251,9 @@ class MeshSwapper:
         hue = np.minimum(over * (1.0 / HIGHLIGHT_MARGIN), 1.0)[..., None]
         lab[..., 1:] += (local[..., 1:] - lab[..., 1:]) * hue
         if self.options.color_transfer:
-            lab[..., 0] += self._grain(roi, base[..., 0], alpha)
-        out[y0:y1, x0:x1] = blend.alpha_blend(roi, blend.from_lab(lab), np.ascontiguousarray(alpha))
+            lab[..., 0] += self._grain(target, base[..., 0], alpha)
+        roi[part] = blend.alpha_blend(target, blend.from_lab(lab), np.ascontiguousarray(alpha))
+        out[y0:y1, x0:x1] = roi  # the followed surroundings (a no-op when ``roi`` is a view of ``out``)
 
     def _grain(self, roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32]) -> NDArray:
         """Fresh noise that brings a smoother source face (stretched, retouched) up to the target's grain.
@@ -287,14 +311,13 @@ class MeshSwapper:
         """Target landmarks (x, y) with the inner face moved part of the way to the source's shape.
 
         The source mesh is posed like the target's (a 3-D similarity, so a turned head compares with
-        a turned head); the face outline and the lips stay where they are, so the blend edge and the
-        kept mouth still fit, and the move fades in over a few mesh rings from them.
+        a turned head). The inner face moves by SHAPE_BLEND, the outline by OUTLINE_BLEND (the target's
+        jaw, hair and neck follow it, see ``_follow``); the lips stay where they are so the kept mouth
+        still fits, and the move fades in over a few mesh rings from them.
         """
         pts = landmarks[:, :2].astype(np.float64)
-        if SHAPE_BLEND <= 0:
-            return pts.astype(np.float32)
         posed = mesh.pose_like(source.landmarks.astype(np.float64), landmarks[:, :3].astype(np.float64))
-        moved = pts + (SHAPE_BLEND * self._shape_weight)[:, None] * (posed[:, :2] - pts)
+        moved = pts + self._shape_weight[:, None] * (posed[:, :2] - pts)
         return moved.astype(np.float32)
 
     def _level(self, source: MeshSource, size: float) -> int:
@@ -304,8 +327,10 @@ class MeshSwapper:
     def _maps(
         self, shape: tuple[int, int], points: NDArray[np.float32], depth: NDArray[np.float32],
         source_points: NDArray[np.float32], mouth: bool = True,
-    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.float32]]:
-        """Triangle id drawn at each pixel of a (width, height) ``shape`` and the remap into the source."""
+        target_points: NDArray[np.float32] | None = None,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.float32], NDArray[np.float32] | None]:
+        """Triangle id drawn at each pixel of a (width, height) ``shape``, the remap into the source,
+        and with ``target_points`` the (H, W, 2) remap into the target's own shape (inside the mesh)."""
         w, h = shape
         tris = self._tris
         ids = np.full((h, w), -1, dtype=np.int32)
@@ -321,7 +346,56 @@ class MeshSwapper:
         map_x = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
         map_y = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
         map_x[ids < 0] = -1.0
-        return ids, map_x, map_y
+        back = None
+        if target_points is not None:
+            t = mesh.triangle_affines(points, target_points, tris).astype(np.float32)[np.maximum(ids, 0)]
+            back = np.dstack([t[..., 0] * xs + t[..., 1] * ys + t[..., 2],
+                              t[..., 3] * xs + t[..., 4] * ys + t[..., 5]])
+        return ids, map_x, map_y, back
+
+    def _follow(
+        self, roi: Image, ids: NDArray[np.int32], back: NDArray[np.float32] | None,
+        shaped: NDArray[np.float32], target: NDArray[np.float32], size: float, ratio: NDArray[np.float32],
+    ) -> Image:
+        """``roi`` warped so the target's face takes the shaped outline, and the hair, ears, jaw and neck
+        around it follow over a band of WARP_ZONE face sizes; a copy, or ``roi`` itself when nothing moves.
+
+        Inside the mesh the warp is the mesh's own (piecewise affine, shaped -> target); outside, each
+        pixel takes the shift of the nearest mesh pixel, smoothed and fading to exactly nothing at the
+        band's outer edge, so the background beyond it keeps every pixel.
+        """
+        moved = float(np.abs(shaped[list(mesh.FACE_OVAL)] - target[list(mesh.FACE_OVAL)]).max())
+        if back is None or moved < 0.05:
+            return roi
+        h, w = ids.shape
+        inside = ids >= 0
+        grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+        shift = np.where(inside[..., None], back - grid, 0.0).astype(np.float32)
+        # Nearest mesh pixel for every pixel outside the mesh: the shift continues across the outline.
+        distance, labels = cv2.distanceTransformWithLabels(
+            np.where(inside, 0, 255).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+        seeds = shift[inside]  # row-major, as the labels of the zero pixels are numbered
+        lookup = np.zeros((labels.max() + 1, 2), np.float32)
+        lookup[labels[inside]] = seeds
+        outside = lookup[labels]
+        sigma = max(1.0, 0.05 * size)
+        outside = cv2.GaussianBlur(outside, (0, 0), sigmaX=sigma)
+        zone = max(2.0, WARP_ZONE * size)
+        t = np.clip(1.0 - distance / zone, 0.0, 1.0)
+        fade = (t * t * (3.0 - 2.0 * t))[..., None]
+        shift = np.where(inside[..., None], shift, outside * fade)
+        # Full resolution: shifts scale with the pixel ratio; pixels that do not move keep their bytes.
+        full = (roi.shape[1], roi.shape[0])
+        if (w, h) != full:
+            shift = cv2.resize(shift, full, interpolation=cv2.INTER_LINEAR) / ratio
+        still = np.abs(shift).max(axis=2) < 0.02
+        if still.all():
+            return roi
+        fx, fy = np.meshgrid(np.arange(full[0], dtype=np.float32), np.arange(full[1], dtype=np.float32))
+        warped = cv2.remap(roi, fx + shift[..., 0], fy + shift[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        warped[still] = roi[still]
+        return warped
 
     def _kept(
         self, shape: tuple[int, ...], points: NDArray[np.float32], size: float, source: MeshSource

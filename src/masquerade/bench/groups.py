@@ -192,3 +192,102 @@ def turned_group(
         canvas = canvas * (1 - alpha) + warped.astype(np.float32) * alpha
         placed.append((float(cx), float(cy), float(widths[i])))
     return canvas.clip(0, 255).astype(np.uint8), placed
+
+
+@dataclass(frozen=True)
+class Actor:
+    """One head in a group clip: where it is, how big and how turned, as functions of the frame."""
+
+    source: str
+    width: float
+    path: Any
+    """frame -> (cx, cy, roll degrees, yaw degrees); cx outside the frame means the head has left."""
+    flip: bool = False
+
+
+CLIP_YAWS = (-60, -45, -30, -15, 0, 15, 30, 45, 60)
+
+
+def _clip_actors(frames: int, width: int, height: int) -> tuple[Actor, ...]:
+    """Five heads: one turning from side to side, one walking out of the frame and back in, one rolling,
+    one sweeping its yaw, a small one coming in late from the left."""
+    n = max(frames - 1, 1)
+
+    def turning(i: int) -> tuple[float, float, float, float]:
+        x = 0.2 * width + 60 * np.sin(i / n * 2 * np.pi)
+        return x, 0.36 * height, 0.0, 60 * np.sin(i / n * 4 * np.pi)
+
+    def leaving(i: int) -> tuple[float, float, float, float]:
+        # Out to the right during the middle third of the clip, then back.
+        u = i / n
+        x = 0.55 * width + (0.75 * width) * np.clip(np.sin(u * np.pi) * 1.6 - 0.3, 0.0, 1.0)
+        return x, 0.3 * height, 0.0, 0.0
+
+    def rolling(i: int) -> tuple[float, float, float, float]:
+        return 0.78 * width, 0.7 * height, 20 * np.sin(i / n * 6 * np.pi), 30.0
+
+    def sweeping(i: int) -> tuple[float, float, float, float]:
+        return 0.42 * width, 0.72 * height + 10 * np.sin(i / n * 2 * np.pi), 0.0, -45 + 90 * i / n
+
+    def arriving(i: int) -> tuple[float, float, float, float]:
+        u = i / n
+        return -0.1 * width + 0.25 * width * np.clip((u - 0.25) * 3, 0.0, 1.0), 0.62 * height, 0.0, 15.0
+
+    return (Actor("obama", 0.117 * width, turning), Actor("biden", 0.094 * width, leaving),
+            Actor("astronaut", 0.07 * width, rolling, flip=True), Actor("obama2", 0.08 * width, sweeping),
+            Actor("biden", 0.055 * width, arriving, flip=True))
+
+
+def group_clip(
+    samples: Mapping[str, np.ndarray], analyser: Any, frames: int = 150, size: tuple[int, int] = (1280, 720)
+) -> list[np.ndarray]:
+    """Frames of a synthetic group clip: the sample heads (re-rendered turned, see ``turn_head``)
+    moving, turning, rolling, leaving the frame and coming back in, on a plain wall."""
+    width, height = size
+    wall = _background(height, width)
+    heads: dict[str, tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]] = {}
+    for name, image in samples.items():
+        (face,) = analyser.detect(image)
+        x1, y1, x2, y2 = face.bbox
+        mx, my = int(0.8 * (x2 - x1)), int(0.8 * (y2 - y1))
+        ox, oy = max(int(x1) - mx, 0), max(int(y1) - my, 0)
+        crop = np.ascontiguousarray(image[oy:int(y2) + my, ox:int(x2) + mx])
+        shift = np.float32([ox, oy])
+        landmarks = face.landmarks - np.append(shift, 0)
+        box = face.bbox - np.tile(shift, 2)
+        renders = {yaw: crop if yaw == 0 else turn_head(crop, landmarks, yaw) for yaw in CLIP_YAWS}
+        heads[name] = (box, crop, renders)
+    out = []
+    actors = _clip_actors(frames, width, height)
+    for i in range(frames):
+        canvas = wall.astype(np.float32)
+        for actor in actors:
+            cx, cy, roll, yaw = actor.path(i)
+            box, crop, renders = heads[actor.source]
+            render = renders[min(CLIP_YAWS, key=lambda a: abs(a - yaw))]
+            x1, y1, x2, y2 = box
+            fcx, fcy = (x1 + x2) / 2, (y1 + y2) / 2
+            if actor.flip:
+                render = render[:, ::-1]
+                fcx = render.shape[1] - fcx
+            s = actor.width / (x2 - x1)
+            m = cv2.getRotationMatrix2D((float(fcx), float(fcy)), roll, s)
+            m[:, 2] += (cx - fcx, cy - fcy)
+            # Only the rectangle the head lands in is warped and blended.
+            h, w = render.shape[:2]
+            corners = np.float32([[0, 0], [w, 0], [0, h], [w, h]]) @ m[:, :2].T + m[:, 2]
+            bx0, by0 = np.maximum(np.floor(corners.min(axis=0)).astype(int) - 8, 0)
+            bx1, by1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + 8, (width, height))
+            if bx1 <= bx0 or by1 <= by0:
+                continue
+            m[:, 2] -= (bx0, by0)
+            box_size = (int(bx1 - bx0), int(by1 - by0))
+            warped = cv2.warpAffine(np.ascontiguousarray(render), m, box_size, flags=cv2.INTER_AREA)
+            oval = np.zeros(render.shape[:2], np.float32)
+            axes = (int((x2 - x1) * 0.95), int((y2 - y1) * 1.05))
+            cv2.ellipse(oval, (int(fcx), int(fcy - 0.05 * (y2 - y1))), axes, 0, 0, 360, 1.0, -1)
+            alpha = cv2.GaussianBlur(cv2.warpAffine(oval, m, box_size), (0, 0), 3)[..., None]
+            part = canvas[by0:by1, bx0:bx1]
+            canvas[by0:by1, bx0:bx1] = part * (1 - alpha) + warped.astype(np.float32) * alpha
+        out.append(canvas.clip(0, 255).astype(np.uint8))
+    return out

@@ -162,7 +162,8 @@ def artifact_map(
     region = face_region(target, [target_landmarks])
     out = np.zeros(region.shape, np.uint8)
     if np.any(region):
-        bad = _bad(output, target_landmarks, region, _bound(target, target_landmarks, source, source_landmarks))
+        bound = _bound(target, target_landmarks, source, source_landmarks)
+        bad = _bad(output, target_landmarks, region, bound)
         ys, xs = np.nonzero(region)  # row-major, as _colours reads the region
         out[ys[bad], xs[bad]] = 255
     return out
