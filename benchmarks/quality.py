@@ -124,7 +124,10 @@ def run_clip(photos, args: argparse.Namespace) -> dict:
     outputs = [ctx.image for ctx in pipeline.swap_frames(
         (FrameContext(index=i, image=f) for i, f in enumerate(frames)), source, 25.0)]
     seconds = time.perf_counter() - started
-    coverage = quality.clip_coverage(frames, outputs)
+    from masquerade._stages.watermark import WatermarkEmbedder
+
+    mark = WatermarkEmbedder()
+    coverage = quality.clip_coverage(frames, outputs, [mark(f) for f in frames])
     if args.clip_sheet:
         picks = np.linspace(0, len(frames) - 1, 6).astype(int)
         tiles = [np.hstack([cv2.resize(frames[i], (640, 360)), cv2.resize(outputs[i], (640, 360))]) for i in picks]

@@ -326,6 +326,81 @@ def recolour(
     return out
 
 
+@dataclass(frozen=True)
+class ChromaFloor:
+    """Per band of lightness (relative to the skin's), the least colour along the skin's hue that a
+    face pixel may have: what the greyest or bluest pixels of the reference faces show at that
+    lightness (see :func:`chroma_floor`)."""
+
+    lightness: float
+    """The skin's lightness that relative lightness is taken against."""
+    hue: tuple[float, float]
+    """Unit a*, b* direction of the skin's hue."""
+    bound: NDArray[np.float32]
+    """Least chroma along the hue per lightness band (centres at ``FLOOR_BANDS``)."""
+
+
+FLOOR_BANDS = np.linspace(0.05, 1.95, 20).astype(np.float32)
+"""Centres of the relative-lightness bands of :class:`ChromaFloor`."""
+
+
+def _skin_frame(lab: Lab, skin: BinaryMask) -> tuple[float, NDArray[np.float64]]:
+    pixels = lab[skin > 0]
+    median = np.median(pixels, axis=0) if len(pixels) else np.array([128.0, 128.0, 128.0])
+    hue = median[1:] - 128.0
+    norm = float(np.hypot(*hue))
+    return float(max(median[0], 1.0)), (hue / norm if norm > 1.0 else np.array([0.6, 0.8]))
+
+
+def _along_hue(lab: Lab, lightness: float, hue: NDArray[np.float64]) -> tuple[NDArray, NDArray]:
+    rel = lab[..., 0] * np.float32(1.0 / lightness)
+    u = (lab[..., 1] - 128.0) * np.float32(hue[0]) + (lab[..., 2] - 128.0) * np.float32(hue[1])
+    return rel, u
+
+
+def chroma_floor(
+    target: Lab, target_skin: BinaryMask, target_face: BinaryMask, source: Lab, source_skin: BinaryMask,
+    source_face: BinaryMask, *, quantile: float = 0.005,
+) -> ChromaFloor:
+    """The :class:`ChromaFloor` of two faces: per lightness band, the lower of what either face shows.
+
+    Each face is read in its own skin's frame (lightness over its skin's, chroma along its skin's
+    hue), so a dark face and a pale one compare feature for feature. Bands neither face fills take
+    the nearest filled band's value.
+    """
+    bounds = []
+    for lab, skin, face in ((target, target_skin, target_face), (source, source_skin, source_face)):
+        lightness, hue = _skin_frame(lab, skin)
+        rel, u = _along_hue(lab[face > 0], lightness, hue)
+        band = np.clip(np.rint((rel - FLOOR_BANDS[0]) / 0.1).astype(int), 0, len(FLOOR_BANDS) - 1)
+        low = np.full(len(FLOOR_BANDS), np.nan, np.float32)
+        for k in np.unique(band):
+            values = u[band == k]
+            if len(values) >= 20:
+                low[k] = np.quantile(values, quantile)
+        filled = np.nonzero(~np.isnan(low))[0]
+        if len(filled):
+            low = low[filled[np.abs(np.arange(len(low))[:, None] - filled[None, :]).argmin(axis=1)]]
+        else:
+            low[:] = -np.inf
+        bounds.append(low)
+    lightness, hue = _skin_frame(target, target_skin)
+    return ChromaFloor(lightness, (float(hue[0]), float(hue[1])), np.minimum(*bounds).astype(np.float32))
+
+
+def apply_chroma_floor(lab: Lab, floor: ChromaFloor, weight: NDArray[np.float32] | None = None) -> None:
+    """Lift, in place, pixels less coloured along the skin's hue than the floor allows at their
+    lightness (greyer or bluer than either face shows) up to it, by ``weight`` (0..1) per pixel."""
+    hue = np.asarray(floor.hue)
+    rel, u = _along_hue(lab, floor.lightness, hue)
+    bound = np.interp(rel.ravel(), FLOOR_BANDS, floor.bound).reshape(rel.shape).astype(np.float32)
+    lift = np.maximum(bound - u, 0.0)
+    if weight is not None:
+        lift *= weight
+    lab[..., 1] += lift * np.float32(hue[0])
+    lab[..., 2] += lift * np.float32(hue[1])
+
+
 def masked_blur(values: NDArray[np.float32], weights: BinaryMask, sigma: float) -> NDArray[np.float32]:
     """Normalised convolution: the Gaussian blur (scale ``sigma`` px) of ``values`` over ``weights``
     only, so pixels outside the weights (eyes, brows, hair) do not leak in. Run on a copy scaled so

@@ -203,6 +203,7 @@ class MeshSwapper:
             return
 
         transfer, field, skin_hue = self._colour(warped_s, target_lab, region, drawn_pts, size)
+        floor = self._floor(warped_s, target_lab, region, drawn_pts, size)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
         # The target's own brows must not show through a soft edge beside the source's (double
         # brows, when hair cuts the region just above them): wherever the swap may paint, they are
@@ -250,6 +251,8 @@ class MeshSwapper:
         lab[..., 0] -= 0.75 * over
         hue = np.minimum(over * (1.0 / HIGHLIGHT_MARGIN), 1.0)[..., None]
         lab[..., 1:] += (local[..., 1:] - lab[..., 1:]) * hue
+        if floor is not None:
+            blend.apply_chroma_floor(lab, floor, 1.0 - eyes_w)
         if self.options.color_transfer:
             lab[..., 0] += self._grain(target, base[..., 0], alpha)
         roi[part] = blend.alpha_blend(target, blend.from_lab(lab), np.ascontiguousarray(alpha))
@@ -306,6 +309,23 @@ class MeshSwapper:
         pivot = blend.masked_blur(lab, skin, sigma)
         additive += blend.poisson_field(pivot + additive, target_lab, region, max_side=POISSON_SIDE)
         return transfer, blend.gain_field(additive, pivot), skin_hue
+
+    def _floor(
+        self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
+        points: NDArray[np.float32], size: float,
+    ) -> blend.ChromaFloor | None:
+        """The least colour a swapped pixel may have at its lightness: no greyer or bluer than what
+        the target's face or the source's own shows there (eyes and mouth opening aside)."""
+        if not self.options.color_transfer:
+            return None
+        skin = masks.bare_skin(region, points, size)
+        if np.count_nonzero(skin) <= 32:
+            return None
+        openings = [points[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.LIPS_INNER)]
+        holes = blend.polygon_mask(region.shape, openings, grow=max(1, round(0.03 * size)))
+        face = region & ~holes
+        source_lab = blend.to_lab(np.ascontiguousarray(warped[..., :3]))
+        return blend.chroma_floor(target_lab, skin, face, source_lab, skin, face)
 
     def _shaped(self, landmarks: NDArray[np.float32], source: MeshSource) -> NDArray[np.float32]:
         """Target landmarks (x, y) with the inner face moved part of the way to the source's shape.

@@ -37,9 +37,9 @@ GAMUT_QUANTILE = 0.005
 GAMUT_MARGIN = 1.0
 """Slack below the references' lowest ``u`` (8-bit LAB units)."""
 MIN_BIN_PIXELS = 30
-SWAPPED_DIFF = 6.0
-"""Mean absolute difference (grey levels) in the middle of a face box above which it was swapped
-(the invisible watermark alone changes it by about 1)."""
+SWAPPED_DIFF = 2.0
+"""How much more (mean absolute difference, grey levels, in the middle of a face box) the output must
+differ from the input than the watermarked input does for the face to count as swapped."""
 
 
 def _size(landmarks: NDArray[np.floating]) -> float:
@@ -142,10 +142,13 @@ def artifact_share(
     """Percent of the face's pixels too grey or too blue for their lightness, minus the target's own.
 
     ``output_landmarks`` (the mesh fitted on the output) adds the output's own eyes and mouth to what
-    is left out, as the swap may have moved them towards the source's.
+    is left out and keeps only pixels inside both outlines, as the swap moves features and outline
+    towards the source's.
     """
     meshes = [target_landmarks] + ([output_landmarks] if output_landmarks is not None else [])
     region = face_region(target, meshes)
+    if output_landmarks is not None:  # the swap may move the outline: face in both pictures only
+        region &= face_region(output, meshes[::-1])
     if not np.any(region):
         return 0.0
     bound = _bound(target, target_landmarks, source, source_landmarks)
@@ -254,8 +257,13 @@ def _inner(box: NDArray, shape: tuple[int, ...]) -> tuple[slice, slice]:
     return ys, xs
 
 
-def clip_coverage(inputs: Sequence[Image], outputs: Sequence[Image], upsample: int = 1) -> ClipCoverage:
-    """Run dlib's HOG face detector on every input frame and check each face it finds was swapped."""
+def clip_coverage(
+    inputs: Sequence[Image], outputs: Sequence[Image], marked: Sequence[Image], upsample: int = 1
+) -> ClipCoverage:
+    """Run dlib's HOG face detector on every input frame and check each face it finds was swapped:
+    the output differs from the input by SWAPPED_DIFF more than ``marked`` (the input with only the
+    watermark added) does. A source swapped onto its own person still changes the skin's colour,
+    light and grain by more than that."""
     import dlib
 
     detector = dlib.get_frontal_face_detector()
@@ -264,7 +272,7 @@ def clip_coverage(inputs: Sequence[Image], outputs: Sequence[Image], upsample: i
     jumps: list[float] = []
     change_in = change_out = 0.0
     previous: list[NDArray] = []
-    for index, (src, out) in enumerate(zip(inputs, outputs, strict=True)):
+    for index, (src, out, mark) in enumerate(zip(inputs, outputs, marked, strict=True)):
         rgb = cv2.cvtColor(src, cv2.COLOR_BGR2RGB)
         rects = detector(rgb, upsample)
         boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float64)
@@ -276,7 +284,8 @@ def clip_coverage(inputs: Sequence[Image], outputs: Sequence[Image], upsample: i
             if ys.stop <= ys.start or xs.stop <= xs.start:
                 continue
             diff = float(np.abs(out[ys, xs].astype(np.int16) - src[ys, xs]).mean())
-            ok = diff > SWAPPED_DIFF
+            floor = float(np.abs(mark[ys, xs].astype(np.int16) - src[ys, xs]).mean())
+            ok = diff > floor + SWAPPED_DIFF
             detections += 1
             swapped += ok
             i = int(overlap[:, j].argmax()) if overlap.shape[0] else -1
