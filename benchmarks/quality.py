@@ -56,7 +56,8 @@ def _targets(photos, analyser):
         scenes.append((name, photos[name], analyser.detect(photos[name]), [PERSON[name]]))
     group = compose_group(photos)
     faces = analyser.detect(group)
-    scenes.append(("group", group, faces, [PERSON[n] for n in _who(faces, [(p.source, p.cx, p.cy) for p in GROUP_LAYOUT])]))
+    places = [(p.source, p.cx, p.cy) for p in GROUP_LAYOUT]
+    scenes.append(("group", group, faces, [PERSON[n] for n in _who(faces, places)]))
     turned, placed = turned_group(photos, analyser)
     names = [n for n in photos for _ in (1, -1)]
     faces = analyser.detect(turned)
@@ -82,11 +83,12 @@ def run(args: argparse.Namespace) -> dict:
             if scene == src:
                 continue
             src_face, prepared, src_emb = sources[src]
-            started = time.perf_counter()
+            started = time.process_time()  # CPU time: steadier than wall time on a shared machine
             out = swapper.swap_many(image, faces, prepared)
-            ms = 1000 * (time.perf_counter() - started) / max(len(faces), 1)
+            ms = 1000 * (time.process_time() - started) / max(len(faces), 1)
             refits = analyser.refine(out, faces)
-            by_index = {id(f): r for f, r in zip(faces, refits, strict=False)} if len(refits) == len(faces) else {}
+            same = len(refits) == len(faces)
+            by_index = {id(f): r for f, r in zip(faces, refits, strict=True)} if same else {}
             for i, (face, person) in enumerate(zip(faces, people, strict=True)):
                 before = quality.identity_distance(recognizer, image, face, src_emb)
                 after = quality.identity_distance(recognizer, out, face, src_emb)
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> dict:
                              "after": round(after, 3), "artifact": round(score, 2), "ms": round(ms, 1)})
                 if args.sheet:
                     label = f"{src}>{scene}#{i} {before:.2f}>{after:.2f} a{score:.1f}%"
-                    pair = np.hstack([quality.face_crop(image, face, TILE), quality.face_crop(out, face, TILE)])
+                    pair = np.hstack([quality.face_crop(x, face, TILE) for x in (image, out)])
                     tiles.append(quality.labelled(pair, label))
     result = {"rows": rows}
     if args.sheet:
@@ -130,11 +132,12 @@ def run_clip(photos, args: argparse.Namespace) -> dict:
     coverage = quality.clip_coverage(frames, outputs, [mark(f) for f in frames])
     if args.clip_sheet:
         picks = np.linspace(0, len(frames) - 1, 6).astype(int)
-        tiles = [np.hstack([cv2.resize(frames[i], (640, 360)), cv2.resize(outputs[i], (640, 360))]) for i in picks]
+        tiles = [np.hstack([cv2.resize(x[i], (640, 360)) for x in (frames, outputs)]) for i in picks]
         cv2.imwrite(str(args.clip_sheet), quality.contact_sheet(tiles, columns=1))
-    return {"frames": len(frames), "fps": round(len(frames) / seconds, 1), "detections": coverage.detections,
-            "swapped": coverage.swapped, "share": round(coverage.share, 3), "longest_gap": coverage.longest_gap,
-            "start_jump": round(coverage.start_jump, 2), "flicker_ratio": round(coverage.flicker_ratio, 2)}
+    return {"frames": len(frames), "fps": round(len(frames) / seconds, 1),
+            "detections": coverage.detections, "swapped": coverage.swapped, "share": round(coverage.share, 3),
+            "longest_gap": coverage.longest_gap, "start_jump": round(coverage.start_jump, 2),
+            "flicker_ratio": round(float(coverage.flicker_ratio), 2)}
 
 
 def _summary(rows: list[dict], label: str) -> str:
@@ -161,7 +164,8 @@ def format_report(result: dict, compare: dict | None = None) -> str:
              f"{'was':>6} {'artif%':>6} {'was%':>6} {'ms':>5}"]
     for r in rows:
         o = old.get((r["scene"], r["source"], r["face"]), {})
-        lines.append(f"{r['source']:>9} {r['scene']:>9} {r['face']:>2} {r['size']:>4} {'y' if r['same'] else '':>4} "
+        same = "y" if r["same"] else ""
+        lines.append(f"{r['source']:>9} {r['scene']:>9} {r['face']:>2} {r['size']:>4} {same:>4} "
                      f"{r['before']:6.3f} {r['after']:6.3f} {o.get('after', float('nan')):6.3f} "
                      f"{r['artifact']:6.2f} {o.get('artifact', float('nan')):6.2f} {r['ms']:5.1f}")
     lines.append("")
@@ -174,8 +178,9 @@ def format_report(result: dict, compare: dict | None = None) -> str:
             lines.append("  before: " + _summary([o for k, o in old.items() if k in keys], label))
     if "clip" in result:
         c = result["clip"]
-        lines.append(f"clip: {c['frames']} frames at {c['fps']} fps (sequential, in memory); outside detector "
-                     f"(dlib HOG) faces {c['detections']}, swapped {c['swapped']} ({100 * c['share']:.1f} %), "
+        lines.append(f"clip: {c['frames']} frames at {c['fps']} fps (sequential, in memory); outside "
+                     f"detector (dlib HOG) faces {c['detections']}, swapped {c['swapped']} "
+                     f"({100 * c['share']:.1f} %), "
                      f"longest unswapped run {c['longest_gap']} frames, start colour jump {c['start_jump']}, "
                      f"flicker output/input {c['flicker_ratio']}")
     return "\n".join(lines)

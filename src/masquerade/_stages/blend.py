@@ -188,7 +188,7 @@ def colour_match(
 ) -> ColourGain:
     """The :class:`ColourGain` that moves ``lab``'s colour under ``mask`` to ``reference``'s.
 
-    Lightness: the mean of log L is matched, and its spread by an exponent within ``contrast`` (a
+    Lightness: the mean is matched, and the spread of log L by an exponent within ``contrast`` (a
     multiplicative change is what another light does, and it keeps a black brow black where an
     offset would lift it to grey). Chroma: the mean (a*, b*) vector is turned and scaled onto the
     reference's, the scale within ``1 / max_saturation .. max_saturation`` and the turn within
@@ -203,7 +203,7 @@ def colour_match(
     log_s, log_r = np.log(np.maximum(pixels[:, 0], 1.0)), np.log(np.maximum(ref[:, 0], 1.0))
     spread_s, spread_r = float(log_s.std()), float(log_r.std())
     exponent = float(np.clip(spread_r / max(spread_s, 1e-3), *contrast)) if spread_s > 1e-3 else 1.0
-    gain = float(np.exp(log_r.mean() - exponent * log_s.mean()))
+    gain = float(ref[:, 0].mean() / max(float(np.mean(np.maximum(pixels[:, 0], 1.0) ** exponent)), 1e-6))
     z_s = complex(*(pixels[:, 1:].mean(axis=0) - 128.0))
     z_r = complex(*(ref[:, 1:].mean(axis=0) - 128.0))
     return ColourGain(exponent, gain, _chroma_factor(z_s, z_r, max_saturation, max_turn), _palest(ref))
