@@ -57,6 +57,9 @@ BROW_COVER = 0.05
 """How far around the target's brows the swap paints fully (fraction of the face size)."""
 POISSON_SIDE = 64
 """The Poisson field is solved on a copy at most this many pixels across (it is smooth)."""
+PLAIN_SKIN = 1.0
+"""Colour distance from the face's skin (see ``blend.colour_distance``) above which a pixel does not
+inform the light carried from the target."""
 RELIGHT_SIGMA = 0.08
 """Scale of the target shading carried onto the face (fraction of the face size)."""
 HIGHLIGHT_MARGIN = 25.0
@@ -301,6 +304,14 @@ class MeshSwapper:
         if self.options.color_transfer and np.count_nonzero(skin) > 32:
             transfer = blend.colour_match(lab, skin, target_lab, skin)
             lab = blend.recolour(lab, transfer, skin=skin_hue)
+            # Light is read where both faces show plain skin: the target's brows, lashes and deep eye
+            # sockets (and the source's) around the feature masks are not light, and read as light
+            # they would paint the source's lids grey.
+            plain = skin.copy()
+            for face_lab in (target_lab, lab):
+                plain[blend.colour_distance(face_lab, skin) > PLAIN_SKIN] = 0
+            if np.count_nonzero(plain) > 32:
+                skin = plain
             additive = blend.relight_field(lab, target_lab, skin, sigma, strength=(1.0, 1.0, 1.0))
         # The source's skin colour, smooth: the colour the corrections are meant for. Poisson is solved
         # on it, not on the face itself, over the whole region (no holes): a brow, the dark of a kept
