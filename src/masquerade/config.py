@@ -384,5 +384,6 @@ def _check_internals(config: RunConfig, problems: _Problems) -> None:
     problems.whole("track.redetect_interval", track.redetect_interval, 1)
     problems.whole("track.search_interval", track.search_interval, 1)
     problems.whole("track.max_missed", track.max_missed, 0)
+    problems.whole("track.scan_interval", track.scan_interval, 0)
     problems.number("track.smoothing_min_cutoff", track.smoothing_min_cutoff, 1e-6, 1e6, "positive")
     problems.number("track.smoothing_beta", track.smoothing_beta, 0.0, 1e6, ">= 0")
