@@ -224,7 +224,7 @@ def test_triangles_are_drawn_far_to_near_on_a_turned_head(faces, swapper) -> Non
     a = np.radians(50)
     turned = np.stack([x * np.cos(a) + z * np.sin(a) + 200, lm[:, 1] - centre[1] + 200,
                        -x * np.sin(a) + z * np.cos(a)], axis=1).astype(np.float32)
-    ids, _, _, _ = swapper._maps((400, 400), turned[:, :2], turned[:, 2], turned[:, :2])
+    ids, _, _ = swapper._maps((400, 400), turned[:, :2], turned[:, 2], turned[:, :2])
     tris = mesh.triangles()
     p = turned[:, :2].astype(np.float64)[tris]  # (T, 3, 2)
     depth = turned[:, 2][tris].mean(axis=1)

@@ -165,8 +165,35 @@ class MeshSwapper:
             raise UsageError("the mesh swapper needs face-mesh landmarks (use the mesh detector)")
         lm = np.asarray(face.landmarks, dtype=np.float32)[: mesh.N_LANDMARKS]
         shaped = self._shaped(lm, source)
+        # The target first takes the new shape (its hair, ears, jaw and neck following the moved
+        # outline), then the source face is painted onto it.
+        self._follow_shape(out, lm, shaped)
+        self._paint(out, np.column_stack([shaped, lm[:, 2]]), source)
+
+    def _follow_shape(self, out: Image, lm: NDArray[np.float32], shaped: NDArray[np.float32]) -> None:
+        """Warp ``out`` in place so the target's face has the ``shaped`` landmarks (see ``_follow``)."""
         # The rectangle takes in the band around the face where jaw, neck and hair follow the outline.
         rect = _roi(np.concatenate([lm[:, :2], shaped]), out.shape, _ROI_PAD + WARP_ZONE)
+        if rect is None:
+            return
+        x0, y0, x1, y1 = rect
+        roi = out[y0:y1, x0:x1]
+        full = (x1 - x0, y1 - y0)
+        scale = min(1.0, WORK_SIZE / _extent(lm[:, :2]))
+        small = (max(round(full[0] * scale), 8), max(round(full[1] * scale), 8))
+        ratio = np.array([small[0] / full[0], small[1] / full[1]], dtype=np.float32)
+        origin = np.array([x0, y0], dtype=np.float32)
+        pts = (lm[:, :2] - origin + 0.5) * ratio - 0.5
+        drawn_pts = (shaped - origin + 0.5) * ratio - 0.5
+        ids = self._raster(small, drawn_pts, lm[:, 2])
+        back = self._remap(ids, drawn_pts, pts)
+        followed = self._follow(roi, ids, back, drawn_pts, pts, _extent(pts), ratio)
+        if followed is not roi:
+            out[y0:y1, x0:x1] = followed
+
+    def _paint(self, out: Image, lm: NDArray[np.float32], source: MeshSource) -> None:
+        """Paint the source face onto the target face with landmarks ``lm`` (already shaped)."""
+        rect = _roi(lm[:, :2], out.shape, _ROI_PAD)
         if rect is None:
             return
         x0, y0, x1, y1 = rect
@@ -179,18 +206,14 @@ class MeshSwapper:
         # Pixel centres map as cv2.resize maps them, so maps computed here upsample exactly.
         ratio = np.array([small[0] / full[0], small[1] / full[1]], dtype=np.float32)
         origin = np.array([x0, y0], dtype=np.float32)
-        pts = (lm[:, :2] - origin + 0.5) * ratio - 0.5  # the target as it is
-        drawn_pts = (shaped - origin + 0.5) * ratio - 0.5  # where the source's features go
+        pts = (lm[:, :2] - origin + 0.5) * ratio - 0.5  # the (shaped) target: where the source's features go
+        drawn_pts = pts  # (the same points: the target already has the source's shape)
         size = _extent(pts)
         level_img, level_pts = source.levels[self._level(source, _extent(lm[:, :2]))]
         # A closed target mouth draws no mouth opening: the source's teeth would show as a thin line.
         mouth_open = mesh.mouth_open_ratio(pts) > MOUTH_CLOSED_RATIO
-        ids, map_x, map_y, back = self._maps(small, drawn_pts, lm[:, 2], level_pts, mouth_open, pts)
+        ids, map_x, map_y = self._maps(small, drawn_pts, lm[:, 2], level_pts, mouth_open)
         warped_s = cv2.remap(level_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        # The target itself follows the new shape (hair over the forehead, ears, jaw and neck around
-        # the moved outline); from here on its landmarks are the shaped ones.
-        roi = self._follow(roi, ids, back, drawn_pts, pts, size, ratio)
-        pts = drawn_pts
         roi_s = roi if scale == 1.0 else cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
         target_lab = blend.to_lab(roi_s)
 
@@ -233,7 +256,6 @@ class MeshSwapper:
             weights = cv2.resize(weights, full, interpolation=cv2.INTER_LINEAR)
         painted = blend.mask_rect(np.where(weights[..., 0] > 0, 255, 0).astype(np.uint8), margin=1)
         if painted is None:
-            out[y0:y1, x0:x1] = roi
             return
         px, py, pw, ph = painted
         part = (slice(py, py + ph), slice(px, px + pw))
@@ -259,7 +281,6 @@ class MeshSwapper:
         if self.options.color_transfer:
             lab[..., 0] += self._grain(target, base[..., 0], alpha)
         roi[part] = blend.alpha_blend(target, blend.from_lab(lab), np.ascontiguousarray(alpha))
-        out[y0:y1, x0:x1] = roi  # the followed surroundings (a no-op when ``roi`` is a view of ``out``)
 
     def _grain(self, roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32]) -> NDArray:
         """Fresh noise that brings a smoother source face (stretched, retouched) up to the target's grain.
@@ -355,13 +376,11 @@ class MeshSwapper:
         """The smallest pyramid level whose face is still about as large as a ``size`` px target."""
         return max(i for i, (_, p) in enumerate(source.levels) if i == 0 or _extent(p) >= 0.9 * size)
 
-    def _maps(
+    def _raster(
         self, shape: tuple[int, int], points: NDArray[np.float32], depth: NDArray[np.float32],
-        source_points: NDArray[np.float32], mouth: bool = True,
-        target_points: NDArray[np.float32] | None = None,
-    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.float32], NDArray[np.float32] | None]:
-        """Triangle id drawn at each pixel of a (width, height) ``shape``, the remap into the source,
-        and with ``target_points`` the (H, W, 2) remap into the target's own shape (inside the mesh)."""
+        mouth: bool = True,
+    ) -> NDArray[np.int32]:
+        """Triangle id drawn at each pixel of a (width, height) ``shape`` (-1 outside the mesh)."""
         w, h = shape
         tris = self._tris
         ids = np.full((h, w), -1, dtype=np.int32)
@@ -371,21 +390,33 @@ class MeshSwapper:
         fixed = np.round(points * 16).astype(np.int32)  # 4 fractional bits: sub-pixel triangle edges
         for t in order.tolist():
             cv2.fillConvexPoly(ids, fixed[tris[t]], t, cv2.LINE_8, 4)
-        coeffs = mesh.triangle_affines(points, source_points, tris).astype(np.float32)  # pixel -> source
+        return ids
+
+    def _remap(
+        self, ids: NDArray[np.int32], points: NDArray[np.float32], to_points: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """(H, W, 2): where each pixel of the mesh drawn at ``points`` lies on the mesh at ``to_points``
+        (piecewise affine per triangle; meaningless where ``ids`` < 0)."""
+        h, w = ids.shape
+        coeffs = mesh.triangle_affines(points, to_points, self._tris).astype(np.float32)
         ys, xs = np.indices((h, w), dtype=np.float32)
         c = coeffs[np.maximum(ids, 0)]  # (H, W, 6)
-        map_x = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
-        map_y = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
+        return np.dstack([c[..., 0] * xs + c[..., 1] * ys + c[..., 2],
+                          c[..., 3] * xs + c[..., 4] * ys + c[..., 5]])
+
+    def _maps(
+        self, shape: tuple[int, int], points: NDArray[np.float32], depth: NDArray[np.float32],
+        source_points: NDArray[np.float32], mouth: bool = True,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.float32]]:
+        """Triangle id drawn at each pixel of a (width, height) ``shape`` and the remap into the source."""
+        ids = self._raster(shape, points, depth, mouth)
+        remap = self._remap(ids, points, source_points)
+        map_x, map_y = np.ascontiguousarray(remap[..., 0]), np.ascontiguousarray(remap[..., 1])
         map_x[ids < 0] = -1.0
-        back = None
-        if target_points is not None:
-            t = mesh.triangle_affines(points, target_points, tris).astype(np.float32)[np.maximum(ids, 0)]
-            back = np.dstack([t[..., 0] * xs + t[..., 1] * ys + t[..., 2],
-                              t[..., 3] * xs + t[..., 4] * ys + t[..., 5]])
-        return ids, map_x, map_y, back
+        return ids, map_x, map_y
 
     def _follow(
-        self, roi: Image, ids: NDArray[np.int32], back: NDArray[np.float32] | None,
+        self, roi: Image, ids: NDArray[np.int32], back: NDArray[np.float32],
         shaped: NDArray[np.float32], target: NDArray[np.float32], size: float, ratio: NDArray[np.float32],
     ) -> Image:
         """``roi`` warped so the target's face takes the shaped outline, and the hair, ears, jaw and neck
@@ -396,7 +427,7 @@ class MeshSwapper:
         band's outer edge, so the background beyond it keeps every pixel.
         """
         moved = float(np.abs(shaped[list(mesh.FACE_OVAL)] - target[list(mesh.FACE_OVAL)]).max())
-        if back is None or moved < 0.05:
+        if moved < 0.05:
             return roi
         h, w = ids.shape
         inside = ids >= 0
