@@ -91,9 +91,10 @@ class MeshAnalyser:
 
     # -- detection -----------------------------------------------------------------------------------
 
-    def candidates(self, image: Image, tiles: bool | None = None) -> list[Detection]:
+    def candidates(self, image: Image, tiles: bool | None = None, short: bool = True) -> list[Detection]:
         """Detector candidates (after NMS, best first) in image pixels, before the mesh checks them.
-        ``tiles`` overrides ``DetectOptions.tiles`` (the small-face passes)."""
+        ``tiles`` overrides ``DetectOptions.tiles`` (the small-face passes); ``short=False`` leaves out
+        the short-range model's whole-image pass (close-ups filling most of the frame)."""
         image = _as_bgr(image)
         h, w = image.shape[:2]
         if min(h, w) < MIN_SIDE:
@@ -104,7 +105,9 @@ class MeshAnalyser:
         min_score = self.options.min_score
         # Whole image: the full-range model sees faces from ~4% to ~70% of the long side, the
         # short-range one large close-ups; tiles bring small faces into the short-range model's range.
-        dets = self._full(small, min_score=min_score) + self._short(small, min_score=min_score)
+        dets = self._full(small, min_score=min_score)
+        if short:
+            dets += self._short(small, min_score=min_score)
         if self.options.tiles if tiles is None else tiles:
             for side in SHORT_TILES:
                 dets += self._short.tiled(small, side, min_score=min_score)
@@ -131,15 +134,14 @@ class MeshAnalyser:
         return sorted(_dedup(faces), key=lambda f: float(f.center[0]))
 
     def scan(self, image: Image, known: Sequence[Face]) -> list[Face]:
-        """Faces that are not among ``known``, found by the cheap whole-image detector passes only
-        (no tiles): the tracker's per-frame look for a face that has just come in or turned back.
-
-        Costs two small detector runs when nothing is new; the mesh and its checks run only on a box
-        that no known face explains.
+        """Faces that are not among ``known``, found by the full-range detector's whole-image pass
+        only (no tiles, no close-up pass): the tracker's frequent look for a face that has just come
+        in or turned back. Costs one small detector run when nothing is new; the mesh and its checks
+        run only on a box that no known face explains.
         """
         image = _as_bgr(image)
         faces: list[Face] = []
-        for det in self.candidates(image, tiles=False):
+        for det in self.candidates(image, tiles=False, short=False):
             if any(_same_face(det.box, f.bbox) or float(iou(f.bbox, det.box[None])[0]) > 0.3
                    for f in [*known, *faces]):
                 continue

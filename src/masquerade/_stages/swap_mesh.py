@@ -324,7 +324,7 @@ class MeshSwapper:
         skin_hue = lab[skin > 0].mean(axis=0)
         if self.options.color_transfer and np.count_nonzero(skin) > 32:
             transfer = blend.colour_match(lab, skin, target_lab, skin)
-            lab = blend.recolour(lab, transfer, skin=skin_hue)
+            lab = transfer.apply(lab)  # the skin's change: all the statistics below look at
             # Light is read where both faces show plain skin: the target's brows, lashes and deep eye
             # sockets (and the source's) around the feature masks are not light, and read as light
             # they would paint the source's lids grey.
@@ -446,17 +446,25 @@ class MeshSwapper:
         t = np.clip(1.0 - distance / zone, 0.0, 1.0)
         fade = (t * t * (3.0 - 2.0 * t))[..., None]
         shift = np.where(inside[..., None], shift, outside * fade)
-        # Full resolution: shifts scale with the pixel ratio; pixels that do not move keep their bytes.
+        # Full resolution: the map (target pixel for each pixel, in full-resolution coordinates) is
+        # linear in the pixel where the shift is, so it upsamples exactly; pixels that do not move
+        # (beyond the band) keep their bytes.
+        moving = np.any(np.abs(shift) > 1e-3, axis=2)
+        if not moving.any():
+            return roi
         full = (roi.shape[1], roi.shape[0])
         if (w, h) != full:
-            shift = cv2.resize(shift, full, interpolation=cv2.INTER_LINEAR) / ratio
-        still = np.abs(shift).max(axis=2) < 0.02
-        if still.all():
-            return roi
-        fx, fy = np.meshgrid(np.arange(full[0], dtype=np.float32), np.arange(full[1], dtype=np.float32))
-        warped = cv2.remap(roi, fx + shift[..., 0], fy + shift[..., 1], cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-        warped[still] = roi[still]
+            inv = (1.0 / ratio).astype(np.float32)
+            target_px = (grid + shift + 0.5) * inv - 0.5
+            maps = cv2.resize(target_px, full, interpolation=cv2.INTER_LINEAR)
+            still = np.where(moving, 0, 255).astype(np.uint8)
+            still = cv2.resize(still, full, interpolation=cv2.INTER_NEAREST)
+            still = cv2.erode(still, np.ones((3, 3), np.uint8), iterations=max(1, round(float(inv.max()))))
+        else:
+            maps = grid + shift
+            still = np.where(moving, 0, 255).astype(np.uint8)
+        warped = cv2.remap(roi, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        np.copyto(warped, roi, where=(still > 0)[..., None])
         return warped
 
     def _kept(
