@@ -154,6 +154,18 @@ def turn_head(image: np.ndarray, landmarks: np.ndarray, degrees: float) -> np.nd
     return out
 
 
+def _head(image: np.ndarray, analyser: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A crop around the photo's one head (inpainting a whole 2000-px photo is slow), with the
+    face's landmarks and box in the crop's pixels."""
+    (face,) = analyser.detect(image)
+    x1, y1, x2, y2 = face.bbox
+    mx, my = int(0.8 * (x2 - x1)), int(0.8 * (y2 - y1))
+    ox, oy = max(int(x1) - mx, 0), max(int(y1) - my, 0)
+    crop = np.ascontiguousarray(image[oy:int(y2) + my, ox:int(x2) + mx])
+    shift = np.float32([ox, oy])
+    return crop, face.landmarks - np.append(shift, 0), face.bbox - np.tile(shift, 2)
+
+
 def turned_group(
     samples: Mapping[str, np.ndarray], analyser: Any
 ) -> tuple[np.ndarray, list[tuple[float, float, float]]]:
@@ -167,16 +179,7 @@ def turned_group(
     placed = []
     widths = (45, 100, 70, 55, 85, 60, 50, 75)
     jobs = [(n, sign) for n in samples for sign in (1, -1)]
-    crops = {}
-    for name, image in samples.items():
-        (face,) = analyser.detect(image)
-        # Work on a crop around the head: inpainting a whole 2000-px photo is slow.
-        x1, y1, x2, y2 = face.bbox
-        mx, my = int(0.8 * (x2 - x1)), int(0.8 * (y2 - y1))
-        ox, oy = max(int(x1) - mx, 0), max(int(y1) - my, 0)
-        crop = np.ascontiguousarray(image[oy:int(y2) + my, ox:int(x2) + mx])
-        shift = np.float32([ox, oy])
-        crops[name] = (crop, face.landmarks - np.append(shift, 0), face.bbox - np.tile(shift, 2))
+    crops = {name: _head(image, analyser) for name, image in samples.items()}
     for i, (name, sign) in enumerate(jobs):
         image, landmarks, (x1, y1, x2, y2) = crops[name]
         render = turn_head(image, landmarks, 60 * sign)
@@ -247,14 +250,7 @@ def group_clip(
     wall = _background(height, width)
     heads: dict[str, tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]] = {}
     for name, image in samples.items():
-        (face,) = analyser.detect(image)
-        x1, y1, x2, y2 = face.bbox
-        mx, my = int(0.8 * (x2 - x1)), int(0.8 * (y2 - y1))
-        ox, oy = max(int(x1) - mx, 0), max(int(y1) - my, 0)
-        crop = np.ascontiguousarray(image[oy:int(y2) + my, ox:int(x2) + mx])
-        shift = np.float32([ox, oy])
-        landmarks = face.landmarks - np.append(shift, 0)
-        box = face.bbox - np.tile(shift, 2)
+        crop, landmarks, box = _head(image, analyser)
         renders = {yaw: crop if yaw == 0 else turn_head(crop, landmarks, yaw) for yaw in CLIP_YAWS}
         heads[name] = (box, crop, renders)
     out = []
