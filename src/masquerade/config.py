@@ -35,6 +35,9 @@ class TrackOptions:
     newcomer is found within N frames without paying a detection pass on every faceless frame."""
     max_missed: int = 2
     """Drop a track after it has been missed on this many detection passes."""
+    scan_interval: int = 2
+    """Between detection passes, look for newly arrived faces every N frames with the detector's cheap
+    whole-image pass (0 = never): a face entering the frame is swapped within N frames."""
     smoothing_min_cutoff: float = 1.0
     """One-Euro filter: cut-off frequency (Hz) at rest; lower = smoother when still."""
     smoothing_beta: float = 80.0
@@ -381,5 +384,6 @@ def _check_internals(config: RunConfig, problems: _Problems) -> None:
     problems.whole("track.redetect_interval", track.redetect_interval, 1)
     problems.whole("track.search_interval", track.search_interval, 1)
     problems.whole("track.max_missed", track.max_missed, 0)
+    problems.whole("track.scan_interval", track.scan_interval, 0)
     problems.number("track.smoothing_min_cutoff", track.smoothing_min_cutoff, 1e-6, 1e6, "positive")
     problems.number("track.smoothing_beta", track.smoothing_beta, 0.0, 1e6, ">= 0")
