@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import pywt.data
 
-from masquerade._stages.watermark import WatermarkEmbedder, read_watermark, vote
+from masquerade._stages.watermark import WatermarkEmbedder, layer_scores, read_watermark, vote
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FPS = 25
@@ -201,11 +201,67 @@ def rivagan(onnx_dir: Path, pics: list[tuple[str, np.ndarray]], step: int) -> No
     print(f"RivaGAN h264crf28       {hit * 100:>15.1f}%{false * 100:>9.1f}%")
 
 
+def unmarked_corpus(pics: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+    """Unmarked images the reader must reject: photos, their crops, resizes, JPEG and H.264 versions,
+    frames of clips across them, and synthetic patterns (checkers, stripes, text, noise, flat)."""
+    out: list[tuple[str, np.ndarray]] = []
+    rng = np.random.default_rng(11)
+    for name, im in pics:
+        h, w = im.shape[:2]
+        out.append((name, im))
+        for keep in (0.95, 0.85, 0.7, 0.5):
+            ch, cw = round(h * keep), round(w * keep)
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            out.append((f"{name} crop{keep}", im[y : y + ch, x : x + cw]))
+        for f in (0.25, 0.5, 0.77, 1.3, 2.0):
+            out.append((f"{name} x{f}", cv2.resize(im, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)))
+        for q in (30, 60, 90):
+            out.append((f"{name} jpeg{q}", jpeg(im, q)))
+        out.append((f"{name} aspect", cv2.resize(im, (w, h // 2), interpolation=cv2.INTER_AREA)))
+        frames = clip(im, 0.8, (640, 360))
+        for crf in (18, 35, 51):
+            out += [(f"{name} clip h264crf{crf} #{i}", f) for i, f in enumerate(h264(frames, crf)[::5])]
+    for period in (2, 3, 4, 5, 6, 8, 11, 16, 32):
+        yy, xx = np.mgrid[:720, :1280]
+        checker = (((yy // period) + (xx // period)) % 2 * 200 + 28).astype(np.uint8)
+        out.append((f"checker{period}", cv2.cvtColor(checker, cv2.COLOR_GRAY2BGR)))
+        stripes = ((xx // period) % 2 * 200 + 28).astype(np.uint8)
+        out.append((f"stripes{period}", cv2.cvtColor(stripes, cv2.COLOR_GRAY2BGR)))
+    text = np.full((720, 1280, 3), 255, np.uint8)
+    for row in range(30, 720, 28):
+        cv2.putText(text, "masquerade verify reads the label " * 3, (5, row), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    out.append(("text", text))
+    for size in ((360, 640), (720, 1280), (1280, 720), (512, 512)):
+        out.append((f"noise{size}", rng.integers(0, 256, (*size, 3), dtype=np.uint8)))
+        out.append((f"flat{size}", np.full((*size, 3), 117, np.uint8)))
+        out.append((f"blur-noise{size}", cv2.GaussianBlur(rng.integers(0, 256, (*size, 3), dtype=np.uint8),
+                                                          (0, 0), 3)))
+    return out
+
+
+def false_positives(pics: list[tuple[str, np.ndarray]]) -> None:
+    """Each layer's z-score on unmarked images: the presence thresholds must stay above all of them."""
+    scores = [(name, layer_scores(im)) for name, im in unmarked_corpus(pics)]
+    for layer in scores[0][1]:
+        values = np.array([s[layer] for _, s in scores])
+        top = max(scores, key=lambda item: item[1][layer])
+        print(f"unmarked {layer:<7} n={len(values)}  median {np.median(values):.2f}  "
+              f"p99 {np.percentile(values, 99):.2f}  max {values.max():.2f} ({top[0]})")
+    found = [name for name, im in unmarked_corpus(pics) if read_watermark(im).found]
+    print(f"unmarked images read as marked: {len(found)} {found[:5]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every 5th clip frame instead of every 2nd")
     parser.add_argument("--rivagan", type=Path, help="folder with rivagan_encoder.onnx, rivagan_decoder.onnx")
+    parser.add_argument("--false-positives", action="store_true",
+                        help="only measure the layers' z-scores on a corpus of unmarked images")
     args = parser.parse_args()
+    if args.false_positives:
+        false_positives(photos())
+        return
     step = 5 if args.quick else 2
     embed = WatermarkEmbedder()
     pics = photos()

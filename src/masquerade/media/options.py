@@ -109,3 +109,8 @@ def encoder_options(encoder: str, quality: int | None, preset: str | None) -> di
         known = ", ".join((*SOFTWARE_ENCODERS, *HARDWARE_ENCODERS))
         raise UsageError(f"unsupported video encoder {encoder!r}; known encoders: {known}")
     return opts
+
+
+def quality_limit(encoder: str) -> int:
+    """The worst ``--video-quality`` accepted for ``encoder`` (placeholder)."""
+    return QUALITY_MAX
