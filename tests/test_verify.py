@@ -13,9 +13,11 @@ import pytest
 
 from masquerade._stages.watermark import WatermarkEmbedder
 from masquerade.cli import verify_cmd
-from masquerade.provenance import label_file, plain_metadata_tags
+from masquerade.provenance import EditSummary, label_file, plain_metadata_tags
 from masquerade.provenance.keys import CERT_ENV, KEY_ENV
 from masquerade.verify import verify_file
+
+SWAPPED = EditSummary(faces_replaced=1, frames=1, frames_changed=1)
 
 
 @pytest.fixture
@@ -55,7 +57,7 @@ def swapped_jpg(home, tmp_path, biden, watermark) -> Path:
     """What masquerade writes for an image: watermarked pixels, then content credentials."""
     path = tmp_path / "swapped.jpg"
     cv2.imwrite(str(path), watermark(biden), [cv2.IMWRITE_JPEG_QUALITY, 92])
-    label_file(path, kind="image")
+    label_file(path, kind="image", edit=SWAPPED)
     return path
 
 
@@ -89,7 +91,7 @@ def test_stripped_resized_re_encoded_copy_is_found_by_the_watermark_alone(swappe
 def test_c2pa_alone_labels_a_file(home, tmp_path, astronaut):
     path = tmp_path / "credentials_only.png"
     cv2.imwrite(str(path), astronaut)
-    label_file(path, kind="image")
+    label_file(path, kind="image", edit=SWAPPED)
     result = verify_file(path)
     assert not result.watermark.found and result.label.valid and result.labelled
 
@@ -130,14 +132,14 @@ def test_video_watermark_is_voted_over_frames(home, tmp_path, obama, biden, wate
     shots = [cv2.resize(obama, (480, 360)), cv2.resize(biden, (480, 360))]
     frames = [watermark(np.ascontiguousarray(shots[i // 12])) for i in range(24)]
     path = _video(tmp_path / "swapped.mp4", frames)
-    label_file(path, kind="video")
+    label_file(path, kind="video", edit=SWAPPED)
 
     result = verify_file(path, max_frames=8)
     assert result.media == "video" and result.labelled
     assert result.frames_read == 8 and result.frames_marked >= 6
     assert result.watermark.found and result.label.valid
     entry = result.to_dict()
-    assert entry["watermark"]["frames_read"] == 8 and entry["c2pa"]["claims"]["actions"][-1] == "c2pa.edited"
+    assert entry["watermark"]["frames_read"] == 8 and "c2pa.edited" in entry["c2pa"]["claims"]["actions"]
     assert "frames" in verify_cmd.describe(entry)
 
     # Re-encoded to another container and codec, half size: the manifest is gone, the watermark stays.

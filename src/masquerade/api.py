@@ -119,6 +119,7 @@ def _swap_image_file(pipeline, prepared, reference, target, output, config, hook
     from masquerade.media.atomic import atomic_output
     from masquerade.media.image import read_image, write_image
     from masquerade.provenance.c2pa_label import label_file
+    from masquerade.provenance.plain_tags import EditSummary
 
     hooks.on_start("image", 1)
     loaded = read_image(target)
@@ -128,7 +129,8 @@ def _swap_image_file(pipeline, prepared, reference, target, output, config, hook
         image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
     with atomic_output(output) as temp:
         write_image(temp, image, loaded.alpha, quality=config.encode.image_quality)
-        label_file(temp, version=__version__, kind="image")
+        edit = EditSummary(faces_replaced=swapped, frames=1, frames_changed=int(swapped > 0))
+        label_file(temp, version=__version__, kind="image", edit=edit)
     summary.frames, summary.faces_swapped = 1, swapped
 
 

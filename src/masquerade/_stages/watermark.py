@@ -49,8 +49,7 @@ from masquerade.provenance import wmcode
 from masquerade.types import Image
 
 PAYLOAD_BITS: int = wmcode.PAYLOAD_BITS
-KEY_ID: int = 1
-"""Key / format version id carried in the payload's low 8 bits."""
+KEY_ID: int = wmcode.KEY_ID
 
 _TILE = 32  # cells per tile side
 _SYNC_CHIPS = _TILE * _TILE - wmcode.CODED_BITS * 10

@@ -23,7 +23,7 @@ from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options
 from masquerade.media.probe import open_input
 from masquerade.media.reader import VideoReader
 from masquerade.provenance.c2pa_label import labelling
-from masquerade.provenance.plain_tags import plain_metadata_tags
+from masquerade.provenance.plain_tags import EditSummary, plain_metadata_tags
 from masquerade.types import FrameContext
 
 _MUXER_OPTIONS = {".mp4": {"movflags": "+faststart"}, ".m4v": {"movflags": "+faststart"},
@@ -61,14 +61,17 @@ class VideoWriter:
         self._last_pts: int | None = None
         self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder (its delay)
         self._closed = False
+        self.edit = EditSummary(faces_replaced=0, frames=0)
+        """What the frames written so far had done to them (faces replaced, in how many frames)."""
         self.skipped_streams: list[str] = []
         """Input streams not copied (codec the output container cannot hold), e.g. ``"data:tmcd"``."""
         self._stack = contextlib.ExitStack()
         try:
             temp = self._stack.enter_context(atomic_output(self.path))
-            # Every video masquerade writes is labelled as synthetic: the label is added after the
-            # muxer closes the temp file and before it is renamed into place (skipped on errors).
-            self._stack.enter_context(labelling(temp, kind="video"))
+            # Every video masquerade writes is labelled with what was done to it: the label is added
+            # after the muxer closes the temp file and before it is renamed into place (skipped on
+            # errors), when the frames that had a face replaced are counted.
+            self._stack.enter_context(labelling(temp, kind="video", edit=lambda: self.edit))
             self._out = self._stack.enter_context(_output_container(temp, _MUXER_OPTIONS.get(ext, {})))
             self._out.metadata.update(plain_metadata_tags())
             self._supported = self._out.supported_codecs
@@ -213,6 +216,9 @@ class VideoWriter:
             self._pending.duration = video.pts - self._pending.pts
             self._encode(self._pending)
         self._pending = video
+        done = self.edit
+        self.edit = EditSummary(done.faces_replaced + frame.swapped, done.frames + 1,
+                                done.frames_changed + int(frame.swapped > 0))
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
         try:
