@@ -39,7 +39,7 @@ import numpy as np
 from masquerade._stages.watermark import WatermarkEmbedder
 from masquerade.bench.clips import _canvas, render_frame
 from masquerade.media.encoders import available_video_encoders, pixel_format
-from masquerade.media.options import QUALITY_MAX, encoder_options, quality_limit
+from masquerade.media.options import PRESETS, QUALITY_MAX, encoder_options, quality_limit
 from masquerade.verify import verify_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,9 +48,7 @@ from bench_watermark import EXAMPLES, clip
 FPS = 25
 SECONDS = 1.6
 SIZES = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080), "portrait": (720, 1280)}
-QUALITIES = [0, 10, 18, 23, 28, 32, 35, 38, 40, 43, 45, 48, 51]
-PRESETS = ["ultrafast", "veryfast", "medium", "veryslow"]
-DEFAULT_PRESET = "veryfast"
+QUALITIES: list[int | None] = [None, 0, 10, 18, 23, 26, 28, 30, 32, 34, 36, 38, 40, 45, 51]  # None: default
 READ_FRAMES = 8  # per clip, spread over it
 COUNTED = ("camera", "sample", "pan")
 
@@ -131,7 +129,7 @@ class Cell:
 
 
 def measure(
-    clips: dict[str, list[np.ndarray]], encoder: str, quality: int, preset: str | None, folder: Path
+    clips: dict[str, list[np.ndarray]], encoder: str, quality: int | None, preset: str | None, folder: Path
 ) -> Cell:
     cell = Cell()
     for name, frames in clips.items():
@@ -148,21 +146,29 @@ def measure(
     return cell
 
 
+def _quality(text: str) -> int | None:
+    return None if text == "default" else int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoders", nargs="+", help="default: every software encoder this FFmpeg has")
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--qualities", nargs="+", type=int, default=QUALITIES)
-    parser.add_argument("--presets", nargs="+", default=PRESETS,
-                        help=f"run at 720p only; the other sizes use {DEFAULT_PRESET}")
+    parser.add_argument("--qualities", nargs="+", type=_quality, default=QUALITIES,
+                        help="0..51, or 'default' for the encoder's default (at the default preset)")
+    parser.add_argument("--presets", nargs="*", default=list(PRESETS),
+                        help="presets run at --preset-size, at the encoder's limit and default quality")
+    parser.add_argument("--preset-size", default="360p", choices=list(SIZES),
+                        help="the size the presets are measured at (360p: where the limits bind)")
     parser.add_argument("--all-accepted", action="store_true",
                         help="also the qualities masquerade refuses (above its limit for the encoder)")
-    parser.add_argument("--quick", action="store_true", help="360p and 720p, default preset only")
+    parser.add_argument("--quick", action="store_true", help="360p and 720p, qualities near the limits, "
+                        "no preset sweep")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     encoders = args.encoders or [e for e in available_video_encoders() if e.startswith("lib")]
     sizes = ["360p", "720p"] if args.quick else args.sizes
-    presets = [DEFAULT_PRESET] if args.quick else args.presets
+    presets = [] if args.quick else args.presets
 
     embed = WatermarkEmbedder()
     lines = [f"{'encoder':<11}{'size':<9}{'preset':<10}{'quality':>7}{'frames':>7}{'marked':>7}"
@@ -170,27 +176,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(lines[0], flush=True)
     worst = 1.0
     started = time.perf_counter()
+
+    def run(clips: dict[str, list[np.ndarray]], size_name: str, encoder: str, preset: str | None,
+            qualities: Sequence[int | None], folder: Path) -> None:
+        nonlocal worst
+        limit = quality_limit(encoder)
+        for quality in qualities:
+            refused = quality is not None and quality > limit
+            if (quality or 0) > QUALITY_MAX or (refused and not args.all_accepted):
+                continue
+            cell = measure(clips, encoder, quality, preset, folder)
+            rate = cell.marked / cell.read
+            if not refused:
+                worst = min(worst, rate)
+            hard = cell.hard_marked / cell.hard_read
+            shown = "default" if quality is None else str(quality)
+            line = (f"{encoder:<11}{size_name:<9}{preset or 'default':<10}{shown:>7}{cell.read:>7}"
+                    f"{cell.marked:>7}{rate * 100:>5.0f}%{hard * 100:>5.0f}%{cell.kbits:>8.0f}"
+                    f"{cell.psnr:>6.1f}  {'refused by masquerade' if refused else ''}").rstrip()
+            lines.append(line)
+            print(line, flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
-        for size_name in sizes:
-            size = SIZES[size_name]
-            clips = {name: [embed(f) for f in frames] for name, frames in clips_at(size).items()}
+        for size_name in dict.fromkeys([*sizes, *([args.preset_size] if presets else [])]):
+            clips = {name: [embed(f) for f in frames] for name, frames in clips_at(SIZES[size_name]).items()}
             for encoder in encoders:
                 limit = quality_limit(encoder)
-                for preset in presets if size_name == "720p" else [DEFAULT_PRESET]:
-                    for quality in args.qualities:
-                        if quality > QUALITY_MAX or (quality > limit and not args.all_accepted):
-                            continue
-                        cell = measure(clips, encoder, quality, preset, Path(tmp))
-                        rate = cell.marked / cell.read
-                        note = "refused by masquerade" if quality > limit else ""
-                        if quality <= limit:
-                            worst = min(worst, rate)
-                        hard = cell.hard_marked / cell.hard_read
-                        line = (f"{encoder:<11}{size_name:<9}{preset:<10}{quality:>7}{cell.read:>7}"
-                                f"{cell.marked:>7}{rate * 100:>5.0f}%{hard * 100:>5.0f}%{cell.kbits:>8.0f}"
-                                f"{cell.psnr:>6.1f}  {note}").rstrip()
-                        lines.append(line)
-                        print(line, flush=True)
+                if size_name in sizes:
+                    qualities = [None, limit - 2, limit] if args.quick else args.qualities
+                    run(clips, size_name, encoder, None, qualities, Path(tmp))
+                if size_name == args.preset_size:
+                    for preset in presets:
+                        run(clips, size_name, encoder, preset, [None, limit], Path(tmp))
     summary = (f"worst accepted setting: {worst * 100:.0f} % of sampled frames marked; "
                f"{time.perf_counter() - started:.0f} s")
     lines.append(summary)

@@ -236,6 +236,23 @@ def test_bad_input_gets_one_line_and_no_output(case, expect, tmp_path, examples_
     assert leftovers(out_dir) == []
 
 
+@pytest.mark.parametrize("extra, output, expect", [
+    (["--video-quality", "51"], "o.mp4", "would erase the invisible watermark"),
+    (["--video-quality", "45", "--video-encoder", "libvpx-vp9"], "o.webm", "would erase the invisible"),
+    (["--image-quality", "10"], "o.jpg", "image quality must be between 40 and 100"),
+])
+def test_settings_that_would_erase_the_watermark_are_refused_up_front(
+    extra, output, expect, tmp_path, examples_dir, capsys, monkeypatch
+):
+    # Refused before the pipeline is even built: no model is loaded, no frame decoded.
+    monkeypatch.setattr("masquerade.api.Pipeline", None)
+    target = examples_dir / ("sample.mp4" if output.endswith(("mp4", "webm")) else "biden.jpg")
+    args = ["swap", "-s", str(examples_dir / "obama.jpg"), "-t", str(target), "-o", str(tmp_path / output)]
+    code, line = _run_bad([*args, *extra], capsys)
+    assert code == 2 and expect in line, line
+    assert leftovers(tmp_path) == []
+
+
 def test_ctrl_c_during_a_video_leaves_no_output(tmp_path, examples_dir, pipeline):
     out = tmp_path / "out.mp4"
 

@@ -92,6 +92,7 @@ def swap(
     source_paths = [Path(s) for s in sources]
     target_path, output_path = Path(target), Path(output)
     kind = check_request(source_paths, target_path, output_path)
+    _check_output_settings(config, kind)
     # Read every source before loading any model, so an unreadable one fails fast.
     source_images = [(str(p), read_image(p).image) for p in source_paths]
     pipeline = pipeline or Pipeline(config, on_notice=hooks.on_notice)
@@ -113,6 +114,17 @@ def swap(
         )
     hooks.on_end(summary)
     return summary
+
+
+def _check_output_settings(config: RunConfig, kind: str) -> None:
+    """Refuse, before any work, encoder settings the watermark would not survive (``UsageError``)."""
+    from masquerade.media.options import check_image_quality, encoder_options
+
+    encode = config.encode
+    if kind == "video":
+        encoder_options(encode.video_encoder, encode.video_quality, encode.video_preset)
+    else:
+        check_image_quality(encode.image_quality)
 
 
 def _swap_image_file(pipeline, prepared, reference, target, output, config, hooks, summary) -> None:

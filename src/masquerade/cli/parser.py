@@ -86,14 +86,17 @@ def _output_parser() -> argparse.ArgumentParser:
     g.add_argument("--video-encoder", default="libx264",
                    help="libx264 (default), libx265, libvpx-vp9, libsvtav1 or a hardware encoder "
                         "that the local FFmpeg has")
-    g.add_argument("--video-quality", type=int, metavar="0-51",
-                   help="video quality, 0 best .. 51 worst (CRF-like; default: encoder's default)")
+    g.add_argument("--video-quality", type=int, metavar="0-30",
+                   help="video quality, 0 best .. 30 (CRF-like; default: CRF 18 for x264/x265, else the "
+                        "encoder's default). Worse settings would erase the invisible watermark, so they "
+                        "are refused")
     g.add_argument("--video-preset", metavar="NAME", help="encoder preset (e.g. veryfast, medium)")
     g.add_argument("--trim-start", type=float, metavar="SECONDS", help="start of the target video to keep")
     g.add_argument("--trim-end", type=float, metavar="SECONDS", help="end of the target video to keep")
     g.add_argument("--skip-audio", action="store_true", help="leave audio out of the output video")
-    g.add_argument("--image-quality", type=int, default=95, metavar="1-100",
-                   help="JPEG/WebP quality of image outputs (default 95)")
+    g.add_argument("--image-quality", type=int, default=95, metavar="40-100",
+                   help="JPEG/WebP quality of image outputs (default 95; below 40 the watermark may not "
+                        "survive)")
     return p
 
 

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from masquerade.errors import MediaError, UsageError
 from masquerade.media import orientation
 from masquerade.media.atomic import atomic_output
-from masquerade.media.options import IMAGE_EXTENSIONS
+from masquerade.media.options import IMAGE_EXTENSIONS, check_image_quality
 from masquerade.media.probe import check_readable, sniff_image_format
 from masquerade.types import Image
 
@@ -145,13 +145,12 @@ def check_image_extension(path: Path) -> str:
 def write_image(path: Path, image: Image, alpha: NDArray[np.uint8] | None = None, quality: int = 95) -> None:
     """Write ``image`` (BGR uint8) atomically as jpg/png/webp; ``alpha`` is kept for png and webp.
 
-    JPEG has no alpha channel, so ``alpha`` is dropped there. ``quality`` (1..100) applies to jpg
-    and webp; PNG is lossless.
+    JPEG has no alpha channel, so ``alpha`` is dropped there. ``quality`` (40..100: the watermark's
+    measured limit) applies to jpg and webp; PNG is lossless.
     """
     path = Path(path)
     ext = check_image_extension(path)
-    if not 1 <= quality <= 100:
-        raise UsageError(f"image quality must be between 1 and 100, got {quality}")
+    check_image_quality(quality)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
     pixels = image

@@ -31,10 +31,50 @@ _AMF_QUALITY = dict(zip(PRESETS, ("speed",) * 4 + ("balanced",) * 2 + ("quality"
 
 QUALITY_MAX = 51
 
+# The worst --video-quality (0..51 scale) at which masquerade's invisible watermark still reads on at
+# least 95 % of a video's frames, measured per encoder over frame sizes 360p to 1080p (portrait too) and
+# every preset by benchmarks/bench_watermark_grid.py (table: benchmarks/results-watermark-grid.txt).
+# The small frames bind: a codec keeps less of the pattern there. Above it the pixels would no longer
+# carry the label, so masquerade refuses rather than write an output that verify cannot recognise.
+_WATERMARK_QUALITY_LIMIT = {"libx264": 30, "libx265": 30, "libvpx-vp9": 30, "libsvtav1": 30}
+# Hardware encoders cannot be measured on a machine without the device: they get the limit of the
+# software encoder of their codec (their quality options take the same 0..51 number), AV1 and Apple's
+# the strictest one.
+_HARDWARE_CODEC = {"h264": "libx264", "hevc": "libx265"}
 
-def _check_quality(quality: int | None) -> None:
-    if quality is not None and not 0 <= quality <= QUALITY_MAX:
+IMAGE_QUALITY_MIN = 40
+"""The lowest JPEG / WebP ``--image-quality`` accepted: below it the watermark may not read back
+(measured by benchmarks/bench_watermark.py: every sample photo reads after quality 40)."""
+
+
+def quality_limit(encoder: str) -> int:
+    """The worst ``--video-quality`` accepted for ``encoder`` (the watermark's measured limit)."""
+    if encoder in _WATERMARK_QUALITY_LIMIT:
+        return _WATERMARK_QUALITY_LIMIT[encoder]
+    software = _HARDWARE_CODEC.get(encoder.split("_", 1)[0])
+    return _WATERMARK_QUALITY_LIMIT[software] if software else min(_WATERMARK_QUALITY_LIMIT.values())
+
+
+def _check_quality(encoder: str, quality: int | None) -> None:
+    if quality is None:
+        return
+    if not 0 <= quality <= QUALITY_MAX:
         raise UsageError(f"video quality must be between 0 (best) and {QUALITY_MAX}, got {quality}")
+    limit = quality_limit(encoder)
+    if quality > limit:
+        raise UsageError(
+            f"video quality {quality} with {encoder} would erase the invisible watermark that labels the "
+            f"output; choose 0 (best) to {limit}"
+        )
+
+
+def check_image_quality(quality: int) -> None:
+    """``UsageError`` unless ``quality`` is a JPEG / WebP quality the watermark survives."""
+    if not IMAGE_QUALITY_MIN <= quality <= 100:
+        raise UsageError(
+            f"image quality must be between {IMAGE_QUALITY_MIN} and 100 (below {IMAGE_QUALITY_MIN} the "
+            f"invisible watermark that labels the output may not survive), got {quality}"
+        )
 
 
 def _scaled(quality: int, top: int, bottom: int = 0) -> str:
@@ -59,7 +99,6 @@ X264_DEFAULT_PRESET = "veryfast"
 
 def encoder_options(encoder: str, quality: int | None, preset: str | None) -> dict[str, str]:
     """FFmpeg private options for ``encoder`` at ``quality`` (0..51, None = default) and ``preset``."""
-    _check_quality(quality)
     opts: dict[str, str] = {}
     family = encoder.rsplit("_", 1)[-1] if "_" in encoder else encoder
     if encoder in ("libx264", "libx265"):
@@ -108,9 +147,5 @@ def encoder_options(encoder: str, quality: int | None, preset: str | None) -> di
     else:
         known = ", ".join((*SOFTWARE_ENCODERS, *HARDWARE_ENCODERS))
         raise UsageError(f"unsupported video encoder {encoder!r}; known encoders: {known}")
+    _check_quality(encoder, quality)
     return opts
-
-
-def quality_limit(encoder: str) -> int:
-    """The worst ``--video-quality`` accepted for ``encoder`` (placeholder)."""
-    return QUALITY_MAX
