@@ -100,6 +100,7 @@ _HP_MASK, _STD_WIN, _ERODE, _SMOOTH = 1.0, 5, 3, 1.5  # high-pass, texture windo
 _LEVEL_STEPS = 31  # strength map quantisation (uint8 steps per grey level); 31 * _CAP < 256
 _PATTERN_HP = 1.5  # cells: sigma of the low-pass removed from each layer's embedded pattern
 _UNIT_MAX = 1.5  # the unit pattern's range stored in the uint8 planes
+_SUBSTEPS = 8  # the layers are summed in 1/8 grey levels before rounding
 _MAX_MSE = 255.0**2 / 10 ** (40.5 / 10)  # keep PSNR >= 40.5 dB
 _SHAPES_KEPT = 2  # a 4K pattern pair is 50 MB
 _HP_SIGMA = 2.0  # detection-pixel scale of the whitening high-pass
@@ -205,17 +206,17 @@ class WatermarkEmbedder:
         _check_image(image)
         h, w = image.shape[:2]
         planes = self._planes(h, w)
-        # Each layer's chips times its amplitude map, summed in 1/16 grey levels and rounded once.
-        scale = 16 * _UNIT_MAX / (255 * _LEVEL_STEPS)
+        # Each layer's chips times its amplitude map in 1/8 grey levels (uint8: at most 8 * _CAP * _UNIT_MAX
+        # = 72 per layer), summed, then rounded once: a faint layer is not rounded away on its own.
+        scale = _SUBSTEPS * _UNIT_MAX / (255 * _LEVEL_STEPS)
         add = sub = None
         for (pos, neg, _), amp in zip(planes, _strengths(image, [p for _, _, p in planes]), strict=True):
             small = np.rint(amp * _LEVEL_STEPS).astype(np.uint8)
             level = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-            up = cv2.multiply(pos, level, scale=scale, dtype=cv2.CV_16U)
-            down = cv2.multiply(neg, level, scale=scale, dtype=cv2.CV_16U)
-            add, sub = (up, down) if add is None else (cv2.add(add, up), cv2.add(sub, down))
-        add8 = cv2.cvtColor(cv2.convertScaleAbs(add, alpha=1 / 16), cv2.COLOR_GRAY2BGR)
-        sub8 = cv2.cvtColor(cv2.convertScaleAbs(sub, alpha=1 / 16), cv2.COLOR_GRAY2BGR)
+            up, down = cv2.multiply(pos, level, scale=scale), cv2.multiply(neg, level, scale=scale)
+            add, sub = (up, down) if add is None else (cv2.add(add, up, dst=add), cv2.add(sub, down, dst=sub))
+        add8 = cv2.cvtColor(cv2.convertScaleAbs(add, alpha=1 / _SUBSTEPS), cv2.COLOR_GRAY2BGR)
+        sub8 = cv2.cvtColor(cv2.convertScaleAbs(sub, alpha=1 / _SUBSTEPS), cv2.COLOR_GRAY2BGR)
         out = cv2.add(image, add8)
         return cv2.subtract(out, sub8, dst=out)
 
@@ -246,27 +247,26 @@ def _strengths(image: Image, unit_powers: Sequence[float]) -> list[NDArray[np.fl
 
     The texture amplitude is shared between the layers by how textured each pixel is: flat areas favour
     the coarse layer (a video codec erases fine grain there first), textured ones the fine layer (texture
-    masks it, and it has four times the chips). If the picture is busy, what the texture added above the
+    masks it, and it has 16 times the chips). If the picture is busy, what the texture added above the
     floor is scaled down to keep the mean squared change (PSNR) within ``_MAX_MSE``.
     """
     amp = _texture_amplitude(image)
-    texture = (amp - _FLOOR) / (_CAP - _FLOOR)  # 0 flat .. 1 fully textured
-
-    def maps(k: float) -> list[NDArray[np.float32]]:
-        level = _FLOOR + k * (amp - _FLOOR)
-        return [level * (layer.flat_share + (layer.textured_share - layer.flat_share) * texture)
-                for layer in _LAYERS]
-
-    def mse(k: float) -> float:
-        return sum(float(np.mean(m * m)) * p for m, p in zip(maps(k), unit_powers, strict=True))
-
-    if mse(1.0) <= _MAX_MSE:
-        return maps(1.0)
-    low, high = 0.0, 1.0  # the mean squared change grows with k: bisect for the budget
-    for _ in range(12):
-        mid = (low + high) / 2
-        low, high = (mid, high) if mse(mid) <= _MAX_MSE else (low, mid)
-    return maps(low)
+    excess = amp - _FLOOR
+    texture = excess * (1 / (_CAP - _FLOOR))  # 0 flat .. 1 fully textured
+    shares = [layer.flat_share + (layer.textured_share - layer.flat_share) * texture for layer in _LAYERS]
+    # Mean squared change with the excess scaled by k: a k^2 + b k + c, summed over the layers.
+    a = b = c = 0.0
+    for share, power in zip(shares, unit_powers, strict=True):
+        s2 = share * share
+        a += power * float(np.mean(excess * excess * s2))
+        b += power * 2 * _FLOOR * float(np.mean(excess * s2))
+        c += power * _FLOOR * _FLOOR * float(np.mean(s2))
+    k = 1.0
+    if a + b + c > _MAX_MSE:
+        c -= _MAX_MSE
+        k = max(0.0, (-b + np.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)) if a > 0 else 0.0
+    level = amp if k == 1.0 else _FLOOR + k * excess
+    return [level * share for share in shares]
 
 
 def _wrap_blur(tile: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
