@@ -47,7 +47,8 @@ from bench_watermark import EXAMPLES, clip
 
 FPS = 25
 SECONDS = 1.6
-SIZES = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080), "portrait": (720, 1280)}
+SIZES = {"144p": (256, 144), "240p": (426, 240), "360p": (640, 360), "720p": (1280, 720),
+         "1080p": (1920, 1080), "portrait": (720, 1280)}
 QUALITIES: list[int | None] = [None, 0, 10, 18, 23, 26, 28, 30, 32, 34, 36, 38, 40, 45, 51]  # None: default
 READ_FRAMES = 8  # per clip, spread over it
 COUNTED = ("camera", "sample", "pan")
@@ -180,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run(clips: dict[str, list[np.ndarray]], size_name: str, encoder: str, preset: str | None,
             qualities: Sequence[int | None], folder: Path) -> None:
         nonlocal worst
-        limit = quality_limit(encoder)
+        limit = quality_limit(encoder, *SIZES[size_name])
         for quality in qualities:
             refused = quality is not None and quality > limit
             if (quality or 0) > QUALITY_MAX or (refused and not args.all_accepted):
@@ -201,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for size_name in dict.fromkeys([*sizes, *([args.preset_size] if presets else [])]):
             clips = {name: [embed(f) for f in frames] for name, frames in clips_at(SIZES[size_name]).items()}
             for encoder in encoders:
-                limit = quality_limit(encoder)
+                limit = quality_limit(encoder, *SIZES[size_name])
                 if size_name in sizes:
                     qualities = [None, limit - 2, limit] if args.quick else args.qualities
                     run(clips, size_name, encoder, None, qualities, Path(tmp))

@@ -92,7 +92,7 @@ def swap(
     source_paths = [Path(s) for s in sources]
     target_path, output_path = Path(target), Path(output)
     kind = check_request(source_paths, target_path, output_path)
-    _check_output_settings(config, kind)
+    _check_output_settings(config, kind, target_path)
     # Read every source before loading any model, so an unreadable one fails fast.
     source_images = [(str(p), read_image(p).image) for p in source_paths]
     pipeline = pipeline or Pipeline(config, on_notice=hooks.on_notice)
@@ -116,15 +116,22 @@ def swap(
     return summary
 
 
-def _check_output_settings(config: RunConfig, kind: str) -> None:
+def _check_output_settings(config: RunConfig, kind: str, target: Path) -> None:
     """Refuse, before any work, encoder settings the watermark would not survive (``UsageError``)."""
-    from masquerade.media.options import check_image_quality, encoder_options
+    from masquerade.media.options import check_image_quality, check_video_quality, encoder_options
+    from masquerade.media.probe import open_input, video_stream
 
     encode = config.encode
-    if kind == "video":
-        encoder_options(encode.video_encoder, encode.video_quality, encode.video_preset)
-    else:
+    if kind == "image":
         check_image_quality(encode.image_quality)
+        return
+    encoder_options(encode.video_encoder, encode.video_quality, encode.video_preset)
+    if encode.video_quality is not None:
+        with open_input(target) as container:
+            stream = video_stream(container)
+            if stream is not None:
+                context = stream.codec_context
+                check_video_quality(encode.video_encoder, encode.video_quality, context.width, context.height)
 
 
 def _swap_image_file(pipeline, prepared, reference, target, output, config, hooks, summary) -> None:

@@ -10,6 +10,7 @@ from masquerade.media.options import (
     QUALITY_MAX,
     SOFTWARE_ENCODERS,
     check_image_quality,
+    check_video_quality,
     encoder_options,
     quality_limit,
 )
@@ -72,18 +73,24 @@ def test_quality_out_of_range(quality):
 
 @pytest.mark.parametrize("encoder", [*SOFTWARE_ENCODERS, *HARDWARE_ENCODERS])
 def test_qualities_the_watermark_would_not_survive_are_refused(encoder):
-    limit = quality_limit(encoder)
-    assert 18 <= limit < QUALITY_MAX  # measured by benchmarks/bench_watermark_grid.py
-    encoder_options(encoder, limit, None)  # the limit itself is accepted
-    for quality in (limit + 1, QUALITY_MAX):
-        with pytest.raises(UsageError, match=f"would erase the invisible watermark.*0 \\(best\\) to {limit}"):
-            encoder_options(encoder, quality, None)
+    previous = 0
+    for width, height in ((256, 144), (640, 360), (1280, 720), (720, 1280), (3840, 2160)):
+        limit = quality_limit(encoder, width, height)
+        assert 18 <= limit < QUALITY_MAX and limit >= previous  # larger frames keep more of the mark
+        previous = limit
+        check_video_quality(encoder, limit, width, height)  # the limit itself is accepted
+        check_video_quality(encoder, None, width, height)  # and the encoder's default
+        for quality in (limit + 1, QUALITY_MAX):
+            with pytest.raises(UsageError, match=f"would erase the invisible watermark.* to {limit} "):
+                check_video_quality(encoder, quality, width, height)
+    assert quality_limit(encoder, 1280, 720) == quality_limit(encoder, 720, 1280)  # by the short side
 
 
 def test_hardware_encoders_take_their_codec_s_measured_limit():
-    assert quality_limit("h264_nvenc") == quality_limit("libx264")
-    assert quality_limit("hevc_qsv") == quality_limit("libx265")
-    assert quality_limit("av1_nvenc") == min(quality_limit(e) for e in SOFTWARE_ENCODERS)
+    for size in ((640, 360), (1920, 1080)):
+        assert quality_limit("h264_nvenc", *size) == quality_limit("libx264", *size)
+        assert quality_limit("hevc_qsv", *size) == quality_limit("libx265", *size)
+        assert quality_limit("av1_nvenc", *size) == min(quality_limit(e, *size) for e in SOFTWARE_ENCODERS)
 
 
 def test_image_quality_below_the_watermark_s_limit_is_refused(tmp_path):

@@ -32,14 +32,20 @@ _AMF_QUALITY = dict(zip(PRESETS, ("speed",) * 4 + ("balanced",) * 2 + ("quality"
 QUALITY_MAX = 51
 
 # The worst --video-quality (0..51 scale) at which masquerade's invisible watermark still reads on at
-# least 95 % of a video's frames, measured per encoder over frame sizes 360p to 1080p (portrait too) and
-# every preset by benchmarks/bench_watermark_grid.py (table: benchmarks/results-watermark-grid.txt).
-# The small frames bind: a codec keeps less of the pattern there. Above it the pixels would no longer
-# carry the label, so masquerade refuses rather than write an output that verify cannot recognise.
-_WATERMARK_QUALITY_LIMIT = {"libx264": 30, "libx265": 30, "libvpx-vp9": 30, "libsvtav1": 30}
-# Hardware encoders cannot be measured on a machine without the device: they get the limit of the
+# least 95 % of a video's frames, per encoder and by the frame's short side (the limit of the largest
+# listed side not above it), measured at 144p, 240p, 360p, 720p (landscape and portrait) and 1080p,
+# every preset, by benchmarks/bench_watermark_grid.py (table: benchmarks/results-watermark-grid.txt).
+# A codec keeps less of the pattern in small frames, so their limit is lower. Above it the pixels would
+# no longer carry the label: masquerade refuses rather than write an output verify cannot recognise.
+_WATERMARK_QUALITY_LIMITS: dict[str, tuple[tuple[int, int], ...]] = {
+    "libx264": ((0, 18), (180, 23), (360, 30), (720, 36), (1080, 40)),
+    "libx265": ((0, 18), (180, 23), (360, 30), (720, 36), (1080, 40)),
+    "libvpx-vp9": ((0, 18), (180, 23), (360, 30), (720, 36), (1080, 40)),
+    "libsvtav1": ((0, 18), (180, 23), (360, 30), (720, 36), (1080, 40)),
+}
+# Hardware encoders cannot be measured on a machine without the device: they get the limits of the
 # software encoder of their codec (their quality options take the same 0..51 number), AV1 and Apple's
-# the strictest one.
+# the strictest ones.
 _HARDWARE_CODEC = {"h264": "libx264", "hevc": "libx265"}
 
 IMAGE_QUALITY_MIN = 40
@@ -47,25 +53,33 @@ IMAGE_QUALITY_MIN = 40
 (measured by benchmarks/bench_watermark.py: every sample photo reads after quality 40)."""
 
 
-def quality_limit(encoder: str) -> int:
-    """The worst ``--video-quality`` accepted for ``encoder`` (the watermark's measured limit)."""
-    if encoder in _WATERMARK_QUALITY_LIMIT:
-        return _WATERMARK_QUALITY_LIMIT[encoder]
-    software = _HARDWARE_CODEC.get(encoder.split("_", 1)[0])
-    return _WATERMARK_QUALITY_LIMIT[software] if software else min(_WATERMARK_QUALITY_LIMIT.values())
+def quality_limit(encoder: str, width: int, height: int) -> int:
+    """The worst ``--video-quality`` accepted for ``encoder`` at this frame size (measured)."""
+    tables = _WATERMARK_QUALITY_LIMITS
+    software = encoder if encoder in tables else _HARDWARE_CODEC.get(encoder.split("_", 1)[0])
+    short = min(width, height)
+
+    def limit(table: tuple[tuple[int, int], ...]) -> int:
+        return max(q for side, q in table if side <= short)
+
+    return limit(tables[software]) if software else min(limit(t) for t in tables.values())
 
 
-def _check_quality(encoder: str, quality: int | None) -> None:
+def check_video_quality(encoder: str, quality: int | None, width: int, height: int) -> None:
+    """``UsageError`` when ``quality`` would erase the watermark of a ``width`` x ``height`` video."""
     if quality is None:
-        return
-    if not 0 <= quality <= QUALITY_MAX:
-        raise UsageError(f"video quality must be between 0 (best) and {QUALITY_MAX}, got {quality}")
-    limit = quality_limit(encoder)
+        return  # the encoders' defaults are within every limit (measured)
+    limit = quality_limit(encoder, width, height)
     if quality > limit:
         raise UsageError(
-            f"video quality {quality} with {encoder} would erase the invisible watermark that labels the "
-            f"output; choose 0 (best) to {limit}"
+            f"video quality {quality} with {encoder} at {width}x{height} would erase the invisible "
+            f"watermark that labels the output; choose 0 (best) to {limit} for this size"
         )
+
+
+def _check_quality(quality: int | None) -> None:
+    if quality is not None and not 0 <= quality <= QUALITY_MAX:
+        raise UsageError(f"video quality must be between 0 (best) and {QUALITY_MAX}, got {quality}")
 
 
 def check_image_quality(quality: int) -> None:
@@ -147,5 +161,5 @@ def encoder_options(encoder: str, quality: int | None, preset: str | None) -> di
     else:
         known = ", ".join((*SOFTWARE_ENCODERS, *HARDWARE_ENCODERS))
         raise UsageError(f"unsupported video encoder {encoder!r}; known encoders: {known}")
-    _check_quality(encoder, quality)
+    _check_quality(quality)
     return opts
