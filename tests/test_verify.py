@@ -174,3 +174,36 @@ def test_video_frames_are_spread_over_the_whole_file(tmp_path, monkeypatch, limi
     indices = [round(float(f.mean()) / 4) for f in verify.sample_video_frames(path, max_frames=6)]
     assert indices[0] == 0 and len(indices) >= 5
     assert indices == sorted(set(indices)) and indices[-1] >= 40  # distinct, in order, reaching the end
+
+
+def _remux_stripped(source: Path, path: Path) -> Path:
+    """``ffmpeg -i source -c copy -map_metadata -1 path``: same packets, no tags, no C2PA."""
+    with av.open(str(source)) as src, av.open(str(path), "w") as dst:
+        stream = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                dst.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("encoder, size", [("libx264", (640, 360)), ("libvpx-vp9", (426, 240))])
+def test_the_worst_accepted_quality_still_reads_after_a_stripped_remux(tmp_path, watermark, encoder, size):
+    # --video-quality 51 used to leave a video verify could not recognise once its metadata was gone;
+    # the worst quality masquerade now accepts for the frame size must keep the mark on >= 95 % of frames.
+    from masquerade.bench.clips import _canvas, examples_photo, render_frame
+    from masquerade.media.options import encoder_options, quality_limit
+
+    canvas, face = _canvas(cv2.imread(str(examples_photo())))
+    frames = [watermark(render_frame(canvas, face, i / 12, size, 1)) for i in range(24)]
+    quality = quality_limit(encoder, *size)
+    source = tmp_path / "encoded.mp4"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream(encoder, rate=12, options=encoder_options(encoder, quality, None))
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
+    result = verify_file(_remux_stripped(source, tmp_path / "copy.mkv"), max_frames=12)
+    assert result.label.kind is None and result.labelled
+    assert result.frames_marked >= 0.95 * result.frames_read == 0.95 * 12
