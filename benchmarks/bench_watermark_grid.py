@@ -147,6 +147,25 @@ def measure(
     return cell
 
 
+def find_limits(encoders: Sequence[str], sizes: Sequence[str]) -> int:
+    """The worst quality that keeps the mark on >= 95 % of frames, per encoder and size (default preset)."""
+    embed = WatermarkEmbedder()
+    steps = [18, 20, 22, 23, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44]
+    with tempfile.TemporaryDirectory() as tmp:
+        for size_name in sizes:
+            clips = {name: [embed(f) for f in frames] for name, frames in clips_at(SIZES[size_name]).items()}
+            for encoder in encoders:
+                passed, tried = None, []
+                for quality in steps:
+                    cell = measure(clips, encoder, quality, None, Path(tmp))
+                    tried.append(f"{quality}:{cell.marked}/{cell.read}")
+                    if cell.marked < 0.95 * cell.read:
+                        break
+                    passed = quality
+                print(f"{encoder:<11}{size_name:<9} limit {passed}   ({' '.join(tried)})", flush=True)
+    return 0
+
+
 def _quality(text: str) -> int | None:
     return None if text == "default" else int(text)
 
@@ -165,8 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also the qualities masquerade refuses (above its limit for the encoder)")
     parser.add_argument("--quick", action="store_true", help="360p and 720p, qualities near the limits, "
                         "no preset sweep")
+    parser.add_argument("--find-limits", action="store_true",
+                        help="instead: per encoder and size, raise the quality from 18 until fewer than "
+                        "95 % of frames are marked, and print the last one that passed")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
+    if args.find_limits:
+        return find_limits(args.encoders or [e for e in available_video_encoders() if e.startswith("lib")],
+                           args.sizes)
     encoders = args.encoders or [e for e in available_video_encoders() if e.startswith("lib")]
     sizes = ["360p", "720p"] if args.quick else args.sizes
     presets = [] if args.quick else args.presets

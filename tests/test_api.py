@@ -138,6 +138,8 @@ def test_no_matching_face_warns_and_writes_the_target(tmp_path, examples_dir, ca
     result = verify_file(out)
     assert result.labelled and result.watermark.found
     _assert_claims_no_swap(result.label.claims)
+    assert main(["verify", str(out)]) == 0
+    assert "no face replaced (watermark only)" in capsys.readouterr().out
 
 
 def _assert_claims_no_swap(claims: dict) -> None:
