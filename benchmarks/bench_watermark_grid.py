@@ -98,7 +98,7 @@ def encode(frames: Sequence[np.ndarray], encoder: str, quality: int | None, pres
 def remux(data: bytes, path: Path) -> Path:
     """Stream-copy the video into a Matroska file with no metadata (``ffmpeg -c copy -map_metadata -1``)."""
     with av.open(io.BytesIO(data)) as src, av.open(str(path), "w") as dst:
-        stream = dst.add_stream_from_template(src.streams.video[0])
+        stream = dst.add_stream_from_template(src.streams.video[0], opaque=True)
         for packet in src.demux(src.streams.video[0]):
             if packet.dts is None:
                 continue
@@ -139,7 +139,7 @@ def measure(
         assert result.label.kind is None, "the remux must carry no label"
         if name not in COUNTED:
             cell.hard_read, cell.hard_marked = result.frames_read, result.frames_marked
-            continue
+            continue  # reported apart, not counted
         cell.kbits += len(data) * 8 / 1000 / SECONDS / len(COUNTED)
         cell.psnr += psnr(first_frame(data), frames[0]) / len(COUNTED)
         cell.read += result.frames_read
@@ -147,13 +147,14 @@ def measure(
     return cell
 
 
-def find_limits(encoders: Sequence[str], sizes: Sequence[str]) -> int:
+def find_limits(encoders: Sequence[str], sizes: Sequence[str], start: int) -> int:
     """The worst quality that keeps the mark on >= 95 % of frames, per encoder and size (default preset)."""
     embed = WatermarkEmbedder()
-    steps = [18, 20, 22, 23, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44]
+    steps = [q for q in (18, 20, 22, 23, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44) if q >= start]
     with tempfile.TemporaryDirectory() as tmp:
         for size_name in sizes:
-            clips = {name: [embed(f) for f in frames] for name, frames in clips_at(SIZES[size_name]).items()}
+            clips = {name: [embed(f) for f in frames] for name, frames in clips_at(SIZES[size_name]).items()
+                     if name in COUNTED}
             for encoder in encoders:
                 passed, tried = None, []
                 for quality in steps:
@@ -185,13 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="360p and 720p, qualities near the limits, "
                         "no preset sweep")
     parser.add_argument("--find-limits", action="store_true",
-                        help="instead: per encoder and size, raise the quality from 18 until fewer than "
-                        "95 % of frames are marked, and print the last one that passed")
+                        help="instead: per encoder and size, raise the quality from --start until fewer "
+                        "than 95 %% of frames are marked, and print the last one that passed")
+    parser.add_argument("--start", type=int, default=18, help="first quality --find-limits tries")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     if args.find_limits:
         return find_limits(args.encoders or [e for e in available_video_encoders() if e.startswith("lib")],
-                           args.sizes)
+                           args.sizes, args.start)
     encoders = args.encoders or [e for e in available_video_encoders() if e.startswith("lib")]
     sizes = ["360p", "720p"] if args.quick else args.sizes
     presets = [] if args.quick else args.presets

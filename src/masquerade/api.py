@@ -118,7 +118,7 @@ def swap(
 
 def _check_output_settings(config: RunConfig, kind: str, target: Path) -> None:
     """Refuse, before any work, encoder settings the watermark would not survive (``UsageError``)."""
-    from masquerade.media.options import check_image_quality, check_video_quality, encoder_options
+    from masquerade.media.options import check_image_quality, encoder_options, video_quality
     from masquerade.media.probe import open_input, video_stream
 
     encode = config.encode
@@ -131,7 +131,7 @@ def _check_output_settings(config: RunConfig, kind: str, target: Path) -> None:
             stream = video_stream(container)
             if stream is not None:
                 context = stream.codec_context
-                check_video_quality(encode.video_encoder, encode.video_quality, context.width, context.height)
+                video_quality(encode.video_encoder, encode.video_quality, context.width, context.height)
 
 
 def _swap_image_file(pipeline, prepared, reference, target, output, config, hooks, summary) -> None:

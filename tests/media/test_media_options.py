@@ -10,9 +10,9 @@ from masquerade.media.options import (
     QUALITY_MAX,
     SOFTWARE_ENCODERS,
     check_image_quality,
-    check_video_quality,
     encoder_options,
     quality_limit,
+    video_quality,
 )
 
 
@@ -78,12 +78,20 @@ def test_qualities_the_watermark_would_not_survive_are_refused(encoder):
         limit = quality_limit(encoder, width, height)
         assert 18 <= limit < QUALITY_MAX and limit >= previous  # larger frames keep more of the mark
         previous = limit
-        check_video_quality(encoder, limit, width, height)  # the limit itself is accepted
-        check_video_quality(encoder, None, width, height)  # and the encoder's default
+        assert video_quality(encoder, limit, width, height) == limit  # the limit itself is accepted
+        default = video_quality(encoder, None, width, height)  # the default, lowered where it must be
+        assert default is None or default == limit
         for quality in (limit + 1, QUALITY_MAX):
             with pytest.raises(UsageError, match=f"would erase the invisible watermark.* to {limit} "):
-                check_video_quality(encoder, quality, width, height)
+                video_quality(encoder, quality, width, height)
     assert quality_limit(encoder, 1280, 720) == quality_limit(encoder, 720, 1280)  # by the short side
+
+
+def test_a_default_the_watermark_would_not_survive_is_lowered_on_small_frames():
+    assert video_quality("libx264", None, 1280, 720) is None  # CRF 18 passes everywhere
+    small = quality_limit("libsvtav1", 256, 144)
+    assert small < 28 and video_quality("libsvtav1", None, 256, 144) == small  # SVT's CRF 35 would not
+    assert video_quality("libsvtav1", None, 1920, 1080) is None
 
 
 def test_hardware_encoders_take_their_codec_s_measured_limit():

@@ -30,6 +30,8 @@ _QSV_PRESET = dict(zip(PRESETS, ("veryfast", "veryfast", *PRESETS[2:]), strict=T
 _AMF_QUALITY = dict(zip(PRESETS, ("speed",) * 4 + ("balanced",) * 2 + ("quality",) * 3, strict=True))
 
 QUALITY_MAX = 51
+X264_DEFAULT_CRF = 18
+X264_DEFAULT_PRESET = "veryfast"
 
 # The worst --video-quality (0..51 scale) at which masquerade's invisible watermark still reads on at
 # least 95 % of a video's frames, per encoder and by the frame's short side (the limit of the largest
@@ -65,10 +67,28 @@ def quality_limit(encoder: str, width: int, height: int) -> int:
     return limit(tables[software]) if software else min(limit(t) for t in tables.values())
 
 
-def check_video_quality(encoder: str, quality: int | None, width: int, height: int) -> None:
+# What the default (no --video-quality) gives, on the 0..51 scale: x264/x265 CRF 18, VP9 CRF 32,
+# SVT-AV1's own CRF 35, nvenc cq 23; the other hardware encoders' own defaults have no such number.
+_DEFAULT_QUALITY = {"libx264": X264_DEFAULT_CRF, "libx265": X264_DEFAULT_CRF, "libvpx-vp9": 26,
+                    "libsvtav1": 28}
+_HARDWARE_DEFAULT_QUALITY = 23
+
+
+def video_quality(encoder: str, quality: int | None, width: int, height: int) -> int | None:
+    """The quality to encode a ``width`` x ``height`` video with: ``quality`` when given (``UsageError``
+    if the watermark would not survive it), else None for the encoder's default, or the limit where
+    that default would erase the watermark (small frames)."""
+    if quality is not None:
+        _check_quality(quality)
+        check_video_quality(encoder, quality, width, height)
+        return quality
+    limit = quality_limit(encoder, width, height)
+    default = _DEFAULT_QUALITY.get(encoder, _HARDWARE_DEFAULT_QUALITY)
+    return None if default <= limit else limit
+
+
+def check_video_quality(encoder: str, quality: int, width: int, height: int) -> None:
     """``UsageError`` when ``quality`` would erase the watermark of a ``width`` x ``height`` video."""
-    if quality is None:
-        return  # the encoders' defaults are within every limit (measured)
     limit = quality_limit(encoder, width, height)
     if quality > limit:
         raise UsageError(
@@ -107,8 +127,6 @@ def _preset(encoder: str, preset: str | None, table: dict[str, str], native: set
     raise UsageError(f"unknown preset {preset!r} for {encoder}; choose one of: {choices}")
 
 
-X264_DEFAULT_CRF = 18
-X264_DEFAULT_PRESET = "veryfast"
 
 
 def encoder_options(encoder: str, quality: int | None, preset: str | None) -> dict[str, str]:

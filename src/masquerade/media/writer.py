@@ -19,7 +19,7 @@ from masquerade.media import orientation
 from masquerade.media.atomic import atomic_output
 from masquerade.media.colour import FrameConverter
 from masquerade.media.encoders import check_encoder, pixel_format
-from masquerade.media.options import VIDEO_EXTENSIONS, check_video_quality, encoder_options
+from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options, video_quality
 from masquerade.media.probe import open_input
 from masquerade.media.reader import VideoReader
 from masquerade.provenance.c2pa_label import labelling
@@ -54,9 +54,11 @@ class VideoWriter:
         if self.path.resolve() == reader.path.resolve():
             raise UsageError(f"output {self.path} is the input video; choose another output name")
         check_encoder(options.video_encoder)
-        codec_options = encoder_options(options.video_encoder, options.video_quality, options.video_preset)
-        info = reader.info
-        check_video_quality(options.video_encoder, options.video_quality, info.width, info.height)
+        # The quality the watermark survives at this size (the limit refuses worse; a default the mark
+        # would not survive on small frames is lowered to it).
+        quality = video_quality(options.video_encoder, options.video_quality, reader.info.width,
+                                reader.info.height)
+        codec_options = encoder_options(options.video_encoder, quality, options.video_preset)
         self._reader = reader
         self._turn = orientation.inverse(reader.orientation)
         self._pending: av.VideoFrame | None = None
