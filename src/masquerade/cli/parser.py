@@ -86,10 +86,10 @@ def _output_parser() -> argparse.ArgumentParser:
     g.add_argument("--video-encoder", default="libx264",
                    help="libx264 (default), libx265, libvpx-vp9, libsvtav1 or a hardware encoder "
                         "that the local FFmpeg has")
-    g.add_argument("--video-quality", type=int, metavar="0-30",
-                   help="video quality, 0 best .. 30 (CRF-like; default: CRF 18 for x264/x265, else the "
-                        "encoder's default). Worse settings would erase the invisible watermark, so they "
-                        "are refused")
+    g.add_argument("--video-quality", type=int, metavar="N",
+                   help="video quality, 0 best (CRF-like; default: CRF 18 for x264/x265, else the encoder's "
+                        "default). The worst accepted keeps the invisible watermark readable and depends "
+                        "on the encoder and frame size (libx264: 30 at 360p, 36 at 720p, 40 at 1080p)")
     g.add_argument("--video-preset", metavar="NAME", help="encoder preset (e.g. veryfast, medium)")
     g.add_argument("--trim-start", type=float, metavar="SECONDS", help="start of the target video to keep")
     g.add_argument("--trim-end", type=float, metavar="SECONDS", help="end of the target video to keep")
