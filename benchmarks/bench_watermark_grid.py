@@ -47,9 +47,8 @@ from bench_watermark import EXAMPLES, clip
 
 FPS = 25
 SECONDS = 1.6
-SIZES = {"144p": (256, 144), "240p": (426, 240), "360p": (640, 360), "720p": (1280, 720),
-         "1080p": (1920, 1080), "portrait": (720, 1280)}
-QUALITIES: list[int | None] = [None, 0, 10, 18, 23, 26, 28, 30, 32, 34, 36, 38, 40, 45, 51]  # None: default
+SIZES = {"144p": (256, 144), "180p": (320, 180), "240p": (426, 240), "360p": (640, 360),
+         "720p": (1280, 720), "portrait": (720, 1280), "1080p": (1920, 1080)}
 READ_FRAMES = 8  # per clip, spread over it
 COUNTED = ("camera", "sample", "pan")
 
@@ -175,15 +174,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoders", nargs="+", help="default: every software encoder this FFmpeg has")
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--qualities", nargs="+", type=_quality, default=QUALITIES,
-                        help="0..51, or 'default' for the encoder's default (at the default preset)")
+    parser.add_argument("--qualities", nargs="+", type=_quality,
+                        help="0..51, or 'default' for the encoder's default (at the default preset); "
+                        "default: default, 0, 18 and the limit -2, +0, +2 for the size")
     parser.add_argument("--presets", nargs="*", default=list(PRESETS),
                         help="presets run at --preset-size, at the encoder's limit and default quality")
     parser.add_argument("--preset-size", default="360p", choices=list(SIZES),
                         help="the size the presets are measured at (360p: where the limits bind)")
     parser.add_argument("--all-accepted", action="store_true",
-                        help="also the qualities masquerade refuses (above its limit for the encoder)")
-    parser.add_argument("--quick", action="store_true", help="360p and 720p, qualities near the limits, "
+                        help="also the qualities masquerade refuses (above its limit) given by --qualities")
+    parser.add_argument("--quick", action="store_true", help="360p and 720p, the default and the limit, "
                         "no preset sweep")
     parser.add_argument("--find-limits", action="store_true",
                         help="instead: per encoder and size, raise the quality from --start until fewer "
@@ -209,9 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             qualities: Sequence[int | None], folder: Path) -> None:
         nonlocal worst
         limit = quality_limit(encoder, *SIZES[size_name])
-        for quality in qualities:
+        for quality in dict.fromkeys(qualities):
             refused = quality is not None and quality > limit
-            if (quality or 0) > QUALITY_MAX or (refused and not args.all_accepted):
+            if (quality or 0) > QUALITY_MAX or (refused and not args.all_accepted and quality != limit + 2):
                 continue
             cell = measure(clips, encoder, quality, preset, folder)
             rate = cell.marked / cell.read
@@ -231,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for encoder in encoders:
                 limit = quality_limit(encoder, *SIZES[size_name])
                 if size_name in sizes:
-                    qualities = [None, limit - 2, limit] if args.quick else args.qualities
+                    around = [None, 0, 18, limit - 2, limit, limit + 2]  # limit + 2: refused, shown
+                    qualities = args.qualities or ([None, limit] if args.quick else around)
                     run(clips, size_name, encoder, None, qualities, Path(tmp))
                 if size_name == args.preset_size:
                     for preset in presets:
