@@ -241,7 +241,7 @@ def test_bad_input_gets_one_line_and_no_output(case, expect, tmp_path, examples_
 @pytest.mark.parametrize("extra, output, expect", [
     (["--video-quality", "51"], "o.mp4", "would erase the invisible watermark"),
     (["--video-quality", "45", "--video-encoder", "libvpx-vp9"], "o.webm", "would erase the invisible"),
-    (["--image-quality", "10"], "o.jpg", "image quality must be between 40 and 100"),
+    (["--image-quality", "10"], "o.jpg", "must be between 40 and 100"),
 ])
 def test_settings_that_would_erase_the_watermark_are_refused_up_front(
     extra, output, expect, tmp_path, examples_dir, capsys, monkeypatch
@@ -420,3 +420,14 @@ def test_render_workers_give_the_same_frames_as_one_thread(examples_dir, astrona
     for a, b in zip(results[1], results[3], strict=True):
         assert a.swapped == b.swapped == 1
         np.testing.assert_array_equal(a.image, b.image)
+
+
+def test_source_photos_of_different_people_are_named(pipeline, obama, obama2, biden):
+    from masquerade.api import different_people
+
+    same = [("obama.jpg", obama), ("obama2.jpg", obama2)]
+    assert different_people(pipeline, same, pipeline.prepare_source(same)) == []
+    mixed = [*same, ("biden.jpg", biden)]
+    (warning,) = different_people(pipeline, mixed, pipeline.prepare_source(mixed))
+    assert "biden.jpg (distance 0." in warning and "differ from obama.jpg" in warning
+    assert "obama2.jpg" not in warning
