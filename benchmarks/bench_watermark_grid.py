@@ -39,7 +39,7 @@ import numpy as np
 from masquerade._stages.watermark import WatermarkEmbedder
 from masquerade.bench.clips import _canvas, render_frame
 from masquerade.media.encoders import available_video_encoders, pixel_format
-from masquerade.media.options import PRESETS, QUALITY_MAX, encoder_options, quality_limit
+from masquerade.media.options import PRESETS, QUALITY_MAX, encoder_options, quality_limit, video_quality
 from masquerade.verify import verify_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,9 +78,11 @@ def clips_at(size: tuple[int, int]) -> dict[str, list[np.ndarray]]:
 
 
 def encode(frames: Sequence[np.ndarray], encoder: str, quality: int | None, preset: str | None) -> bytes:
-    """The clip as masquerade's writer would encode it (options, pixel format), as MP4 bytes."""
+    """The clip as masquerade's writer would encode it (quality, options, pixel format), as MP4 bytes."""
     height, width = frames[0].shape[:2]
     buf = io.BytesIO()
+    if quality is None or quality <= quality_limit(encoder, width, height):  # else: what it refuses
+        quality = video_quality(encoder, quality, width, height)
     with av.open(buf, "w", format="mp4") as out:
         stream = out.add_stream(encoder, rate=FPS, options=encoder_options(encoder, quality, preset))
         stream.width, stream.height = width, height
@@ -218,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not refused:
                 worst = min(worst, rate)
             hard = cell.hard_marked / cell.hard_read
-            shown = "default" if quality is None else str(quality)
+            lowered = video_quality(encoder, None, *SIZES[size_name]) if quality is None else None
+            shown = "default" if lowered is None else f"def>{lowered}"
+            shown = shown if quality is None else str(quality)
             line = (f"{encoder:<11}{size_name:<9}{preset or 'default':<10}{shown:>7}{cell.read:>7}"
                     f"{cell.marked:>7}{rate * 100:>5.0f}%{hard * 100:>5.0f}%{cell.kbits:>8.0f}"
                     f"{cell.psnr:>6.1f}  {'refused by masquerade' if refused else ''}").rstrip()
