@@ -13,7 +13,7 @@ from masquerade._stages.detect import MeshAnalyser
 from masquerade._stages.recognize import DlibRecognizer
 from masquerade.api import swap
 from masquerade.cli.main import main
-from masquerade.config import RunConfig, RuntimeOptions, SelectOptions
+from masquerade.config import EncodeOptions, RunConfig, RuntimeOptions, SelectOptions
 from masquerade.pipeline import Pipeline
 from masquerade.verify import verify_file
 
@@ -62,8 +62,11 @@ def test_video_round_trip_keeps_frames_timing_and_audio(swapped_clip, examples_d
 
 
 def test_swapped_video_is_labelled_and_the_face_moved(swapped_clip, examples_dir, astronaut):
-    out, _ = swapped_clip
-    assert verify_file(out).labelled
+    out, summary = swapped_clip
+    label = verify_file(out).label
+    assert label.labelled and "c2pa.edited" in label.claims["actions"]
+    assert label.claims["faces_replaced"] == summary.faces_swapped
+    assert label.claims["description"].startswith("AI face swap")
     analyser, recognizer = MeshAnalyser(), DlibRecognizer()
     source = recognizer.embed(astronaut, analyser.detect(astronaut)[0])
     with av.open(str(examples_dir / "sample.mp4")) as a, av.open(str(out)) as b:
@@ -132,7 +135,37 @@ def test_no_matching_face_warns_and_writes_the_target(tmp_path, examples_dir, ca
     result = cv2.imread(str(out))
     mse = float(((result.astype(float) - astronaut) ** 2).mean())
     assert 10 * np.log10(255**2 / mse) >= 40  # unchanged but for the invisible watermark
-    assert verify_file(out).labelled
+    result = verify_file(out)
+    assert result.labelled and result.watermark.found
+    _assert_claims_no_swap(result.label.claims)
+    assert main(["verify", str(out)]) == 0
+    assert "no face replaced (watermark only)" in capsys.readouterr().out
+
+
+def _assert_claims_no_swap(claims: dict) -> None:
+    """The manifest says what happened: a watermark, no face replaced, no AI-composite source type."""
+    assert "c2pa.edited" not in claims["actions"] and "c2pa.watermarked" in claims["actions"]
+    assert claims["digital_source_type"] is None and claims["faces_replaced"] == 0
+    assert "no face was replaced" in claims["description"] and "AI face swap" not in claims["description"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_video_without_a_matching_face_is_not_labelled_a_face_swap(tmp_path, examples_dir, suffix):
+    # sample.mp4 shows obama2; the reference is Biden: no frame has a face to replace.
+    out = tmp_path / f"out{suffix}"
+    config = RunConfig(select=SelectOptions(mode="reference", reference=examples_dir / "biden.jpg"),
+                       encode=EncodeOptions(trim_end=0.3))
+    summary = swap([examples_dir / "astronaut.png"], examples_dir / "sample.mp4", out, config)
+    assert summary.faces_swapped == 0 and summary.frames >= 7
+    result = verify_file(out, max_frames=4)
+    assert result.watermark.found
+    if suffix == ".mp4":
+        assert result.label.valid and result.label.by_masquerade
+        _assert_claims_no_swap(result.label.claims)
+    else:  # Matroska: plain tags, rewritten once the run found nothing to replace
+        assert result.label.kind == "tag" and result.label.claims["faces_replaced"] is False
+        assert "no face was replaced" in result.label.claims["description"]
+        assert result.label.claims["digital_source_type"] is None
 
 
 # -- bad input: one line, non-zero exit, nothing left behind -----------------------------------------
@@ -203,6 +236,23 @@ def test_bad_input_gets_one_line_and_no_output(case, expect, tmp_path, examples_
     assert code != 0
     assert expect in line, line
     assert leftovers(out_dir) == []
+
+
+@pytest.mark.parametrize("extra, output, expect", [
+    (["--video-quality", "51"], "o.mp4", "would erase the invisible watermark"),
+    (["--video-quality", "45", "--video-encoder", "libvpx-vp9"], "o.webm", "would erase the invisible"),
+    (["--image-quality", "10"], "o.jpg", "must be between 40 and 100"),
+])
+def test_settings_that_would_erase_the_watermark_are_refused_up_front(
+    extra, output, expect, tmp_path, examples_dir, capsys, monkeypatch
+):
+    # Refused before the pipeline is even built: no model is loaded, no frame decoded.
+    monkeypatch.setattr("masquerade.api.Pipeline", None)
+    target = examples_dir / ("sample.mp4" if output.endswith(("mp4", "webm")) else "biden.jpg")
+    args = ["swap", "-s", str(examples_dir / "obama.jpg"), "-t", str(target), "-o", str(tmp_path / output)]
+    code, line = _run_bad([*args, *extra], capsys)
+    assert code == 2 and expect in line, line
+    assert leftovers(tmp_path) == []
 
 
 def test_ctrl_c_during_a_video_leaves_no_output(tmp_path, examples_dir, pipeline):

@@ -99,6 +99,7 @@ def swap(
     target_path, output_path = Path(target), Path(output)
     kind = check_request(source_paths, target_path, output_path, config.limits)
     validate(config, kind)
+    _check_output_settings(config, kind, target_path)
     check_provider_installed(config.runtime.execution_provider)
     identity = label_identity(output_path)  # a damaged key is found now, not after the work
     max_pixels = config.limits.max_image_pixels
@@ -165,10 +166,26 @@ def different_people(pipeline: Pipeline, sources: Sequence[tuple[str, Image]], p
             "person, so the swapped face will not look like either"]
 
 
+def _check_output_settings(config: RunConfig, kind: str, target: Path) -> None:
+    """Refuse, before any work, a video quality the watermark would not survive at the target's frame
+    size (``UsageError``; the image quality's range is checked with the other options)."""
+    from masquerade.media.options import video_quality
+    from masquerade.media.probe import open_input, video_stream
+
+    encode = config.encode
+    if kind == "video" and encode.video_quality is not None:
+        with open_input(target) as container:
+            stream = video_stream(container)
+            if stream is not None:
+                context = stream.codec_context
+                video_quality(encode.video_encoder, encode.video_quality, context.width, context.height)
+
+
 def _swap_image_file(pipeline, prepared, reference, loaded, output, config, hooks, summary, identity) -> None:
     from masquerade.media.atomic import atomic_output
     from masquerade.media.image import encode_image, write_bytes
     from masquerade.provenance.c2pa_label import label_file
+    from masquerade.provenance.plain_tags import EditSummary
 
     hooks.on_start("image", 1)
     selector = pipeline.new_selector(reference)
@@ -178,7 +195,8 @@ def _swap_image_file(pipeline, prepared, reference, loaded, output, config, hook
     data = encode_image(output.suffix.lower(), image, loaded.alpha, quality=config.encode.image_quality)
     with atomic_output(output) as temp:
         write_bytes(temp, data, output)
-        label_file(temp, version=__version__, kind="image", identity=identity)
+        edit = EditSummary(faces_replaced=swapped, frames=1, frames_changed=int(swapped > 0))
+        label_file(temp, version=__version__, kind="image", edit=edit, identity=identity)
     summary.frames, summary.faces_swapped = 1, swapped
 
 

@@ -319,7 +319,14 @@ def _check_select(config: RunConfig, problems: _Problems) -> None:
 def _check_encode(encode: EncodeOptions, kind: TargetKind | None, problems: _Problems) -> None:
     defaults = EncodeOptions()
     problems.whole("--video-quality", encode.video_quality, 0, 51)
-    problems.whole("--image-quality", encode.image_quality, 1, 100)
+    from masquerade.media.options import IMAGE_QUALITY_MIN
+
+    if problems.whole("--image-quality", encode.image_quality, 1, 100) and (
+        encode.image_quality < IMAGE_QUALITY_MIN
+    ):
+        problems.add("--image-quality", f"--image-quality must be between {IMAGE_QUALITY_MIN} and 100: "
+                                        f"below {IMAGE_QUALITY_MIN} the invisible watermark that labels the "
+                                        f"output may not survive, got {encode.image_quality}")
     start_ok = problems.number("--trim-start", encode.trim_start, 0.0, math.inf, "a number of seconds >= 0")
     end_ok = problems.number("--trim-end", encode.trim_end, 0.0, math.inf, "a number of seconds >= 0")
     start, end = encode.trim_start, encode.trim_end

@@ -108,9 +108,12 @@ def _output_parser() -> argparse.ArgumentParser:
     g.add_argument("--video-encoder", default="libx264", metavar="NAME",
                    help="libx264 (default), libx265, libvpx-vp9, libsvtav1 or a hardware encoder "
                         "that the local FFmpeg has")
-    g.add_argument("--video-quality", type=int, metavar="0-51",
-                   help="video quality, 0 best .. 51 worst, CRF-like (default: CRF 18 for "
-                        "x264/x265, CRF 32 of 63 for VP9, the encoder's own default for others)")
+    g.add_argument("--video-quality", type=int, metavar="N",
+                   help="video quality, 0 best, CRF-like (default: CRF 18 for x264/x265, CRF 32 of 63 for "
+                        "VP9, the encoder's own default for others, lowered on small frames where the "
+                        "watermark needs it). The worst accepted keeps the invisible watermark readable and "
+                        "depends on the encoder and frame size (libx264: 30 at 360p, 36 at 720p, 40 at "
+                        "1080p)")
     g.add_argument("--video-preset", metavar="NAME",
                    help="encoder speed preset, ultrafast .. veryslow or the encoder's own names "
                         "(default: veryfast for x264/x265, cpu-used 4 for VP9, the encoder's "
@@ -121,8 +124,9 @@ def _output_parser() -> argparse.ArgumentParser:
                    help="end of the target video to keep (default: its end)")
     g.add_argument("--skip-audio", action="store_true",
                    help="leave audio out of the output video (default: audio is copied untouched)")
-    g.add_argument("--image-quality", type=int, default=95, metavar="1-100",
-                   help="JPEG/WebP quality of image outputs (default 95; PNG is lossless)")
+    g.add_argument("--image-quality", type=int, default=95, metavar="40-100",
+                   help="JPEG/WebP quality of image outputs (default 95; below 40 the watermark may not "
+                        "survive; PNG is lossless)")
     return p
 
 
