@@ -89,6 +89,13 @@ class Pipeline:
         return FaceSelector(self.config.select, self.stages.recognizer, reference)
 
     # -- images -----------------------------------------------------------------------------
+    def find_faces(self, image: Image, label: str = "target") -> list[Face]:
+        """The faces of ``image``, counted from the left as ``--face-index`` counts them, after the
+        content guard has passed it (raises ``ContentRefused`` naming ``label``): what a UI offers to
+        pick from."""
+        self._guard.check_image(image, label)
+        return sorted(self.stages.analyser.detect(image), key=lambda f: float(f.center[0]))
+
     def swap_image(
         self, image: Image, source: PreparedSource, selector: FaceSelector | None = None
     ) -> tuple[Image, int]:

@@ -97,6 +97,11 @@ def _output_parser() -> argparse.ArgumentParser:
     return p
 
 
+def swap_option_parsers() -> list[argparse.ArgumentParser]:
+    """The parent parsers of every ``swap`` option (the studio validates its REST options with them)."""
+    return [_faces_parser(), _models_parser(), _output_parser()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="masquerade",
@@ -107,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     swap = sub.add_parser(
         "swap", help="put the source face onto faces in a target image or video",
-        parents=[_faces_parser(), _models_parser(), _output_parser()],
+        parents=swap_option_parsers(),
     )
     swap.add_argument("-s", "--source", nargs="+", type=Path, required=True, metavar="SOURCE",
                       help="photo(s) of the face to put in; with several, the best one is used")
@@ -126,11 +131,12 @@ def _run_swap(args: argparse.Namespace) -> int:
 
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:
-    from masquerade.cli import bench_cmd, models_cmd, verify_cmd
+    from masquerade.cli import bench_cmd, models_cmd, serve_cmd, verify_cmd
 
     models_cmd.register(sub)
     verify_cmd.register(sub)
     bench_cmd.register(sub)
+    serve_cmd.register(sub)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
