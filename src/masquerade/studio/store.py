@@ -104,7 +104,9 @@ class Job:
             "options": self.request["options"], "cancel_requested": self.cancel,
             "created": self.created, "started": self.started, "finished": self.finished,
             "outputs": [{"k": o.k, "target": o.target, "url": f"/api/jobs/{self.id}/outputs/{o.k}",
-                         "faces_swapped": o.faces_swapped, "warnings": o.warnings} for o in self.outputs],
+                         "faces_swapped": o.faces_swapped, "warnings": o.warnings,
+                         "kind": "video" if o.path.endswith((".mp4", ".mkv")) else "image"}
+                        for o in self.outputs],
         }
 
 

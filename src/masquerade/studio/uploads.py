@@ -110,9 +110,9 @@ class _State:
 
     def headers_done(self) -> None:
         _, params = parse_options_header(self.headers.get(b"content-disposition", b""))
-        if params.get(b"name") == FIELD.encode() and not self.found and b"filename" in params:
+        if params.get(b"name") == FIELD.encode() and not self.found:
             self.found, self.writing = True, True
-            self.name = display_name(params[b"filename"].decode("utf-8", "replace"))
+            self.name = display_name(params.get(b"filename", b"").decode("utf-8", "replace"))
             self.handle = open(self.path, "xb")  # noqa: SIM115 (closed in part_end / close / discard)
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
