@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -100,10 +101,25 @@ def serve(settings: StudioSettings, on_ready: Callable[[str], None] | None = Non
                                            access_log=False, server_header=False))
     pool = WorkerPool(settings.workers, data, store)
     pool.start()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the handler that
+    # was there before it: ours, which ends the run here so the workers are stopped and jobs re-queued.
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if on_ready is not None:
             threading.Timer(0.2, on_ready, args=(f"http://{shown}:{port}/",)).start()
         server.run(sockets=[sock])
+    except _Stopped:
+        pass
     finally:
         pool.stop()
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class _Stopped(Exception):
+    """SIGINT or SIGTERM after uvicorn's graceful shutdown."""
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise _Stopped(signum)

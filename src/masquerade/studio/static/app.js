@@ -332,7 +332,7 @@ async function runPreview() {
     const swapped = Number(response.headers.get("X-Faces-Swapped") ?? 0);
     const ms = Math.round(performance.now() - started);
     setStatus(swapped ? `${swapped} face${swapped === 1 ? "" : "s"} swapped · ${ms} ms` : `no matching face in this frame · ${ms} ms`);
-    $("#preview-frame").dataset.ready = "true";
+    $("#preview-frame").dataset.previews = String(Number($("#preview-frame").dataset.previews ?? 0) + 1);
   } catch (error) {
     setStatus(error.message);
     if (error instanceof ApiError && error.status === 422 && /refused/.test(error.message)) {
