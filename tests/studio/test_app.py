@@ -53,7 +53,8 @@ def stored_files(root):
 def test_health_and_openapi_and_docs(studio):
     assert studio.get("/api/health").json()["status"] == "ok"
     spec = studio.get("/api/openapi.json").json()
-    for path in ("/api/files", "/api/files/{file_id}/faces", "/api/preview", "/api/jobs", "/api/jobs/{job_id}",
+    for path in ("/api/files", "/api/files/{file_id}/faces", "/api/preview", "/api/jobs",
+        "/api/jobs/{job_id}",
                  "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/cancel", "/api/jobs/{job_id}/move",
                  "/api/jobs/{job_id}/outputs/{k}", "/api/verify"):
         assert path in spec["paths"], path
@@ -82,7 +83,8 @@ def test_page_has_a_strict_csp_and_no_cors(studio):
 
 
 def test_upload_probes_content_and_describes_files(files):
-    assert files["source"]["kind"] == "image" and (files["source"]["width"], files["source"]["height"]) == (512, 512)
+    assert files["source"]["kind"] == "image" and (files["source"]["width"],
+        files["source"]["height"]) == (512, 512)
     clip = files["clip"]
     assert clip["kind"] == "video" and (clip["width"], clip["height"], clip["frames"]) == (480, 270, 16)
     assert clip["fps"] == 25.0
@@ -94,7 +96,8 @@ def test_upload_probes_content_and_describes_files(files):
 
 def test_upload_names_are_never_paths(studio, media):
     before = stored_files(studio.root)
-    for name in ("../../escape.jpg", "/etc/passwd", "..\\..\\win.jpg", "a\x00b.jpg", "....//x.jpg", ".hidden", ""):
+    for name in ("../../escape.jpg", "/etc/passwd", "..\\..\\win.jpg", "a\x00b.jpg", "....//x.jpg",
+        ".hidden", ""):
         with open(media["source"], "rb") as handle:
             response = studio.post("/api/files", files={"file": (name, handle)})
         assert response.status_code == 201, (name, response.text)
@@ -190,7 +193,8 @@ def test_preview_is_a_watermarked_labelled_jpeg(studio, files):
 def test_preview_errors(studio, files):
     base = {"sources": [files["source"]["id"]], "target": files["target"]["id"]}
     no_face = studio.post("/api/preview", json={**base, "sources": [files["noface"]["id"]]})
-    assert no_face.status_code == 422 and no_face.json()["detail"] == "no face found in source image noface.png"
+    assert no_face.status_code == 422
+    assert no_face.json()["detail"] == "no face found in source image noface.png"
     video_source = studio.post("/api/preview", json={**base, "sources": [files["clip"]["id"]]})
     assert video_source.status_code == 422 and "is a video" in video_source.json()["detail"]
     assert studio.post("/api/preview", json={**base, "target": "A" * 24}).status_code == 404
@@ -198,7 +202,8 @@ def test_preview_errors(studio, files):
     assert missing.status_code == 422 and missing.json()["option"] == "swapper"
     assert "masquerade models download inswapper_128 w600k_r50" in missing.json()["detail"]
     assert studio.post("/api/preview", json={**base, "extra": 1}).status_code == 422
-    assert studio.post("/api/preview", json={"target": files["target"]["id"]}).json()["detail"].startswith("sources")
+    assert studio.post("/api/preview",
+        json={"target": files["target"]["id"]}).json()["detail"].startswith("sources")
 
 
 @pytest.mark.parametrize(("options", "option", "says"), [
@@ -213,18 +218,21 @@ def test_preview_errors(studio, files):
     ({"faces": ["all"]}, "faces", "single value"),
     ({"enhancer": "gfpgan_1.4"}, "enhancer", "masquerade models download gfpgan_1.4"),
 ])
-def test_invalid_options_are_422_naming_the_option_and_nothing_is_queued(studio, files, options, option, says):
+def test_invalid_options_are_422_naming_the_option_and_nothing_is_queued(studio, files, options, option,
+    says):
     before = studio.get("/api/jobs").json()
     response = studio.post("/api/jobs", json={"sources": [files["source"]["id"]],
                                               "targets": [files["target"]["id"]], "options": options})
     assert response.status_code == 422, response.text
     body = response.json()
-    assert body["option"] == option and says in body["detail"] and body["detail"].startswith(f"option {option}")
+    assert body["option"] == option and says in body["detail"]
+    assert body["detail"].startswith(f"option {option}")
     assert studio.get("/api/jobs").json() == before
 
 
 def test_queue_operations_without_a_worker(studio, files):
-    body = {"sources": [files["source"]["id"]], "targets": [files["target"]["id"]], "options": {"faces": "all"}}
+    body = {"sources": [files["source"]["id"]], "targets": [files["target"]["id"]],
+        "options": {"faces": "all"}}
     ids = []
     for _ in range(3):
         response = studio.post("/api/jobs", json=body)
@@ -306,7 +314,7 @@ def test_refused_input_is_deleted(studio, files, media, monkeypatch):
     monkeypatch.setattr(guard.ContentGuard, "detect", detect)
     image = cv2.imread(str(media["target"]))
     image[:8, :8] = (255, 0, 255)
-    ok, data = cv2.imencode(".png", image)
+    _, data = cv2.imencode(".png", image)
     upload = studio.post("/api/files", files={"file": ("marked.png", data.tobytes())}).json()
     path = studio.root / "uploads" / f"{upload['id']}.png"
     assert path.exists()

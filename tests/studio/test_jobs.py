@@ -10,7 +10,8 @@ from masquerade.verify import verify_file
 
 def test_a_batch_job_runs_with_progress_pushed_and_labelled_outputs(server, media, tmp_path):
     source, clip, target = (server.upload(media[k]) for k in ("source", "clip", "target"))
-    created = server.client.post("/api/jobs", json={"sources": [source["id"]], "targets": [clip["id"], target["id"]],
+    created = server.client.post("/api/jobs", json={"sources": [source["id"]], "targets": [clip["id"],
+        target["id"]],
                                                     "options": {"faces": "all", "video_quality": 23}})
     assert created.status_code == 201
     job_id = created.json()["id"]

@@ -20,7 +20,8 @@ def test_sigkill_mid_job_then_restart_loses_nothing_and_runs_nothing_twice(tmp_p
     source, clip, target = (first.upload(media[k]) for k in ("source", "clip", "target"))
     long_job = first.client.post("/api/jobs", json={"sources": [source["id"]],
                                                     "targets": [clip["id"], clip["id"]]}).json()
-    queued = [first.client.post("/api/jobs", json={"sources": [source["id"]], "targets": [target["id"]]}).json()
+    queued = [first.client.post("/api/jobs", json={"sources": [source["id"]],
+        "targets": [target["id"]]}).json()
               for _ in range(2)]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill once the first target is done and the second under way
@@ -83,7 +84,8 @@ def test_serve_refuses_a_public_host_without_token_and_a_busy_port(tmp_path, cap
 
     assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("masquerade: error: --host 0.0.0.0 is reachable from other machines") and "\n" not in err
+    assert err.startswith("masquerade: error: --host 0.0.0.0 is reachable from other machines")
+    assert "\n" not in err
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()

@@ -17,9 +17,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; any other needs --token)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0: any free)")
     p.add_argument("--data-dir", type=Path, metavar="DIR",
-                   help="uploads, outputs and the job database (default: 'studio' in the per-user data folder)")
+                   help="uploads, outputs and the job database (default: 'studio' in the per-user data "
+                        "folder)")
     p.add_argument("--token", metavar="TOKEN",
                    help="require 'Authorization: Bearer TOKEN' on every /api call (the page asks once)")
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB, metavar="MB",

@@ -258,7 +258,8 @@ def create_app(settings: StudioSettings, data: DataDir, store: JobStore) -> Any:
         target = file_or_404(body.target)
         config = config_for(body.options)
         reference_id = body.options.get("reference")
-        reference = store.file(reference_id) if isinstance(reference_id, str) and is_id(reference_id) else None
+        reference = store.file(reference_id) if isinstance(reference_id,
+            str) and is_id(reference_id) else None
         try:
             rendered = preview.render(sources, target, body.frame, config, reference)
         except RefusedInput as error:

@@ -81,7 +81,7 @@ def read_frame(path: Path, kind: str, index: int, fps: float | None) -> Image:
 
 
 class FrameCache:
-    """The last few decoded frames, so scrubbing back and forth or changing a setting does not decode again."""
+    """The last few decoded frames: scrubbing back and forth or changing a setting decodes nothing again."""
 
     def __init__(self, size: int = 8) -> None:
         self.size = size

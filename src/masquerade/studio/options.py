@@ -66,7 +66,7 @@ def run_config(options: Mapping[str, Any], file_path: Callable[[str], Path | Non
             raise OptionError(name, "unknown option (use the CLI's long option names with _ for -)")
         if name in SERVER_ONLY:
             raise OptionError(name, f"not available in the studio: {SERVER_ONLY[name]}")
-        flag = action.option_strings[-1] if action.option_strings[-1].startswith("--") else action.option_strings[0]
+        flag = next(s for s in action.option_strings if s.startswith("--"))
         if value is None:
             continue
         if action.nargs == 0:  # a switch: true or false
@@ -75,7 +75,7 @@ def run_config(options: Mapping[str, Any], file_path: Callable[[str], Path | Non
             if value:
                 argv.append(flag)
             continue
-        if isinstance(value, (dict, list)) or isinstance(value, bool):
+        if isinstance(value, (dict, list, bool)):
             raise OptionError(name, f"expected a single value, got {value!r}")
         if name in FILE_OPTIONS:
             path = file_path(str(value))

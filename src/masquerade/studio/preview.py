@@ -126,7 +126,8 @@ class PreviewService:
             key = repr(replace(config, encode=EncodeOptions(), select=replace(config.select, reference=None)))
             named = labels(sources)
             try:
-                prepared = self._sources.get((key, tuple(r.id for r in sources)), lambda: pipeline.prepare_source(
+                prepared = self._sources.get((key, tuple(r.id for r in sources)),
+                    lambda: pipeline.prepare_source(
                     [(label, read_image(self.data.inside(r.path)).image) for label, r in named.items()]))
             except ContentRefused as error:
                 raise RefusedInput(str(error), _named_in(str(error), named) or sources[0].id) from None
@@ -136,7 +137,8 @@ class PreviewService:
                     reference.name, read_image(self.data.inside(reference.path)).image))
             image = self.frame(target, index)
             try:
-                result, swapped = pipeline.swap_image(image.copy(), prepared, pipeline.new_selector(embedding))
+                result, swapped = pipeline.swap_image(image.copy(), prepared,
+                    pipeline.new_selector(embedding))
             except ContentRefused as error:
                 raise RefusedInput(str(error).replace("target", target.name, 1), target.id) from None
             jpeg = self._labelled_jpeg(result)

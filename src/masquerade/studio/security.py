@@ -62,7 +62,8 @@ class Guardrails:
             body = json.dumps({"detail": detail}).encode()
             extra = [(b"www-authenticate", b"Bearer")] if status == 401 else []
             await send_with_headers({"type": "http.response.start", "status": status, "headers": [
-                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]})
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    *extra]})
             await send_with_headers({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send_with_headers)

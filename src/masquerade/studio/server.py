@@ -37,7 +37,8 @@ class WorkerPool:
 
     def _spawn(self, number: int) -> None:
         self.processes[number] = subprocess.Popen(
-            [sys.executable, "-m", "masquerade.studio.worker", str(self.data.root), str(number), str(os.getpid())],
+            [sys.executable, "-m", "masquerade.studio.worker", str(self.data.root), str(number),
+                str(os.getpid())],
             stdin=subprocess.DEVNULL)
 
     def _watch(self) -> None:

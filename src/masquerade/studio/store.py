@@ -160,7 +160,8 @@ class JobStore:
     def delete_file(self, file_id: str) -> list[str]:
         """Forget a file and the face thumbnails cut from it; return their stored paths."""
         with self._connect(write=True) as db:
-            rows = db.execute("SELECT path FROM files WHERE id = ? OR parent = ?", (file_id, file_id)).fetchall()
+            rows = db.execute("SELECT path FROM files WHERE id = ? OR parent = ?", (file_id,
+                file_id)).fetchall()
             db.execute("DELETE FROM files WHERE id = ? OR parent = ?", (file_id, file_id))
         return [row["path"] for row in rows]
 
@@ -201,9 +202,9 @@ class JobStore:
         """Put a failed or cancelled job back at the end of the queue (finished targets are kept)."""
         with self._connect(write=True) as db:
             position = db.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM jobs").fetchone()[0]
-            db.execute("UPDATE jobs SET state = 'queued', position = ?, error = NULL, cancel = 0, fps = NULL, "
-                       "eta_s = NULL, attempts = 0, started = NULL, finished = NULL, claim = NULL "
-                       "WHERE id = ? AND state IN ('failed', 'cancelled')", (position, job_id))
+            db.execute("UPDATE jobs SET state = 'queued', position = ?, error = NULL, cancel = 0, "
+                       "fps = NULL, eta_s = NULL, attempts = 0, started = NULL, finished = NULL, "
+                       "claim = NULL WHERE id = ? AND state IN ('failed', 'cancelled')", (position, job_id))
         return self.job(job_id)
 
     def move(self, job_id: str, position: int) -> Job | None:
@@ -232,7 +233,8 @@ class JobStore:
         """Take the first queued job for ``worker``; return it with the claim token."""
         claim = new_id()
         with self._connect(write=True) as db:
-            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY position LIMIT 1").fetchone()
+            row = db.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY position "
+                             "LIMIT 1").fetchone()
             if row is None:
                 return None
             db.execute("UPDATE jobs SET state = 'running', claim = ?, worker = ?, attempts = attempts + 1, "
@@ -245,7 +247,8 @@ class JobStore:
                eta_s: float | None) -> bool:
         """Record progress; False when the job should stop (cancel asked, deleted or re-claimed)."""
         with self._connect(write=True) as db:
-            changed = db.execute("UPDATE jobs SET progress = ?, fps = ?, eta_s = ? WHERE id = ? AND claim = ?",
+            changed = db.execute("UPDATE jobs SET progress = ?, fps = ?, eta_s = ? "
+                                 "WHERE id = ? AND claim = ?",
                                  (progress, fps, eta_s, job_id, claim)).rowcount
             row = db.execute("SELECT cancel FROM jobs WHERE id = ? AND claim = ?", (job_id, claim)).fetchone()
         return bool(changed) and row is not None and not row[0]
@@ -253,7 +256,8 @@ class JobStore:
     def add_output(self, job_id: str, claim: str, output: OutputRecord) -> bool:
         """Record one finished output; False (nothing recorded) when the claim is no longer the job's."""
         with self._connect(write=True) as db:
-            if db.execute("SELECT 1 FROM jobs WHERE id = ? AND claim = ?", (job_id, claim)).fetchone() is None:
+            if db.execute("SELECT 1 FROM jobs WHERE id = ? AND claim = ?", (job_id,
+                claim)).fetchone() is None:
                 return False
             db.execute("INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?)",
                        (job_id, output.k, output.target, output.path, output.faces_swapped,

@@ -91,7 +91,8 @@ class _State:
         self.error: UploadError | None = None
 
     def callbacks(self) -> dict:
-        return {"on_part_begin": self.part_begin, "on_header_field": self.field, "on_header_value": self.value,
+        return {"on_part_begin": self.part_begin, "on_header_field": self.field,
+            "on_header_value": self.value,
                 "on_header_end": self.header_end, "on_headers_finished": self.headers_done,
                 "on_part_data": self.part_data, "on_part_end": self.part_end}
 

@@ -143,7 +143,8 @@ class JobRunner:
             hooks.report(force=True)
             target = files[target_id]
             output = self.data.outputs / f"{job.id}-{k}{output_suffix(target.kind, Path(target.path).suffix)}"
-            summary: RunSummary = swap(sources, self.data.inside(target.path), output, config, hooks, pipeline)
+            summary: RunSummary = swap(sources, self.data.inside(target.path), output, config, hooks,
+                pipeline)
             record = OutputRecord(k=k, target=target_id, path=self.data.relative(output),
                                   faces_swapped=summary.faces_swapped,
                                   warnings=[self._message(w, files) for w in summary.warnings])

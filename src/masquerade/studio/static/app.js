@@ -187,6 +187,7 @@ async function showFrame() {
     return;
   }
   original.src = target.kind === "video" ? `/api/files/${target.id}/frame?n=${state.frame}` : `/api/files/${target.id}/content`;
+  for (const frame of ["#original-frame", "#preview-frame"]) $(frame).style.aspectRatio = `${target.width} / ${target.height}`;
   await loadFaces();
   schedulePreview();
 }

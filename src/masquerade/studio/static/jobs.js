@@ -77,6 +77,12 @@ function renderOutputs(box, job, ctx) {
     note.textContent = ` ${output.faces_swapped} face${output.faces_swapped === 1 ? "" : "s"} swapped`;
     ctx.fileName(output.target).then((name) => { link.setAttribute("aria-label", `Download the swap of ${name}`); });
     caption.append(link, note);
+    if (output.warnings.length) {
+      const warning = document.createElement("div");
+      warning.className = "muted";
+      warning.textContent = output.warnings.join("; ");
+      caption.append(warning);
+    }
     figure.append(media, caption);
     return figure;
   }));
