@@ -97,14 +97,18 @@ class Pipeline:
         return sorted(self.stages.analyser.detect(image), key=lambda f: float(f.center[0]))
 
     def swap_image(
-        self, image: Image, source: PreparedSource, selector: FaceSelector | None = None
+        self, image: Image, source: PreparedSource, selector: FaceSelector | None = None,
+        faces: Sequence[Face] | None = None,
     ) -> tuple[Image, int]:
-        """Swap the selected faces of one still image; return the watermarked result and the count."""
+        """Swap the selected faces of one still image; return the watermarked result and the count.
+
+        ``faces``: this image's faces as ``find_faces`` gave them, when a caller (a live preview of one
+        frame under changing settings) already has them; else they are detected here."""
         self._guard.check_image(image, "target")
         selector = selector or self.new_selector(None)
         ctx = FrameContext(index=0, image=image)
         start = time.perf_counter()
-        ctx.faces = self.stages.analyser.detect(image)
+        ctx.faces = list(faces) if faces is not None else self.stages.analyser.detect(image)
         _add(ctx, "detect", start)
         self._swap_selected(ctx, source, selector)
         return ctx.image, ctx.swapped

@@ -23,6 +23,7 @@ from masquerade.errors import ContentRefused
 from masquerade.studio.datadir import DataDir, new_id
 from masquerade.studio.media import FrameCache, encode_jpeg, face_thumbnail, read_frame
 from masquerade.studio.store import FileRecord, JobStore
+from masquerade.types import Face
 
 T = TypeVar("T")
 
@@ -76,6 +77,7 @@ class PreviewService:
         self._sources = _Lru(8)
         self._references = _Lru(8)
         self._faces = _Lru(64)
+        self._found = _Lru(16)
         self.frames = FrameCache()
 
     def pipeline(self, config: RunConfig) -> Pipeline:
@@ -88,18 +90,23 @@ class PreviewService:
         return self.frames.get((record.id, index), lambda: read_frame(
             self.data.inside(record.path), record.kind, index, record.fps))
 
+    def found_faces(self, pipeline: Pipeline, record: FileRecord, index: int) -> list[Face]:
+        """The faces ``pipeline``'s detector finds in a frame (kept: settings change, the frame does not)."""
+        key = (repr(pipeline.config.detect), repr(pipeline.config.runtime), record.id, index)
+        image = self.frame(record, index)
+        try:
+            return self._found.get(key, lambda: pipeline.find_faces(image, label=record.name))
+        except ContentRefused as error:
+            raise RefusedInput(str(error), record.id) from None
+
     def faces(self, record: FileRecord, index: int) -> list[dict[str, Any]]:
         """The faces of one frame, left to right, each with a thumbnail file usable as ``reference``."""
         with self._lock:
-            return self._faces.get((record.id, index), lambda: self._find_faces(record, index))
+            return self._faces.get((record.id, index), lambda: self._thumbnails(record, index))
 
-    def _find_faces(self, record: FileRecord, index: int) -> list[dict[str, Any]]:
+    def _thumbnails(self, record: FileRecord, index: int) -> list[dict[str, Any]]:
         image = self.frame(record, index)
-        pipeline = self.pipeline(RunConfig())
-        try:
-            faces = pipeline.find_faces(image, label=record.name)
-        except ContentRefused as error:
-            raise RefusedInput(str(error), record.id) from None
+        faces = self.found_faces(self.pipeline(RunConfig()), record, index)
         found = []
         for i, face in enumerate(faces):
             thumb_id = new_id()
@@ -136,9 +143,10 @@ class PreviewService:
                 embedding = self._references.get((key, reference.id), lambda: pipeline.reference_embedding(
                     reference.name, read_image(self.data.inside(reference.path)).image))
             image = self.frame(target, index)
+            faces = self.found_faces(pipeline, target, index)
             try:
-                result, swapped = pipeline.swap_image(image.copy(), prepared,
-                    pipeline.new_selector(embedding))
+                selector = pipeline.new_selector(embedding)
+                result, swapped = pipeline.swap_image(image.copy(), prepared, selector, faces=faces)
             except ContentRefused as error:
                 raise RefusedInput(str(error).replace("target", target.name, 1), target.id) from None
             jpeg = self._labelled_jpeg(result)
@@ -162,6 +170,7 @@ class PreviewService:
         with self._lock:
             self.frames.forget(file_id)
             self._faces.drop(lambda k: k[0] == file_id)
+            self._found.drop(lambda k: k[2] == file_id)
             self._sources.drop(lambda k: file_id in k[1])
             self._references.drop(lambda k: k[1] == file_id)
 
