@@ -165,11 +165,15 @@ def bench_kill(data_dir: Path, n: int) -> None:
     files = {"source": server.upload(data_dir.parent / "media" / "source.jpg"),
              "small": server.upload(data_dir.parent / "media" / "small.jpg")}
     ids = [server.job([files["source"]], [files["small"]]) for _ in range(n)]
-    while sum(j["state"] == "done" for j in server.client.get("/api/jobs").json()) < n // 3:
-        time.sleep(0.05)
-    running = [j["id"] for j in server.client.get("/api/jobs").json() if j["state"] == "running"]
+    while True:  # kill while a job runs, once a third are done
+        jobs = server.client.get("/api/jobs").json()
+        if sum(j["state"] == "done" for j in jobs) >= n // 3 and any(j["state"] == "running" for j in jobs):
+            break
+        time.sleep(0.02)
     server.process.kill()
     server.process.wait()
+    with sqlite3.connect(data_dir / "studio.db") as db:  # what the killed server left running
+        running = [row[0] for row in db.execute("SELECT id FROM jobs WHERE state = 'running'")]
     started = time.perf_counter()
     again = Server(data_dir)
     jobs = again.wait_all(ids, timeout=60 * n)

@@ -19,7 +19,7 @@ from masquerade._stages.guard import ContentGuard
 from masquerade._stages.protocols import Stages
 from masquerade._stages.select import FaceSelector, largest, reference_embedding
 from masquerade._stages.watermark import WatermarkEmbedder
-from masquerade.config import RunConfig
+from masquerade.config import RunConfig, SelectOptions
 from masquerade.errors import NoSourceFaceError
 from masquerade.types import Face, FrameContext, Image
 
@@ -85,8 +85,12 @@ class Pipeline:
         except NoSourceFaceError:
             raise NoSourceFaceError(f"no face found in reference image {label}") from None
 
-    def new_selector(self, reference: np.ndarray | None) -> FaceSelector:
-        return FaceSelector(self.config.select, self.stages.recognizer, reference)
+    def new_selector(
+        self, reference: np.ndarray | None, options: SelectOptions | None = None
+    ) -> FaceSelector:
+        """A face selector with the run's options, or ``options`` (a live preview changes the face mode
+        without building another pipeline; reference matching needs a pipeline built for it)."""
+        return FaceSelector(options or self.config.select, self.stages.recognizer, reference)
 
     # -- images -----------------------------------------------------------------------------
     def find_faces(self, image: Image, label: str = "target") -> list[Face]:

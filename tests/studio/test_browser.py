@@ -122,3 +122,4 @@ def test_studio_end_to_end_in_chromium(browser, server, media, tmp_path):
     assert page.inner_text(".verify-card .badge").lower() == "labelled"
     shot("06-verify")
     assert problems == [], problems
+

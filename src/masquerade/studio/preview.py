@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from masquerade import Pipeline, RunConfig
-from masquerade.config import EncodeOptions
+from masquerade.config import EncodeOptions, SelectOptions
 from masquerade.errors import ContentRefused
 from masquerade.studio.datadir import DataDir, new_id
 from masquerade.studio.media import FrameCache, encode_jpeg, face_thumbnail, read_frame
@@ -63,6 +63,16 @@ class RefusedInput(ContentRefused):
         self.file_id = file_id
 
 
+def models_config(config: RunConfig) -> RunConfig:
+    """``config`` without what does not change the stages (encoding, selection; reference mode keeps
+    the recognizer in)."""
+    return replace(config, encode=EncodeOptions(), select=SelectOptions())
+
+
+def models_key(config: RunConfig) -> str:
+    return repr(models_config(config))
+
+
 def labels(records: list[FileRecord]) -> dict[str, FileRecord]:
     """A distinct display label per file (the name, with the id's start when two names are equal)."""
     names = [r.name for r in records]
@@ -81,9 +91,10 @@ class PreviewService:
         self.frames = FrameCache()
 
     def pipeline(self, config: RunConfig) -> Pipeline:
-        """A pipeline for ``config``'s models; encoding options play no part in a preview."""
-        key = repr(replace(config, encode=EncodeOptions(), select=replace(config.select, reference=None)))
-        return self._pipelines.get(key, lambda: Pipeline(replace(config, encode=EncodeOptions())))
+        """A pipeline for ``config``'s models. Encoding plays no part in a preview and the selection
+        options are given per render, so changing them costs no model load; it is built for
+        reference matching, so it has the recognizer whatever the face mode."""
+        return self._pipelines.get(models_key(config), lambda: Pipeline(models_config(config)))
 
     def frame(self, record: FileRecord, index: int) -> np.ndarray:
         index = max(0, min(index, (record.frames or 1) - 1)) if record.kind == "video" else 0
@@ -130,7 +141,7 @@ class PreviewService:
         with self._lock:
             started = time.perf_counter()
             pipeline = self.pipeline(config)
-            key = repr(replace(config, encode=EncodeOptions(), select=replace(config.select, reference=None)))
+            key = models_key(config)
             named = labels(sources)
             try:
                 prepared = self._sources.get((key, tuple(r.id for r in sources)),
@@ -145,7 +156,7 @@ class PreviewService:
             image = self.frame(target, index)
             faces = self.found_faces(pipeline, target, index)
             try:
-                selector = pipeline.new_selector(embedding)
+                selector = pipeline.new_selector(embedding, replace(config.select, reference=None))
                 result, swapped = pipeline.swap_image(image.copy(), prepared, selector, faces=faces)
             except ContentRefused as error:
                 raise RefusedInput(str(error).replace("target", target.name, 1), target.id) from None

@@ -14,13 +14,12 @@ import signal
 import sys
 import time
 import traceback
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from masquerade import Pipeline, RunConfig, RunHooks, RunSummary, swap
-from masquerade.config import EncodeOptions
+from masquerade.config import EncodeOptions, SelectOptions
 from masquerade.errors import Cancelled, ContentRefused, MasqueradeError, MediaError
 from masquerade.studio.datadir import DataDir
 from masquerade.studio.media import output_suffix
@@ -90,14 +89,20 @@ class JobRunner:
 
     def __init__(self, data: DataDir, store: JobStore) -> None:
         self.data, self.store = data, store
-        self._pipelines: OrderedDict[str, Pipeline] = OrderedDict()
+        self._stages: dict[str, Any] = {}
+        self._last: Pipeline | None = None
 
     def pipeline(self, config: RunConfig) -> Pipeline:
-        key = repr(replace(config, encode=EncodeOptions(), select=replace(config.select, reference=None)))
-        if key not in self._pipelines:
-            self._pipelines.clear()  # one set of models in memory at a time
-            self._pipelines[key] = Pipeline(config)
-        return self._pipelines[key]
+        """A pipeline for this job's config: the last job's when the options are the same, else a new
+        one on the last job's model stages when the models are the same (one set in memory at a time)."""
+        if self._last is not None and self._last.config == config:
+            return self._last  # the same options as the last job: nothing to build
+        key = repr(replace(config, encode=EncodeOptions(), select=SelectOptions(mode=_stage_mode(config))))
+        stages = self._stages.get(key)
+        self._stages.clear()
+        self._last = Pipeline(config, stages=stages)
+        self._stages[key] = self._last.stages
+        return self._last
 
     def run(self, job: Job, claim: str) -> None:
         files: dict[str, FileRecord] = {}
@@ -181,6 +186,11 @@ class JobRunner:
         for relative in self.store.delete_file(file_id):
             with contextlib.suppress(OSError, ValueError):
                 self.data.inside(relative).unlink()
+
+
+def _stage_mode(config: RunConfig) -> str:
+    """Only reference matching changes the stages (it loads the recognizer)."""
+    return "reference" if config.select.mode == "reference" else "all"
 
 
 def _die_with_parent(parent: int) -> None:
