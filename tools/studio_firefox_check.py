@@ -150,23 +150,25 @@ def main() -> int:
             version = bidi.evaluate(context, "navigator.userAgent")
             wait_for(bidi, context, "document.querySelectorAll('select[name=swapper] option').length > 1")
             # The page has no "open these ids" URL: hand it the uploaded files as a person's drop would.
+            source_id, target_id = ids["source"]["id"], ids["target"]["id"]
             drop = """(async () => {
                 const make = async (id, name) => { const r = await fetch(`/api/files/${id}/content`);
                     return new File([await r.blob()], name, { type: r.headers.get('content-type') }); };
-                for (const [zone, id, name] of [['#drop-sources', '%s', 'astronaut.png'],
-                                                ['#drop-targets', '%s', 'obama2.jpg']]) {
+                for (const [zone, id, name] of [['#drop-sources', 'SOURCE', 'astronaut.png'],
+                                                ['#drop-targets', 'TARGET', 'obama2.jpg']]) {
                     const dt = new DataTransfer(); dt.items.add(await make(id, name));
                     document.querySelector(zone).dispatchEvent(new DragEvent('drop', { dataTransfer: dt,
                         bubbles: true, cancelable: true }));
                     await new Promise((r) => setTimeout(r, 1500));
-                } return true; })()""" % (ids["source"]["id"], ids["target"]["id"])
+                } return true; })()""".replace("SOURCE", source_id).replace("TARGET", target_id)
             bidi.evaluate(context, drop)
             wait_for(bidi, context, "document.querySelector('.face') !== null", 120)
-            wait_for(bidi, context, "document.querySelector('#preview-frame').dataset.previews !== undefined", 120)
-            before = bidi.evaluate(context, "document.querySelector('#preview-frame').dataset.previews")
+            frame = "document.querySelector('#preview-frame')"
+            wait_for(bidi, context, f"{frame}.dataset.previews !== undefined", 120)
+            before = bidi.evaluate(context, f"{frame}.dataset.previews")
             bidi.evaluate(context, "document.querySelector('.face').click(), true")
-            wait_for(bidi, context, f"document.querySelector('#preview-frame').dataset.previews !== '{before}' && "
-                                    "!document.querySelector('#preview-frame').classList.contains('busy')", 120)
+            wait_for(bidi, context, f"{frame}.dataset.previews !== '{before}' && "
+                                    f"!{frame}.classList.contains('busy')", 120)
             status = bidi.evaluate(context, "document.querySelector('#preview-status').textContent")
             pressed = bidi.evaluate(context, "document.querySelector('.face').getAttribute('aria-pressed')")
             shot = bidi.call("browsingContext.captureScreenshot", context=context)
