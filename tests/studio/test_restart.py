@@ -14,15 +14,14 @@ def _attempts(data_dir) -> dict[str, int]:
         return dict(db.execute("SELECT id, attempts FROM jobs"))
 
 
-def test_sigkill_mid_job_then_restart_loses_nothing_and_runs_nothing_twice(tmp_path, media):
+def test_sigkill_mid_job_restart_loses_nothing_runs_nothing_twice_and_ctrl_c_requeues(tmp_path, media):
     data_dir = tmp_path / "data"
     first = ServerProcess(data_dir)
     source, clip, target = (first.upload(media[k]) for k in ("source", "clip", "target"))
     long_job = first.client.post("/api/jobs", json={"sources": [source["id"]],
                                                     "targets": [clip["id"], clip["id"]]}).json()
-    queued = [first.client.post("/api/jobs", json={"sources": [source["id"]],
-        "targets": [target["id"]]}).json()
-              for _ in range(2)]
+    image_job = {"sources": [source["id"]], "targets": [target["id"]]}
+    queued = [first.client.post("/api/jobs", json=image_job).json() for _ in range(2)]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill once the first target is done and the second under way
         job = first.client.get(f"/api/jobs/{long_job['id']}").json()
@@ -40,41 +39,33 @@ def test_sigkill_mid_job_then_restart_loses_nothing_and_runs_nothing_twice(tmp_p
     assert not any(alive(pid) for pid in workers), "a worker outlived its killed server"
 
     second = ServerProcess(data_dir)
-    try:
-        finished = [second.wait_job(j["id"], timeout=180) for j in (long_job, *queued)]
-        assert [j["state"] for j in finished] == ["done"] * 3
-        long_done = finished[0]
-        assert [o["k"] for o in long_done["outputs"]] == [0, 1]
-        # Resumed, not redone: the first target's output is the file written before the kill.
-        again = first_output.stat()
-        assert (again.st_ino, again.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
-        attempts = _attempts(data_dir)
-        assert attempts[long_job["id"]] == 2 and all(attempts[j["id"]] == 1 for j in queued)
-        names = sorted(p.name for p in (data_dir / "outputs").iterdir())
-        assert len(names) == 4 and not [n for n in names if n.startswith(".")], names
-        assert not list((data_dir / "tmp").iterdir())
-    finally:
-        assert second.stop() == 0
+    finished = [second.wait_job(j["id"], timeout=180) for j in (long_job, *queued)]
+    assert [j["state"] for j in finished] == ["done"] * 3
+    assert [o["k"] for o in finished[0]["outputs"]] == [0, 1]
+    # Resumed, not redone: the first target's output is the file written before the kill.
+    again = first_output.stat()
+    assert (again.st_ino, again.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    attempts = _attempts(data_dir)
+    assert attempts[long_job["id"]] == 2 and all(attempts[j["id"]] == 1 for j in queued)
+    names = sorted(p.name for p in (data_dir / "outputs").iterdir())
+    assert len(names) == 4 and not [n for n in names if n.startswith(".")], names
+    assert not list((data_dir / "tmp").iterdir())
 
-
-def test_ctrl_c_requeues_the_running_job(tmp_path, media):
-    data_dir = tmp_path / "data"
-    first = ServerProcess(data_dir)
-    source, clip = (first.upload(media[k]) for k in ("source", "clip"))
-    job = first.client.post("/api/jobs", json={"sources": [source["id"]], "targets": [clip["id"]] * 2}).json()
-    first.wait_job(job["id"], states=("running",))
-    while first.client.get(f"/api/jobs/{job['id']}").json()["progress"] < 0.1:
+    # Ctrl-C while a job runs: the server stops cleanly and the job is queued again, not lost.
+    job = second.client.post("/api/jobs", json={"sources": [source["id"]], "targets": [clip["id"]]}).json()
+    second.wait_job(job["id"], states=("running",))
+    while second.client.get(f"/api/jobs/{job['id']}").json()["progress"] < 0.1:
         time.sleep(0.05)
-    assert first.stop(signal.SIGINT) == 0
-    assert "unfinished jobs stay queued" in first.process.stdout.read()
+    assert second.stop(signal.SIGINT) == 0
+    assert "unfinished jobs stay queued" in second.process.stdout.read()
     with sqlite3.connect(data_dir / "studio.db") as db:
-        state, attempts = db.execute("SELECT state, attempts FROM jobs WHERE id = ?", (job["id"],)).fetchone()
-    assert state == "queued" and attempts == 0
-    second = ServerProcess(data_dir)
+        state, tries = db.execute("SELECT state, attempts FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+    assert state == "queued" and tries == 0
+    third = ServerProcess(data_dir)
     try:
-        assert second.wait_job(job["id"], timeout=180)["state"] == "done"
+        assert third.wait_job(job["id"], timeout=180)["state"] == "done"
     finally:
-        assert second.stop(signal.SIGTERM) == 0
+        assert third.stop(signal.SIGTERM) == 0
 
 
 def test_serve_refuses_a_public_host_without_token_and_a_busy_port(tmp_path, capsys):
