@@ -10,7 +10,7 @@ Every figure comes from a real ``masquerade serve`` process on 127.0.0.1 (one wo
 4. kill: 20 image jobs queued, the server SIGKILLed when about a third are done, started again on the
    same data dir; every job must end done with exactly one output, none run twice to completion.
 
-Run:  .venv/bin/python benchmarks/bench_studio.py [--quick]
+Run:  .venv/bin/python benchmarks/bench_studio.py [--quick] [--only preview|polling|drain|kill]
 The machine's load (``os.getloadavg``) is printed with the figures: quote it with them.
 """
 
@@ -193,6 +193,7 @@ def bench_kill(data_dir: Path, n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for a smoke run)")
+    parser.add_argument("--only", choices=("preview", "polling", "drain", "kill"), help="run one part")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-studio-") as tmp:
         root = Path(tmp)
@@ -201,12 +202,16 @@ def main() -> None:
         server = Server(root / "data")
         try:
             files = {key: server.upload(path) for key, path in paths.items()}
-            bench_preview(server, files, 10 if args.quick else 40)
-            bench_polling(server, files)
-            bench_drain(server, files, 10 if args.quick else 50)
+            if args.only in (None, "preview"):
+                bench_preview(server, files, 10 if args.quick else 40)
+            if args.only in (None, "polling"):
+                bench_polling(server, files)
+            if args.only in (None, "drain"):
+                bench_drain(server, files, 10 if args.quick else 50)
         finally:
             server.stop()
-        bench_kill(root / "kill", 9 if args.quick else 20)
+        if args.only in (None, "kill"):
+            bench_kill(root / "kill", 9 if args.quick else 20)
 
 
 if __name__ == "__main__":

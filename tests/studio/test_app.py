@@ -340,3 +340,35 @@ def test_token_rule(tmp_path, media):
         assert client.get("/api/jobs").status_code == 200  # the cookie now
         client.cookies.clear()
         assert client.get("/api/jobs").status_code == 401
+
+
+def test_a_job_whose_input_is_refused_fails_and_the_input_is_deleted(tmp_path, media, monkeypatch):
+    """The worker's side, run in process: the guard's refusal fails the job and deletes that input."""
+    import shutil
+
+    from masquerade._stages import guard
+    from masquerade.studio.store import FileRecord
+    from masquerade.studio.worker import JobRunner
+
+    monkeypatch.setattr(guard.ContentGuard, "detect", lambda self, image: (
+        [guard.Detection("FEMALE_GENITALIA_EXPOSED", 0.8)] if tuple(image[0, 0]) == (255, 0, 255) else []))
+    data = DataDir(tmp_path)
+    data.create()
+    store = JobStore(data.db)
+    store.initialise()
+    shutil.copy(media["source"], data.uploads / f"{'s' * 24}.jpg")
+    image = cv2.imread(str(media["target"]))
+    image[:8, :8] = (255, 0, 255)
+    cv2.imwrite(str(data.uploads / f"{'t' * 24}.png"), image)
+    for file_id, name, path in (("s" * 24, "me.jpg", f"uploads/{'s' * 24}.jpg"),
+                                ("t" * 24, "party.png", f"uploads/{'t' * 24}.png")):
+        store.add_file(FileRecord(id=file_id, name=name, kind="image", path=path, width=1, height=1,
+                                  frames=1, fps=None, size=1))
+    store.add_job({"sources": ["s" * 24], "targets": ["t" * 24], "options": {}})
+    job, claim = store.claim_next(worker=0)
+    JobRunner(data, store).run(job, claim)
+    ended = store.job(job.id)
+    assert ended.state == "failed"
+    assert ended.error.startswith("refused: target party.png appears to show sexual content (female genitalia")
+    assert store.file("t" * 24) is None and not (data.uploads / f"{'t' * 24}.png").exists()
+    assert store.file("s" * 24) is not None  # the source was not refused: it stays

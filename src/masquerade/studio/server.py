@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -36,10 +37,12 @@ class WorkerPool:
         self._monitor.start()
 
     def _spawn(self, number: int) -> None:
+        # TMPDIR: the libraries' own temporary files (C2PA signing spills big videos to disk) stay
+        # in the data dir too.
         self.processes[number] = subprocess.Popen(
             [sys.executable, "-m", "masquerade.studio.worker", str(self.data.root), str(number),
-                str(os.getpid())],
-            stdin=subprocess.DEVNULL)
+             str(os.getpid())],
+            stdin=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(self.data.tmp)})
 
     def _watch(self) -> None:
         while not self._stopping.wait(0.5):
@@ -94,6 +97,8 @@ def serve(settings: StudioSettings, on_ready: Callable[[str], None] | None = Non
     store.initialise()
     store.requeue_running()  # a server killed mid-job left it "running": run it again
     data.clean_tmp()
+    # This process's temporary files (Python's and the native libraries') stay in the data dir too.
+    os.environ["TMPDIR"] = tempfile.tempdir = str(data.tmp)
     sock = listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

@@ -112,7 +112,10 @@ class JobRunner:
             self.store.finish(job.id, claim, "cancelled")
         except ContentRefused as error:
             refused = self._refused_file(str(error), files, job)
-            self.store.finish(job.id, claim, "failed", self._message(error, files))
+            message = self._message(error, files)
+            if refused in job.request["targets"] and refused in files:  # the guard says only "target"
+                message = message.replace("target", f"target {files[refused].name}", 1)
+            self.store.finish(job.id, claim, "failed", message)
             if refused is not None:
                 self._delete_file(refused)
         except MasqueradeError as error:
