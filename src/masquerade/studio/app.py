@@ -28,7 +28,7 @@ from masquerade.studio.preview import PreviewService, RefusedInput
 from masquerade.studio.security import COOKIE, Guardrails, session_value
 from masquerade.studio.settings import StudioSettings
 from masquerade.studio.store import TERMINAL, FileRecord, Job, JobStore
-from masquerade.studio.uploads import UploadError, receive
+from masquerade.studio.uploads import Upload, UploadError, receive
 
 STATIC = Path(__file__).parent / "static"
 MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp",
@@ -172,6 +172,16 @@ def create_app(settings: StudioSettings, data: DataDir, store: JobStore) -> Any:
         return FileResponse(STATIC / "docs.html")
 
     # -- files --------------------------------------------------------------------------------------
+    async def take_upload(request: Request) -> Upload:
+        try:
+            return await receive(request, data, settings.max_upload_bytes)
+        except UploadError as error:
+            raise ApiError(error.status, str(error)) from None
+
+    def upload_message(error: MasqueradeError, received: Upload) -> str:
+        """The error's line about an upload, naming it as the client did (never by its stored path)."""
+        return data.hide(str(error).replace(str(received.path), received.name))
+
     upload_body = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"],
         "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
@@ -179,16 +189,12 @@ def create_app(settings: StudioSettings, data: DataDir, store: JobStore) -> Any:
     @app.post("/api/files", status_code=201, tags=["files"], openapi_extra=upload_body)
     async def upload(request: Request) -> dict[str, Any]:
         """Upload an image or video (multipart field ``file``); its kind is probed from its content."""
-        try:
-            received = await receive(request, data, settings.max_upload_bytes)
-        except UploadError as error:
-            raise ApiError(error.status, str(error)) from None
+        received = await take_upload(request)
         try:
             info = await run_in_threadpool(describe, received.path)
         except MasqueradeError as error:
             received.path.unlink(missing_ok=True)
-            message = str(error).replace(str(received.path), received.name)
-            raise ApiError(status_of(error), data.hide(message)) from None
+            raise ApiError(status_of(error), upload_message(error, received)) from None
         file_id = received.path.stem
         stored = data.uploads / f"{file_id}{info.suffix}"
         received.path.replace(stored)
@@ -370,14 +376,11 @@ def create_app(settings: StudioSettings, data: DataDir, store: JobStore) -> Any:
         """The JSON of ``masquerade verify --json`` for one uploaded file (which is not kept)."""
         from masquerade.verify import verify_file
 
-        try:
-            received = await receive(request, data, settings.max_upload_bytes)
-        except UploadError as error:
-            raise ApiError(error.status, str(error)) from None
+        received = await take_upload(request)
         try:
             result = await run_in_threadpool(verify_file, received.path)
         except MasqueradeError as error:
-            message = data.hide(str(error).replace(str(received.path), received.name))
+            message = upload_message(error, received)
             document = {"all_labelled": False, "exit_code": 2,
                         "files": [{"path": received.name, "error": message}]}
             return JSONResponse({**document, "detail": message}, status_code=status_of(error))
