@@ -49,7 +49,7 @@ def test_sigkill_mid_job_restart_loses_nothing_runs_nothing_twice_and_ctrl_c_req
     assert attempts[long_job["id"]] == 2 and all(attempts[j["id"]] == 1 for j in queued)
     names = sorted(p.name for p in (data_dir / "outputs").iterdir())
     assert len(names) == 4 and not [n for n in names if n.startswith(".")], names
-    assert not list((data_dir / "tmp").iterdir())
+    assert not list((data_dir / "tmp").glob("*.part"))  # no upload a killed server was receiving
 
     # Ctrl-C while a job runs: the server stops cleanly and the job is queued again, not lost.
     job = second.client.post("/api/jobs", json={"sources": [source["id"]], "targets": [clip["id"]]}).json()
