@@ -93,12 +93,17 @@ class Pipeline:
         return FaceSelector(options or self.config.select, self.stages.recognizer, reference)
 
     # -- images -----------------------------------------------------------------------------
-    def find_faces(self, image: Image, label: str = "target") -> list[Face]:
+    def find_faces(self, image: Image, label: str = "target", embed: bool = False) -> list[Face]:
         """The faces of ``image``, counted from the left as ``--face-index`` counts them, after the
         content guard has passed it (raises ``ContentRefused`` naming ``label``): what a UI offers to
-        pick from."""
+        pick from. ``embed``: with the pipeline's recognizer, also give each face its identity
+        embedding (reference matching over these faces then reuses it)."""
         self._guard.check_image(image, label)
-        return sorted(self.stages.analyser.detect(image), key=lambda f: float(f.center[0]))
+        faces = self.stages.analyser.detect(image)
+        recognizer = self.stages.recognizer
+        if embed and recognizer is not None:
+            faces = [face.with_(embedding=recognizer.embed(image, face)) for face in faces]
+        return sorted(faces, key=lambda f: float(f.center[0]))
 
     def swap_image(
         self, image: Image, source: PreparedSource, selector: FaceSelector | None = None,

@@ -101,12 +101,16 @@ class PreviewService:
         return self.frames.get((record.id, index), lambda: read_frame(
             self.data.inside(record.path), record.kind, index, record.fps))
 
-    def found_faces(self, pipeline: Pipeline, record: FileRecord, index: int) -> list[Face]:
-        """The faces ``pipeline``'s detector finds in a frame (kept: settings change, the frame does not)."""
-        key = (repr(pipeline.config.detect), repr(pipeline.config.runtime), record.id, index)
+    def found_faces(
+        self, pipeline: Pipeline, record: FileRecord, index: int, embed: bool = False
+    ) -> list[Face]:
+        """The faces ``pipeline``'s detector finds in a frame (kept: settings change, the frame does
+        not); ``embed`` for reference matching (their embeddings are then computed once, not per render)."""
+        key = (repr(pipeline.config.detect), repr(pipeline.config.runtime), pipeline.config.recognizer,
+               record.id, index, embed)
         image = self.frame(record, index)
         try:
-            return self._found.get(key, lambda: pipeline.find_faces(image, label=record.name))
+            return self._found.get(key, lambda: pipeline.find_faces(image, label=record.name, embed=embed))
         except ContentRefused as error:
             raise RefusedInput(str(error), record.id) from None
 
@@ -154,7 +158,7 @@ class PreviewService:
                 embedding = self._references.get((key, reference.id), lambda: pipeline.reference_embedding(
                     reference.name, read_image(self.data.inside(reference.path)).image))
             image = self.frame(target, index)
-            faces = self.found_faces(pipeline, target, index)
+            faces = self.found_faces(pipeline, target, index, embed=config.select.mode == "reference")
             try:
                 selector = pipeline.new_selector(embedding, replace(config.select, reference=None))
                 result, swapped = pipeline.swap_image(image.copy(), prepared, selector, faces=faces)
@@ -181,7 +185,7 @@ class PreviewService:
         with self._lock:
             self.frames.forget(file_id)
             self._faces.drop(lambda k: k[0] == file_id)
-            self._found.drop(lambda k: k[2] == file_id)
+            self._found.drop(lambda k: k[3] == file_id)
             self._sources.drop(lambda k: file_id in k[1])
             self._references.drop(lambda k: k[1] == file_id)
 
