@@ -62,8 +62,13 @@ def test_studio_end_to_end_in_chromium(browser, server, media, tmp_path):
 
     page.goto(server.url + "/")
     page.wait_for_selector("select[name=swapper] option", state="attached")
-    assert "not installed" in page.inner_text("select[name=swapper]")  # neural models are not in the cache
-    shot("01-empty")
+    assert "inswapper_128 · missing" in page.inner_text("select[name=swapper]")  # not in the test's cache
+    page.select_option("select[name=swapper]", "inswapper_128")  # a missing model shows the CLI's hint
+    hint = page.inner_text("[data-hint=swapper]")
+    assert "run `masquerade models download inswapper_128 w600k_r50`" in hint, hint
+    shot("01-missing-model")
+    page.select_option("select[name=swapper]", "mesh")
+    assert page.is_hidden("[data-hint=swapper]")
 
     _drop(page, "#drop-sources", [media["source"]])
     _drop(page, "#drop-targets", [media["clip"]])

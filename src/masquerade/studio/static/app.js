@@ -289,7 +289,7 @@ async function loadModels() {
     for (const select of document.querySelectorAll("select[data-model]")) {
       const choices = state.models[select.dataset.model] ?? [];
       select.replaceChildren(...choices.map((c) => el("option", { value: c.value },
-        `${c.value}${c.embedded ? " (embedded)" : c.installed ? " (installed)" : " (not installed)"}`)));
+        `${c.value}${c.embedded ? " · embedded" : c.installed ? " · installed" : " · missing"}`)));
     }
   } catch (error) {
     toast(error.message);
@@ -439,6 +439,7 @@ async function start() {
   setupDrop($("#drop-targets"), $("#pick-targets"), (files) => addFiles(files, "targets"));
   $("#settings").addEventListener("input", (e) => {
     if (e.target.name === "faces") syncSettingsVisibility();
+    missingModel(); // the hint under a model choice follows it at once
     schedulePreview();
   });
   $("#settings").addEventListener("submit", (e) => e.preventDefault());
