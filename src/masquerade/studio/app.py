@@ -127,13 +127,13 @@ def create_app(settings: StudioSettings, data: DataDir, store: JobStore) -> Any:
             with contextlib.suppress(OSError, ValueError):
                 data.inside(relative).unlink()
 
-    def config_for(options: dict[str, Any]) -> RunConfig:
+    def config_for(options: dict[str, Any], kinds: tuple[str | None, ...] = (None,)) -> RunConfig:
         def file_path(file_id: str) -> Path | None:
             record = store.file(file_id) if is_id(file_id) else None
             return None if record is None or record.kind != "image" else data.inside(record.path)
 
         try:
-            config = run_config(options, file_path)
+            config = run_config(options, file_path, kinds)
         except MasqueradeError as error:
             raise masquerade_error(error) from None
         missing = config_missing(models, config)
@@ -282,9 +282,11 @@ def create_app(settings: StudioSettings, data: DataDir, store: JobStore) -> Any:
     def add_job(body: JobRequest) -> dict[str, Any]:
         """Queue a swap of ``sources`` into each of ``targets`` (one output each)."""
         sources_of(body.sources)
-        for target in body.targets:
-            file_or_404(target)
-        config_for(body.options)
+        targets = [file_or_404(target) for target in body.targets]
+        kinds = {t.kind for t in targets}
+        # One kind: its options are checked as the CLI checks them for it. A mixed batch: video options
+        # apply to its videos and image options to its images (the worker gives each target its own).
+        config_for(body.options, tuple(kinds) if len(kinds) == 1 else (None,))
         job = store.add_job({"sources": body.sources, "targets": body.targets, "options": body.options})
         return {"id": job.id, "state": job.state}
 

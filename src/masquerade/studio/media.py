@@ -35,12 +35,14 @@ class MediaInfo:
 
 def describe(path: Path) -> MediaInfo:
     """Probe ``path`` by content; ``MediaError`` (the CLI's message) when it is neither kind."""
+    from masquerade.config import LimitOptions
     from masquerade.media.probe import probe_kind
 
-    if probe_kind(path) == "image":
+    limits = LimitOptions()  # the CLI's default limits: what it would refuse, the studio refuses too
+    if probe_kind(path, limits.max_video_pixels) == "image":
         from masquerade.media.image import read_image
 
-        loaded = read_image(path)
+        loaded = read_image(path, limits.max_image_pixels)
         height, width = loaded.image.shape[:2]
         return MediaInfo("image", IMAGE_SUFFIX.get(loaded.format, ".png"), width, height, 1, None)
     from masquerade.media.reader import VideoReader

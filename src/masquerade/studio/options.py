@@ -8,7 +8,8 @@ The options are the CLI's long option names with ``_`` for ``-`` (``face_index``
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ class OptionError(UsageError):
     """An invalid REST option; ``option`` names it."""
 
     def __init__(self, option: str, message: str) -> None:
-        super().__init__(f"option {option}: {message}")
+        # A message that starts with the option's name reads on from it ("option x must be ...").
+        super().__init__(f"option {message}" if message.startswith(option) else f"option {option}: {message}")
         self.option = option
 
 
@@ -52,11 +54,13 @@ def option_names() -> dict[str, argparse.Action]:
     return names
 
 
-def run_config(options: Mapping[str, Any], file_path: Callable[[str], Path | None]) -> RunConfig:
+def run_config(options: Mapping[str, Any], file_path: Callable[[str], Path | None],
+               kinds: Iterable[str | None] = (None,)) -> RunConfig:
     """Validate ``options`` as ``masquerade swap`` would and build the run's config.
 
-    ``file_path`` maps a file id to its stored path (None when there is no such file). Raises
-    ``OptionError`` naming the first bad option.
+    ``file_path`` maps a file id to its stored path (None when there is no such file); ``kinds`` are
+    the kinds of the targets the options will meet ("image", "video"; None: unknown), so an option of
+    the other kind is refused as the CLI refuses it. Raises ``OptionError`` naming the first bad option.
     """
     actions = option_names()
     argv: list[str] = []
@@ -88,8 +92,21 @@ def run_config(options: Mapping[str, Any], file_path: Callable[[str], Path | Non
     except UsageError as error:
         raise _named(str(error), actions) from None
     from masquerade.cli.parser import config_from_args
+    from masquerade.config import config_problems
 
-    return config_from_args(args)
+    config = config_from_args(args)
+    for kind in dict.fromkeys(kinds):
+        for problem in config_problems(config, kind):  # type: ignore[arg-type]
+            name = problem.option.lstrip("-").replace("-", "_")
+            message = _rest_names(problem.message, actions)
+            raise OptionError(name, message)
+    return config
+
+
+def _rest_names(message: str, actions: dict[str, argparse.Action]) -> str:
+    """``--video-quality`` in a CLI message as the REST name ``video_quality``."""
+    flags = {flag: name for name, action in actions.items() for flag in action.option_strings}
+    return re.sub(r"--[a-z0-9-]+", lambda m: flags.get(m.group(0), m.group(0)), message)
 
 
 def _named(message: str, actions: dict[str, argparse.Action]) -> OptionError:

@@ -242,24 +242,32 @@ function chooseFace(face) {
 // -- settings ---------------------------------------------------------------------------------------
 function options() {
   const form = $("#settings").elements;
-  const out = { faces: form.faces.value, swapper: form.swapper.value, enhancer: form.enhancer.value, mask: form.mask.value };
+  const out = { faces: form.faces.value, swapper: form.swapper.value, enhancer: form.enhancer.value };
+  const neural = out.swapper !== "mesh"; // mask and pixel boost are for neural swappers only
   const number = (name) => (form[name].value === "" ? undefined : Number(form[name].value));
   if (out.faces === "index") out.face_index = number("face_index") ?? 0;
   if (out.faces === "reference") {
     if (state.reference) out.reference = state.reference;
     if (form.similarity.value !== "") out.similarity = number("similarity");
   }
-  if (form.pixel_boost.value) out.pixel_boost = Number(form.pixel_boost.value);
-  for (const name of ["video_quality", "trim_start", "trim_end", "image_quality"]) {
+  if (neural) out.mask = form.mask.value;
+  if (neural && form.pixel_boost.value) out.pixel_boost = Number(form.pixel_boost.value);
+  // Output options go to the kinds of target they are for (the server refuses the others).
+  const kinds = new Set(state.targets.map((r) => r.kind));
+  const wanted = [...(kinds.has("video") ? ["video_quality", "trim_start", "trim_end"] : []),
+    ...(kinds.has("image") ? ["image_quality"] : [])];
+  for (const name of wanted) {
     const value = number(name);
-    if (value !== undefined) out[name] = value;
+    if (value !== undefined && !(name === "image_quality" && value === 95)) out[name] = value;
   }
-  if (form.skip_audio.checked) out.skip_audio = true;
+  if (kinds.has("video") && form.skip_audio.checked) out.skip_audio = true;
   return out;
 }
 
 function syncSettingsVisibility() {
-  const faces = $("#settings").elements.faces.value;
+  const form = $("#settings").elements;
+  for (const name of ["mask", "pixel_boost"]) form[name].disabled = form.swapper.value === "mesh";
+  const faces = form.faces.value;
   for (const label of document.querySelectorAll("[data-show]")) label.hidden = label.dataset.show !== faces;
   if (faces !== "reference" && state.reference) {
     state.reference = null;
@@ -438,7 +446,7 @@ async function start() {
   setupDrop($("#drop-sources"), $("#pick-sources"), (files) => addFiles(files, "sources"));
   setupDrop($("#drop-targets"), $("#pick-targets"), (files) => addFiles(files, "targets"));
   $("#settings").addEventListener("input", (e) => {
-    if (e.target.name === "faces") syncSettingsVisibility();
+    if (e.target.name === "faces" || e.target.name === "swapper") syncSettingsVisibility();
     missingModel(); // the hint under a model choice follows it at once
     schedulePreview();
   });
