@@ -217,6 +217,10 @@ def test_preview_errors(studio, files):
     ({"reference": "A" * 24}, "reference", "no file"),
     ({"faces": ["all"]}, "faces", "single value"),
     ({"enhancer": "gfpgan_1.4"}, "enhancer", "masquerade models download gfpgan_1.4"),
+    ({"video_quality": 99}, "video_quality", "must be between 0 and 51"),
+    ({"pixel_boost": 256}, "pixel_boost", "applies to neural swappers only"),
+    ({"trim_start": 2}, "trim_start", "applies to video targets only"),  # the target is an image
+    ({"faces": "all", "similarity": 0.3}, "similarity", "applies only with faces reference"),
 ])
 def test_invalid_options_are_422_naming_the_option_and_nothing_is_queued(studio, files, options, option,
     says):
@@ -228,6 +232,14 @@ def test_invalid_options_are_422_naming_the_option_and_nothing_is_queued(studio,
     assert body["option"] == option and says in body["detail"]
     assert body["detail"].startswith(f"option {option}")
     assert studio.get("/api/jobs").json() == before
+
+
+def test_a_mixed_batch_takes_video_options_for_its_videos(studio, files):
+    response = studio.post("/api/jobs", json={"sources": [files["source"]["id"]],
+                                              "targets": [files["target"]["id"], files["clip"]["id"]],
+                                              "options": {"trim_end": 0.4, "image_quality": 90}})
+    assert response.status_code == 201, response.text
+    studio.delete(f"/api/jobs/{response.json()['id']}")
 
 
 def test_queue_operations_without_a_worker(studio, files):
