@@ -25,8 +25,11 @@ STOP_GRACE_S = 10.0
 class WorkerPool:
     """``n`` worker processes; one that dies is replaced and its job re-queued."""
 
-    def __init__(self, n: int, data: DataDir, store: JobStore) -> None:
+    def __init__(self, n: int, data: DataDir, store: JobStore,
+                 server_stopping: Callable[[], bool] = lambda: False) -> None:
         self.n, self.data, self.store = n, data, store
+        self.server_stopping = server_stopping
+        """True once the server is shutting down (Ctrl-C reaches the workers too: no respawn then)."""
         self.processes: dict[int, subprocess.Popen] = {}
         self._stopping = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="studio-workers", daemon=True)
@@ -47,7 +50,7 @@ class WorkerPool:
     def _watch(self) -> None:
         while not self._stopping.wait(0.5):
             for number, process in list(self.processes.items()):
-                if process.poll() is not None and not self._stopping.is_set():
+                if process.poll() is not None and not self._stopping.is_set() and not self.server_stopping():
                     print(f"masquerade: studio worker {number} stopped (exit {process.returncode}); "
                           "its job is queued again", file=sys.stderr)
                     self.store.requeue_running(worker=number)
@@ -105,7 +108,7 @@ def serve(settings: StudioSettings, on_ready: Callable[[str], None] | None = Non
     app = create_app(settings, data, store)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2,
                                            access_log=False, server_header=False))
-    pool = WorkerPool(settings.workers, data, store)
+    pool = WorkerPool(settings.workers, data, store, server_stopping=lambda: server.should_exit)
     pool.start()
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the handler that
     # was there before it: ours, which ends the run here so the workers are stopped and jobs re-queued.
