@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def create_app(settings: StudioSettings, data: DataDir, store: JobStore) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         watcher = asyncio.create_task(changes.run())
+        threading.Thread(target=preview.warm, name="studio-preview-warm-up", daemon=True).start()
         try:
             yield
         finally:

@@ -90,6 +90,12 @@ class PreviewService:
         self._found = _Lru(16)
         self.frames = FrameCache()
 
+    def warm(self) -> None:
+        """Build the default pipeline now (models loaded, runtimes warmed), so the first preview a
+        person asks for does not wait for it. Errors surface on that preview instead."""
+        with self._lock, contextlib.suppress(Exception):
+            self.pipeline(RunConfig())
+
     def pipeline(self, config: RunConfig) -> Pipeline:
         """A pipeline for ``config``'s models. Encoding plays no part in a preview and the selection
         options are given per render, so changing them costs no model load; it is built for
