@@ -23,7 +23,7 @@ from masquerade._stages.guard import ContentGuard
 from masquerade._stages.protocols import Stages
 from masquerade._stages.select import FaceSelector, largest, reference_embedding
 from masquerade._stages.watermark import WatermarkEmbedder
-from masquerade.config import RunConfig
+from masquerade.config import RunConfig, SelectOptions
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.types import Face, FrameContext, Image
 
@@ -124,25 +124,44 @@ class Pipeline:
         except NoSourceFaceError:
             raise NoSourceFaceError(f"no face found in reference image {label}") from None
 
-    def new_selector(self, reference: np.ndarray | None) -> FaceSelector:
-        return FaceSelector(self._config.select, self._stages.recognizer, reference)
+    def new_selector(
+        self, reference: np.ndarray | None, options: SelectOptions | None = None
+    ) -> FaceSelector:
+        """A face selector with the run's options, or ``options`` (a live preview changes the face mode
+        without building another pipeline; reference matching needs a pipeline built for it)."""
+        return FaceSelector(options or self._config.select, self._stages.recognizer, reference)
 
     def detect_faces(self, image: Image) -> list[Face]:
         """The faces the run's detector finds in ``image`` (with landmarks), largest first."""
         return sorted(self._stages.analyser.detect(image), key=lambda f: -f.size)
 
     # -- images -----------------------------------------------------------------------------
+    def find_faces(self, image: Image, label: str = "target", embed: bool = False) -> list[Face]:
+        """The faces of ``image``, counted from the left as ``--face-index`` counts them, after the
+        content guard has passed it (raises ``ContentRefused`` naming ``label``): what a UI offers to
+        pick from. ``embed``: with the pipeline's recognizer, also give each face its identity
+        embedding (reference matching over these faces then reuses it)."""
+        faces = self._stages.analyser.detect(image)
+        self._guard.check_image(image, label, faces)
+        recognizer = self._stages.recognizer
+        if embed and recognizer is not None:
+            faces = [face.with_(embedding=recognizer.embed(image, face)) for face in faces]
+        return sorted(faces, key=lambda f: float(f.center[0]))
+
     def swap_image(
-        self, image: Image, source: PreparedSource, selector: FaceSelector | None = None
+        self, image: Image, source: PreparedSource, selector: FaceSelector | None = None,
+        faces: Sequence[Face] | None = None,
     ) -> tuple[Image, int]:
         """Swap the selected faces of one still image; return the watermarked result and the count.
 
-        The guard examines the image, tiled when large, and a view around every face to be swapped."""
+        ``faces``: this image's faces as ``find_faces`` gave them, when a caller (a live preview of one
+        frame under changing settings) already has them; else they are detected here. The guard
+        examines the image, tiled when large, and a view around every face to be swapped."""
         swapper_input = self._source_input(source)
         selector = selector or self.new_selector(None)
         ctx = FrameContext(index=0, image=image)
         start = time.perf_counter()
-        ctx.faces = self._stages.analyser.detect(image)
+        ctx.faces = list(faces) if faces is not None else self._stages.analyser.detect(image)
         _add(ctx, "detect", start)
         self._select(ctx, selector)
         start = time.perf_counter()

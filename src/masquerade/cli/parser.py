@@ -143,6 +143,11 @@ def limits_parser() -> argparse.ArgumentParser:
     return p
 
 
+def swap_option_parsers() -> list[argparse.ArgumentParser]:
+    """The parent parsers of every ``swap`` option (the studio validates its REST options with them)."""
+    return [_faces_parser(), _models_parser(), _output_parser(), limits_parser()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = StrictParser(
         prog="masquerade",
@@ -156,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Put the face of the source photo(s) onto faces of a target image or video. The output "
                     "is watermarked and carries a C2PA label; it is written under a temporary name and "
                     "renamed when complete.",
-        parents=[_faces_parser(), _models_parser(), _output_parser(), limits_parser()],
+        parents=swap_option_parsers(),
     )
     swap.add_argument("-s", "--source", nargs="+", type=Path, required=True, metavar="SOURCE",
                       help="photo(s) of the face to put in; with several, the best one is used")
@@ -175,11 +180,12 @@ def _run_swap(args: argparse.Namespace) -> int:
 
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:
-    from masquerade.cli import bench_cmd, models_cmd, verify_cmd
+    from masquerade.cli import bench_cmd, models_cmd, serve_cmd, verify_cmd
 
     models_cmd.register(sub)
     verify_cmd.register(sub)
     bench_cmd.register(sub)
+    serve_cmd.register(sub)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
