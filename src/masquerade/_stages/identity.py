@@ -1,0 +1,428 @@
+"""Who is who across a video: per-track identity for ``--map`` and track summaries for ``faces``.
+
+Both work per track, never per frame, because one frame's embedding can mislead (a blink, motion
+blur, a face half out of the picture) while a track's frames together do not:
+
+- ``IdentityMapper`` decides, for ``swap --map``, which mapped person each track is. A track is
+  embedded when it appears and a few times more in its first frames, then about twice a second; each
+  embedding votes for the nearest reference within the threshold (or for nobody), weighted by how
+  well that frame shows the face (``face_quality``). The track keeps its identity until another
+  gathers twice its weight and half a clear vote more (hysteresis). While two faces overlap (a
+  crossing), nobody votes and each keeps its identity; when they part, the votes start afresh so a
+  tracker that swapped the two faces is corrected within a few frames.
+- ``TrackletCollector`` gathers, for ``faces``, each tracklet's (a track between two crossings) best
+  frames: the embeddings of the best-quality frames, sampled a few times a second, the best frame's
+  crop and a strip of thumbnails over time; ``group_people`` clusters the tracklets into people.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from masquerade._stages.cluster import agglomerate
+from masquerade._stages.protocols import Recognizer
+from masquerade.geometry import mesh
+from masquerade.people import Appearance, People, Person
+from masquerade.types import Face, Image
+
+CONTACT_OVERLAP = 0.15
+"""Two faces are in contact (one may hide the other) when their boxes share this much of the smaller."""
+QUALITY_SIZE_PX = 100.0
+"""Faces this wide or wider show their identity fully; smaller ones count for less."""
+
+# IdentityMapper
+FIRST_CHECKS = (0, 1, 2, 4, 8)
+"""Frames after a track appears on which it is embedded (a quick, steady first decision)."""
+CHECKS_AFTER_CONTACT = (1, 2, 4, 8)
+"""Frames after a crossing ends on which the parted faces are embedded again."""
+RECHECK_INTERVAL = 12
+"""Frames between two embeddings of a settled track (about twice a second at 25 fps)."""
+VOTES = 9
+"""Votes remembered per track."""
+SWITCH_RATIO = 2.0
+SWITCH_LEAD = 0.5
+"""A track changes identity when another identity's vote weight is at least SWITCH_RATIO times its
+own and leads by SWITCH_LEAD (half a clear frontal vote)."""
+
+# TrackletCollector
+SAMPLES_PER_SECOND = 5.0
+"""How often a tracklet's face is considered for an embedding."""
+BEST_SAMPLES = 6
+"""Embeddings kept (the best-quality ones) and averaged per tracklet."""
+CROP_SIDE = 384
+"""Longest side of a person's reference crop (pixels)."""
+THUMB_SIDE = 96
+STRIP_LENGTH = 8
+"""Thumbnails kept per tracklet for the contact sheet's strip over time."""
+
+
+def face_quality(face: Face, image_shape: tuple[int, ...]) -> float:
+    """How well this face shows who it is, 0..1: its size (full at ``QUALITY_SIZE_PX``), how squarely it
+    faces the camera, the share of its box inside the picture, and the detector's confidence."""
+    size = min(face.size / QUALITY_SIZE_PX, 1.0)
+    front = 1.0
+    landmarks = face.landmarks
+    if landmarks is not None and landmarks.shape[0] >= mesh.N_LANDMARKS and landmarks.shape[1] >= 3:
+        yaw, pitch = mesh.head_pose(landmarks)
+        front = max(float(np.cos(np.radians(yaw)) * np.cos(np.radians(pitch))), 0.0)
+    height, width = image_shape[:2]
+    x1, y1, x2, y2 = face.bbox.tolist()
+    area = max((x2 - x1) * (y2 - y1), 1e-6)
+    inside = max(min(x2, width) - max(x1, 0.0), 0.0) * max(min(y2, height) - max(y1, 0.0), 0.0) / area
+    return float(size * front * inside * min(max(face.score, 0.0), 1.0))
+
+
+def in_contact(faces: Sequence[Face]) -> list[bool]:
+    """Per face, whether its box overlaps another's by ``CONTACT_OVERLAP`` of the smaller box."""
+    contact = [False] * len(faces)
+    for i in range(len(faces)):
+        for j in range(i + 1, len(faces)):
+            a, b = faces[i].bbox, faces[j].bbox
+            w = min(a[2], b[2]) - max(a[0], b[0])
+            h = min(a[3], b[3]) - max(a[1], b[1])
+            if w <= 0 or h <= 0:
+                continue
+            smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+            if w * h >= CONTACT_OVERLAP * max(float(smaller), 1e-6):
+                contact[i] = contact[j] = True
+    return contact
+
+
+APPEARANCE_JUMP = 0.7
+"""Mean absolute difference of two normalised 16 x 16 grey face thumbnails above which a track's face
+changed from one frame to the next (a cut to another face at the same place; the tracker follows the
+place). Measured on the people clips (benchmarks/people.py): consecutive frames of one face 0.05
+median, 0.16 at the 95th percentile, 0.4 at most while a face leaves the frame; cuts 1.05-1.16."""
+SIGNATURE_SIDE = 16
+FORGET_AFTER = 250
+"""Calls after which an unseen track's records are dropped (trackers never reuse an id)."""
+
+
+@dataclass(frozen=True)
+class FaceEvent:
+    """What happened to one tracked face in this frame, as identity decisions need to know it."""
+
+    touching: bool
+    """It overlaps another face (a crossing): its pixels may show the other person."""
+    cut: bool
+    """Its look jumped since the track's last frame: the track went on across a cut to someone else."""
+    parted: bool
+    """It touched another face in the track's last frame and no longer does."""
+
+
+def _signature(image: Image, face: Face) -> NDArray[np.float32]:
+    grey = cv2.cvtColor(square_crop(image, face.bbox, 1.0, 2 * SIGNATURE_SIDE), cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(grey, (SIGNATURE_SIDE,) * 2, interpolation=cv2.INTER_AREA).astype(np.float32)
+    return (small - small.mean()) / (float(small.std()) + 1e-6)
+
+
+class TrackEvents:
+    """Per frame, each tracked face's ``FaceEvent``. Stateful per video (frames in order)."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[int, NDArray[np.float32], bool]] = {}
+        self._calls = 0
+
+    def __call__(self, image: Image, faces: Sequence[Face]) -> list[FaceEvent]:
+        self._calls += 1
+        events = []
+        for face, touching in zip(faces, in_contact(faces), strict=True):
+            if face.track_id is None:
+                events.append(FaceEvent(touching, cut=False, parted=False))
+                continue
+            signature = _signature(image, face)
+            previous = self._last.get(face.track_id)
+            cut = previous is not None and not touching and not previous[2] and \
+                float(np.abs(signature - previous[1]).mean()) > APPEARANCE_JUMP
+            parted = previous is not None and previous[2] and not touching
+            self._last[face.track_id] = (self._calls, signature, touching)
+            events.append(FaceEvent(touching, cut, parted))
+        for tid in [t for t, (seen, _, _) in self._last.items() if self._calls - seen > FORGET_AFTER]:
+            del self._last[tid]
+        return events
+
+
+# -- swap --map: which mapped person each track is ---------------------------------------------------
+
+
+@dataclass
+class _TrackVotes:
+    person: int | None
+    """The track's identity: an index into the references, or None (nobody mapped)."""
+    schedule: tuple[int, ...]
+    start: int
+    """Call at which the current schedule began (the track's first frame, a cut, or a crossing's end)."""
+    last_check: int
+    last_seen: int
+    votes: deque[tuple[int | None, float]] = field(default_factory=lambda: deque(maxlen=VOTES))
+
+
+class IdentityMapper:
+    """Tags each face with the mapped person it is (``Face.person``). Stateful per video; ``reset``."""
+
+    def __init__(self, recognizer: Recognizer, references: Sequence[NDArray[np.floating]], threshold: float,
+                 *, recheck_interval: int = RECHECK_INTERVAL) -> None:
+        if not references:
+            raise ValueError("the mapper needs at least one reference")
+        self.recognizer = recognizer
+        self.references = [np.asarray(r, np.float32) for r in references]
+        self.threshold = float(threshold)
+        self.recheck_interval = recheck_interval
+        self.embeddings = 0
+        """Faces embedded so far (for tests and timing reports)."""
+        self.reset()
+
+    def reset(self) -> None:
+        self._tracks: dict[int, _TrackVotes] = {}
+        self._events = TrackEvents()
+        self._calls = 0
+
+    def __call__(self, image: Image, faces: Sequence[Face]) -> list[Face]:
+        """``faces`` (same order) with ``person`` set on those that are a mapped person."""
+        self._calls += 1
+        now = self._calls
+        out = []
+        for face, event in zip(faces, self._events(image, faces), strict=True):
+            if face.track_id is None:  # a still image: this picture alone decides
+                out.append(face.with_(person=self._vote(image, face)[0]))
+                continue
+            track = self._tracks.get(face.track_id)
+            if track is None or event.cut:
+                # A new face (or the track went on across a cut): its first look decides for now.
+                track = _TrackVotes(None, FIRST_CHECKS, now, now, now)
+                self._tracks[face.track_id] = track
+                self._add_vote(track, image, face)
+                track.person = track.votes[0][0]
+            else:
+                track.last_seen = now
+                if event.parted:
+                    # What was voted before the crossing may have been the other face's: start afresh,
+                    # holding the identity until new votes clearly say otherwise.
+                    track.schedule, track.start = CHECKS_AFTER_CONTACT, now
+                    track.votes.clear()
+                if not event.touching and self._due(track, now):
+                    self._add_vote(track, image, face)
+            out.append(face.with_(person=track.person))
+        self._forget_old_tracks(now)
+        return out
+
+    def _due(self, track: _TrackVotes, now: int) -> bool:
+        age = now - track.start
+        if age in track.schedule:
+            return True
+        return age > track.schedule[-1] and now - track.last_check >= self.recheck_interval
+
+    def _vote(self, image: Image, face: Face) -> tuple[int | None, float]:
+        """The nearest reference within the threshold (or None) and this frame's vote weight."""
+        embedding = face.embedding
+        if embedding is None:
+            self.embeddings += 1
+            embedding = np.asarray(self.recognizer.embed(image, face), np.float32)
+        distances = [self.recognizer.distance(embedding, ref) for ref in self.references]
+        best = int(np.argmin(distances))
+        person = best if distances[best] <= self.threshold else None
+        return person, max(face_quality(face, image.shape), 0.05)
+
+    def _add_vote(self, track: _TrackVotes, image: Image, face: Face) -> None:
+        track.last_check = self._calls
+        track.votes.append(self._vote(image, face))
+        weights: dict[int | None, float] = {}
+        for person, weight in track.votes:
+            weights[person] = weights.get(person, 0.0) + weight
+        leader = max(weights, key=lambda p: (weights[p], p is not None, -(p or 0)))
+        held = weights.get(track.person, 0.0)
+        if leader != track.person and weights[leader] >= SWITCH_RATIO * held and \
+                weights[leader] - held >= SWITCH_LEAD:
+            track.person = leader
+
+    def _forget_old_tracks(self, now: int) -> None:
+        """Trackers never reuse an id; a track unseen for long is gone."""
+        for tid in [t for t, v in self._tracks.items() if now - v.last_seen > FORGET_AFTER]:
+            del self._tracks[tid]
+
+
+# -- faces: what each tracklet shows, then who is who ------------------------------------------------
+
+
+@dataclass
+class Tracklet:
+    """One track between two crossings (a crossing may hand a track to the other face)."""
+
+    key: int
+    """Order of appearance (0, 1, ...)."""
+    track_id: int | None
+    spans: list[list[int]] = field(default_factory=list)
+    """[first, last] frame index runs in which the face was seen (inclusive)."""
+    frames: int = 0
+    first_time: float = 0.0
+    last_time: float = 0.0
+    samples: list[tuple[float, int, NDArray[np.float32]]] = field(default_factory=list)
+    """(quality, frame, embedding) of the best frames, at most ``BEST_SAMPLES``."""
+    best_quality: float = -1.0
+    best_frame: int = 0
+    best_time: float = 0.0
+    best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    crop: Image | None = None
+    """The best frame's face with some surroundings (usable as a reference photo)."""
+    strip: list[tuple[int, float, Image]] = field(default_factory=list)
+    """(frame, time, thumbnail) spread over the tracklet's life."""
+    strip_step: int = 1
+    thumbs_seen: int = 0
+    last_sample: int = -(10**9)
+
+    @property
+    def embedding(self) -> NDArray[np.float32]:
+        """Mean of the best frames' embeddings, normalised."""
+        mean = np.mean([e for _, _, e in self.samples], axis=0)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+    def overlaps(self, other: Tracklet) -> bool:
+        """Seen in a common frame (then they are two people)."""
+        return any(a0 <= b1 and b0 <= a1 for a0, a1 in self.spans for b0, b1 in other.spans)
+
+
+class TrackletCollector:
+    """Feeds on tracked frames in order; ``tracklets()`` then returns what each tracklet showed."""
+
+    def __init__(self, recognizer: Recognizer, fps: float) -> None:
+        self.recognizer = recognizer
+        self.sample_interval = max(1, round(fps / SAMPLES_PER_SECOND))
+        self.embeddings = 0
+        self._events = TrackEvents()
+        self._open: dict[int, Tracklet] = {}
+        self._all: list[Tracklet] = []
+
+    def add(self, image: Image, index: int, time: float, faces: Sequence[Face]) -> None:
+        """Record one frame's faces (with track ids; faces without are each their own tracklet)."""
+        for face, event in zip(faces, self._events(image, faces), strict=True):
+            tracklet = self._open.get(face.track_id) if face.track_id is not None else None
+            if tracklet is None or event.cut or event.parted:
+                tracklet = Tracklet(key=len(self._all), track_id=face.track_id, first_time=time)
+                self._all.append(tracklet)
+                if face.track_id is not None:
+                    self._open[face.track_id] = tracklet
+            if tracklet.spans and tracklet.spans[-1][1] == index - 1:
+                tracklet.spans[-1][1] = index
+            else:
+                tracklet.spans.append([index, index])
+            tracklet.frames += 1
+            tracklet.last_time = time
+            # Hidden or hiding faces say little about who they are; a tracklet with no sample yet
+            # takes one anyway, so every tracklet has an embedding.
+            due = index - tracklet.last_sample >= self.sample_interval
+            if (due and not event.touching) or not tracklet.samples:
+                tracklet.last_sample = index
+                self._sample(tracklet, image, index, time, face)
+
+    def tracklets(self) -> list[Tracklet]:
+        return list(self._all)
+
+    def _sample(self, tracklet: Tracklet, image: Image, index: int, time: float, face: Face) -> None:
+        quality = face_quality(face, image.shape)
+        if len(tracklet.samples) >= BEST_SAMPLES and quality <= tracklet.samples[-1][0]:
+            self._add_thumb(tracklet, image, index, time, face)
+            return
+        self.embeddings += 1
+        embedding = np.asarray(self.recognizer.embed(image, face), np.float32)
+        tracklet.samples.append((quality, index, embedding))
+        tracklet.samples.sort(key=lambda s: (-s[0], s[1]))
+        del tracklet.samples[BEST_SAMPLES:]
+        if quality > tracklet.best_quality:
+            tracklet.best_quality, tracklet.best_frame, tracklet.best_time = quality, index, time
+            tracklet.best_box = tuple(float(v) for v in face.bbox)  # type: ignore[assignment]
+            tracklet.crop = square_crop(image, face.bbox, 2.2, CROP_SIDE)
+        self._add_thumb(tracklet, image, index, time, face)
+
+    @staticmethod
+    def _add_thumb(tracklet: Tracklet, image: Image, index: int, time: float, face: Face) -> None:
+        """Keep thumbnails spread over time: when the strip is full, drop every other one and keep
+        half as many from then on, so a long tracklet has a strip over its whole life in bounded memory."""
+        tracklet.thumbs_seen += 1
+        if (tracklet.thumbs_seen - 1) % tracklet.strip_step:
+            return
+        tracklet.strip.append((index, time, square_crop(image, face.bbox, 1.5, THUMB_SIDE)))
+        if len(tracklet.strip) > 2 * STRIP_LENGTH:
+            tracklet.strip = tracklet.strip[::2]
+            tracklet.strip_step *= 2
+
+
+def square_crop(image: Image, box: NDArray[np.floating], scale: float, side: int) -> Image:
+    """A square around ``box`` ``scale`` times its longer side (edges replicated), at most ``side`` px."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    half = max(x2 - x1, y2 - y1) * scale / 2
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    size = max(round(2 * half), 1)
+    out = min(size, side)
+    k = out / size
+    matrix = np.array([[k, 0, -(cx - half) * k], [0, k, -(cy - half) * k]])
+    return cv2.warpAffine(image, matrix, (out, out), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+
+
+def group_people(tracklets: Sequence[Tracklet], recognizer: Recognizer, threshold: float,
+                 ) -> list[list[Tracklet]]:
+    """Tracklets clustered into people (average linkage at ``threshold``; tracklets seen in the same
+    frame are never one person), each group in order of appearance."""
+    embeddings = [t.embedding for t in tracklets]
+    n = len(tracklets)
+    distances = np.zeros((n, n))
+    blocked = np.zeros((n, n), bool)
+    for i in range(n):
+        for j in range(i + 1, n):
+            distances[i, j] = distances[j, i] = recognizer.distance(embeddings[i], embeddings[j])
+            blocked[i, j] = blocked[j, i] = tracklets[i].overlaps(tracklets[j])
+    labels = agglomerate(distances, threshold, blocked)
+    groups: list[list[Tracklet]] = [[] for _ in range(max(labels, default=-1) + 1)]
+    for tracklet, label in zip(tracklets, labels, strict=True):
+        groups[label].append(tracklet)
+    return groups
+
+
+def summarise(groups: Sequence[Sequence[Tracklet]], *, target: Path | None, kind: Literal["image", "video"],
+              frames: int, fps: float | None, threshold: float, recognizer: str) -> People:
+    """The people of a target from its grouped tracklets: ids ``p1``, ``p2``, ... by screen time (then
+    first appearance, then left to right), so the same footage always gets the same ids."""
+    drafts = []
+    for group in groups:
+        tracklets = sorted(group, key=lambda t: (t.spans[0][0], t.key))
+        best = max(tracklets, key=lambda t: (t.best_quality, -t.best_frame))
+        seen = sum(t.frames for t in tracklets)
+        embedding = np.mean([t.embedding for t in tracklets], axis=0)
+        strip = sorted(((time, thumb) for t in tracklets for _, time, thumb in t.strip), key=lambda s: s[0])
+        assert best.crop is not None
+        drafts.append((seen, tracklets[0].spans[0][0], best.best_box[0], dict(
+            appearances=_appearances(tracklets), frames=seen,
+            screen_time_s=seen / fps if kind == "video" and fps else 0.0,
+            first_s=tracklets[0].first_time, last_s=max(t.last_time for t in tracklets),
+            best_frame=best.best_frame, best_box=best.best_box,
+            embedding=(embedding / max(float(np.linalg.norm(embedding)), 1e-12)).astype(np.float32),
+            crop=best.crop, strip=tuple(strip))))
+    drafts.sort(key=lambda d: (-d[0], d[1], d[2]))
+    persons = tuple(Person(id=f"p{i + 1}", **d[3]) for i, d in enumerate(drafts))
+    return People(target=target, kind=kind, frames=frames, fps=fps, threshold=threshold,
+                  recognizer=recognizer, persons=persons)
+
+
+def _appearances(tracklets: Sequence[Tracklet]) -> tuple[Appearance, ...]:
+    """One appearance per tracklet, joining a tracklet to the one before when it goes straight on
+    (a crossing that split one person's track)."""
+    out: list[Appearance] = []
+    for t in tracklets:
+        first, last = t.spans[0][0], t.spans[-1][1]
+        if out and out[-1].last_frame + 1 == first:
+            prev = out[-1]
+            out[-1] = Appearance(prev.first_frame, last, prev.frames + t.frames, prev.start_s, t.last_time)
+        else:
+            out.append(Appearance(first, last, t.frames, t.first_time, t.last_time))
+    return tuple(out)
+
+
+__all__ = ["IdentityMapper", "Tracklet", "TrackletCollector", "face_quality", "group_people", "in_contact",
+           "square_crop", "summarise"]
