@@ -38,19 +38,40 @@ class TrackOptions:
 
 
 @dataclass(frozen=True)
+class MapEntry:
+    """``--map REFERENCE=SOURCE[+SOURCE...]``: the faces of the person in ``reference`` get the face of
+    ``sources`` (several photos of one person, used as several ``-s`` photos are)."""
+
+    reference: Path
+    sources: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
 class SelectOptions:
     mode: FaceMode = "reference"
     face_index: int = 0
-    """For ``mode="index"``: which face, counted from the left, 0-based."""
+    """For ``mode="index"``: which face, counted from the left, 0-based. With ``reference_frame``:
+    which face of that frame is the reference."""
     reference: Path | None = None
     """Image of the person whose faces are swapped; None = the largest face in the first frame with one."""
+    reference_frame: int | None = None
+    """Take the reference from this frame of the target (0-based, counted from the file's first frame,
+    whatever the trim), its ``face_index``-th face from the left, instead of from an image."""
     similarity: float | None = None
     """Distance threshold for a reference match; None = the recognizer's measured default."""
+    mapping: tuple[MapEntry, ...] = ()
+    """Per-person sources: each entry's person gets its own source; the run's ``-s`` source (if any)
+    goes on the faces ``mode`` selects among those no entry claims."""
+
+
+NO_SWAP = "none"
+"""``SwapOptions.swapper`` of an enhance-only run (``masquerade enhance``): no face is replaced."""
 
 
 @dataclass(frozen=True)
 class SwapOptions:
     swapper: str = "mesh"
+    """``mesh``, a neural swapper from the model registry, or ``none`` (enhance only)."""
     keep_mouth: bool = True
     """Keep the target's mouth interior (teeth, tongue) so speech survives."""
     keep_eyes: bool = True
@@ -124,3 +145,27 @@ class RunConfig:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
     recognizer: str = "dlib"
+
+
+def check_selection(config: RunConfig) -> None:
+    """Raise UsageError for face-selection options that contradict each other (before any work)."""
+    from masquerade.errors import UsageError
+
+    select = config.select
+    if select.face_index < 0:
+        raise UsageError(f"--face-index must be >= 0, got {select.face_index}")
+    if select.reference_frame is not None:
+        if select.reference_frame < 0:
+            raise UsageError(f"--reference-frame must be >= 0, got {select.reference_frame}")
+        if select.reference is not None:
+            raise UsageError("--reference and --reference-frame both name the person: give one")
+        if select.mode != "reference":
+            raise UsageError(f"--reference-frame picks a person to match, not --faces {select.mode}")
+    for entry in select.mapping:
+        if not entry.sources:
+            raise UsageError(f"--map {entry.reference}=...: give at least one source photo")
+    if config.swap.swapper == NO_SWAP:
+        if config.enhance.enhancer == "none":
+            raise UsageError("an enhance-only run needs an --enhancer")
+        if select.mapping:
+            raise UsageError("--map chooses sources to swap in; an enhance-only run swaps nothing")

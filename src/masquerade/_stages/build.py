@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from masquerade._stages.protocols import Stages
-from masquerade.config import PRECISIONS, RunConfig, RuntimeOptions
+from masquerade.config import NO_SWAP, PRECISIONS, RunConfig, RuntimeOptions
 from masquerade.errors import UsageError
 
 EMBEDDED_SWAPPERS = ("mesh",)
@@ -42,7 +42,7 @@ def needed_models(config: RunConfig) -> list[str]:
         need(NEURAL_RECOGNIZERS[config.recognizer])
     elif config.recognizer not in EMBEDDED_RECOGNIZERS:
         raise UsageError(f"unknown recognizer {config.recognizer!r}")
-    if config.swap.swapper not in EMBEDDED_SWAPPERS:
+    if config.swap.swapper not in (*EMBEDDED_SWAPPERS, NO_SWAP):
         spec = get_spec(config.swap.swapper)
         need(spec.name)
         if spec.embedding_from:
@@ -50,6 +50,11 @@ def needed_models(config: RunConfig) -> list[str]:
     if config.enhance.enhancer != "none":
         need(get_spec(config.enhance.enhancer).name)
     return names
+
+
+def needs_recognizer(config: RunConfig) -> bool:
+    """Matching faces to people (a reference, ``--map``, finding people) needs identity embeddings."""
+    return config.select.mode == "reference" or bool(config.select.mapping)
 
 
 def check_runtime(config: RunConfig) -> None:
@@ -74,7 +79,7 @@ def check_runtime(config: RunConfig) -> None:
     if precision == "int8":
         if provider != "cpu":
             raise UsageError("--precision int8 is for the cpu execution provider")
-        if config.swap.swapper in EMBEDDED_SWAPPERS and config.enhance.enhancer == "none":
+        if config.swap.swapper in (*EMBEDDED_SWAPPERS, NO_SWAP) and config.enhance.enhancer == "none":
             raise UsageError("--precision int8 quantises neural models: choose one with --swapper or "
                              "--enhancer")
 
@@ -97,14 +102,15 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
         analyser = DetectorWithMesh(detector, mesh)
 
     recognizer: Any = None
-    if config.select.mode == "reference":
+    if needs_recognizer(config):
         recognizer = _recognizer(config.recognizer, sessions)
 
+    swapper: Any = None  # stays None in an enhance-only run
     if config.swap.swapper == "mesh":
         from masquerade._stages.swap_mesh import MeshSwapper
 
-        swapper: Any = MeshSwapper(config.swap)
-    else:
+        swapper = MeshSwapper(config.swap)
+    elif config.swap.swapper != NO_SWAP:
         from masquerade._stages.recognize_arcface import ArcFaceRecognizer
         from masquerade._stages.swap_neural import NeuralSwapper, load_emap
         from masquerade.models.manifest import get_spec

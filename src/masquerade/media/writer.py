@@ -23,7 +23,7 @@ from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options
 from masquerade.media.probe import open_input
 from masquerade.media.reader import VideoReader
 from masquerade.provenance.c2pa_label import labelling
-from masquerade.provenance.plain_tags import plain_metadata_tags
+from masquerade.provenance.plain_tags import LabelAction, plain_metadata_tags
 from masquerade.types import FrameContext
 
 _MUXER_OPTIONS = {".mp4": {"movflags": "+faststart"}, ".m4v": {"movflags": "+faststart"},
@@ -48,7 +48,9 @@ class VideoWriter:
     temporary output, so no broken file is left behind.
     """
 
-    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions) -> None:
+    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions,
+                 action: LabelAction = "swap") -> None:
+        """``action`` is what the label says was done to the faces (swapped, or only enhanced)."""
         self.path = Path(path)
         ext = check_video_extension(self.path)
         if self.path.resolve() == reader.path.resolve():
@@ -68,9 +70,9 @@ class VideoWriter:
             temp = self._stack.enter_context(atomic_output(self.path))
             # Every video masquerade writes is labelled as synthetic: the label is added after the
             # muxer closes the temp file and before it is renamed into place (skipped on errors).
-            self._stack.enter_context(labelling(temp, kind="video"))
+            self._stack.enter_context(labelling(temp, kind="video", action=action))
             self._out = self._stack.enter_context(_output_container(temp, _MUXER_OPTIONS.get(ext, {})))
-            self._out.metadata.update(plain_metadata_tags())
+            self._out.metadata.update(plain_metadata_tags(action=action))
             self._supported = self._out.supported_codecs
             self._add_video(options.video_encoder, codec_options)
             # A second, demux-only view of the input supplies the packets that are copied untouched.

@@ -30,11 +30,18 @@ from masquerade.provenance.plain_tags import (
     TAG_FORMATS,
     TAG_KEY,
     TAG_VALUE,
+    LabelAction,
     container_tags,
     ensure_tags,
 )
 
 DESCRIPTION = "AI face swap: one or more faces were replaced by masquerade"
+DESCRIPTIONS: dict[str, str] = {
+    "swap": DESCRIPTION,
+    "enhance": "AI face enhancement: faces were restored by a trained model in masquerade; "
+               "no face was swapped",
+}
+"""The edit action's description, per ``LabelAction``."""
 
 C2PA_FORMATS: dict[str, str] = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
@@ -97,15 +104,16 @@ def label_method(path: Path) -> Literal["c2pa", "tag"]:
                      f"use one of {', '.join(sorted([*C2PA_FORMATS, *TAG_FORMATS]))}")
 
 
-def manifest_definition(version: str, kind: LabelKind) -> dict[str, Any]:
-    """The manifest masquerade signs (the c2pa.opened action and parent ingredient are added by c2pa)."""
+def manifest_definition(version: str, kind: LabelKind, action: LabelAction = "swap") -> dict[str, Any]:
+    """The manifest masquerade signs (the c2pa.opened action and parent ingredient are added by c2pa).
+    ``action`` says whether faces were swapped or only enhanced."""
     agent = {"name": SOFTWARE, "version": version}
     action = {
         "action": "c2pa.edited",
         "softwareAgent": agent,
         "digitalSourceType": DIGITAL_SOURCE_TYPE,
-        "description": DESCRIPTION,
-        "parameters": {"masquerade.media": kind},
+        "description": DESCRIPTIONS[action],
+        "parameters": {"masquerade.media": kind, "masquerade.action": action},
     }
     return {
         "claim_generator_info": [agent],
@@ -114,7 +122,8 @@ def manifest_definition(version: str, kind: LabelKind) -> dict[str, Any]:
 
 
 def label_file(
-    path: Path, *, version: str = __version__, kind: LabelKind, identity: SigningIdentity | None = None
+    path: Path, *, version: str = __version__, kind: LabelKind, identity: SigningIdentity | None = None,
+    action: LabelAction = "swap",
 ) -> None:
     """Label a finished output in place (call it on the temporary file, before the final rename).
 
@@ -127,24 +136,26 @@ def label_file(
         raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
     method = label_method(path)
     if method == "tag":
-        ensure_tags(path, version)
+        ensure_tags(path, version, action)
         return
     identity = identity or signing_identity()
-    _sign_c2pa(path, C2PA_FORMATS[path.suffix.lower()], version, kind, identity)
+    _sign_c2pa(path, C2PA_FORMATS[path.suffix.lower()], version, kind, identity, action)
 
 
 @contextlib.contextmanager
-def labelling(path: Path, *, kind: LabelKind, version: str = __version__) -> Iterator[Path]:
+def labelling(path: Path, *, kind: LabelKind, version: str = __version__,
+              action: LabelAction = "swap") -> Iterator[Path]:
     """Label ``path`` when the block ends normally; leave it alone when the block raises.
 
     For writers built on an ``ExitStack``: enter it after ``atomic_output`` and before the muxer, so
     the muxer closes the file first, then the label is added, then the file is renamed into place.
     """
     yield path
-    label_file(path, version=version, kind=kind)
+    label_file(path, version=version, kind=kind, action=action)
 
 
-def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: SigningIdentity) -> None:
+def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: SigningIdentity,
+               action: LabelAction = "swap") -> None:
     import c2pa
 
     temp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.c2pa{path.suffix}")
@@ -153,7 +164,7 @@ def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: S
             c2pa.C2paSignerInfo(identity.alg, identity.cert_chain_pem, identity.private_key_pem, None)
         )
         context = c2pa.Context(settings=c2pa.Settings.from_dict(_SIGN_SETTINGS), signer=signer)
-        with c2pa.Builder(manifest_definition(version, kind), context=context) as builder:
+        with c2pa.Builder(manifest_definition(version, kind, action), context=context) as builder:
             # EDIT: c2pa records the unlabelled output as the parent ingredient ("c2pa.opened"), which
             # the spec requires before a c2pa.edited action.
             builder.set_intent(c2pa.C2paBuilderIntent.EDIT)

@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import Literal
 
 from masquerade._version import __version__
 from masquerade.errors import OutputError
@@ -22,13 +23,23 @@ TAG_FORMATS: frozenset[str] = frozenset({".mkv", ".webm"})
 TAG_KEY = "masquerade_label"
 TAG_VALUE = "ai-face-swap"
 
+LabelAction = Literal["swap", "enhance"]
+"""What masquerade did to the faces: replaced them (``swap``), or only restored them with a trained
+model (``enhance``, ``masquerade enhance``): either way the output is machine-altered and labelled."""
+TAG_COMMENTS: dict[str, str] = {
+    "swap": "AI face swap: faces in this video were replaced by masquerade {version}",
+    "enhance": "AI face enhancement: faces in this video were restored by a trained model in masquerade "
+               "{version} (no face was swapped)",
+}
 
-def plain_metadata_tags(version: str = __version__) -> dict[str, str]:
-    """Container tags saying the file is an AI face swap (for the video writer to set at mux time)."""
+
+def plain_metadata_tags(version: str = __version__, action: LabelAction = "swap") -> dict[str, str]:
+    """Container tags saying the file is AI-altered (for the video writer to set at mux time)."""
     return {
-        "comment": f"AI face swap: faces in this video were replaced by masquerade {version}",
+        "comment": TAG_COMMENTS[action].format(version=version),
         TAG_KEY: TAG_VALUE,
         "masquerade_version": version,
+        "masquerade_action": action,
         "digital_source_type": DIGITAL_SOURCE_TYPE,
     }
 
@@ -44,13 +55,13 @@ def container_tags(path: Path) -> dict[str, str] | None:
         return None
 
 
-def ensure_tags(path: Path, version: str) -> None:
+def ensure_tags(path: Path, version: str, action: LabelAction = "swap") -> None:
     tags = container_tags(path)
     if tags is None:
         raise OutputError(f"could not label {path.name}: it is not a readable video container")
     if tags.get(TAG_KEY) == TAG_VALUE:
         return  # the writer already set them while muxing
-    _remux_with_tags(path, plain_metadata_tags(version))
+    _remux_with_tags(path, plain_metadata_tags(version, action))
 
 
 def _remux_with_tags(path: Path, tags: dict[str, str]) -> None:
