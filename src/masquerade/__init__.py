@@ -1,11 +1,13 @@
 """masquerade: face swapping for images and videos that works offline and labels its output."""
 
 from masquerade._version import __version__
-from masquerade.api import RunHooks, RunSummary, swap, swap_image
+from masquerade.api import RunHooks, RunSummary, enhance, find_people, swap, swap_image
+from masquerade.batch import BatchHooks, BatchSummary, FileResult, enhance_many, swap_many
 from masquerade.config import (
     DetectOptions,
     EncodeOptions,
     EnhanceOptions,
+    MapEntry,
     RunConfig,
     RuntimeOptions,
     SelectOptions,
@@ -20,30 +22,43 @@ from masquerade.errors import (
     OutputError,
     UsageError,
 )
-from masquerade.pipeline import Pipeline
+from masquerade.people import Appearance, People, Person
+from masquerade.pipeline import Pipeline, SourceMap
 from masquerade.types import Face, FrameContext
 
 __all__ = [
+    "Appearance",
+    "BatchHooks",
+    "BatchSummary",
     "DetectOptions",
     "EncodeOptions",
     "EnhanceOptions",
     "Face",
+    "FileResult",
     "FrameContext",
+    "MapEntry",
     "MasqueradeError",
     "MediaError",
     "ModelError",
     "NoSourceFaceError",
     "OutputError",
+    "People",
+    "Person",
     "Pipeline",
     "RunConfig",
     "RunHooks",
     "RunSummary",
     "RuntimeOptions",
     "SelectOptions",
+    "SourceMap",
     "SwapOptions",
     "TrackOptions",
     "UsageError",
     "__version__",
+    "enhance",
+    "enhance_many",
+    "find_people",
     "swap",
     "swap_image",
+    "swap_many",
 ]

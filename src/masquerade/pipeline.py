@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from masquerade._stages.guard import ContentGuard
-from masquerade._stages.identity import IdentityMapper, TrackletCollector, group_people, summarise
+from masquerade._stages.identity import IdentityMapper, Tracklet, TrackletCollector, group_people, summarise
 from masquerade._stages.protocols import Stages
 from masquerade._stages.select import FaceSelector, largest, reference_embedding
 from masquerade._stages.watermark import WatermarkEmbedder
@@ -275,6 +275,14 @@ class Pipeline:
                     on_frame: Callable[[FrameContext], None] | None = None) -> People:
         """The distinct people of a video: every face tracked, each track's best frames embedded, the
         tracks clustered at the recognizer's threshold. The guard samples frames as a swap does."""
+        groups, count = self.people_tracklets(frames, fps, on_frame)
+        return summarise(groups, target=target, kind="video", frames=count, fps=fps,
+                         threshold=self.threshold, recognizer=self._people_recognizer().name)
+
+    def people_tracklets(self, frames: Iterable[FrameContext], fps: float,
+                         on_frame: Callable[[FrameContext], None] | None = None,
+                         ) -> tuple[list[list[Tracklet]], int]:
+        """``find_people``'s analysis: the tracklets grouped into people, and the number of frames."""
         from masquerade._stages.track import FaceTracker
 
         recognizer = self._people_recognizer()
@@ -290,9 +298,7 @@ class Pipeline:
             count += 1
             if on_frame is not None:
                 on_frame(ctx)
-        groups = group_people(collector.tracklets(), recognizer, self.threshold)
-        return summarise(groups, target=target, kind="video", frames=count, fps=fps,
-                         threshold=self.threshold, recognizer=recognizer.name)
+        return group_people(collector.tracklets(), recognizer, self.threshold), count
 
     def find_people_in_image(self, image: Image, target: Path | None = None) -> People:
         """The people of a still image: each face is one person (a picture shows nobody twice)."""

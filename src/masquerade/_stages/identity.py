@@ -41,7 +41,7 @@ QUALITY_SIZE_PX = 100.0
 # IdentityMapper
 FIRST_CHECKS = (0, 1, 2, 4, 8)
 """Frames after a track appears on which it is embedded (a quick, steady first decision)."""
-CHECKS_AFTER_CONTACT = (1, 2, 4, 8)
+CHECKS_AFTER_CONTACT = (0, 1, 2, 4, 8)
 """Frames after a crossing ends on which the parted faces are embedded again."""
 RECHECK_INTERVAL = 12
 """Frames between two embeddings of a settled track (about twice a second at 25 fps)."""
@@ -59,6 +59,8 @@ BEST_SAMPLES = 6
 """Embeddings kept (the best-quality ones) and averaged per tracklet."""
 CROP_SIDE = 384
 """Longest side of a person's reference crop (pixels)."""
+CROP_SCALE = 2.2
+"""Side of the reference crop over the face box's longer side (hair, chin and some background)."""
 THUMB_SIDE = 96
 STRIP_LENGTH = 8
 """Thumbnails kept per tracklet for the contact sheet's strip over time."""
@@ -266,7 +268,8 @@ class Tracklet:
     last_time: float = 0.0
     samples: list[tuple[float, int, NDArray[np.float32]]] = field(default_factory=list)
     """(quality, frame, embedding) of the best frames, at most ``BEST_SAMPLES``."""
-    best_quality: float = -1.0
+    best_rank: tuple[bool, float] = (False, -1.0)
+    """(alone in its crop, quality) of the best frame: a crop without a neighbour's face comes first."""
     best_frame: int = 0
     best_time: float = 0.0
     best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
@@ -302,7 +305,8 @@ class TrackletCollector:
 
     def add(self, image: Image, index: int, time: float, faces: Sequence[Face]) -> None:
         """Record one frame's faces (with track ids; faces without are each their own tracklet)."""
-        for face, event in zip(faces, self._events(image, faces), strict=True):
+        crowded = _crowded(faces)
+        for face, event, near in zip(faces, self._events(image, faces), crowded, strict=True):
             tracklet = self._open.get(face.track_id) if face.track_id is not None else None
             if tracklet is None or event.cut or event.parted:
                 tracklet = Tracklet(key=len(self._all), track_id=face.track_id, first_time=time)
@@ -320,12 +324,13 @@ class TrackletCollector:
             due = index - tracklet.last_sample >= self.sample_interval
             if (due and not event.touching) or not tracklet.samples:
                 tracklet.last_sample = index
-                self._sample(tracklet, image, index, time, face)
+                self._sample(tracklet, image, index, time, face, near)
 
     def tracklets(self) -> list[Tracklet]:
         return list(self._all)
 
-    def _sample(self, tracklet: Tracklet, image: Image, index: int, time: float, face: Face) -> None:
+    def _sample(self, tracklet: Tracklet, image: Image, index: int, time: float, face: Face,
+                crowded: bool) -> None:
         quality = face_quality(face, image.shape)
         if len(tracklet.samples) >= BEST_SAMPLES and quality <= tracklet.samples[-1][0]:
             self._add_thumb(tracklet, image, index, time, face)
@@ -335,10 +340,11 @@ class TrackletCollector:
         tracklet.samples.append((quality, index, embedding))
         tracklet.samples.sort(key=lambda s: (-s[0], s[1]))
         del tracklet.samples[BEST_SAMPLES:]
-        if quality > tracklet.best_quality:
-            tracklet.best_quality, tracklet.best_frame, tracklet.best_time = quality, index, time
+        rank = (not crowded, quality)
+        if rank > tracklet.best_rank:
+            tracklet.best_rank, tracklet.best_frame, tracklet.best_time = rank, index, time
             tracklet.best_box = tuple(float(v) for v in face.bbox)  # type: ignore[assignment]
-            tracklet.crop = square_crop(image, face.bbox, 2.2, CROP_SIDE)
+            tracklet.crop = square_crop(image, face.bbox, CROP_SCALE, CROP_SIDE)
         self._add_thumb(tracklet, image, index, time, face)
 
     @staticmethod
@@ -352,6 +358,18 @@ class TrackletCollector:
         if len(tracklet.strip) > 2 * STRIP_LENGTH:
             tracklet.strip = tracklet.strip[::2]
             tracklet.strip_step *= 2
+
+
+def _crowded(faces: Sequence[Face]) -> list[bool]:
+    """Per face, whether another face's box reaches into its reference crop."""
+    out = []
+    for i, face in enumerate(faces):
+        x1, y1, x2, y2 = face.bbox.tolist()
+        half = max(x2 - x1, y2 - y1) * CROP_SCALE / 2
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        out.append(any(o[0] < cx + half and o[2] > cx - half and o[1] < cy + half and o[3] > cy - half
+                       for j, o in enumerate(f.bbox.tolist() for f in faces) if j != i))
+    return out
 
 
 def square_crop(image: Image, box: NDArray[np.floating], scale: float, side: int) -> Image:
@@ -392,7 +410,7 @@ def summarise(groups: Sequence[Sequence[Tracklet]], *, target: Path | None, kind
     drafts = []
     for group in groups:
         tracklets = sorted(group, key=lambda t: (t.spans[0][0], t.key))
-        best = max(tracklets, key=lambda t: (t.best_quality, -t.best_frame))
+        best = max(tracklets, key=lambda t: (t.best_rank, -t.best_frame))
         seen = sum(t.frames for t in tracklets)
         embedding = np.mean([t.embedding for t in tracklets], axis=0)
         strip = sorted(((time, thumb) for t in tracklets for _, time, thumb in t.strip), key=lambda s: s[0])

@@ -6,7 +6,9 @@ Nothing here imports models or media libraries, so ``masquerade --version`` and 
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
 from masquerade._version import __version__
 from masquerade.config import (
@@ -14,11 +16,13 @@ from masquerade.config import (
     DetectOptions,
     EncodeOptions,
     EnhanceOptions,
+    MapEntry,
     RunConfig,
     RuntimeOptions,
     SelectOptions,
     SwapOptions,
 )
+from masquerade.errors import UsageError
 
 PROVIDERS = ("cpu", "cuda", "tensorrt", "coreml", "directml", "rocm", "openvino", "torch-cuda", "torch-cpu")
 SWAPPERS = ("mesh", "inswapper_128", "inswapper_128_fp16", "hyperswap_1a_256", "hyperswap_1b_256",
@@ -26,58 +30,112 @@ SWAPPERS = ("mesh", "inswapper_128", "inswapper_128_fp16", "hyperswap_1a_256", "
 ENHANCERS = ("none", "gfpgan_1.4", "codeformer")
 
 
-def _faces_parser() -> argparse.ArgumentParser:
+def _faces_parser(verb: str = "swap", default: str = "reference") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("which faces to swap")
-    g.add_argument("--faces", choices=("reference", "all", "one", "index"), default="reference",
-                   help="reference: faces like --reference (default); all; one: the largest; "
-                        "index: the --face-index-th from the left")
+    g = p.add_argument_group(f"which faces to {verb}")
+    modes = {"reference": "faces like --reference", "all": "every face", "one": "the largest",
+             "index": "the --face-index-th from the left"}
+    g.add_argument("--faces", choices=tuple(modes), default=default,
+                   help="; ".join(f"{m}: {text}{' (default)' if m == default else ''}"
+                                  for m, text in modes.items()))
     g.add_argument("--face-index", type=int, default=0, metavar="N",
                    help="with --faces index: which face, counted from the left from 0")
     g.add_argument("--reference", type=Path, metavar="IMAGE",
                    help="swap faces of the person in IMAGE (default: the largest face in the first "
                         "target frame that has one)")
+    g.add_argument("--reference-frame", type=int, metavar="N",
+                   help="take the reference from frame N of the target (from 0), its --face-index-th face "
+                        "from the left: no separate photo needed")
     g.add_argument("--similarity", type=float, metavar="X",
                    help="maximum identity distance for a reference match (default: the recognizer's "
                         "measured threshold)")
     return p
 
 
-def _models_parser() -> argparse.ArgumentParser:
+MAP_HELP = """\
+--map REFERENCE=SOURCE (repeatable) swaps the faces of the person in REFERENCE (a
+photo, or a crop written by `masquerade faces -o`) with SOURCE's face; SOURCE+SOURCE2 uses several
+photos of that source. Faces that match no reference are left alone, so -s is not needed. With -s as
+well, -s goes on the faces --faces selects among those no reference claims (--faces all: everyone else;
+the default: the person of --reference / --reference-frame, or else the largest other face)."""
+
+
+def _map_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    g = p.add_argument_group("models")
+    g = p.add_argument_group("per-person sources", MAP_HELP)
+    g.add_argument("--map", action="append", default=[], metavar="REFERENCE=SOURCE[+SOURCE...]",
+                   help="the person in REFERENCE gets SOURCE's face (repeatable)")
+    return p
+
+
+def parse_map(value: str) -> MapEntry:
+    """``REFERENCE=SOURCE[+SOURCE...]``. A path may itself hold ``=`` or ``+``: the split that names
+    existing files wins, so ``me=you.jpg=them.jpg`` or ``a+b.jpg`` still work."""
+    if "=" not in value:
+        raise UsageError(f"--map takes REFERENCE=SOURCE, got {value!r}")
+    cuts = [i for i, c in enumerate(value) if c == "="]
+    cut = next((i for i in cuts if Path(value[:i]).exists()), cuts[0])
+    reference, right = value[:cut], value[cut + 1:]
+    sources = [right] if Path(right).exists() else right.split("+")
+    if not reference or not all(sources):
+        raise UsageError(f"--map takes REFERENCE=SOURCE[+SOURCE...], got {value!r}")
+    return MapEntry(Path(reference), tuple(Path(s) for s in sources))
+
+
+def _analysis_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("face analysis")
     g.add_argument("--detector", choices=("mesh", "scrfd"), default="mesh",
                    help="face detector: embedded MediaPipe mesh (default) or SCRFD det_10g")
     g.add_argument("--recognizer", choices=("dlib", "arcface"), default="dlib",
-                   help="recognizer used to match --reference (default: embedded dlib)")
-    g.add_argument("--swapper", choices=SWAPPERS, default="mesh",
-                   help="face swapper (default: the embedded classical mesh swapper)")
-    g.add_argument("--enhancer", choices=ENHANCERS, default="none", help="face enhancer")
+                   help="recognizer that tells people apart (default: embedded dlib)")
+    return p
+
+
+def _models_parser(swap: bool = True) -> argparse.ArgumentParser:
+    """Model and runtime options; ``swap=False`` leaves out the swapper's (``enhance`` swaps nothing)
+    and makes ``--enhancer`` required."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("models")
+    if swap:
+        g.add_argument("--swapper", choices=SWAPPERS, default="mesh",
+                       help="face swapper (default: the embedded classical mesh swapper)")
+        g.add_argument("--enhancer", choices=ENHANCERS, default="none", help="face enhancer")
+    else:
+        g.add_argument("--enhancer", choices=ENHANCERS[1:], required=True, help="face enhancer")
     g.add_argument("--enhancer-blend", type=float, default=0.8, metavar="F",
                    help="share of the enhanced face kept, 0..1 (default 0.8)")
     g.add_argument("--enhancer-fidelity", type=float, default=0.5, metavar="F",
                    help="codeformer: 0 strongest restoration .. 1 closest to the input (default 0.5)")
-    g.add_argument("--mask", choices=("box", "mesh"), default="box",
-                   help="paste-back mask of neural swappers (default: feathered box)")
-    g.add_argument("--pixel-boost", type=int, choices=(256, 512), metavar="{256,512}",
-                   help="run a neural swapper at this crop size by pixel-shuffled tiles")
+    if swap:
+        g.add_argument("--mask", choices=("box", "mesh"), default="box",
+                       help="paste-back mask of neural swappers (default: feathered box)")
+        g.add_argument("--pixel-boost", type=int, choices=(256, 512), metavar="{256,512}",
+                       help="run a neural swapper at this crop size by pixel-shuffled tiles")
+    _runtime_arguments(g)
+    return p
+
+
+def _runtime_arguments(g: Any, render: bool = True) -> None:
+    """Where the models run; ``render=False`` leaves out what only matters when frames are rendered."""
     g.add_argument("--execution-provider", choices=PROVIDERS, default="cpu",
                    help="inference backend (never silently replaced by another)")
     g.add_argument("--execution-threads", type=int, metavar="N", help="inference threads")
-    g.add_argument("--torch-compile", action="store_true",
-                   help="torch providers: compile the models (a minute or more of warm-up each; pays off "
-                        "on long videos)")
-    g.add_argument("--frame-workers", type=int, metavar="N",
-                   help="threads that swap, enhance and watermark frames (default: half the cores, 1 to 4)")
-    g.add_argument("--frame-batch", type=int, metavar="N",
-                   help="video frames per swap batch (default: 8 on torch providers, else 1)")
-    g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="neural model arithmetic: auto (fp16 on torch-cuda, else the file's own), fp32, "
-                        "fp16 or bf16 (torch providers), int8 (cpu: quantised once per model and used "
-                        "only if its faces stay within 30 dB PSNR of fp32)")
+    if render:
+        g.add_argument("--torch-compile", action="store_true",
+                       help="torch providers: compile the models (a minute or more of warm-up each; pays off "
+                            "on long videos)")
+        g.add_argument("--frame-workers", type=int, metavar="N",
+                       help="threads that swap, enhance and watermark frames (default: half the cores, "
+                            "1 to 4)")
+        g.add_argument("--frame-batch", type=int, metavar="N",
+                       help="video frames per swap batch (default: 8 on torch providers, else 1)")
+        g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="neural model arithmetic: auto (fp16 on torch-cuda, else the file's own), fp32, "
+                            "fp16 or bf16 (torch providers), int8 (cpu: quantised once per model and used "
+                            "only if its faces stay within 30 dB PSNR of fp32)")
     g.add_argument("--models-dir", type=Path, metavar="DIR",
                    help="model cache folder (default: $MASQUERADE_HOME/models or the per-user cache)")
-    return p
 
 
 def _output_parser() -> argparse.ArgumentParser:
@@ -97,24 +155,44 @@ def _output_parser() -> argparse.ArgumentParser:
     return p
 
 
+TARGETS_HELP = ("image, video or folder of them; repeat -t for several. With several targets (or a "
+                "folder) -o is a folder and each output is named <stem>_{}.<ext>")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="masquerade",
         description="Swap faces in images and videos. Every output is watermarked and labelled as "
                     "synthetic. Only swap a real person's face with that person's consent.",
     )
-    parser.add_argument("--version", action="version", version=f"masquerade {__version__}")
+    parser.add_argument("-v", "--version", action="version", version=f"masquerade {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     swap = sub.add_parser(
         "swap", help="put the source face onto faces in a target image or video",
-        parents=[_faces_parser(), _models_parser(), _output_parser()],
+        parents=[_faces_parser(), _map_parser(), _analysis_parser(), _models_parser(), _output_parser()],
     )
-    swap.add_argument("-s", "--source", nargs="+", type=Path, required=True, metavar="SOURCE",
-                      help="photo(s) of the face to put in; with several, the best one is used")
-    swap.add_argument("-t", "--target", type=Path, required=True, help="image or video to change")
-    swap.add_argument("-o", "--output", type=Path, required=True, help="where to write the result")
+    swap.add_argument("-s", "--source", nargs="+", type=Path, default=[], metavar="SOURCE",
+                      help="photo(s) of the face to put in; with several, the best one is used (not needed "
+                           "when every source comes from --map)")
+    swap.add_argument("-t", "--target", type=Path, action="append", required=True,
+                      help=TARGETS_HELP.format("swapped"))
+    swap.add_argument("-o", "--output", type=Path, required=True,
+                      help="where to write the result (a folder for several targets)")
     swap.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     swap.set_defaults(func=_run_swap)
+    enhance = sub.add_parser(
+        "enhance", help="restore the faces of an image or video with a face enhancer (no swap)",
+        description="Runs only the face enhancer. The output is still machine-altered: the content guard "
+                    "checks it, and it is watermarked and labelled (as enhanced, not face-swapped).",
+        parents=[_faces_parser("enhance", "all"), _analysis_parser(), _models_parser(swap=False),
+                 _output_parser()],
+    )
+    enhance.add_argument("-t", "--target", type=Path, action="append", required=True,
+                         help=TARGETS_HELP.format("enhanced"))
+    enhance.add_argument("-o", "--output", type=Path, required=True,
+                         help="where to write the result (a folder for several targets)")
+    enhance.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    enhance.set_defaults(func=_run_swap)
     _register_optional(sub)
     return parser
 
@@ -126,29 +204,60 @@ def _run_swap(args: argparse.Namespace) -> int:
 
 
 def _register_optional(sub: argparse._SubParsersAction) -> None:
-    from masquerade.cli import bench_cmd, models_cmd, verify_cmd
+    from masquerade.cli import bench_cmd, faces_cmd, models_cmd, verify_cmd
 
+    faces_cmd.register(sub, [_analysis_parser(), _similarity_parser(), _runtime_parser(), _trim_parser()])
     models_cmd.register(sub)
     verify_cmd.register(sub)
     bench_cmd.register(sub)
 
 
+def _similarity_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--similarity", type=float, metavar="X",
+                   help="maximum identity distance between two faces of one person (default: the "
+                        "recognizer's measured threshold)")
+    return p
+
+
+def _runtime_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    _runtime_arguments(p.add_argument_group("runtime"), render=False)
+    return p
+
+
+def _trim_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--trim-start", type=float, metavar="SECONDS", help="start of the target video to read")
+    p.add_argument("--trim-end", type=float, metavar="SECONDS", help="end of the target video to read")
+    return p
+
+
+def _options(cls: type, args: argparse.Namespace, **names: str) -> Any:
+    """``cls`` built from the arguments this command has (``field=argument name``); the others keep
+    their defaults, so every command converts its arguments here."""
+    present = {field: getattr(args, name) for field, name in names.items() if hasattr(args, name)}
+    assert set(names) <= {f.name for f in fields(cls)}, names
+    return cls(**present)
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The one place where command-line arguments become options."""
+    maps = tuple(parse_map(value) for value in getattr(args, "map", []))
     return RunConfig(
-        detect=DetectOptions(detector=args.detector),
-        select=SelectOptions(mode=args.faces, face_index=args.face_index, reference=args.reference,
-                             similarity=args.similarity),
-        swap=SwapOptions(swapper=args.swapper, mask=args.mask, pixel_boost=args.pixel_boost),
-        enhance=EnhanceOptions(enhancer=args.enhancer, blend=args.enhancer_blend,
-                               fidelity=args.enhancer_fidelity),
-        encode=EncodeOptions(video_encoder=args.video_encoder, video_quality=args.video_quality,
-                             video_preset=args.video_preset, trim_start=args.trim_start,
-                             trim_end=args.trim_end, skip_audio=args.skip_audio,
-                             image_quality=args.image_quality),
-        runtime=RuntimeOptions(execution_provider=args.execution_provider,
-                               execution_threads=args.execution_threads, models_dir=args.models_dir,
-                               precision=args.precision, frame_batch=args.frame_batch,
-                               torch_compile=args.torch_compile, frame_workers=args.frame_workers),
-        recognizer=args.recognizer,
+        detect=_options(DetectOptions, args, detector="detector"),
+        select=replace(_options(SelectOptions, args, mode="faces", face_index="face_index",
+                                reference="reference", reference_frame="reference_frame",
+                                similarity="similarity"), mapping=maps),
+        swap=_options(SwapOptions, args, swapper="swapper", mask="mask", pixel_boost="pixel_boost"),
+        enhance=_options(EnhanceOptions, args, enhancer="enhancer", blend="enhancer_blend",
+                         fidelity="enhancer_fidelity"),
+        encode=_options(EncodeOptions, args, video_encoder="video_encoder", video_quality="video_quality",
+                        video_preset="video_preset", trim_start="trim_start", trim_end="trim_end",
+                        skip_audio="skip_audio", image_quality="image_quality"),
+        runtime=_options(RuntimeOptions, args, execution_provider="execution_provider",
+                         execution_threads="execution_threads", models_dir="models_dir",
+                         precision="precision", frame_batch="frame_batch", torch_compile="torch_compile",
+                         frame_workers="frame_workers"),
+        recognizer=getattr(args, "recognizer", RunConfig().recognizer),
     )
