@@ -6,10 +6,12 @@ blur, a face half out of the picture) while a track's frames together do not:
 - ``IdentityMapper`` decides, for ``swap --map``, which mapped person each track is. A track is
   embedded when it appears and a few times more in its first frames, then about twice a second; each
   embedding votes for the nearest reference within the threshold (or for nobody), weighted by how
-  well that frame shows the face (``face_quality``). The track keeps its identity until another
-  gathers twice its weight and half a clear vote more (hysteresis). While two faces overlap (a
-  crossing), nobody votes and each keeps its identity; when they part, the votes start afresh so a
-  tracker that swapped the two faces is corrected within a few frames.
+  well that frame shows the face (``face_quality``). The first vote decides; the track then keeps its
+  identity until another holds two thirds of its recent vote weight (hysteresis: one odd frame never
+  flips it). While two faces overlap (a crossing), nobody votes and each keeps its identity; when
+  they part, the votes start afresh, so a tracker that handed a track to the other face is corrected
+  on the first clear frame. A sudden change of a track's look (a cut to someone else at the same
+  place) makes it a new track.
 - ``TrackletCollector`` gathers, for ``faces``, each tracklet's (a track between two crossings) best
   frames: the embeddings of the best-quality frames, sampled a few times a second, the best frame's
   crop and a strip of thumbnails over time; ``group_people`` clusters the tracklets into people.
@@ -47,10 +49,8 @@ RECHECK_INTERVAL = 12
 """Frames between two embeddings of a settled track (about twice a second at 25 fps)."""
 VOTES = 9
 """Votes remembered per track."""
-SWITCH_RATIO = 2.0
-SWITCH_LEAD = 0.5
-"""A track changes identity when another identity's vote weight is at least SWITCH_RATIO times its
-own and leads by SWITCH_LEAD (half a clear frontal vote)."""
+SWITCH_SHARE = 2 / 3
+"""A track changes identity when another identity holds this share of its remembered vote weight."""
 
 # TrackletCollector
 SAMPLES_PER_SECOND = 5.0
@@ -240,9 +240,7 @@ class IdentityMapper:
         for person, weight in track.votes:
             weights[person] = weights.get(person, 0.0) + weight
         leader = max(weights, key=lambda p: (weights[p], p is not None, -(p or 0)))
-        held = weights.get(track.person, 0.0)
-        if leader != track.person and weights[leader] >= SWITCH_RATIO * held and \
-                weights[leader] - held >= SWITCH_LEAD:
+        if leader != track.person and weights[leader] >= SWITCH_SHARE * sum(weights.values()):
             track.person = leader
 
     def _forget_old_tracks(self, now: int) -> None:
