@@ -63,7 +63,7 @@ CROP_SCALE = 2.2
 """Side of the reference crop over the face box's longer side (hair, chin and some background)."""
 THUMB_SIDE = 96
 STRIP_LENGTH = 8
-"""Thumbnails kept per tracklet for the contact sheet's strip over time."""
+"""Thumbnails kept per tracklet (8 to 16) for the contact sheet's strip over time."""
 
 
 def face_quality(face: Face, image_shape: tuple[int, ...]) -> float:
@@ -271,10 +271,11 @@ class Tracklet:
     best_frame: int = 0
     best_time: float = 0.0
     best_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    crop: Image | None = None
-    """The best frame's face with some surroundings (usable as a reference photo)."""
-    strip: list[tuple[int, float, Image]] = field(default_factory=list)
-    """(frame, time, thumbnail) spread over the tracklet's life."""
+    crop: bytes = b""
+    """The best frame's face with some surroundings (usable as a reference photo), JPEG-encoded: a long
+    video has many tracklets, and pictures are kept compressed until the people are known."""
+    strip: list[tuple[int, float, bytes]] = field(default_factory=list)
+    """(frame, time, JPEG thumbnail) spread over the tracklet's life."""
     strip_step: int = 1
     thumbs_seen: int = 0
     last_sample: int = -(10**9)
@@ -342,7 +343,7 @@ class TrackletCollector:
         if rank > tracklet.best_rank:
             tracklet.best_rank, tracklet.best_frame, tracklet.best_time = rank, index, time
             tracklet.best_box = tuple(float(v) for v in face.bbox)  # type: ignore[assignment]
-            tracklet.crop = square_crop(image, face.bbox, CROP_SCALE, CROP_SIDE)
+            tracklet.crop = _jpeg(square_crop(image, face.bbox, CROP_SCALE, CROP_SIDE))
         self._add_thumb(tracklet, image, index, time, face)
 
     @staticmethod
@@ -352,7 +353,7 @@ class TrackletCollector:
         tracklet.thumbs_seen += 1
         if (tracklet.thumbs_seen - 1) % tracklet.strip_step:
             return
-        tracklet.strip.append((index, time, square_crop(image, face.bbox, 1.5, THUMB_SIDE)))
+        tracklet.strip.append((index, time, _jpeg(square_crop(image, face.bbox, 1.5, THUMB_SIDE))))
         if len(tracklet.strip) > 2 * STRIP_LENGTH:
             tracklet.strip = tracklet.strip[::2]
             tracklet.strip_step *= 2
@@ -368,6 +369,16 @@ def _crowded(faces: Sequence[Face]) -> list[bool]:
         out.append(any(o[0] < cx + half and o[2] > cx - half and o[1] < cy + half and o[3] > cy - half
                        for j, o in enumerate(f.bbox.tolist() for f in faces) if j != i))
     return out
+
+
+def _jpeg(image: Image) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    assert ok
+    return data.tobytes()
+
+
+def _unjpeg(data: bytes) -> Image:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 def square_crop(image: Image, box: NDArray[np.floating], scale: float, side: int) -> Image:
@@ -411,15 +422,17 @@ def summarise(groups: Sequence[Sequence[Tracklet]], *, target: Path | None, kind
         best = max(tracklets, key=lambda t: (t.best_rank, -t.best_frame))
         seen = sum(t.frames for t in tracklets)
         embedding = np.mean([t.embedding for t in tracklets], axis=0)
-        strip = sorted(((time, thumb) for t in tracklets for _, time, thumb in t.strip), key=lambda s: s[0])
-        assert best.crop is not None
+        thumbs = sorted(((time, thumb) for t in tracklets for _, time, thumb in t.strip), key=lambda s: s[0])
+        count = min(len(thumbs), 2 * STRIP_LENGTH)
+        keep = np.unique(np.linspace(0, len(thumbs) - 1, count).round().astype(int))
+        strip = [(thumbs[i][0], _unjpeg(thumbs[i][1])) for i in keep]
         drafts.append((seen, tracklets[0].spans[0][0], best.best_box[0], dict(
             appearances=_appearances(tracklets), frames=seen,
             screen_time_s=seen / fps if kind == "video" and fps else 0.0,
             first_s=tracklets[0].first_time, last_s=max(t.last_time for t in tracklets),
             best_frame=best.best_frame, best_box=best.best_box,
             embedding=(embedding / max(float(np.linalg.norm(embedding)), 1e-12)).astype(np.float32),
-            crop=best.crop, strip=tuple(strip))))
+            crop=_unjpeg(best.crop), strip=tuple(strip))))
     drafts.sort(key=lambda d: (-d[0], d[1], d[2]))
     persons = tuple(Person(id=f"p{i + 1}", **d[3]) for i, d in enumerate(drafts))
     return People(target=target, kind=kind, frames=frames, fps=fps, threshold=threshold,

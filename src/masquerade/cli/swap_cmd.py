@@ -124,6 +124,11 @@ def _run_batch(args: argparse.Namespace, config: RunConfig, action: str) -> int:
             result = enhance_many(args.target, args.output, config, hooks)
         else:
             result = swap_many(args.source, args.target, args.output, config, hooks)
+    except KeyboardInterrupt:
+        hooks.close()
+        print(f"masquerade: cancelled after {hooks.written} finished file(s); the file in progress was not "
+              "written", file=sys.stderr)
+        return 130
     finally:
         hooks.close()
     failed, total = len(result.failed), len(result.results)
