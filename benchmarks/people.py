@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from masquerade._stages.identity import summarise
+from masquerade._stages.tracklets import summarise
 from masquerade.bench.clips import parse_size
 from masquerade.bench.people_clips import CLIPS, PeopleClip, TrueFace, load_photos, write_people_clip
 from masquerade.config import RunConfig

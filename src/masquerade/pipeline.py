@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from masquerade._stages.guard import ContentGuard
-from masquerade._stages.identity import IdentityMapper, Tracklet, TrackletCollector, group_people, summarise
+from masquerade._stages.identity import IdentityMapper
 from masquerade._stages.protocols import Stages
 from masquerade._stages.select import FaceSelector, largest, reference_embedding
+from masquerade._stages.tracklets import Tracklet, TrackletCollector, group_people, summarise
 from masquerade._stages.watermark import WatermarkEmbedder
 from masquerade.config import RunConfig
 from masquerade.errors import NoSourceFaceError, UsageError

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 
 from masquerade._stages.cluster import agglomerate
-from masquerade._stages.identity import (
-    IdentityMapper,
-    TrackEvents,
-    TrackletCollector,
-    group_people,
-    in_contact,
-    summarise,
-)
+from masquerade._stages.identity import IdentityMapper, TrackEvents, in_contact
+from masquerade._stages.tracklets import TrackletCollector, group_people, summarise
 from masquerade.types import Face, Image
 
 SIZE = 64

@@ -7,7 +7,8 @@ identity clustering and per-person mapping can be scored frame by frame. ``obama
 ``obama2.jpg`` are two photos of one person, so a clip can show that person in two looks.
 
 The clips cover what breaks identity in real footage: cuts between people, two people side by side,
-one leaving the frame and coming back, and two crossing (one occluding the other).
+one leaving the frame and coming back, two crossing (one occluding the other), and a group of three
+smaller faces with a crossing, a cut and mirrored photos.
 """
 
 from __future__ import annotations
@@ -120,10 +121,19 @@ def script(name: str, fps: int = 25, seconds: float = 1.0) -> tuple[Shot, ...]:
             Shot(n(2.0), (Actor("obama", (0.8, 0.5), (0.2, 0.48), 0.2),
                           Actor("biden", (0.2, 0.5), (0.8, 0.52), 0.2, phase=1.0))),
         )
+    if name == "group":  # three smaller faces, one pair crossing; a cut to two in other photos; one alone
+        return (
+            Shot(n(2.4), (Actor("obama", (0.18, 0.45), (0.2, 0.47), 0.14),
+                          Actor("astronaut", (0.55, 0.5), (0.85, 0.5), 0.14, phase=1.0),
+                          Actor("biden", (0.85, 0.55), (0.5, 0.52), 0.15, phase=2.0))),
+            Shot(n(1.6), (Actor("biden", (0.3, 0.5), (0.33, 0.5), 0.16),
+                          Actor("obama2", (0.7, 0.5), (0.67, 0.48), 0.15, flip=True))),
+            Shot(n(1.2), (Actor("astronaut", (0.5, 0.5), (0.52, 0.48), 0.2, flip=True),)),
+        )
     raise ValueError(f"unknown clip {name!r}; choose from {', '.join(CLIPS)}")
 
 
-CLIPS = ("cuts", "side_by_side", "leave_return", "crossing")
+CLIPS = ("cuts", "side_by_side", "leave_return", "crossing", "group")
 
 
 @dataclass(frozen=True)
