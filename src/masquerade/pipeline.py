@@ -22,7 +22,13 @@ from masquerade._stages.guard import ContentGuard
 from masquerade._stages.identity import IdentityMapper
 from masquerade._stages.protocols import Stages
 from masquerade._stages.select import FaceSelector, largest, reference_embedding
-from masquerade._stages.tracklets import Tracklet, TrackletCollector, group_people, summarise
+from masquerade._stages.tracklets import (
+    MIN_TRACKLET_S,
+    Tracklet,
+    TrackletCollector,
+    group_people,
+    summarise,
+)
 from masquerade._stages.watermark import WatermarkEmbedder
 from masquerade.config import RunConfig
 from masquerade.errors import NoSourceFaceError, UsageError
@@ -299,7 +305,8 @@ class Pipeline:
             count += 1
             if on_frame is not None:
                 on_frame(ctx)
-        return group_people(collector.tracklets(), recognizer, self.threshold), count
+        min_frames = max(1, round(MIN_TRACKLET_S * fps))
+        return group_people(collector.tracklets(), recognizer, self.threshold, min_frames), count
 
     def find_people_in_image(self, image: Image, target: Path | None = None) -> People:
         """The people of a still image: each face is one person (a picture shows nobody twice)."""

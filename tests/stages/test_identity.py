@@ -165,7 +165,9 @@ def test_track_events_see_cuts_and_partings_but_not_motion() -> None:
     steady = [events(*frame([("a", 100 + 3 * i, 50 + i, 0)])) for i in range(5)]
     assert not any(e.cut or e.parted or e.touching for evs in steady for e in evs)
     (cut,) = events(*frame([("b", 115, 55, 0)]))
-    assert cut.cut
+    assert cut.cut and cut.settling
+    (again,) = events(*frame([("c", 115, 55, 0)]))  # the tracker still catching up: the same cut
+    assert again.settling and not again.cut
     touching = events(*frame([("b", 115, 55, 0), ("a", 140, 55, 1)]))
     assert all(e.touching for e in touching)
     parted = events(*frame([("b", 100, 55, 0), ("a", 250, 55, 1)]))
@@ -205,6 +207,21 @@ def test_tracklets_split_at_cuts_and_crossings_and_group_into_people() -> None:
     assert sheet.shape[0] > 3 * 160 and sheet.dtype == np.uint8
     doc = found.to_dict()
     assert doc["persons"][2] == {**doc["persons"][2], "id": "p3", "tracks": [[10, 15]], "frames": 6}
+
+
+def test_an_instant_tracklet_joins_its_person_or_founds_nobody() -> None:
+    recognizer = ColourRecognizer()
+    collector = TrackletCollector(recognizer, fps=10.0)
+    script = [[("a", 20, 50, 0)]] * 8 + [[("a", 300, 50, 1)]] * 2 + [[("c", 200, 50, 2)]] * 2
+    for index, faces in enumerate(script):
+        collector.add(*_indexed(frame(faces), index))
+    groups = group_people(collector.tracklets(), recognizer, 0.3, min_frames=3)
+    assert [[t.track_id for t in g] for g in groups] == [[0, 1]]  # c, seen for two frames, is left out
+    assert len(group_people(collector.tracklets(), recognizer, 0.3)) == 2
+
+
+def _indexed(picture: tuple[Image, list[Face]], index: int) -> tuple[Image, int, float, list[Face]]:
+    return picture[0], index, index / 10.0, picture[1]
 
 
 PATTERNS_OF = {colour: person for person, colour in COLOURS.items()}

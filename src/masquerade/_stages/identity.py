@@ -86,6 +86,11 @@ changed from one frame to the next (a cut to another face at the same place; the
 place). Measured on the people clips (benchmarks/people.py): consecutive frames of one face 0.05
 median, 0.16 at the 95th percentile, 0.4 at most while a face leaves the frame; cuts 1.05-1.16."""
 SIGNATURE_SIDE = 16
+SETTLE_FRAMES = 2
+"""Frames after a cut during which the tracker's smoothing may still trail the new face (its landmarks
+lie between the old face and the new): further jumps then are the same cut, and embeddings of those
+frames count for little (``SETTLING_WEIGHT``)."""
+SETTLING_WEIGHT = 0.2
 FORGET_AFTER = 250
 """Calls after which an unseen track's records are dropped (trackers never reuse an id)."""
 
@@ -100,6 +105,16 @@ class FaceEvent:
     """Its look jumped since the track's last frame: the track went on across a cut to someone else."""
     parted: bool
     """It touched another face in the track's last frame and no longer does."""
+    settling: bool = False
+    """A cut happened on this track within the last ``SETTLE_FRAMES`` frames."""
+
+
+@dataclass(frozen=True)
+class _Seen:
+    call: int
+    signature: NDArray[np.float32]
+    touching: bool
+    last_jump: int | None
 
 
 def _signature(image: Image, face: Face) -> NDArray[np.float32]:
@@ -112,24 +127,30 @@ class TrackEvents:
     """Per frame, each tracked face's ``FaceEvent``. Stateful per video (frames in order)."""
 
     def __init__(self) -> None:
-        self._last: dict[int, tuple[int, NDArray[np.float32], bool]] = {}
+        self._last: dict[int, _Seen] = {}
         self._calls = 0
 
     def __call__(self, image: Image, faces: Sequence[Face]) -> list[FaceEvent]:
-        self._calls += 1
+        now = self._calls = self._calls + 1
         events = []
         for face, touching in zip(faces, in_contact(faces), strict=True):
             if face.track_id is None:
                 events.append(FaceEvent(touching, cut=False, parted=False))
                 continue
             signature = _signature(image, face)
-            previous = self._last.get(face.track_id)
-            cut = previous is not None and not touching and not previous[2] and \
-                float(np.abs(signature - previous[1]).mean()) > APPEARANCE_JUMP
-            parted = previous is not None and previous[2] and not touching
-            self._last[face.track_id] = (self._calls, signature, touching)
-            events.append(FaceEvent(touching, cut, parted))
-        for tid in [t for t, (seen, _, _) in self._last.items() if self._calls - seen > FORGET_AFTER]:
+            before = self._last.get(face.track_id)
+            if before is None:
+                self._last[face.track_id] = _Seen(now, signature, touching, None)
+                events.append(FaceEvent(touching, cut=False, parted=False))
+                continue
+            jump = not touching and not before.touching and \
+                float(np.abs(signature - before.signature).mean()) > APPEARANCE_JUMP
+            settled = before.last_jump is None or now - before.last_jump > SETTLE_FRAMES
+            last_jump = now if jump else before.last_jump
+            self._last[face.track_id] = _Seen(now, signature, touching, last_jump)
+            events.append(FaceEvent(touching, cut=jump and settled, parted=before.touching and not touching,
+                                    settling=last_jump is not None and now - last_jump <= SETTLE_FRAMES))
+        for tid in [t for t, seen in self._last.items() if now - seen.call > FORGET_AFTER]:
             del self._last[tid]
         return events
 
@@ -183,7 +204,7 @@ class IdentityMapper:
                 # A new face (or the track went on across a cut): its first look decides for now.
                 track = _TrackVotes(None, FIRST_CHECKS, now, now, now)
                 self._tracks[face.track_id] = track
-                self._add_vote(track, image, face)
+                self._add_vote(track, image, face, event.settling)
                 track.person = track.votes[0][0]
             else:
                 track.last_seen = now
@@ -193,7 +214,7 @@ class IdentityMapper:
                     track.schedule, track.start = CHECKS_AFTER_CONTACT, now
                     track.votes.clear()
                 if not event.touching and self._due(track, now):
-                    self._add_vote(track, image, face)
+                    self._add_vote(track, image, face, event.settling)
             out.append(face.with_(person=track.person))
         self._forget_old_tracks(now)
         return out
@@ -215,9 +236,10 @@ class IdentityMapper:
         person = best if distances[best] <= self.threshold else None
         return person, max(face_quality(face, image.shape), 0.05)
 
-    def _add_vote(self, track: _TrackVotes, image: Image, face: Face) -> None:
+    def _add_vote(self, track: _TrackVotes, image: Image, face: Face, settling: bool) -> None:
         track.last_check = self._calls
-        track.votes.append(self._vote(image, face))
+        person, weight = self._vote(image, face)
+        track.votes.append((person, weight * SETTLING_WEIGHT if settling else weight))
         weights: dict[int | None, float] = {}
         for person, weight in track.votes:
             weights[person] = weights.get(person, 0.0) + weight

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from masquerade._stages.cluster import agglomerate
-from masquerade._stages.identity import TrackEvents, face_quality, square_crop
+from masquerade._stages.identity import SETTLING_WEIGHT, TrackEvents, face_quality, square_crop
 from masquerade._stages.protocols import Recognizer
 from masquerade.people import Appearance, People, Person
 from masquerade.types import Face, Image
@@ -31,6 +31,8 @@ SAMPLES_PER_SECOND = 5.0
 """How often a tracklet's face is considered for an embedding."""
 BEST_SAMPLES = 6
 """Embeddings kept (the best-quality ones) and averaged per tracklet."""
+MIN_TRACKLET_S = 0.2
+"""A video tracklet shorter than this joins a person but founds none (``group_people``)."""
 CROP_SIDE = 384
 """Longest side of a person's reference crop (pixels)."""
 CROP_SCALE = 2.2
@@ -70,8 +72,9 @@ class Tracklet:
 
     @property
     def embedding(self) -> NDArray[np.float32]:
-        """Mean of the best frames' embeddings, normalised."""
-        mean = np.mean([e for _, _, e in self.samples], axis=0)
+        """Mean of the best frames' embeddings weighted by their quality, normalised."""
+        weights = np.array([max(q, 1e-3) for q, _, _ in self.samples])
+        mean = np.average([e for _, _, e in self.samples], axis=0, weights=weights)
         return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
     def overlaps(self, other: Tracklet) -> bool:
@@ -106,19 +109,21 @@ class TrackletCollector:
                 tracklet.spans.append([index, index])
             tracklet.frames += 1
             tracklet.last_time = time
-            # Hidden or hiding faces say little about who they are; a tracklet with no sample yet
-            # takes one anyway, so every tracklet has an embedding.
+            # Hidden or hiding faces, and faces the tracker is still catching up with after a cut, say
+            # little about who they are; a tracklet with no sample yet takes one anyway (at a low
+            # weight), so every tracklet has an embedding.
             due = index - tracklet.last_sample >= self.sample_interval
-            if (due and not event.touching) or not tracklet.samples:
+            if (due and not event.touching and not event.settling) or not tracklet.samples:
                 tracklet.last_sample = index
-                self._sample(tracklet, image, index, time, face, near)
+                doubtful = event.touching or event.settling
+                self._sample(tracklet, image, index, time, face, near, SETTLING_WEIGHT if doubtful else 1.0)
 
     def tracklets(self) -> list[Tracklet]:
         return list(self._all)
 
     def _sample(self, tracklet: Tracklet, image: Image, index: int, time: float, face: Face,
-                crowded: bool) -> None:
-        quality = face_quality(face, image.shape)
+                crowded: bool, weight: float) -> None:
+        quality = face_quality(face, image.shape) * weight
         if len(tracklet.samples) >= BEST_SAMPLES and quality <= tracklet.samples[-1][0]:
             self._add_thumb(tracklet, image, index, time, face)
             return
@@ -170,21 +175,36 @@ def _unjpeg(data: bytes) -> Image:
 
 
 def group_people(tracklets: Sequence[Tracklet], recognizer: Recognizer, threshold: float,
-                 ) -> list[list[Tracklet]]:
+                 min_frames: int = 1) -> list[list[Tracklet]]:
     """Tracklets clustered into people (average linkage at ``threshold``; tracklets seen in the same
-    frame are never one person), each group in order of appearance."""
-    embeddings = [t.embedding for t in tracklets]
-    n = len(tracklets)
+    frame are never one person), each group in order of appearance.
+
+    Tracklets shorter than ``min_frames`` (a face glimpsed for an instant, or a tracker catching up
+    after a cut) are too unsure to found a person: each joins the nearest person within the
+    threshold, or is left out."""
+    strong = [t for t in tracklets if t.frames >= min_frames] or list(tracklets)
+    weak = [t for t in tracklets if t not in strong]
+    embeddings = [t.embedding for t in strong]
+    n = len(strong)
     distances = np.zeros((n, n))
     blocked = np.zeros((n, n), bool)
     for i in range(n):
         for j in range(i + 1, n):
             distances[i, j] = distances[j, i] = recognizer.distance(embeddings[i], embeddings[j])
-            blocked[i, j] = blocked[j, i] = tracklets[i].overlaps(tracklets[j])
+            blocked[i, j] = blocked[j, i] = strong[i].overlaps(strong[j])
     labels = agglomerate(distances, threshold, blocked)
     groups: list[list[Tracklet]] = [[] for _ in range(max(labels, default=-1) + 1)]
-    for tracklet, label in zip(tracklets, labels, strict=True):
+    for tracklet, label in zip(strong, labels, strict=True):
         groups[label].append(tracklet)
+    for tracklet in weak:
+        options = [(float(np.mean([recognizer.distance(tracklet.embedding, e) for e in
+                                   (m.embedding for m in group)])), k)
+                   for k, group in enumerate(groups) if not any(tracklet.overlaps(m) for m in group)]
+        distance, k = min(options, default=(np.inf, -1))
+        if distance <= threshold:
+            groups[k].append(tracklet)
+    for group in groups:
+        group.sort(key=lambda t: t.key)
     return groups
 
 
