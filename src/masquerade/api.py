@@ -6,16 +6,17 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from masquerade._version import __version__
-from masquerade.config import NO_SWAP, MapEntry, RunConfig, SelectOptions, check_selection
+from masquerade.config import NO_SWAP, LimitOptions, MapEntry, RunConfig, SelectOptions, validate
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.media.options import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from masquerade.people import People
-from masquerade.pipeline import Pipeline, SourceMap
+from masquerade.pipeline import Pipeline, PreparedSource, SourceMap
 from masquerade.types import FrameContext, Image
 
 PathLike = Path | str
@@ -57,7 +58,8 @@ class RunHooks:
         """Called when the output is in place."""
 
 
-def check_request(sources: Sequence[Path], target: Path, output: Path, *, need_source: bool = True) -> str:
+def check_request(sources: Sequence[Path], target: Path, output: Path,
+                  limits: LimitOptions | None = None, *, need_source: bool = True) -> str:
     """Validate paths before any work; return the target kind ("image" or "video")."""
     from masquerade.media.probe import probe_kind
 
@@ -68,12 +70,12 @@ def check_request(sources: Sequence[Path], target: Path, output: Path, *, need_s
     for source in sources:
         if output.resolve() == source.resolve():
             raise UsageError(f"the output must not overwrite a source ({source})")
-    kind = probe_kind(target)
+    kind = probe_kind(target, (limits or LimitOptions()).max_video_pixels)
     allowed = IMAGE_EXTENSIONS if kind == "image" else VIDEO_EXTENSIONS
     if output.suffix.lower() not in allowed:
         raise UsageError(
-            f"cannot write a {kind} as {output.suffix or 'a file without extension'}; "
-            f"use one of {', '.join(allowed)}"
+            f"cannot write {'an image' if kind == 'image' else 'a video'} as "
+            f"{output.suffix or 'a file without extension'}; use one of {', '.join(allowed)}"
         )
     if not output.parent.exists():
         raise UsageError(f"the output folder {output.parent} does not exist")
@@ -105,16 +107,22 @@ def swap(
     ``mapping`` gives people their own sources: ``{reference image: [source photos]}`` swaps the faces
     of each reference's person with that person's sources (the references may be crops written by
     ``find_people``). ``sources`` may then be empty; if given, they go on the faces ``--faces``
-    selects among those no reference claims. The output is watermarked and carries a provenance label.
-    It is written to a temporary file beside ``output`` and renamed only when complete.
+    selects among those no reference claims.
+
+    The output is watermarked and carries a provenance label. It is written to a temporary file
+    beside ``output`` and renamed only when complete. Everything that can be checked before the work
+    is checked first: the options (:func:`masquerade.config.validate`), the execution provider, the
+    files' sizes against ``config.limits`` and the signing key.
     """
     config = with_mapping(config or RunConfig(), mapping)
     if config.swap.swapper == NO_SWAP:
         raise UsageError("swap needs a swapper; to only enhance faces, use enhance()")
     source_paths = [Path(s) for s in sources]
-    check_request(source_paths, Path(target), Path(output), need_source=False)  # before loading models
+    target_path, output_path = Path(target), Path(output)
+    # The target, the output and the options before any model loads.
+    validate(config, check_request(source_paths, target_path, output_path, config.limits, need_source=False))
     job = Job.prepare(config, source_paths, hooks, pipeline)
-    return job.run(Path(target), Path(output))
+    return job.run(target_path, output_path)
 
 
 def enhance(
@@ -129,9 +137,11 @@ def enhance(
     The result is still machine-altered: it is checked by the content guard, watermarked and labelled
     (the label says the faces were enhanced, not swapped). ``--faces`` defaults to every face here.
     """
-    check_request([], Path(target), Path(output), need_source=False)  # before loading models
-    job = Job.prepare(enhance_config(config), [], hooks, pipeline)
-    return job.run(Path(target), Path(output))
+    config = enhance_config(config)
+    target_path, output_path = Path(target), Path(output)
+    validate(config, check_request([], target_path, output_path, config.limits, need_source=False))
+    job = Job.prepare(config, [], hooks, pipeline)
+    return job.run(target_path, output_path)
 
 
 def enhance_config(config: RunConfig | None) -> RunConfig:
@@ -145,36 +155,48 @@ def enhance_config(config: RunConfig | None) -> RunConfig:
 
 @dataclass
 class Job:
-    """Sources prepared once (models loaded, photos checked) for one or many targets."""
+    """Sources prepared once (options checked, photos read and checked, models loaded) for one target
+    or many."""
 
     pipeline: Pipeline
     sources: SourceMap
     source_paths: tuple[Path, ...]
     hooks: RunHooks
+    warnings: tuple[str, ...] = ()
+    """About the sources, repeated in each target's summary."""
+    reference_image: tuple[str, Image] | None = None
 
     @classmethod
     def prepare(cls, config: RunConfig, sources: Sequence[Path], hooks: RunHooks | None = None,
                 pipeline: Pipeline | None = None) -> Job:
+        from masquerade._stages.build import check_provider_installed
         from masquerade.media.image import read_image
 
-        check_selection(config)
+        validate(config)
         hooks = hooks or RunHooks()
         mapping = config.select.mapping
         enhance_only = config.swap.swapper == NO_SWAP
         if enhance_only and sources:
-            raise UsageError("an enhance-only run takes no source photo")
+            raise UsageError("enhancing only takes no source photo")
         if not enhance_only and not sources and not mapping:
-            raise UsageError("give at least one source image (-s) or --map REFERENCE=SOURCE")
-        # Read every photo before loading any model, so an unreadable one fails fast.
-        source_images = [(str(p), read_image(p).image) for p in sources]
-        mapped = [((str(e.reference), read_image(e.reference).image),
-                   [(str(p), read_image(p).image) for p in e.sources]) for e in mapping]
+            raise UsageError("give a source image (-s) or --map REFERENCE=SOURCE")
+        check_provider_installed(config.runtime.execution_provider)
+        # Read every photo before loading any model, so a bad file fails fast.
+        max_pixels = config.limits.max_image_pixels
+        source_images = [(str(p), read_image(p, max_pixels).image) for p in sources]
+        mapped = [((str(e.reference), read_image(e.reference, max_pixels).image),
+                   [(str(p), read_image(p, max_pixels).image) for p in e.sources]) for e in mapping]
+        reference_image = _reference_image(config)
         pipeline = pipeline or Pipeline(config, on_notice=hooks.on_notice)
         for notice in pipeline.stages.notices:
             hooks.on_notice(notice)
         prepared = SourceMap() if enhance_only else pipeline.prepare_map(source_images, mapped)
+        warnings = different_people(pipeline, source_images, prepared.default) if prepared.default else []
+        for person in prepared.people:
+            photos = [pair for (label, _), pairs in mapped if label == person.label for pair in pairs]
+            warnings += different_people(pipeline, photos, person.source)
         paths = (*sources, *(e.reference for e in mapping), *(p for e in mapping for p in e.sources))
-        return cls(pipeline, prepared, tuple(paths), hooks)
+        return cls(pipeline, prepared, tuple(paths), hooks, tuple(warnings), reference_image)
 
     @property
     def action(self) -> str:
@@ -182,14 +204,27 @@ class Job:
 
     def run(self, target: Path, output: Path) -> RunSummary:
         """Process one target into ``output``."""
-        kind = check_request(list(self.source_paths), target, output, need_source=False)
+        from masquerade.media.image import read_image
+        from masquerade.provenance.c2pa_label import label_identity
+
+        config = self.pipeline.config
+        kind = check_request(list(self.source_paths), target, output, config.limits, need_source=False)
+        validate(config, kind)
+        identity = label_identity(output)  # a damaged key is found now, not after the work
+        still = read_image(target, config.limits.max_image_pixels) if kind == "image" else None
+        if still is not None and still.frames > 1:
+            raise UsageError(
+                f"{target} is an animated {still.format.upper()} ({still.frames} frames); masquerade writes "
+                "still images and would keep only the first frame: convert it to a video (e.g. .mp4) and "
+                "swap that"
+            )
         started = time.perf_counter()
-        reference = _reference(self.pipeline, target, kind)
-        summary = RunSummary(output=output, kind=kind, action=self.action)
-        if kind == "image":
-            self._image(reference, target, output, summary)
+        reference = self._reference(target, kind, still.image if still is not None else None)
+        summary = RunSummary(output=output, kind=kind, action=self.action, warnings=list(self.warnings))
+        if still is not None:
+            self._image(reference, still, output, summary, identity)
         else:
-            self._video(reference, target, output, summary)
+            self._video(reference, target, output, summary, identity)
         summary.seconds = time.perf_counter() - started
         if summary.faces_swapped == 0:
             summary.warnings.append(
@@ -198,33 +233,55 @@ class Job:
         self.hooks.on_end(summary)
         return summary
 
-    def _image(self, reference, target: Path, output: Path, summary: RunSummary) -> None:
+    def _reference(self, target: Path, kind: str, still: Image | None) -> np.ndarray | None:
+        """The embedding ``--faces reference`` matches: ``--reference``'s, or face ``--face-index`` of
+        frame ``--reference-frame`` of this target; None: the first largest face."""
+        pipeline, select = self.pipeline, self.pipeline.config.select
+        if select.reference_frame is None:
+            return _reference(pipeline, self.reference_image)
+        if kind == "image" and select.reference_frame != 0:
+            raise UsageError(f"{target} is an image: its only frame is 0, not {select.reference_frame} "
+                             "(--reference-frame)")
+        image = still if still is not None else target_frame(target, select.reference_frame, pipeline.config)
+        faces = pipeline.detect_faces(image)
+        where = f"frame {select.reference_frame} of {target}"
+        if not faces:
+            raise NoSourceFaceError(f"no face found in {where} (--reference-frame)")
+        if select.face_index >= len(faces):
+            raise UsageError(f"{where} has {len(faces)} face(s); --face-index {select.face_index} is past "
+                             "the last (faces count from the left, from 0)")
+        return pipeline.face_embedding(image, faces[select.face_index])
+
+    def _image(self, reference, loaded, output: Path, summary: RunSummary, identity) -> None:
         from masquerade.media.atomic import atomic_output
-        from masquerade.media.image import read_image, write_image
+        from masquerade.media.image import encode_image, write_bytes
         from masquerade.provenance.c2pa_label import label_file
 
         self.hooks.on_start("image", 1)
-        loaded = read_image(target)
         selector = self.pipeline.new_selector(reference)
         image, swapped = self.pipeline.swap_image(loaded.image, self.sources, selector)
         if loaded.grey:  # a colour source face must not tint a black-and-white picture
             image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+        quality = self.pipeline.config.encode.image_quality
+        data = encode_image(output.suffix.lower(), image, loaded.alpha, quality=quality)
         with atomic_output(output) as temp:
-            write_image(temp, image, loaded.alpha, quality=self.pipeline.config.encode.image_quality)
-            label_file(temp, version=__version__, kind="image", action=self.action)  # type: ignore[arg-type]
+            write_bytes(temp, data, output)
+            label_file(temp, version=__version__, kind="image", identity=identity,
+                       action=self.action)  # type: ignore[arg-type]
         summary.frames, summary.faces_swapped = 1, swapped
 
-    def _video(self, reference, target: Path, output: Path, summary: RunSummary) -> None:
+    def _video(self, reference, target: Path, output: Path, summary: RunSummary, identity) -> None:
         from masquerade.engine import StreamEngine
         from masquerade.media.reader import VideoReader
         from masquerade.media.writer import VideoWriter
 
-        pipeline, encode = self.pipeline, self.pipeline.config.encode
-        with VideoReader(target, encode.trim_start, encode.trim_end) as reader:
+        pipeline = self.pipeline
+        encode, limits = pipeline.config.encode, pipeline.config.limits
+        with VideoReader(target, encode.trim_start, encode.trim_end, limits.max_video_pixels) as reader:
             self.hooks.on_start("video", reader.info.frame_count)
             fps = float(reader.info.fps) if reader.info.fps else 25.0
             analyse, render = pipeline.video_stages(self.sources, fps, reference)
-            with VideoWriter(output, reader, encode, action=self.action) as writer:  # type: ignore[arg-type]
+            with VideoWriter(output, reader, encode, identity, self.action) as writer:  # type: ignore[arg-type]
 
                 def consume(ctx: FrameContext) -> None:
                     writer.write(ctx)
@@ -236,6 +293,41 @@ class Job:
 
                 StreamEngine(depth=4).run_batches(reader.frames(), analyse, consume, pipeline.frame_batch(),
                                                   finish=render, workers=pipeline.frame_workers())
+            if reader.retimed_frames:
+                summary.warnings.append(
+                    f"{reader.retimed_frames} frame(s) of {target} repeat or go back in time; they were "
+                    "moved "
+                    "to play in order (by one clock tick for a repeat)")
+
+
+DIFFERENT_PEOPLE_MARGIN = 1.2
+"""Source photos whose faces are further apart than this times the recognizer's match threshold are
+"clearly" different people (dlib: above 0.50; the same person measures 0.23-0.30 on the bundled photos,
+different people 0.57-0.62)."""
+
+
+def different_people(pipeline: Pipeline, sources: Sequence[tuple[str, Image]], prepared: Any) -> list[str]:
+    """A warning naming the source photos whose face is clearly another person's than the first one's
+    (several photos are taken as one person: different people would be blended or one picked)."""
+    if len(sources) < 2:
+        return []
+    recognizer = pipeline.stages.recognizer
+    if recognizer is None:
+        from masquerade._stages.recognize import DlibRecognizer
+
+        recognizer = DlibRecognizer()
+    pairs = zip(sources, prepared.faces, strict=True)
+    embeddings = [recognizer.embed(image, face) for (_, image), face in pairs]
+    limit = recognizer.default_threshold * DIFFERENT_PEOPLE_MARGIN
+    first = sources[0][0]
+    distances = [recognizer.distance(embeddings[0], e) for e in embeddings[1:]]
+    odd = [f"{label} (distance {d:.2f})" for (label, _), d in zip(sources[1:], distances, strict=True)
+           if d > limit]
+    if not odd:
+        return []
+    return [f"the source photos do not all show the same person: {', '.join(odd)} differ from {first} (the "
+            f"same person measures below {recognizer.default_threshold:.2f}); several photos are used as one "
+            "person, so the swapped face will not look like either"]
 
 
 def swap_image(
@@ -247,8 +339,9 @@ def swap_image(
     ``Pipeline`` and call ``prepare_source`` once and ``swap_image`` per image instead.
     """
     pipeline = Pipeline(config or RunConfig())
-    prepared = pipeline.prepare_source([(f"source {i + 1}", image) for i, image in enumerate(sources)])
-    return pipeline.swap_image(target, prepared, pipeline.new_selector(_reference(pipeline, None, "image")))
+    prepared: PreparedSource = pipeline.prepare_source(
+        [(f"source {i + 1}", image) for i, image in enumerate(sources)])
+    return pipeline.swap_image(target, prepared, pipeline.new_selector(_reference(pipeline)))
 
 
 def find_people(target: PathLike, config: RunConfig | None = None, hooks: RunHooks | None = None) -> People:
@@ -268,58 +361,51 @@ def find_people(target: PathLike, config: RunConfig | None = None, hooks: RunHoo
                      swap=replace(config.swap, swapper=NO_SWAP))
     hooks = hooks or RunHooks()
     path = Path(target)
-    kind = probe_kind(path)
+    kind = probe_kind(path, config.limits.max_video_pixels)
+    validate(config, kind)
+    if kind == "image":
+        image = read_image(path, config.limits.max_image_pixels).image
     pipeline = Pipeline(config, on_notice=hooks.on_notice)
     for notice in pipeline.stages.notices:
         hooks.on_notice(notice)
     if kind == "image":
         hooks.on_start("image", 1)
-        return pipeline.find_people_in_image(read_image(path).image, path)
+        return pipeline.find_people_in_image(image, path)
     from masquerade.media.reader import VideoReader
 
-    with VideoReader(path, config.encode.trim_start, config.encode.trim_end) as reader:
+    encode = config.encode
+    with VideoReader(path, encode.trim_start, encode.trim_end, config.limits.max_video_pixels) as reader:
         hooks.on_start("video", reader.info.frame_count)
         fps = float(reader.info.fps) if reader.info.fps else 25.0
         return pipeline.find_people(reader.frames(), fps, path, on_frame=hooks.on_frame)
 
 
-def _reference(pipeline: Pipeline, target: Path | None, kind: str) -> np.ndarray | None:
-    """Embedding of the person ``--faces reference`` matches: from ``--reference IMAGE``, from face
-    ``--face-index`` of frame ``--reference-frame`` of the target, else None (the first largest face)."""
+def _reference_image(config: RunConfig) -> tuple[str, Image] | None:
+    """``--reference``, read (within the image limit), when the run matches faces against one."""
     from masquerade.media.image import read_image
 
-    select = pipeline.config.select
-    if select.reference_frame is not None:
-        if target is None:
-            raise UsageError("--reference-frame needs a target file")
-        image = target_frame(target, kind, select.reference_frame)
-        faces = pipeline.detect_faces(image)
-        where = f"frame {select.reference_frame} of {target}"
-        if not faces:
-            raise NoSourceFaceError(f"no face found in {where} (--reference-frame)")
-        if select.face_index >= len(faces):
-            raise UsageError(f"{where} has {len(faces)} face(s); --face-index {select.face_index} is past "
-                             "the last (faces count from the left, from 0)")
-        return pipeline.face_embedding(image, faces[select.face_index])
+    select = config.select
     if select.mode != "reference" or select.reference is None:
         return None
     path = Path(select.reference)
-    return pipeline.reference_embedding(str(path), read_image(path).image)
+    return str(path), read_image(path, config.limits.max_image_pixels).image
 
 
-def target_frame(target: Path, kind: str, index: int) -> Image:
-    """Frame ``index`` (0-based, from the file's first frame, whatever the trim) of an image or video."""
-    from masquerade.media.image import read_image
+def _reference(pipeline: Pipeline, image: tuple[str, Image] | None = None) -> np.ndarray | None:
+    """Embedding of ``--reference`` (``image``: already read) when the run matches against one, else None."""
+    image = image or _reference_image(pipeline.config)
+    return None if image is None else pipeline.reference_embedding(*image)
+
+
+def target_frame(target: Path, index: int, config: RunConfig | None = None) -> Image:
+    """Frame ``index`` (0-based, from the file's first frame, whatever the trim) of a video."""
     from masquerade.media.reader import VideoReader
 
-    if kind == "image":
-        if index != 0:
-            raise UsageError(f"{target} is an image: its only frame is 0, not {index}")
-        return read_image(target).image
-    with VideoReader(target) as reader:
+    limits = (config or RunConfig()).limits
+    with VideoReader(target, max_pixels=limits.max_video_pixels) as reader:
         count = 0
         for ctx in reader.frames():
             if ctx.index == index:
                 return ctx.image
             count += 1
-    raise UsageError(f"{target} has {count} frames; frame {index} is past the end")
+    raise UsageError(f"{target} has {count} frames; frame {index} is past the end (--reference-frame)")

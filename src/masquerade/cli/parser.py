@@ -12,10 +12,19 @@ from typing import Any
 
 from masquerade._version import __version__
 from masquerade.config import (
+    DEFAULT_MAX_IMAGE_MEGAPIXELS,
+    DEFAULT_MAX_VIDEO_MEGAPIXELS,
+    DETECTORS,
+    ENHANCERS,
+    PIXEL_BOOSTS,
     PRECISIONS,
+    PROVIDERS,
+    RECOGNIZERS,
+    SWAPPERS,
     DetectOptions,
     EncodeOptions,
     EnhanceOptions,
+    LimitOptions,
     MapEntry,
     RunConfig,
     RuntimeOptions,
@@ -24,10 +33,16 @@ from masquerade.config import (
 )
 from masquerade.errors import UsageError
 
-PROVIDERS = ("cpu", "cuda", "tensorrt", "coreml", "directml", "rocm", "openvino", "torch-cuda", "torch-cpu")
-SWAPPERS = ("mesh", "inswapper_128", "inswapper_128_fp16", "hyperswap_1a_256", "hyperswap_1b_256",
-            "hyperswap_1c_256")
-ENHANCERS = ("none", "gfpgan_1.4", "codeformer")
+
+class StrictParser(argparse.ArgumentParser):
+    """A (sub)command parser that reports arguments it does not know itself, with its own usage line:
+    argparse would hand them up to the top-level parser, whose usage does not show the command's options."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
 
 def _faces_parser(verb: str = "swap", default: str = "reference") -> argparse.ArgumentParser:
@@ -39,32 +54,35 @@ def _faces_parser(verb: str = "swap", default: str = "reference") -> argparse.Ar
                    help="; ".join(f"{m}: {text}{' (default)' if m == default else ''}"
                                   for m, text in modes.items()))
     g.add_argument("--face-index", type=int, default=0, metavar="N",
-                   help="with --faces index: which face, counted from the left from 0")
+                   help="with --faces index (or --reference-frame): which face, counted from the left from "
+                        "0 (default 0)")
     g.add_argument("--reference", type=Path, metavar="IMAGE",
-                   help="swap faces of the person in IMAGE (default: the largest face in the first "
-                        "target frame that has one)")
+                   help=f"with --faces reference: {verb} faces of the person in IMAGE (default: the largest "
+                        "face in the first target frame that has one)")
     g.add_argument("--reference-frame", type=int, metavar="N",
-                   help="take the reference from frame N of the target (from 0), its --face-index-th face "
-                        "from the left: no separate photo needed")
+                   help="with --faces reference: the person is face --face-index of frame N of the target "
+                        "(from 0), so no separate photo is needed (default: --reference, or the largest "
+                        "face)")
     g.add_argument("--similarity", type=float, metavar="X",
-                   help="maximum identity distance for a reference match (default: the recognizer's "
-                        "measured threshold)")
+                   help="with --faces reference or --map: maximum identity distance for a match, between 0 "
+                        "and 2 (default: 0.42 for dlib, 0.6 for arcface)")
     return p
 
 
 MAP_HELP = """\
---map REFERENCE=SOURCE (repeatable) swaps the faces of the person in REFERENCE (a
-photo, or a crop written by `masquerade faces -o`) with SOURCE's face; SOURCE+SOURCE2 uses several
-photos of that source. Faces that match no reference are left alone, so -s is not needed. With -s as
-well, -s goes on the faces --faces selects among those no reference claims (--faces all: everyone else;
-the default: the person of --reference / --reference-frame, or else the largest other face)."""
+--map REFERENCE=SOURCE (repeatable) swaps the faces of the person in REFERENCE (a photo, or a crop
+written by `masquerade faces -o`) with SOURCE's face; SOURCE+SOURCE2 uses several photos of that
+source. Faces that match no reference are left alone, so -s is not needed. With -s as well, -s goes
+on the faces --faces selects among those no reference claims (--faces all: everyone else; the
+default: the person of --reference / --reference-frame, or else the largest other face)."""
 
 
 def _map_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("per-person sources", MAP_HELP)
-    g.add_argument("--map", action="append", default=[], metavar="REFERENCE=SOURCE[+SOURCE...]",
-                   help="the person in REFERENCE gets SOURCE's face (repeatable)")
+    g.add_argument("--map", action="append", metavar="REFERENCE=SOURCE[+SOURCE...]",
+                   help="the person in REFERENCE gets SOURCE's face (repeatable; default: none, -s goes on "
+                        "the faces --faces selects)")
     return p
 
 
@@ -85,10 +103,11 @@ def parse_map(value: str) -> MapEntry:
 def _analysis_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("face analysis")
-    g.add_argument("--detector", choices=("mesh", "scrfd"), default="mesh",
+    g.add_argument("--detector", choices=DETECTORS, default="mesh",
                    help="face detector: embedded MediaPipe mesh (default) or SCRFD det_10g")
-    g.add_argument("--recognizer", choices=("dlib", "arcface"), default="dlib",
-                   help="recognizer that tells people apart (default: embedded dlib)")
+    g.add_argument("--recognizer", choices=RECOGNIZERS, default="dlib",
+                   help="recognizer that tells people apart, for --faces reference, --map and faces "
+                        "(default: embedded dlib)")
     return p
 
 
@@ -99,19 +118,21 @@ def _models_parser(swap: bool = True) -> argparse.ArgumentParser:
     g = p.add_argument_group("models")
     if swap:
         g.add_argument("--swapper", choices=SWAPPERS, default="mesh",
-                       help="face swapper (default: the embedded classical mesh swapper)")
-        g.add_argument("--enhancer", choices=ENHANCERS, default="none", help="face enhancer")
+                       help="face swapper (default: mesh, the embedded classical swapper)")
+        g.add_argument("--enhancer", choices=ENHANCERS, default="none", help="face enhancer (default: none)")
     else:
         g.add_argument("--enhancer", choices=ENHANCERS[1:], required=True, help="face enhancer")
     g.add_argument("--enhancer-blend", type=float, default=0.8, metavar="F",
-                   help="share of the enhanced face kept, 0..1 (default 0.8)")
+                   help="with --enhancer: share of the enhanced face kept, 0..1 (default 0.8)")
     g.add_argument("--enhancer-fidelity", type=float, default=0.5, metavar="F",
-                   help="codeformer: 0 strongest restoration .. 1 closest to the input (default 0.5)")
+                   help="with --enhancer codeformer: 0 strongest restoration .. 1 closest to the input "
+                        "(default 0.5)")
     if swap:
         g.add_argument("--mask", choices=("box", "mesh"), default="box",
-                       help="paste-back mask of neural swappers (default: feathered box)")
-        g.add_argument("--pixel-boost", type=int, choices=(256, 512), metavar="{256,512}",
-                       help="run a neural swapper at this crop size by pixel-shuffled tiles")
+                       help="paste-back mask of neural swappers (default: box, a feathered box)")
+        g.add_argument("--pixel-boost", type=int, choices=PIXEL_BOOSTS, metavar="{256,512}",
+                       help="neural swappers: run at this crop size by pixel-shuffled tiles (default: the "
+                            "model's own size)")
     _runtime_arguments(g)
     return p
 
@@ -119,39 +140,66 @@ def _models_parser(swap: bool = True) -> argparse.ArgumentParser:
 def _runtime_arguments(g: Any, render: bool = True) -> None:
     """Where the models run; ``render=False`` leaves out what only matters when frames are rendered."""
     g.add_argument("--execution-provider", choices=PROVIDERS, default="cpu",
-                   help="inference backend (never silently replaced by another)")
-    g.add_argument("--execution-threads", type=int, metavar="N", help="inference threads")
+                   help="where neural models run (default: cpu); never silently replaced by another")
+    g.add_argument("--execution-threads", type=int, metavar="N",
+                   help="inference threads, 1 to 256 (default: the runtime's own choice)")
     if render:
         g.add_argument("--torch-compile", action="store_true",
-                       help="torch providers: compile the models (a minute or more of warm-up each; pays off "
-                            "on long videos)")
+                       help="torch providers: compile the models (a minute or more of warm-up each; pays "
+                            "off on long videos)")
         g.add_argument("--frame-workers", type=int, metavar="N",
-                       help="threads that swap, enhance and watermark frames (default: half the cores, "
-                            "1 to 4)")
+                       help="threads that swap, enhance and watermark frames, 1 to 32 (default: half the "
+                            "cores, 1 to 4)")
         g.add_argument("--frame-batch", type=int, metavar="N",
-                       help="video frames per swap batch (default: 8 on torch providers, else 1)")
+                       help="video frames per swap batch, 1 to 256 (default: 8 on torch providers, else 1)")
         g.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="neural model arithmetic: auto (fp16 on torch-cuda, else the file's own), fp32, "
-                            "fp16 or bf16 (torch providers), int8 (cpu: quantised once per model and used "
-                            "only if its faces stay within 30 dB PSNR of fp32)")
+                       help="neural model arithmetic: auto (default: fp16 on torch-cuda, else the file's "
+                            "own), fp32, fp16 or bf16 (torch providers), int8 (cpu: quantised once per "
+                            "model and used only if its faces stay within 30 dB PSNR of fp32)")
     g.add_argument("--models-dir", type=Path, metavar="DIR",
                    help="model cache folder (default: $MASQUERADE_HOME/models or the per-user cache)")
 
 
 def _output_parser() -> argparse.ArgumentParser:
+    # The defaults are written out (media.options holds them; a test keeps the two equal): importing
+    # the media package here would load PyAV and OpenCV for --help.
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("output")
-    g.add_argument("--video-encoder", default="libx264",
+    g.add_argument("--video-encoder", default="libx264", metavar="NAME",
                    help="libx264 (default), libx265, libvpx-vp9, libsvtav1 or a hardware encoder "
                         "that the local FFmpeg has")
     g.add_argument("--video-quality", type=int, metavar="0-51",
-                   help="video quality, 0 best .. 51 worst (CRF-like; default: encoder's default)")
-    g.add_argument("--video-preset", metavar="NAME", help="encoder preset (e.g. veryfast, medium)")
-    g.add_argument("--trim-start", type=float, metavar="SECONDS", help="start of the target video to keep")
-    g.add_argument("--trim-end", type=float, metavar="SECONDS", help="end of the target video to keep")
-    g.add_argument("--skip-audio", action="store_true", help="leave audio out of the output video")
+                   help="video quality, 0 best .. 51 worst, CRF-like (default: CRF 18 for "
+                        "x264/x265, CRF 32 of 63 for VP9, the encoder's own default for others)")
+    g.add_argument("--video-preset", metavar="NAME",
+                   help="encoder speed preset, ultrafast .. veryslow or the encoder's own names "
+                        "(default: veryfast for x264/x265, cpu-used 4 for VP9, the encoder's "
+                        "own default for others)")
+    _trim_arguments(g, "keep")
+    g.add_argument("--skip-audio", action="store_true",
+                   help="leave audio out of the output video (default: audio is copied untouched)")
     g.add_argument("--image-quality", type=int, default=95, metavar="1-100",
-                   help="JPEG/WebP quality of image outputs (default 95)")
+                   help="JPEG/WebP quality of image outputs (default 95; PNG is lossless)")
+    return p
+
+
+def _trim_arguments(g: Any, verb: str) -> None:
+    g.add_argument("--trim-start", type=float, metavar="SECONDS",
+                   help=f"start of the target video to {verb} (default: its start)")
+    g.add_argument("--trim-end", type=float, metavar="SECONDS",
+                   help=f"end of the target video to {verb} (default: its end)")
+
+
+def limits_parser() -> argparse.ArgumentParser:
+    """``--max-image-megapixels`` and ``--max-video-megapixels`` (swap and verify take both)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-image-megapixels", type=float, default=DEFAULT_MAX_IMAGE_MEGAPIXELS, metavar="MP",
+                   help="refuse images larger than this, from their header, before decoding (default "
+                        f"{DEFAULT_MAX_IMAGE_MEGAPIXELS:g}: about 1.2 GB of memory at the limit)")
+    g.add_argument("--max-video-megapixels", type=float, default=DEFAULT_MAX_VIDEO_MEGAPIXELS, metavar="MP",
+                   help="refuse videos whose frames are larger than this (default "
+                        f"{DEFAULT_MAX_VIDEO_MEGAPIXELS:g}: 8K UHD, 7680x4320)")
     return p
 
 
@@ -160,7 +208,7 @@ TARGETS_HELP = ("image, video or folder of them; repeat -t for several. With sev
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = StrictParser(
         prog="masquerade",
         description="Swap faces in images and videos. Every output is watermarked and labelled as "
                     "synthetic. Only swap a real person's face with that person's consent.",
@@ -169,11 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     swap = sub.add_parser(
         "swap", help="put the source face onto faces in a target image or video",
-        parents=[_faces_parser(), _map_parser(), _analysis_parser(), _models_parser(), _output_parser()],
+        description="Put the face of the source photo(s) onto faces of a target image or video (or give "
+                    "people their own sources with --map). The output is watermarked and carries a C2PA "
+                    "label; it is written under a temporary name and renamed when complete.",
+        parents=[_faces_parser(), _map_parser(), _analysis_parser(), _models_parser(), _output_parser(),
+                 limits_parser()],
     )
-    swap.add_argument("-s", "--source", nargs="+", type=Path, default=[], metavar="SOURCE",
-                      help="photo(s) of the face to put in; with several, the best one is used (not needed "
-                           "when every source comes from --map)")
+    swap.add_argument("-s", "--source", nargs="+", type=Path, metavar="SOURCE",
+                      help="photo(s) of the face to put in; with several, the best one is used (default: "
+                           "none, when every source comes from --map)")
     swap.add_argument("-t", "--target", type=Path, action="append", required=True,
                       help=TARGETS_HELP.format("swapped"))
     swap.add_argument("-o", "--output", type=Path, required=True,
@@ -185,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs only the face enhancer. The output is still machine-altered: the content guard "
                     "checks it, and it is watermarked and labelled (as enhanced, not face-swapped).",
         parents=[_faces_parser("enhance", "all"), _analysis_parser(), _models_parser(swap=False),
-                 _output_parser()],
+                 _output_parser(), limits_parser()],
     )
     enhance.add_argument("-t", "--target", type=Path, action="append", required=True,
                          help=TARGETS_HELP.format("enhanced"))
@@ -206,7 +258,8 @@ def _run_swap(args: argparse.Namespace) -> int:
 def _register_optional(sub: argparse._SubParsersAction) -> None:
     from masquerade.cli import bench_cmd, faces_cmd, models_cmd, verify_cmd
 
-    faces_cmd.register(sub, [_analysis_parser(), _similarity_parser(), _runtime_parser(), _trim_parser()])
+    faces_cmd.register(sub, [_analysis_parser(), _similarity_parser(), _runtime_parser(), _trim_parser(),
+                             limits_parser()])
     models_cmd.register(sub)
     verify_cmd.register(sub)
     bench_cmd.register(sub)
@@ -215,8 +268,8 @@ def _register_optional(sub: argparse._SubParsersAction) -> None:
 def _similarity_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--similarity", type=float, metavar="X",
-                   help="maximum identity distance between two faces of one person (default: the "
-                        "recognizer's measured threshold)")
+                   help="maximum identity distance between two faces of one person, between 0 and 2 "
+                        "(default: 0.42 for dlib, 0.6 for arcface)")
     return p
 
 
@@ -228,8 +281,7 @@ def _runtime_parser() -> argparse.ArgumentParser:
 
 def _trim_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--trim-start", type=float, metavar="SECONDS", help="start of the target video to read")
-    p.add_argument("--trim-end", type=float, metavar="SECONDS", help="end of the target video to read")
+    _trim_arguments(p, "read")
     return p
 
 
@@ -243,7 +295,7 @@ def _options(cls: type, args: argparse.Namespace, **names: str) -> Any:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The one place where command-line arguments become options."""
-    maps = tuple(parse_map(value) for value in getattr(args, "map", []))
+    maps = tuple(parse_map(value) for value in getattr(args, "map", None) or ())
     return RunConfig(
         detect=_options(DetectOptions, args, detector="detector"),
         select=replace(_options(SelectOptions, args, mode="faces", face_index="face_index",
@@ -260,4 +312,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                          precision="precision", frame_batch="frame_batch", torch_compile="torch_compile",
                          frame_workers="frame_workers"),
         recognizer=getattr(args, "recognizer", RunConfig().recognizer),
+        limits=limits_from_args(args),
     )
+
+
+def limits_from_args(args: argparse.Namespace) -> LimitOptions:
+    return _options(LimitOptions, args, max_image_megapixels="max_image_megapixels",
+                    max_video_megapixels="max_video_megapixels")

@@ -14,7 +14,9 @@ from pathlib import Path
 from masquerade.api import RunHooks, RunSummary, enhance, swap
 from masquerade.batch import BatchHooks, FileResult, enhance_many, swap_many
 from masquerade.cli.parser import config_from_args
+from masquerade.cli.signals import interrupted_text, signal_of
 from masquerade.config import RunConfig
+from masquerade.errors import Cancelled
 from masquerade.types import FrameContext
 
 VERBS = {"swap": ("swapping", "swapped"), "enhance": ("enhancing", "enhanced")}
@@ -98,11 +100,20 @@ def run(args: argparse.Namespace) -> int:
     if len(targets) > 1 or targets[0].is_dir() or _is_folder(args.output):
         return _run_batch(args, config, action)
     hooks = ProgressHooks(args.quiet, VERBS[action][0])
+    before = _file_identity(args.output)
     try:
         if action == "enhance":
             summary = enhance(targets[0], args.output, config, hooks)
         else:
-            summary = swap(args.source, targets[0], args.output, config, hooks)
+            summary = swap(args.source or [], targets[0], args.output, config, hooks)
+    except KeyboardInterrupt as interrupt:
+        # Say what became of the output: an interrupt can land after the final rename.
+        signum = signal_of(interrupt)
+        if _file_identity(args.output) not in (None, before):
+            raise Cancelled(f"{interrupted_text(signum)} after {args.output} was written: it is complete, "
+                            "watermarked and labelled", signum) from None
+        kept = f" ({args.output} is as it was)" if before is not None else ""
+        raise Cancelled(f"{interrupted_text(signum)}; no output was written{kept}", signum) from None
     finally:
         hooks.close()
     for warning in summary.warnings:
@@ -123,12 +134,11 @@ def _run_batch(args: argparse.Namespace, config: RunConfig, action: str) -> int:
         if action == "enhance":
             result = enhance_many(args.target, args.output, config, hooks)
         else:
-            result = swap_many(args.source, args.target, args.output, config, hooks)
-    except KeyboardInterrupt:
+            result = swap_many(args.source or [], args.target, args.output, config, hooks)
+    except KeyboardInterrupt as interrupt:
         hooks.close()
-        print(f"masquerade: cancelled after {hooks.written} finished file(s); the file in progress was not "
-              "written", file=sys.stderr)
-        return 130
+        raise Cancelled(f"{interrupted_text(signal_of(interrupt))} after {hooks.written} finished file(s); "
+                        "the file in progress was not written", signal_of(interrupt)) from None
     finally:
         hooks.close()
     failed, total = len(result.failed), len(result.results)
@@ -149,3 +159,13 @@ def summary_line(summary: RunSummary) -> str:
         return f"{summary.output}: {faces} in {summary.seconds:.1f} s"
     return (f"{summary.output}: {summary.frames} frames, {faces}, {summary.seconds:.1f} s, "
             f"{summary.fps:.1f} fps")
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """(device, inode, modification time) of ``path``, None when there is no file: a completed run
+    replaces the file, so the identity changes."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_mtime_ns

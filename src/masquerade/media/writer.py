@@ -16,13 +16,14 @@ import av
 from masquerade.config import EncodeOptions
 from masquerade.errors import OutputError, UsageError
 from masquerade.media import orientation
-from masquerade.media.atomic import atomic_output
+from masquerade.media.atomic import atomic_output, write_error
 from masquerade.media.colour import FrameConverter
 from masquerade.media.encoders import check_encoder, pixel_format
 from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options
 from masquerade.media.probe import open_input
 from masquerade.media.reader import VideoReader
 from masquerade.provenance.c2pa_label import labelling
+from masquerade.provenance.keys import SigningIdentity
 from masquerade.provenance.plain_tags import LabelAction, plain_metadata_tags
 from masquerade.types import FrameContext
 
@@ -49,8 +50,10 @@ class VideoWriter:
     """
 
     def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions,
-                 action: LabelAction = "swap") -> None:
-        """``action`` is what the label says was done to the faces (swapped, or only enhanced)."""
+                 identity: SigningIdentity | None = None, action: LabelAction = "swap") -> None:
+        """``identity`` signs the C2PA label (default: :func:`label_identity`, resolved here, before the
+        first frame, so a bad key is found before the video is encoded). ``action`` is what the label says
+        was done to the faces (swapped, or only enhanced)."""
         self.path = Path(path)
         ext = check_video_extension(self.path)
         if self.path.resolve() == reader.path.resolve():
@@ -70,7 +73,7 @@ class VideoWriter:
             temp = self._stack.enter_context(atomic_output(self.path))
             # Every video masquerade writes is labelled as synthetic: the label is added after the
             # muxer closes the temp file and before it is renamed into place (skipped on errors).
-            self._stack.enter_context(labelling(temp, kind="video", action=action))
+            self._stack.enter_context(labelling(temp, kind="video", identity=identity, action=action))
             self._out = self._stack.enter_context(_output_container(temp, _MUXER_OPTIONS.get(ext, {})))
             self._out.metadata.update(plain_metadata_tags(action=action))
             self._supported = self._out.supported_codecs
@@ -187,7 +190,7 @@ class VideoWriter:
         try:
             self._out.mux(packets)
         except av.FFmpegError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+            raise _write_failed(self.path, exc) from exc
 
     def write(self, frame: FrameContext) -> None:
         """Encode one frame at its own pts (frames must come in presentation order)."""
@@ -272,7 +275,7 @@ def _output_container(temp: Path, options: dict[str, str]) -> Iterator[av.contai
     try:
         container = av.open(str(temp), mode="w", options=options)
     except av.FFmpegError as exc:
-        raise OutputError(f"cannot create video output {temp.name}: {exc}") from exc
+        raise _write_failed(temp, exc, "create video output") from exc
     try:
         yield container
     except BaseException:
@@ -285,4 +288,11 @@ def _output_container(temp: Path, options: dict[str, str]) -> Iterator[av.contai
     try:
         container.close()
     except av.FFmpegError as exc:
-        raise OutputError(f"cannot finish video output: {exc}") from exc
+        raise _write_failed(temp, exc, "finish video output") from exc
+
+
+def _write_failed(path: Path, exc: av.FFmpegError, what: str = "write") -> OutputError:
+    """One line for an FFmpeg write failure (a full disk says so, without the temporary file's name)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return write_error(path, exc, what)
+    return OutputError(f"cannot {what} {path}: {exc}")
