@@ -213,7 +213,7 @@ def test_reference_frame_picks_the_person_in_a_picture(tmp_path, examples_dir, t
     _only_swapped(two_people, cv2.imread(str(out)), MeshAnalyser().detect(two_people), 1)
     for extra, expect in ((["--reference-frame", "0", "--face-index", "2"], "has 2 face(s)"),
                           (["--reference-frame", "3"], "its only frame is 0"),
-                          (["--reference-frame", "0", "--faces", "all"], "not --faces all")):
+                          (["--reference-frame", "0", "--faces", "all"], "does not go with --faces all")):
         code = main(["swap", "-s", source, "-t", str(two_people_png), "-o", str(tmp_path / "x.png"), *extra])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and expect in err[0], err

@@ -12,7 +12,16 @@ import cv2
 import numpy as np
 
 from masquerade._version import __version__
-from masquerade.config import NO_SWAP, LimitOptions, MapEntry, RunConfig, SelectOptions, validate
+from masquerade.config import (
+    NO_SWAP,
+    EnhanceOptions,
+    LimitOptions,
+    MapEntry,
+    RunConfig,
+    SelectOptions,
+    SwapOptions,
+    validate,
+)
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.media.options import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from masquerade.people import People
@@ -356,9 +365,10 @@ def find_people(target: PathLike, config: RunConfig | None = None, hooks: RunHoo
     from masquerade.media.probe import probe_kind
 
     config = config or RunConfig()
-    # Only the analysis stages matter here: the recognizer is always needed, no swapper is.
+    # Only the analysis stages matter here (the recognizer always runs): swapping and enhancing options
+    # keep their defaults.
     config = replace(config, select=SelectOptions(similarity=config.select.similarity),
-                     swap=replace(config.swap, swapper=NO_SWAP))
+                     swap=SwapOptions(), enhance=EnhanceOptions())
     hooks = hooks or RunHooks()
     path = Path(target)
     kind = probe_kind(path, config.limits.max_video_pixels)
