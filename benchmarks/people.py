@@ -89,7 +89,7 @@ def mapping(pipeline: Pipeline, clip: PeopleClip, references: list[tuple[str, st
     plan = [((path, cv2.imread(path)), [(SOURCES[person], cv2.imread(str(EXAMPLES / SOURCES[person])))])
             for person, path in references]
     sources = pipeline.prepare_map([], plan)
-    source_embeddings = [recognizer.embed(img, max(pipeline.detect_faces(img), key=lambda f: f.size))
+    source_embeddings = [recognizer.embed(img, max(pipeline.faces_from_left(img), key=lambda f: f.size))
                          for (_, [(_, img)]) in plan]
     person_index = {person: k for k, (person, _) in enumerate(references)}
     right = total = moved = checked = 0

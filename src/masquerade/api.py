@@ -252,7 +252,7 @@ class Job:
             raise UsageError(f"{target} is an image: its only frame is 0, not {select.reference_frame} "
                              "(--reference-frame)")
         image = still if still is not None else target_frame(target, select.reference_frame, pipeline.config)
-        faces = pipeline.detect_faces(image)
+        faces = pipeline.faces_from_left(image)
         where = f"frame {select.reference_frame} of {target}"
         if not faces:
             raise NoSourceFaceError(f"no face found in {where} (--reference-frame)")

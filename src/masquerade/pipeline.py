@@ -161,7 +161,7 @@ class Pipeline:
             raise RuntimeError("reference matching needs a recognizer")
         return np.asarray(self.stages.recognizer.embed(image, face), np.float32)
 
-    def detect_faces(self, image: Image) -> list[Face]:
+    def faces_from_left(self, image: Image) -> list[Face]:
         """The faces of ``image``, counted from the left as ``--face-index`` counts them."""
         return sorted(self.stages.analyser.detect(image), key=lambda f: float(f.center[0]))
 

@@ -226,12 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     swap.add_argument("-s", "--source", nargs="+", type=Path, metavar="SOURCE",
                       help="photo(s) of the face to put in; with several, the best one is used (default: "
                            "none, when every source comes from --map)")
-    swap.add_argument("-t", "--target", type=Path, action="append", required=True,
-                      help=TARGETS_HELP.format("swapped"))
-    swap.add_argument("-o", "--output", type=Path, required=True,
-                      help="where to write the result (a folder for several targets)")
-    swap.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    swap.set_defaults(func=_run_swap)
+    _target_arguments(swap, "swapped")
     enhance = sub.add_parser(
         "enhance", help="restore the faces of an image or video with a face enhancer (no swap)",
         description="Runs only the face enhancer. The output is still machine-altered: the content guard "
@@ -239,14 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_faces_parser("enhance", "all"), _analysis_parser(), _models_parser(swap=False),
                  _output_parser(), limits_parser()],
     )
-    enhance.add_argument("-t", "--target", type=Path, action="append", required=True,
-                         help=TARGETS_HELP.format("enhanced"))
-    enhance.add_argument("-o", "--output", type=Path, required=True,
-                         help="where to write the result (a folder for several targets)")
-    enhance.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
-    enhance.set_defaults(func=_run_swap)
+    _target_arguments(enhance, "enhanced")
     _register_optional(sub)
     return parser
+
+
+def _target_arguments(p: argparse.ArgumentParser, done: str) -> None:
+    """-t (repeatable, files or folders), -o and -q of ``swap`` and ``enhance``, which both run here."""
+    p.add_argument("-t", "--target", type=Path, action="append", required=True,
+                   help=TARGETS_HELP.format(done))
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="where to write the result (a folder for several targets)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=_run_swap)
 
 
 def _run_swap(args: argparse.Namespace) -> int:
