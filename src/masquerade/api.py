@@ -128,8 +128,7 @@ def swap(
         raise UsageError("swap needs a swapper; to only enhance faces, use enhance()")
     source_paths = [Path(s) for s in sources]
     target_path, output_path = Path(target), Path(output)
-    # The target, the output and the options before any model loads.
-    validate(config, check_request(source_paths, target_path, output_path, config.limits, need_source=False))
+    check_output(config, source_paths, target_path, output_path)
     job = Job.prepare(config, source_paths, hooks, pipeline)
     return job.run(target_path, output_path)
 
@@ -148,9 +147,18 @@ def enhance(
     """
     config = enhance_config(config)
     target_path, output_path = Path(target), Path(output)
-    validate(config, check_request([], target_path, output_path, config.limits, need_source=False))
+    check_output(config, [], target_path, output_path)
     job = Job.prepare(config, [], hooks, pipeline)
     return job.run(target_path, output_path)
+
+
+def check_output(config: RunConfig, sources: Sequence[Path], target: Path, output: Path) -> None:
+    """What can be checked about one target and its output before any model loads: the paths, the
+    options for this kind of target, and the key that will sign the output."""
+    from masquerade.provenance.c2pa_label import label_identity
+
+    validate(config, check_request(sources, target, output, config.limits, need_source=False))
+    label_identity(output)
 
 
 def enhance_config(config: RunConfig | None) -> RunConfig:

@@ -116,10 +116,13 @@ def enhance_many(targets: Sequence[PathLike], folder: PathLike, config: RunConfi
 def _run_many(action: str, config: RunConfig, sources: list[Path], targets: Sequence[PathLike],
               folder: Path, hooks: BatchHooks) -> BatchSummary:
     from masquerade.api import Job
+    from masquerade.provenance.c2pa_label import label_identity
 
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"the output {folder} is a file; with several targets it must be a folder")
     plan = plan_outputs(expand_targets(targets), folder, action)
+    for _, output in plan:  # a damaged signing key stops the batch before any model loads
+        label_identity(output)
     hooks.on_batch_start(len(plan))
     folder.mkdir(parents=True, exist_ok=True)
     job = Job.prepare(config, sources, hooks, Pipeline(config, on_notice=hooks.on_notice))
