@@ -77,16 +77,8 @@ def test_swapped_video_is_labelled_and_the_face_moved(swapped_clip, examples_dir
     assert d_after < d_before - 0.08
 
 
-def _two_people(obama, biden) -> np.ndarray:
-    height = 600
-    left = cv2.resize(obama, (round(obama.shape[1] * height / obama.shape[0]), height))
-    right = biden[: biden.shape[0] // 3]  # head and shoulders
-    right = cv2.resize(right, (round(right.shape[1] * height / right.shape[0]), height))
-    return np.ascontiguousarray(np.hstack([left, right]))
-
-
-def test_reference_mode_swaps_only_the_matching_person(tmp_path, examples_dir, obama, biden, pipeline):
-    group = _two_people(obama, biden)
+def test_reference_mode_swaps_only_the_matching_person(tmp_path, examples_dir, two_people, pipeline):
+    group = two_people
     target = tmp_path / "two.png"
     cv2.imwrite(str(target), group)
     out = tmp_path / "out.png"

@@ -1,10 +1,10 @@
-"""File-level API: ``swap(sources, target, output, config)``. The CLI is a thin layer over this."""
+"""File-level API: ``swap``, ``enhance`` and ``find_people`` on files. The CLI is a thin layer over this."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,25 @@ import cv2
 import numpy as np
 
 from masquerade._version import __version__
-from masquerade.config import LimitOptions, RunConfig, validate
-from masquerade.errors import UsageError
+from masquerade.config import (
+    NO_SWAP,
+    EnhanceOptions,
+    LimitOptions,
+    MapEntry,
+    RunConfig,
+    SelectOptions,
+    SwapOptions,
+    validate,
+)
+from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.media.options import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from masquerade.pipeline import Pipeline
+from masquerade.people import People
+from masquerade.pipeline import Pipeline, PreparedSource, SourceMap
 from masquerade.types import FrameContext, Image
+
+PathLike = Path | str
+SourceMapping = Mapping[PathLike, PathLike | Sequence[PathLike]]
+"""``{reference image: source photo(s)}``: the faces of each reference's person get that source."""
 
 
 @dataclass
@@ -25,9 +39,12 @@ class RunSummary:
     kind: str
     frames: int = 0
     faces_swapped: int = 0
+    """Faces replaced (in an enhance-only run: faces enhanced)."""
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    action: str = "swap"
+    """``swap``, or ``enhance`` for an enhance-only run."""
 
     @property
     def fps(self) -> float:
@@ -51,11 +68,11 @@ class RunHooks:
 
 
 def check_request(sources: Sequence[Path], target: Path, output: Path,
-                  limits: LimitOptions | None = None) -> str:
+                  limits: LimitOptions | None = None, *, need_source: bool = True) -> str:
     """Validate paths before any work; return the target kind ("image" or "video")."""
     from masquerade.media.probe import probe_kind
 
-    if not sources:
+    if need_source and not sources:
         raise UsageError("give at least one source image")
     if output.resolve() == target.resolve():
         raise UsageError(f"the output must not overwrite the target ({target})")
@@ -74,66 +91,250 @@ def check_request(sources: Sequence[Path], target: Path, output: Path,
     return kind
 
 
+def with_mapping(config: RunConfig, mapping: SourceMapping | None) -> RunConfig:
+    """``config`` with ``mapping`` (``{reference: source or [sources]}``) added to its ``--map`` entries."""
+    if not mapping:
+        return config
+    entries = list(config.select.mapping)
+    for reference, sources in mapping.items():
+        paths = (sources,) if isinstance(sources, str | Path) else tuple(sources)
+        entries.append(MapEntry(Path(reference), tuple(Path(s) for s in paths)))
+    return replace(config, select=replace(config.select, mapping=tuple(entries)))
+
+
 def swap(
-    sources: Sequence[Path | str],
-    target: Path | str,
-    output: Path | str,
+    sources: Sequence[PathLike],
+    target: PathLike,
+    output: PathLike,
     config: RunConfig | None = None,
     hooks: RunHooks | None = None,
     pipeline: Pipeline | None = None,
+    mapping: SourceMapping | None = None,
 ) -> RunSummary:
     """Put the face from ``sources`` onto the selected faces of ``target``; write ``output``.
+
+    ``mapping`` gives people their own sources: ``{reference image: [source photos]}`` swaps the faces
+    of each reference's person with that person's sources (the references may be crops written by
+    ``find_people``). ``sources`` may then be empty; if given, they go on the faces ``--faces``
+    selects among those no reference claims.
 
     The output is watermarked and carries a provenance label. It is written to a temporary file
     beside ``output`` and renamed only when complete. Everything that can be checked before the work
     is checked first: the options (:func:`masquerade.config.validate`), the execution provider, the
     files' sizes against ``config.limits`` and the signing key.
     """
-    from masquerade._stages.build import check_provider_installed
-    from masquerade.media.image import read_image
-    from masquerade.provenance.c2pa_label import label_identity
-
-    config = config or RunConfig()
-    hooks = hooks or RunHooks()
+    config = with_mapping(config or RunConfig(), mapping)
+    if config.swap.swapper == NO_SWAP:
+        raise UsageError("swap needs a swapper; to only enhance faces, use enhance()")
     source_paths = [Path(s) for s in sources]
     target_path, output_path = Path(target), Path(output)
-    kind = check_request(source_paths, target_path, output_path, config.limits)
-    validate(config, kind)
-    _check_output_settings(config, kind, target_path)
-    check_provider_installed(config.runtime.execution_provider)
-    identity = label_identity(output_path)  # a damaged key is found now, not after the work
-    max_pixels = config.limits.max_image_pixels
-    # Read every source, the reference and an image target before loading any model: a bad file fails fast.
-    source_images = [(str(p), read_image(p, max_pixels).image) for p in source_paths]
-    reference_image = _reference_image(config)
-    still = read_image(target_path, max_pixels) if kind == "image" else None
-    if still is not None and still.frames > 1:
-        raise UsageError(
-            f"{target_path} is an animated {still.format.upper()} ({still.frames} frames); masquerade writes "
-            "still images and would keep only the first frame: convert it to a video (e.g. .mp4) and "
-            "swap that"
-        )
-    pipeline = pipeline or Pipeline(config, on_notice=hooks.on_notice)
-    for notice in pipeline.notices:
-        hooks.on_notice(notice)
-    started = time.perf_counter()
-    prepared = pipeline.prepare_source(source_images)
-    reference = _reference(pipeline, reference_image)
+    check_output(config, source_paths, target_path, output_path)
+    job = Job.prepare(config, source_paths, hooks, pipeline)
+    return job.run(target_path, output_path)
 
-    summary = RunSummary(output=output_path, kind=kind)
-    summary.warnings.extend(different_people(pipeline, source_images, prepared))
-    if still is not None:
-        _swap_image_file(pipeline, prepared, reference, still, output_path, config, hooks, summary, identity)
-    else:
-        _swap_video_file(pipeline, prepared, reference, target_path, output_path, config, hooks, summary,
-                         identity)
-    summary.seconds = time.perf_counter() - started
-    if summary.faces_swapped == 0:
-        summary.warnings.append(
-            f"no matching face in {target_path}: the output shows the target unchanged (watermarked)"
-        )
-    hooks.on_end(summary)
-    return summary
+
+def enhance(
+    target: PathLike,
+    output: PathLike,
+    config: RunConfig | None = None,
+    hooks: RunHooks | None = None,
+    pipeline: Pipeline | None = None,
+) -> RunSummary:
+    """Restore the selected faces of ``target`` with ``config.enhance.enhancer`` and swap nothing.
+
+    The result is still machine-altered: it is checked by the content guard, watermarked and labelled
+    (the label says the faces were enhanced, not swapped). ``--faces`` defaults to every face here.
+    """
+    config = enhance_config(config)
+    target_path, output_path = Path(target), Path(output)
+    check_output(config, [], target_path, output_path)
+    job = Job.prepare(config, [], hooks, pipeline)
+    return job.run(target_path, output_path)
+
+
+def check_output(config: RunConfig, sources: Sequence[Path], target: Path, output: Path) -> None:
+    """What can be checked about one target and its output before any model loads: the paths, the
+    options for this kind of target, and the key that will sign the output."""
+    from masquerade.provenance.c2pa_label import label_identity
+
+    kind = check_request(sources, target, output, config.limits, need_source=False)
+    validate(config, kind)
+    _check_output_settings(config, kind, target)
+    label_identity(output)
+
+
+def _check_output_settings(config: RunConfig, kind: str, target: Path) -> None:
+    """Refuse, before any work, a video quality the watermark would not survive at the target's frame
+    size (``UsageError``; the image quality's range is checked with the other options)."""
+    from masquerade.media.options import video_quality
+    from masquerade.media.probe import open_input, video_stream
+
+    encode = config.encode
+    if kind == "video" and encode.video_quality is not None:
+        with open_input(target) as container:
+            stream = video_stream(container)
+            if stream is not None:
+                context = stream.codec_context
+                video_quality(encode.video_encoder, encode.video_quality, context.width, context.height)
+
+
+def enhance_config(config: RunConfig | None) -> RunConfig:
+    """``config`` for an enhance-only run: no swapper (and every face, unless another choice was made)."""
+    config = config or RunConfig()
+    select = config.select
+    if select.mode == "reference" and select.reference is None and select.reference_frame is None:
+        select = replace(select, mode="all")
+    return replace(config, select=select, swap=replace(config.swap, swapper=NO_SWAP))
+
+
+@dataclass
+class Job:
+    """Sources prepared once (options checked, photos read and checked, models loaded) for one target
+    or many."""
+
+    pipeline: Pipeline
+    sources: SourceMap
+    source_paths: tuple[Path, ...]
+    hooks: RunHooks
+    warnings: tuple[str, ...] = ()
+    """About the sources, repeated in each target's summary."""
+    reference_image: tuple[str, Image] | None = None
+
+    @classmethod
+    def prepare(cls, config: RunConfig, sources: Sequence[Path], hooks: RunHooks | None = None,
+                pipeline: Pipeline | None = None) -> Job:
+        from masquerade._stages.build import check_provider_installed
+        from masquerade.media.image import read_image
+
+        validate(config)
+        hooks = hooks or RunHooks()
+        mapping = config.select.mapping
+        enhance_only = config.swap.swapper == NO_SWAP
+        if enhance_only and sources:
+            raise UsageError("enhancing only takes no source photo")
+        if not enhance_only and not sources and not mapping:
+            raise UsageError("give a source image (-s) or --map REFERENCE=SOURCE")
+        check_provider_installed(config.runtime.execution_provider)
+        # Read every photo before loading any model, so a bad file fails fast.
+        max_pixels = config.limits.max_image_pixels
+        source_images = [(str(p), read_image(p, max_pixels).image) for p in sources]
+        mapped = [((str(e.reference), read_image(e.reference, max_pixels).image),
+                   [(str(p), read_image(p, max_pixels).image) for p in e.sources]) for e in mapping]
+        reference_image = _reference_image(config)
+        pipeline = pipeline or Pipeline(config, on_notice=hooks.on_notice)
+        for notice in pipeline.notices:
+            hooks.on_notice(notice)
+        prepared = SourceMap() if enhance_only else pipeline.prepare_map(source_images, mapped)
+        warnings = different_people(pipeline, source_images, prepared.default) if prepared.default else []
+        for person in prepared.people:
+            photos = [pair for (label, _), pairs in mapped if label == person.label for pair in pairs]
+            warnings += different_people(pipeline, photos, person.source)
+        paths = (*sources, *(e.reference for e in mapping), *(p for e in mapping for p in e.sources))
+        return cls(pipeline, prepared, tuple(paths), hooks, tuple(warnings), reference_image)
+
+    @property
+    def action(self) -> str:
+        return "enhance" if self.pipeline.config.swap.swapper == NO_SWAP else "swap"
+
+    def run(self, target: Path, output: Path) -> RunSummary:
+        """Process one target into ``output``."""
+        from masquerade.media.image import read_image
+        from masquerade.provenance.c2pa_label import label_identity
+
+        config = self.pipeline.config
+        kind = check_request(list(self.source_paths), target, output, config.limits, need_source=False)
+        validate(config, kind)
+        _check_output_settings(config, kind, target)
+        identity = label_identity(output)  # a damaged key is found now, not after the work
+        still = read_image(target, config.limits.max_image_pixels) if kind == "image" else None
+        if still is not None and still.frames > 1:
+            raise UsageError(
+                f"{target} is an animated {still.format.upper()} ({still.frames} frames); masquerade writes "
+                "still images and would keep only the first frame: convert it to a video (e.g. .mp4) and "
+                "swap that"
+            )
+        started = time.perf_counter()
+        reference = self._reference(target, kind, still.image if still is not None else None)
+        summary = RunSummary(output=output, kind=kind, action=self.action, warnings=list(self.warnings))
+        if still is not None:
+            self._image(reference, still, output, summary, identity)
+        else:
+            self._video(reference, target, output, summary, identity)
+        summary.seconds = time.perf_counter() - started
+        if summary.faces_swapped == 0:
+            summary.warnings.append(
+                f"no matching face in {target}: the output shows the target unchanged (watermarked)"
+            )
+        self.hooks.on_end(summary)
+        return summary
+
+    def _reference(self, target: Path, kind: str, still: Image | None) -> np.ndarray | None:
+        """The embedding ``--faces reference`` matches: ``--reference``'s, or face ``--face-index`` of
+        frame ``--reference-frame`` of this target; None: the first largest face."""
+        pipeline, select = self.pipeline, self.pipeline.config.select
+        if select.reference_frame is None:
+            return _reference(pipeline, self.reference_image)
+        if kind == "image" and select.reference_frame != 0:
+            raise UsageError(f"{target} is an image: its only frame is 0, not {select.reference_frame} "
+                             "(--reference-frame)")
+        image = still if still is not None else target_frame(target, select.reference_frame, pipeline.config)
+        faces = pipeline.faces_from_left(image)
+        where = f"frame {select.reference_frame} of {target}"
+        if not faces:
+            raise NoSourceFaceError(f"no face found in {where} (--reference-frame)")
+        if select.face_index >= len(faces):
+            raise UsageError(f"{where} has {len(faces)} face(s); --face-index {select.face_index} is past "
+                             "the last (faces count from the left, from 0)")
+        return pipeline.face_embedding(image, faces[select.face_index])
+
+    def _image(self, reference, loaded, output: Path, summary: RunSummary, identity) -> None:
+        from masquerade.media.atomic import atomic_output
+        from masquerade.media.image import encode_image, write_bytes
+        from masquerade.provenance.c2pa_label import label_file
+        from masquerade.provenance.plain_tags import EditSummary
+
+        self.hooks.on_start("image", 1)
+        selector = self.pipeline.new_selector(reference)
+        image, swapped = self.pipeline.swap_image(loaded.image, self.sources, selector)
+        if loaded.grey:  # a colour source face must not tint a black-and-white picture
+            image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+        quality = self.pipeline.config.encode.image_quality
+        data = encode_image(output.suffix.lower(), image, loaded.alpha, quality=quality)
+        with atomic_output(output) as temp:
+            write_bytes(temp, data, output)
+            edit = EditSummary(faces_replaced=swapped, frames=1, frames_changed=int(swapped > 0),
+                               action=self.action)  # type: ignore[arg-type]
+            label_file(temp, version=__version__, kind="image", edit=edit, identity=identity)
+        summary.frames, summary.faces_swapped = 1, swapped
+
+    def _video(self, reference, target: Path, output: Path, summary: RunSummary, identity) -> None:
+        from masquerade.engine import StreamEngine
+        from masquerade.media.reader import VideoReader
+        from masquerade.media.writer import VideoWriter
+
+        pipeline = self.pipeline
+        encode, limits = pipeline.config.encode, pipeline.config.limits
+        with VideoReader(target, encode.trim_start, encode.trim_end, limits.max_video_pixels) as reader:
+            self.hooks.on_start("video", reader.info.frame_count)
+            fps = float(reader.info.fps) if reader.info.fps else 25.0
+            analyse, render = pipeline.video_stages(self.sources, fps, reference)
+            with VideoWriter(output, reader, encode, identity, self.action) as writer:  # type: ignore[arg-type]
+
+                def consume(ctx: FrameContext) -> None:
+                    writer.write(ctx)
+                    summary.frames += 1
+                    summary.faces_swapped += ctx.swapped
+                    for stage, seconds in ctx.timings.items():
+                        summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
+                    self.hooks.on_frame(ctx)
+
+                StreamEngine(depth=4).run_batches(reader.frames(), analyse, consume, pipeline.frame_batch(),
+                                                  finish=render, workers=pipeline.frame_workers())
+            if reader.retimed_frames:
+                summary.warnings.append(
+                    f"{reader.retimed_frames} frame(s) of {target} repeat or go back in time; they were "
+                    "moved "
+                    "to play in order (by one clock tick for a repeat)")
 
 
 DIFFERENT_PEOPLE_MARGIN = 1.2
@@ -166,68 +367,6 @@ def different_people(pipeline: Pipeline, sources: Sequence[tuple[str, Image]], p
             "person, so the swapped face will not look like either"]
 
 
-def _check_output_settings(config: RunConfig, kind: str, target: Path) -> None:
-    """Refuse, before any work, a video quality the watermark would not survive at the target's frame
-    size (``UsageError``; the image quality's range is checked with the other options)."""
-    from masquerade.media.options import video_quality
-    from masquerade.media.probe import open_input, video_stream
-
-    encode = config.encode
-    if kind == "video" and encode.video_quality is not None:
-        with open_input(target) as container:
-            stream = video_stream(container)
-            if stream is not None:
-                context = stream.codec_context
-                video_quality(encode.video_encoder, encode.video_quality, context.width, context.height)
-
-
-def _swap_image_file(pipeline, prepared, reference, loaded, output, config, hooks, summary, identity) -> None:
-    from masquerade.media.atomic import atomic_output
-    from masquerade.media.image import encode_image, write_bytes
-    from masquerade.provenance.c2pa_label import label_file
-    from masquerade.provenance.plain_tags import EditSummary
-
-    hooks.on_start("image", 1)
-    selector = pipeline.new_selector(reference)
-    image, swapped = pipeline.swap_image(loaded.image, prepared, selector)
-    if loaded.grey:  # a colour source face must not tint a black-and-white picture
-        image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-    data = encode_image(output.suffix.lower(), image, loaded.alpha, quality=config.encode.image_quality)
-    with atomic_output(output) as temp:
-        write_bytes(temp, data, output)
-        edit = EditSummary(faces_replaced=swapped, frames=1, frames_changed=int(swapped > 0))
-        label_file(temp, version=__version__, kind="image", edit=edit, identity=identity)
-    summary.frames, summary.faces_swapped = 1, swapped
-
-
-def _swap_video_file(pipeline, prepared, reference, target, output, config, hooks, summary, identity) -> None:
-    from masquerade.engine import StreamEngine
-    from masquerade.media.reader import VideoReader
-    from masquerade.media.writer import VideoWriter
-
-    encode = config.encode
-    with VideoReader(target, encode.trim_start, encode.trim_end, config.limits.max_video_pixels) as reader:
-        hooks.on_start("video", reader.info.frame_count)
-        fps = float(reader.info.fps) if reader.info.fps else 25.0
-        analyse, render = pipeline.video_stages(prepared, fps, reference)
-        with VideoWriter(output, reader, encode, identity) as writer:
-
-            def consume(ctx: FrameContext) -> None:
-                writer.write(ctx)
-                summary.frames += 1
-                summary.faces_swapped += ctx.swapped
-                for stage, seconds in ctx.timings.items():
-                    summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
-                hooks.on_frame(ctx)
-
-            StreamEngine(depth=4).run_batches(reader.frames(), analyse, consume, pipeline.frame_batch(),
-                                              finish=render, workers=pipeline.frame_workers())
-        if reader.retimed_frames:
-            summary.warnings.append(
-                f"{reader.retimed_frames} frame(s) of {target} repeat or go back in time; they were moved to "
-                "play in order (by one clock tick for a repeat)")
-
-
 def swap_image(
     sources: Sequence[Image], target: Image, config: RunConfig | None = None
 ) -> tuple[Image, int]:
@@ -237,8 +376,46 @@ def swap_image(
     ``Pipeline`` and call ``prepare_source`` once and ``swap_image`` per image instead.
     """
     pipeline = Pipeline(config or RunConfig())
-    prepared = pipeline.prepare_source([(f"source {i + 1}", image) for i, image in enumerate(sources)])
+    prepared: PreparedSource = pipeline.prepare_source(
+        [(f"source {i + 1}", image) for i, image in enumerate(sources)])
     return pipeline.swap_image(target, prepared, pipeline.new_selector(_reference(pipeline)))
+
+
+def find_people(target: PathLike, config: RunConfig | None = None, hooks: RunHooks | None = None) -> People:
+    """The distinct people in an image or a whole video (``masquerade faces``).
+
+    Every face is tracked; each track's best frames are embedded and averaged; the tracks are then
+    clustered (average linkage at the recognizer's threshold, or ``config.select.similarity``; no
+    fixed number of people). Ids ``p1``, ``p2``, ... follow screen time and are the same for the same
+    target and settings. Each person's ``crop`` can serve as a reference for ``swap(mapping=...)``.
+    """
+    from masquerade.media.image import read_image
+    from masquerade.media.probe import probe_kind
+
+    config = config or RunConfig()
+    # Only the analysis stages matter here (the recognizer always runs): swapping and enhancing options
+    # keep their defaults.
+    config = replace(config, select=SelectOptions(similarity=config.select.similarity),
+                     swap=SwapOptions(), enhance=EnhanceOptions())
+    hooks = hooks or RunHooks()
+    path = Path(target)
+    kind = probe_kind(path, config.limits.max_video_pixels)
+    validate(config, kind)
+    if kind == "image":
+        image = read_image(path, config.limits.max_image_pixels).image
+    pipeline = Pipeline(config, on_notice=hooks.on_notice)
+    for notice in pipeline.notices:
+        hooks.on_notice(notice)
+    if kind == "image":
+        hooks.on_start("image", 1)
+        return pipeline.find_people_in_image(image, path)
+    from masquerade.media.reader import VideoReader
+
+    encode = config.encode
+    with VideoReader(path, encode.trim_start, encode.trim_end, config.limits.max_video_pixels) as reader:
+        hooks.on_start("video", reader.info.frame_count)
+        fps = float(reader.info.fps) if reader.info.fps else 25.0
+        return pipeline.find_people(reader.frames(), fps, path, on_frame=hooks.on_frame)
 
 
 def _reference_image(config: RunConfig) -> tuple[str, Image] | None:
@@ -256,3 +433,17 @@ def _reference(pipeline: Pipeline, image: tuple[str, Image] | None = None) -> np
     """Embedding of ``--reference`` (``image``: already read) when the run matches against one, else None."""
     image = image or _reference_image(pipeline.config)
     return None if image is None else pipeline.reference_embedding(*image)
+
+
+def target_frame(target: Path, index: int, config: RunConfig | None = None) -> Image:
+    """Frame ``index`` (0-based, from the file's first frame, whatever the trim) of a video."""
+    from masquerade.media.reader import VideoReader
+
+    limits = (config or RunConfig()).limits
+    with VideoReader(target, max_pixels=limits.max_video_pixels) as reader:
+        count = 0
+        for ctx in reader.frames():
+            if ctx.index == index:
+                return ctx.image
+            count += 1
+    raise UsageError(f"{target} has {count} frames; frame {index} is past the end (--reference-frame)")

@@ -46,19 +46,40 @@ class TrackOptions:
 
 
 @dataclass(frozen=True)
+class MapEntry:
+    """``--map REFERENCE=SOURCE[+SOURCE...]``: the faces of the person in ``reference`` get the face of
+    ``sources`` (several photos of one person, used as several ``-s`` photos are)."""
+
+    reference: Path
+    sources: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
 class SelectOptions:
     mode: FaceMode = "reference"
     face_index: int = 0
-    """For ``mode="index"``: which face, counted from the left, 0-based."""
+    """For ``mode="index"``: which face, counted from the left, 0-based. With ``reference_frame``:
+    which face of that frame is the reference."""
     reference: Path | None = None
     """Image of the person whose faces are swapped; None = the largest face in the first frame with one."""
+    reference_frame: int | None = None
+    """Take the reference from this frame of the target (0-based, counted from the file's first frame,
+    whatever the trim), its ``face_index``-th face from the left, instead of from an image."""
     similarity: float | None = None
     """Distance threshold for a reference match; None = the recognizer's measured default."""
+    mapping: tuple[MapEntry, ...] = ()
+    """Per-person sources: each entry's person gets its own source; the run's ``-s`` source (if any)
+    goes on the faces ``mode`` selects among those no entry claims."""
+
+
+NO_SWAP = "none"
+"""``SwapOptions.swapper`` of an enhance-only run (``masquerade enhance``): no face is replaced."""
 
 
 @dataclass(frozen=True)
 class SwapOptions:
     swapper: str = "mesh"
+    """``mesh``, a neural swapper from the model registry, or ``none`` (enhance only)."""
     keep_mouth: bool = True
     """Keep the target's mouth interior (teeth, tongue) so speech survives."""
     keep_eyes: bool = True
@@ -192,9 +213,15 @@ class OptionProblem:
 def uses_neural_models(config: RunConfig) -> bool:
     """Whether any model of the run goes through ``--execution-provider`` (the embedded detector,
     recognizer and mesh swapper run on the CPU through their own runtimes, whatever the provider)."""
-    return (config.detect.detector != "mesh" or config.swap.swapper != "mesh"
+    return (config.detect.detector != "mesh" or config.swap.swapper not in ("mesh", NO_SWAP)
             or config.enhance.enhancer != "none"
-            or (config.recognizer != "dlib" and config.select.mode == "reference"))
+            or (config.recognizer != "dlib" and matches_people(config)))
+
+
+def matches_people(config: RunConfig) -> bool:
+    """Whether the run tells people apart (``--faces reference``, ``--map``): it then needs the
+    recognizer, and ``--similarity`` is its threshold."""
+    return config.select.mode == "reference" or bool(config.select.mapping)
 
 
 class _Problems:
@@ -264,9 +291,14 @@ def _check_models(config: RunConfig, problems: _Problems) -> None:
     swap, enhance = config.swap, config.enhance
     problems.choice("--detector", config.detect.detector, DETECTORS)
     problems.choice("--recognizer", config.recognizer, RECOGNIZERS)
-    known = problems.choice("--swapper", swap.swapper, SWAPPERS)
+    if swap.swapper == NO_SWAP:  # masquerade enhance
+        if enhance.enhancer == "none":
+            problems.add("--enhancer", "enhancing only needs an --enhancer (gfpgan_1.4 or codeformer)")
+        if config.select.mapping:
+            problems.add("--map", "--map chooses faces to swap in; enhancing only swaps nothing")
+    known = swap.swapper == NO_SWAP or problems.choice("--swapper", swap.swapper, SWAPPERS)
     problems.choice("--mask", swap.mask, ("box", "mesh"))
-    if swap.swapper == "mesh":
+    if swap.swapper in ("mesh", NO_SWAP):
         if swap.pixel_boost is not None:
             problems.add("--pixel-boost", "--pixel-boost applies to neural swappers only (--swapper "
                          "inswapper_128, hyperswap_1a_256...); the mesh swapper works at the face's own size")
@@ -297,17 +329,28 @@ def _check_select(config: RunConfig, problems: _Problems) -> None:
     if not problems.choice("--faces", select.mode, FACE_MODES):
         return
     problems.whole("--face-index", select.face_index, 0)
-    if select.mode != "index" and select.face_index != 0:
-        problems.add("--face-index", "--face-index applies only with --faces index")
+    if select.mode != "index" and select.face_index != 0 and select.reference_frame is None:
+        problems.add("--face-index", "--face-index applies only with --faces index or --reference-frame")
+    if problems.whole("--reference-frame", select.reference_frame, 0) and select.reference_frame is not None:
+        if select.reference is not None:
+            problems.add("--reference-frame", "--reference and --reference-frame both name the person: give "
+                                              "one")
+        if select.mode != "reference":
+            problems.add("--reference-frame", f"--reference-frame picks the person --faces reference "
+                                              f"matches; it does not go with --faces {select.mode}")
+    for entry in select.mapping:
+        if not entry.sources:
+            problems.add("--map", f"--map {entry.reference}=...: give at least one source photo")
     if select.mode != "reference":
         if select.reference is not None:
             problems.add("--reference", "--reference applies only with --faces reference")
-        if select.similarity is not None:
-            problems.add("--similarity", "--similarity applies only with --faces reference (it is how close "
-                                         "a face must be to the reference person)")
-        if config.recognizer != "dlib":
-            problems.add("--recognizer", "--recognizer applies only with --faces reference (it matches faces "
-                                         "against the reference person)")
+        if not select.mapping:
+            if select.similarity is not None:
+                problems.add("--similarity", "--similarity applies only with --faces reference or --map (it "
+                                             "is how close a face must be to the person)")
+            if config.recognizer != "dlib":
+                problems.add("--recognizer", "--recognizer applies only with --faces reference or --map (it "
+                                             "matches faces against the person)")
     similarity = select.similarity
     in_scale = isinstance(similarity, (int, float)) and 0.0 < similarity < MAX_DISTANCE
     if similarity is not None and not in_scale:
@@ -378,7 +421,7 @@ def _check_runtime(config: RunConfig, problems: _Problems) -> None:
     if precision == "int8":
         if provider != "cpu":
             problems.add("--precision", "--precision int8 is for the cpu execution provider")
-        elif config.swap.swapper == "mesh" and config.enhance.enhancer == "none":
+        elif config.swap.swapper in ("mesh", NO_SWAP) and config.enhance.enhancer == "none":
             problems.add("--precision", "--precision int8 quantises neural models: choose one with --swapper "
                                         "or --enhancer")
 

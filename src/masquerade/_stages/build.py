@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from masquerade._stages.protocols import Stages
-from masquerade.config import TORCH_PROVIDERS, RunConfig, RuntimeOptions, validate
+from masquerade.config import NO_SWAP, TORCH_PROVIDERS, RunConfig, RuntimeOptions, matches_people, validate
 from masquerade.errors import UsageError
 
 EMBEDDED_SWAPPERS = ("mesh",)
@@ -39,7 +39,7 @@ def needed_models(config: RunConfig) -> list[str]:
         need(NEURAL_RECOGNIZERS[config.recognizer])
     elif config.recognizer not in EMBEDDED_RECOGNIZERS:
         raise UsageError(f"unknown recognizer {config.recognizer!r}")
-    if config.swap.swapper not in EMBEDDED_SWAPPERS:
+    if config.swap.swapper not in (*EMBEDDED_SWAPPERS, NO_SWAP):
         spec = get_spec(config.swap.swapper)
         need(spec.name)
         if spec.embedding_from:
@@ -88,14 +88,15 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
         analyser = DetectorWithMesh(detector, mesh)
 
     recognizer: Any = None
-    if config.select.mode == "reference":
+    if matches_people(config):
         recognizer = _recognizer(config.recognizer, sessions)
 
+    swapper: Any = None  # stays None in an enhance-only run
     if config.swap.swapper == "mesh":
         from masquerade._stages.swap_mesh import MeshSwapper
 
-        swapper: Any = MeshSwapper(config.swap)
-    else:
+        swapper = MeshSwapper(config.swap)
+    elif config.swap.swapper != NO_SWAP:
         from masquerade._stages.recognize_arcface import ArcFaceRecognizer
         from masquerade._stages.swap_neural import NeuralSwapper, load_emap
         from masquerade.models.manifest import get_spec

@@ -24,7 +24,7 @@ from masquerade.media.probe import open_input
 from masquerade.media.reader import VideoReader
 from masquerade.provenance.c2pa_label import labelling
 from masquerade.provenance.keys import SigningIdentity
-from masquerade.provenance.plain_tags import EditSummary, plain_metadata_tags
+from masquerade.provenance.plain_tags import EditSummary, LabelAction, plain_metadata_tags
 from masquerade.types import FrameContext
 
 _MUXER_OPTIONS = {".mp4": {"movflags": "+faststart"}, ".m4v": {"movflags": "+faststart"},
@@ -50,9 +50,10 @@ class VideoWriter:
     """
 
     def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions,
-                 identity: SigningIdentity | None = None) -> None:
+                 identity: SigningIdentity | None = None, action: LabelAction = "swap") -> None:
         """``identity`` signs the C2PA label (default: :func:`label_identity`, resolved here, before the
-        first frame, so a bad key is found before the video is encoded)."""
+        first frame, so a bad key is found before the video is encoded). ``action`` is what the label says
+        was done to the faces (swapped, or only enhanced)."""
         self.path = Path(path)
         ext = check_video_extension(self.path)
         if self.path.resolve() == reader.path.resolve():
@@ -69,7 +70,7 @@ class VideoWriter:
         self._last_pts: int | None = None
         self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder (its delay)
         self._closed = False
-        self.edit = EditSummary(faces_replaced=0, frames=0)
+        self.edit = EditSummary(faces_replaced=0, frames=0, action=action)
         """What the frames written so far had done to them (faces replaced, in how many frames)."""
         self.skipped_streams: list[str] = []
         """Input streams not copied (codec the output container cannot hold), e.g. ``"data:tmcd"``."""
@@ -82,7 +83,7 @@ class VideoWriter:
             label = labelling(temp, kind="video", edit=lambda: self.edit, identity=identity)
             self._stack.enter_context(label)
             self._out = self._stack.enter_context(_output_container(temp, _MUXER_OPTIONS.get(ext, {})))
-            self._out.metadata.update(plain_metadata_tags())
+            self._out.metadata.update(plain_metadata_tags(edit=EditSummary(1, 1, 1, action)))
             self._supported = self._out.supported_codecs
             self._add_video(options.video_encoder, codec_options)
             # A second, demux-only view of the input supplies the packets that are copied untouched.
@@ -227,7 +228,7 @@ class VideoWriter:
         self._pending = video
         done = self.edit
         self.edit = EditSummary(done.faces_replaced + frame.swapped, done.frames + 1,
-                                done.frames_changed + int(frame.swapped > 0))
+                                done.frames_changed + int(frame.swapped > 0), done.action)
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
         try:

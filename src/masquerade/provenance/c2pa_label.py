@@ -116,6 +116,7 @@ def manifest_definition(version: str, kind: LabelKind, edit: EditSummary) -> dic
         "masquerade.faces_replaced": edit.faces_replaced,
         "masquerade.frames": edit.frames,
         "masquerade.frames_changed": edit.frames_changed,
+        "masquerade.action": edit.action,
     }
     actions: list[dict[str, Any]] = []
     if edit.replaced:

@@ -13,6 +13,7 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from masquerade._version import __version__
 from masquerade.errors import OutputError
@@ -27,36 +28,48 @@ UNCHANGED_TAG_VALUE = "watermarked-unchanged"
 TAG_VALUES = (TAG_VALUE, UNCHANGED_TAG_VALUE)
 """Values of ``TAG_KEY`` masquerade writes: faces replaced, or none (the watermark only)."""
 
+LabelAction = Literal["swap", "enhance"]
+"""What masquerade did to the faces: replaced them (``swap``), or only restored them with a trained
+model (``enhance``, ``masquerade enhance``): either way the output is machine-altered and labelled."""
+
 
 @dataclass(frozen=True)
 class EditSummary:
     """What a run did to the picture, so that its label claims exactly that."""
 
     faces_replaced: int
-    """Faces replaced (for a video: summed over its frames)."""
+    """Faces changed (replaced, or restored for ``enhance``); for a video, summed over its frames."""
     frames: int = 1
     frames_changed: int = 0
-    """Frames in which at least one face was replaced."""
+    """Frames in which at least one face was changed."""
+    action: LabelAction = "swap"
 
     @property
     def replaced(self) -> bool:
+        """Whether any face was changed (else the output is the target, watermarked)."""
         return self.faces_replaced > 0
 
 
 FACE_SWAP = EditSummary(faces_replaced=1, frames=1, frames_changed=1)
 """A generic "faces were replaced" summary, for the video writer's tags before the count is known."""
 
+_VERBS: dict[str, tuple[str, str]] = {
+    "swap": ("AI face swap", "replaced by masquerade"),
+    "enhance": ("AI face enhancement", "restored by a trained model in masquerade (no face was swapped)"),
+}
+
 
 def edit_description(edit: EditSummary, kind: str) -> str:
     """One sentence saying what happened, for the C2PA action's description and the plain tags."""
     if not edit.replaced:
-        return (f"no face was replaced: the {kind} shows the target as it was, re-encoded, with "
+        verb = "replaced" if edit.action == "swap" else "changed"
+        return (f"no face was {verb}: the {kind} shows the target as it was, re-encoded, with "
                 f"masquerade's invisible watermark")
+    title, done = _VERBS[edit.action]
     if kind == "video" and edit.frames > 1:
-        return (f"AI face swap: faces were replaced by masquerade in {edit.frames_changed} of "
-                f"{edit.frames} frames")
+        return f"{title}: faces were {done} in {edit.frames_changed} of {edit.frames} frames"
     noun = "face was" if edit.faces_replaced == 1 else "faces were"
-    return f"AI face swap: {edit.faces_replaced} {noun} replaced by masquerade"
+    return f"{title}: {edit.faces_replaced} {noun} {done}"
 
 
 def plain_metadata_tags(version: str = __version__, edit: EditSummary = FACE_SWAP) -> dict[str, str]:
@@ -67,10 +80,12 @@ def plain_metadata_tags(version: str = __version__, edit: EditSummary = FACE_SWA
             TAG_KEY: UNCHANGED_TAG_VALUE,
             "masquerade_version": version,
         }
+    title, done = _VERBS[edit.action]
     return {
-        "comment": f"AI face swap: faces in this video were replaced by masquerade {version}",
+        "comment": f"{title}: faces in this video were {done} {version}",
         TAG_KEY: TAG_VALUE,
         "masquerade_version": version,
+        "masquerade_action": edit.action,
         "digital_source_type": DIGITAL_SOURCE_TYPE,
     }
 
@@ -97,7 +112,7 @@ def ensure_tags(path: Path, version: str, edit: EditSummary) -> None:
     _remux_with_tags(path, wanted)
 
 
-_OUR_KEYS = ("comment", TAG_KEY, "masquerade_version", "digital_source_type")
+_OUR_KEYS = ("comment", TAG_KEY, "masquerade_version", "masquerade_action", "digital_source_type")
 
 
 def _remux_with_tags(path: Path, tags: dict[str, str]) -> None:

@@ -16,7 +16,10 @@ from typing import Any
 from masquerade.config import RunConfig
 from masquerade.errors import UsageError
 
-SERVER_ONLY = {"models_dir": "the studio uses the server's model cache"}
+SERVER_ONLY = {
+    "models_dir": "the studio uses the server's model cache",
+    "map": "per-person sources are not offered by the studio yet (use the CLI or the Python API)",
+}
 """Options a client may not set: they would name folders outside the data dir."""
 FILE_OPTIONS = ("reference",)
 """Options that take a file: a client gives a file id, the server the file's stored path."""

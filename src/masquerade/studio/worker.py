@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from masquerade import Pipeline, RunConfig, RunHooks, RunSummary, swap
-from masquerade.config import EncodeOptions, SelectOptions
+from masquerade.config import EncodeOptions
 from masquerade.errors import Cancelled, ContentRefused, MasqueradeError, MediaError
 from masquerade.studio.datadir import DataDir
 from masquerade.studio.media import output_suffix
@@ -89,19 +89,14 @@ class JobRunner:
 
     def __init__(self, data: DataDir, store: JobStore) -> None:
         self.data, self.store = data, store
-        self._stages: dict[str, Any] = {}
         self._last: Pipeline | None = None
 
     def pipeline(self, config: RunConfig) -> Pipeline:
-        """A pipeline for this job's config: the last job's when the options are the same, else a new
-        one on the last job's model stages when the models are the same (one set in memory at a time)."""
+        """A pipeline for this job's config: the last job's when the options are the same, else one on
+        the last job's models when the models are the same (one set in memory at a time)."""
         if self._last is not None and self._last.config == config:
             return self._last  # the same options as the last job: nothing to build
-        key = repr(replace(config, encode=EncodeOptions(), select=SelectOptions(mode=_stage_mode(config))))
-        stages = self._stages.get(key)
-        self._stages.clear()
-        self._last = Pipeline(config, stages=stages)
-        self._stages[key] = self._last.stages
+        self._last = self._last.reconfigured(config) if self._last is not None else Pipeline(config)
         return self._last
 
     def run(self, job: Job, claim: str) -> None:
@@ -203,11 +198,6 @@ def for_kind(config: RunConfig, kind: str) -> RunConfig:
         keep = {name: getattr(defaults, name) for name in VIDEO_ENCODE_FIELDS}
         return replace(config, encode=replace(config.encode, **keep))
     return replace(config, encode=replace(config.encode, image_quality=defaults.image_quality))
-
-
-def _stage_mode(config: RunConfig) -> str:
-    """Only reference matching changes the stages (it loads the recognizer)."""
-    return "reference" if config.select.mode == "reference" else "all"
 
 
 def _die_with_parent(parent: int) -> None:
