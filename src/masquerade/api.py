@@ -14,12 +14,14 @@ import numpy as np
 from masquerade._version import __version__
 from masquerade.config import (
     NO_SWAP,
+    EncodeOptions,
     EnhanceOptions,
     LimitOptions,
     MapEntry,
     RunConfig,
     SelectOptions,
     SwapOptions,
+    config_for_kind,
     validate,
 )
 from masquerade.errors import NoSourceFaceError, UsageError
@@ -221,6 +223,8 @@ class Job:
         mapped = [((str(e.reference), read_image(e.reference, max_pixels).image),
                    [(str(p), read_image(p, max_pixels).image) for p in e.sources]) for e in mapping]
         reference_image = _reference_image(config)
+        if pipeline is not None and pipeline.config != config:
+            pipeline = pipeline.reconfigured(config)  # the caller's models, this run's options
         pipeline = pipeline or Pipeline(config, on_notice=hooks.on_notice)
         for notice in pipeline.notices:
             hooks.on_notice(notice)
@@ -241,9 +245,11 @@ class Job:
         from masquerade.media.image import read_image
         from masquerade.provenance.c2pa_label import label_identity
 
-        config = self.pipeline.config
-        kind = check_request(list(self.source_paths), target, output, config.limits, need_source=False)
-        validate(config, kind)
+        kind = check_request(list(self.source_paths), target, output, self.pipeline.config.limits,
+                             need_source=False)
+        # In a batch, the video options are for its videos and the image quality for its images.
+        config = config_for_kind(self.pipeline.config, kind)  # type: ignore[arg-type]
+        validate(config, kind)  # type: ignore[arg-type]
         _check_output_settings(config, kind, target)
         identity = label_identity(output)  # a damaged key is found now, not after the work
         still = read_image(target, config.limits.max_image_pixels) if kind == "image" else None
@@ -257,9 +263,9 @@ class Job:
         reference = self._reference(target, kind, still.image if still is not None else None)
         summary = RunSummary(output=output, kind=kind, action=self.action, warnings=list(self.warnings))
         if still is not None:
-            self._image(reference, still, output, summary, identity)
+            self._image(reference, still, output, summary, identity, config.encode)
         else:
-            self._video(reference, target, output, summary, identity)
+            self._video(reference, target, output, summary, identity, config.encode)
         summary.seconds = time.perf_counter() - started
         if summary.faces_swapped == 0:
             summary.warnings.append(
@@ -287,7 +293,8 @@ class Job:
                              "the last (faces count from the left, from 0)")
         return pipeline.face_embedding(image, faces[select.face_index])
 
-    def _image(self, reference, loaded, output: Path, summary: RunSummary, identity) -> None:
+    def _image(self, reference, loaded, output: Path, summary: RunSummary, identity,
+               encode: EncodeOptions) -> None:
         from masquerade.media.atomic import atomic_output
         from masquerade.media.image import encode_image, write_bytes
         from masquerade.provenance.c2pa_label import label_file
@@ -298,8 +305,7 @@ class Job:
         image, swapped = self.pipeline.swap_image(loaded.image, self.sources, selector)
         if loaded.grey:  # a colour source face must not tint a black-and-white picture
             image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-        quality = self.pipeline.config.encode.image_quality
-        data = encode_image(output.suffix.lower(), image, loaded.alpha, quality=quality)
+        data = encode_image(output.suffix.lower(), image, loaded.alpha, quality=encode.image_quality)
         with atomic_output(output) as temp:
             write_bytes(temp, data, output)
             edit = EditSummary(faces_replaced=swapped, frames=1, frames_changed=int(swapped > 0),
@@ -307,13 +313,14 @@ class Job:
             label_file(temp, version=__version__, kind="image", edit=edit, identity=identity)
         summary.frames, summary.faces_swapped = 1, swapped
 
-    def _video(self, reference, target: Path, output: Path, summary: RunSummary, identity) -> None:
+    def _video(self, reference, target: Path, output: Path, summary: RunSummary, identity,
+               encode: EncodeOptions) -> None:
         from masquerade.engine import StreamEngine
         from masquerade.media.reader import VideoReader
         from masquerade.media.writer import VideoWriter
 
         pipeline = self.pipeline
-        encode, limits = pipeline.config.encode, pipeline.config.limits
+        limits = pipeline.config.limits
         with VideoReader(target, encode.trim_start, encode.trim_end, limits.max_video_pixels) as reader:
             self.hooks.on_start("video", reader.info.frame_count)
             fps = float(reader.info.fps) if reader.info.fps else 25.0

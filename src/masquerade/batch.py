@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from masquerade.api import PathLike, RunHooks, RunSummary, SourceMapping, enhance_config, with_mapping
-from masquerade.config import RunConfig
+from masquerade.config import RunConfig, validate
 from masquerade.errors import MasqueradeError, UsageError
 from masquerade.media.options import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from masquerade.pipeline import Pipeline
@@ -121,6 +121,9 @@ def _run_many(action: str, config: RunConfig, sources: list[Path], targets: Sequ
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"the output {folder} is a file; with several targets it must be a folder")
     plan = plan_outputs(expand_targets(targets), folder, action)
+    kinds = {"image" if t.suffix.lower() in IMAGE_EXTENSIONS else "video" for t, _ in plan}
+    if len(kinds) == 1:  # an option for the other kind of target would apply to none of them
+        validate(config, kinds.pop())  # type: ignore[arg-type]
     for _, output in plan:  # a damaged signing key stops the batch before any model loads
         label_identity(output)
     hooks.on_batch_start(len(plan))

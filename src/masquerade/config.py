@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -216,6 +216,21 @@ def uses_neural_models(config: RunConfig) -> bool:
     return (config.detect.detector != "mesh" or config.swap.swapper not in ("mesh", NO_SWAP)
             or config.enhance.enhancer != "none"
             or (config.recognizer != "dlib" and matches_people(config)))
+
+
+VIDEO_ENCODE_FIELDS = ("video_encoder", "video_quality", "video_preset", "trim_start", "trim_end",
+                       "skip_audio")
+"""``EncodeOptions`` fields that only videos use (``image_quality`` is the images' own)."""
+
+
+def config_for_kind(config: RunConfig, kind: TargetKind) -> RunConfig:
+    """``config`` for one target of a batch: the options of the other kind of target left at their
+    defaults (a batch's video options are for its videos, its image quality for its images)."""
+    defaults = EncodeOptions()
+    if kind == "image":
+        keep = {name: getattr(defaults, name) for name in VIDEO_ENCODE_FIELDS}
+        return replace(config, encode=replace(config.encode, **keep))
+    return replace(config, encode=replace(config.encode, image_quality=defaults.image_quality))
 
 
 def matches_people(config: RunConfig) -> bool:

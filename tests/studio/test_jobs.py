@@ -21,7 +21,7 @@ def test_a_batch_job_runs_with_progress_pushed_and_labelled_outputs(server, medi
             if line.startswith("data:"):
                 events.append(json.loads(line[5:]))
     states = [e["state"] for e in events]
-    assert states[0] in ("queued", "running") and states[-1] == "done", states
+    assert states[0] in ("queued", "running") and states[-1] == "done", (states[-1], events[-1].get("error"))
     progress = [e["progress"] for e in events]
     assert progress == sorted(progress) and progress[-1] == 1.0
     assert any(0 < p < 1 for p in progress), progress  # pushed while running, not only at the end

@@ -170,17 +170,19 @@ class PreviewService:
                 result, swapped = pipeline.swap_image(image.copy(), prepared, selector, faces=faces)
             except ContentRefused as error:
                 raise RefusedInput(str(error).replace("target", target.name, 1), target.id) from None
-            jpeg = self._labelled_jpeg(result)
+            jpeg = self._labelled_jpeg(result, swapped)
             return Rendered(jpeg, swapped, time.perf_counter() - started)
 
-    def _labelled_jpeg(self, image: np.ndarray) -> bytes:
+    def _labelled_jpeg(self, image: np.ndarray, swapped: int) -> bytes:
         from masquerade._version import __version__
         from masquerade.provenance.c2pa_label import label_file
+        from masquerade.provenance.plain_tags import EditSummary
 
         temp = self.data.temp_path(".jpg")
         try:
             temp.write_bytes(encode_jpeg(image, quality=88))
-            label_file(temp, version=__version__, kind="image")
+            edit = EditSummary(faces_replaced=swapped, frames=1, frames_changed=int(swapped > 0))
+            label_file(temp, version=__version__, kind="image", edit=edit)
             return temp.read_bytes()
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -14,12 +14,12 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from masquerade import Pipeline, RunConfig, RunHooks, RunSummary, swap
-from masquerade.config import EncodeOptions
+from masquerade.config import config_for_kind
 from masquerade.errors import Cancelled, ContentRefused, MasqueradeError, MediaError
 from masquerade.studio.datadir import DataDir
 from masquerade.studio.media import output_suffix
@@ -147,7 +147,7 @@ class JobRunner:
             target = files[target_id]
             output = self.data.outputs / f"{job.id}-{k}{output_suffix(target.kind, Path(target.path).suffix)}"
             summary: RunSummary = swap(sources, self.data.inside(target.path), output,
-                                       for_kind(config, target.kind), hooks, pipeline)
+                                       config_for_kind(config, target.kind), hooks, pipeline)
             record = OutputRecord(k=k, target=target_id, path=self.data.relative(output),
                                   faces_swapped=summary.faces_swapped,
                                   warnings=[self._message(w, files) for w in summary.warnings])
@@ -184,20 +184,6 @@ class JobRunner:
         for relative in self.store.delete_file(file_id):
             with contextlib.suppress(OSError, ValueError):
                 self.data.inside(relative).unlink()
-
-
-VIDEO_ENCODE_FIELDS = ("video_encoder", "video_quality", "video_preset", "trim_start", "trim_end",
-                       "skip_audio")
-
-
-def for_kind(config: RunConfig, kind: str) -> RunConfig:
-    """``config`` for one target of a batch: the options of the other kind of target left at their
-    defaults (a batch's video options are for its videos, its image quality for its images)."""
-    defaults = EncodeOptions()
-    if kind == "image":
-        keep = {name: getattr(defaults, name) for name in VIDEO_ENCODE_FIELDS}
-        return replace(config, encode=replace(config.encode, **keep))
-    return replace(config, encode=replace(config.encode, image_quality=defaults.image_quality))
 
 
 def _die_with_parent(parent: int) -> None:
