@@ -317,7 +317,7 @@ def test_refused_source_exits_before_any_output(tmp_path, examples_dir, capsys, 
     from masquerade._stages.guard import ContentGuard, Detection
 
     exposed = Detection("MALE_GENITALIA_EXPOSED", 0.95, (0.0, 0.0, 9.0, 9.0))
-    monkeypatch.setattr(ContentGuard, "detect", lambda self, image, *views: [exposed])
+    monkeypatch.setattr(ContentGuard, "detect", lambda self, image, *views, **kw: [exposed])
     source, target = str(examples_dir / "obama.jpg"), str(examples_dir / "biden.jpg")
     code, line = _run_bad(["swap", "-s", source, "-t", target, "-o", str(tmp_path / "o.jpg")], capsys)
     assert code == 3 and "obama.jpg" in line
