@@ -18,6 +18,8 @@ Clips (1.6 s, 25 fps, rendered in memory from the public-domain photos in exampl
 
 Run:  .venv/bin/python benchmarks/bench_watermark_grid.py [--quick] [--out FILE]
       .venv/bin/python benchmarks/bench_watermark_grid.py --encoders libx264 --sizes 360p --qualities 40 45
+      .venv/bin/python benchmarks/bench_watermark_grid.py --limits --out benchmarks/results-watermark-grid.txt
+      (every encoder x size x preset at its accepted limit: what media/options.py's table is checked by)
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ def encode(frames: Sequence[np.ndarray], encoder: str, quality: int | None, pres
     """The clip as masquerade's writer would encode it (quality, options, pixel format), as MP4 bytes."""
     height, width = frames[0].shape[:2]
     buf = io.BytesIO()
-    if quality is None or quality <= quality_limit(encoder, width, height):  # else: what it refuses
-        quality = video_quality(encoder, quality, width, height)
+    if quality is None or quality <= quality_limit(encoder, width, height, preset):  # else: refused
+        quality = video_quality(encoder, quality, width, height, preset)
     with av.open(buf, "w", format="mp4") as out:
         stream = out.add_stream(encoder, rate=FPS, options=encoder_options(encoder, quality, preset))
         stream.width, stream.height = width, height
@@ -148,24 +150,35 @@ def measure(
     return cell
 
 
-def find_limits(encoders: Sequence[str], sizes: Sequence[str], start: int) -> int:
-    """The worst quality that keeps the mark on >= 95 % of frames, per encoder and size (default preset)."""
+def check_limits(encoders: Sequence[str], sizes: Sequence[str], presets: Sequence[str | None],
+                 lines: list[str]) -> float:
+    """Per encoder x size x preset: read the watermark at the worst quality masquerade accepts; where
+    fewer than 95 % of frames read, go down 2 at a time until they do and print the quality that would
+    pass. Returns the worst share read at an accepted limit."""
     embed = WatermarkEmbedder()
-    steps = [q for q in (18, 20, 22, 23, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42, 44) if q >= start]
+    worst = 1.0
     with tempfile.TemporaryDirectory() as tmp:
         for size_name in sizes:
             clips = {name: [embed(f) for f in frames] for name, frames in clips_at(SIZES[size_name]).items()
                      if name in COUNTED}
             for encoder in encoders:
-                passed, tried = None, []
-                for quality in steps:
-                    cell = measure(clips, encoder, quality, None, Path(tmp))
-                    tried.append(f"{quality}:{cell.marked}/{cell.read}")
-                    if cell.marked < 0.95 * cell.read:
-                        break
-                    passed = quality
-                print(f"{encoder:<11}{size_name:<9} limit {passed}   ({' '.join(tried)})", flush=True)
-    return 0
+                for preset in presets:
+                    limit = quality_limit(encoder, *SIZES[size_name], preset)
+                    quality, tried = limit, []
+                    while quality >= 0:
+                        cell = measure(clips, encoder, quality, preset, Path(tmp))
+                        tried.append(f"{quality}:{cell.marked}/{cell.read}")
+                        if quality == limit:
+                            worst = min(worst, cell.marked / cell.read)
+                        if cell.marked >= 0.95 * cell.read:
+                            break
+                        quality -= 2
+                    verdict = "ok" if quality == limit else f"FAILS, {quality} passes"
+                    line = (f"{encoder:<11}{size_name:<9}{preset or 'default':<10}{limit:>6}  {verdict:<16}"
+                            f"({' '.join(tried)})")
+                    lines.append(line)
+                    print(line, flush=True)
+    return worst
 
 
 def _quality(text: str) -> int | None:
@@ -187,16 +200,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also the qualities masquerade refuses (above its limit) given by --qualities")
     parser.add_argument("--quick", action="store_true", help="360p and 720p, the default and the limit, "
                         "no preset sweep")
-    parser.add_argument("--find-limits", action="store_true",
-                        help="instead: per encoder and size, raise the quality from --start until fewer "
-                        "than 95 %% of frames are marked, and print the last one that passed")
-    parser.add_argument("--start", type=int, default=18, help="first quality --find-limits tries")
+    parser.add_argument("--limits", action="store_true",
+                        help="instead: per encoder, size and preset (--presets, and the default), read the "
+                        "mark at the worst accepted quality, and where it fails find what passes")
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
-    if args.find_limits:
-        return find_limits(args.encoders or [e for e in available_video_encoders() if e.startswith("lib")],
-                           args.sizes, args.start)
     encoders = args.encoders or [e for e in available_video_encoders() if e.startswith("lib")]
+    if args.limits:
+        started = time.perf_counter()
+        header = f"{'encoder':<11}{'size':<9}{'preset':<10}{'limit':>6}  {'verdict':<16}"
+        lines = [header + "(quality:marked/read)"]
+        print(lines[0], flush=True)
+        worst = check_limits(encoders, args.sizes, [None, *args.presets], lines)
+        lines.append(f"worst accepted limit: {worst * 100:.0f} % of sampled frames marked; "
+                     f"{time.perf_counter() - started:.0f} s")
+        print(lines[-1])
+        if args.out:
+            args.out.write_text("\n".join(lines) + "\n")
+        return 0
     sizes = ["360p", "720p"] if args.quick else args.sizes
     presets = [] if args.quick else args.presets
 
@@ -210,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run(clips: dict[str, list[np.ndarray]], size_name: str, encoder: str, preset: str | None,
             qualities: Sequence[int | None], folder: Path) -> None:
         nonlocal worst
-        limit = quality_limit(encoder, *SIZES[size_name])
+        limit = quality_limit(encoder, *SIZES[size_name], preset)
         for quality in dict.fromkeys(qualities):
             refused = quality is not None and quality > limit
             if (quality or 0) > QUALITY_MAX or (refused and not args.all_accepted and quality != limit + 2):
@@ -220,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not refused:
                 worst = min(worst, rate)
             hard = cell.hard_marked / cell.hard_read
-            lowered = video_quality(encoder, None, *SIZES[size_name]) if quality is None else None
+            lowered = video_quality(encoder, None, *SIZES[size_name], preset) if quality is None else None
             shown = "default" if lowered is None else f"def>{lowered}"
             shown = shown if quality is None else str(quality)
             line = (f"{encoder:<11}{size_name:<9}{preset or 'default':<10}{shown:>7}{cell.read:>7}"
@@ -240,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run(clips, size_name, encoder, None, qualities, Path(tmp))
                 if size_name == args.preset_size:
                     for preset in presets:
-                        run(clips, size_name, encoder, preset, [None, limit], Path(tmp))
+                        run(clips, size_name, encoder, preset,
+                            [None, quality_limit(encoder, *SIZES[size_name], preset)], Path(tmp))
     summary = (f"worst accepted setting: {worst * 100:.0f} % of sampled frames marked; "
                f"{time.perf_counter() - started:.0f} s")
     lines.append(summary)

@@ -177,7 +177,8 @@ def _check_output_settings(config: RunConfig, kind: str, target: Path) -> None:
             stream = video_stream(container)
             if stream is not None:
                 context = stream.codec_context
-                video_quality(encode.video_encoder, encode.video_quality, context.width, context.height)
+                video_quality(encode.video_encoder, encode.video_quality, context.width, context.height,
+                              encode.video_preset)
 
 
 def enhance_config(config: RunConfig | None) -> RunConfig:

@@ -34,22 +34,28 @@ X264_DEFAULT_CRF = 18
 X264_DEFAULT_PRESET = "veryfast"
 
 # The worst --video-quality (0..51 scale) at which masquerade's invisible watermark still reads on at
-# least 95 % of a video's frames, per encoder and by the frame's short side (the limit of the largest
-# listed side not above it), found at 144p, 180p, 240p, 360p, 720p (landscape and portrait) and 1080p
-# by benchmarks/bench_watermark_grid.py --find-limits (each limit read on all 24 sampled frames; a pass
-# with one frame missed is not taken) and checked for every preset by its grid (table:
-# benchmarks/results-watermark-grid.txt). VP9 and AV1 were not tried beyond 44.
-# A codec keeps less of the pattern in small frames, so their limit is lower. Above it the pixels would
-# no longer carry the label: masquerade refuses rather than write an output verify cannot recognise.
-_WATERMARK_QUALITY_LIMITS: dict[str, tuple[tuple[int, int], ...]] = {
-    "libx264": ((0, 18), (180, 23), (360, 30), (720, 34), (1080, 40)),
-    "libx265": ((0, 24), (240, 28), (360, 30), (720, 34), (1080, 38)),
-    "libvpx-vp9": ((0, 24), (240, 26), (360, 34), (720, 38), (1080, 44)),
-    "libsvtav1": ((0, 18), (240, 28), (360, 34), (1080, 44)),
+# least 95 % of a video's frames after a stripped remux, per encoder and by the frame's short side (the
+# row of the largest listed side not above it): (side, limit, limit with a fast preset). Measured at
+# 144p, 180p, 240p, 360p, 720p and 1080p for every preset (a row's limit is the lowest over its presets
+# of the worst quality read on >= 23 of 24 sampled frames of three clips) and checked, every encoder x
+# size x preset at its limit, by `benchmarks/bench_watermark_grid.py --limits` (table:
+# benchmarks/results-watermark-grid.txt).
+# A codec keeps less of the pattern in small frames and with its fastest presets (x265's ultrafast and
+# superfast drop most of it), so their limits are lower. Above a limit the pixels would no longer carry
+# the label: masquerade refuses rather than write an output verify cannot recognise.
+_WATERMARK_QUALITY_LIMITS: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "libx264": ((0, 18, 18), (180, 23, 23), (360, 28, 28), (720, 34, 34), (1080, 40, 40)),
+    "libx265": ((0, 22, 18), (180, 24, 20), (360, 30, 26), (720, 34, 34), (1080, 38, 38)),
+    "libvpx-vp9": ((0, 24, 24), (240, 26, 26), (360, 34, 34), (720, 38, 38), (1080, 44, 44)),
+    "libsvtav1": ((0, 16, 16), (180, 18, 18), (240, 24, 24), (360, 30, 30), (1080, 44, 44)),
 }
-# Hardware encoders cannot be measured on a machine without the device: they get the limits of the
-# software encoder of their codec (their quality options take the same 0..51 number), AV1 and Apple's
-# the strictest ones.
+FAST_PRESETS = ("ultrafast", "superfast")
+"""The presets whose encoders keep least of the watermark (their own limits in the table above)."""
+# The same speeds in the encoders' own preset numbers (VP9's cpu-used, SVT-AV1's preset).
+_FAST_NATIVE_PRESETS = {"libvpx-vp9": {"7", "8"}, "libsvtav1": {"11", "12", "13"}}
+# Hardware encoders cannot be measured on a machine without the device: they get the strictest limits
+# of the software encoder of their codec (their quality options take the same 0..51 number, their
+# presets are their own), AV1 and Apple's the strictest ones of all.
 _HARDWARE_CODEC = {"h264": "libx264", "hevc": "libx265"}
 
 IMAGE_QUALITY_MIN = 40
@@ -57,16 +63,20 @@ IMAGE_QUALITY_MIN = 40
 (measured by benchmarks/bench_watermark.py: every sample photo reads after quality 40)."""
 
 
-def quality_limit(encoder: str, width: int, height: int) -> int:
-    """The worst ``--video-quality`` accepted for ``encoder`` at this frame size (measured)."""
+def quality_limit(encoder: str, width: int, height: int, preset: str | None = None) -> int:
+    """The worst ``--video-quality`` accepted for ``encoder`` at this frame size and ``preset`` (measured)."""
     tables = _WATERMARK_QUALITY_LIMITS
-    software = encoder if encoder in tables else _HARDWARE_CODEC.get(encoder.split("_", 1)[0])
     short = min(width, height)
 
-    def limit(table: tuple[tuple[int, int], ...]) -> int:
-        return max(q for side, q in table if side <= short)
+    def limit(table: tuple[tuple[int, int, int], ...], fast: bool | None) -> int:
+        row = max((r for r in table if r[0] <= short), key=lambda r: r[0])
+        return min(row[1], row[2]) if fast is None else row[2] if fast else row[1]
 
-    return limit(tables[software]) if software else min(limit(t) for t in tables.values())
+    if encoder in tables:
+        fast = preset in FAST_PRESETS or preset in _FAST_NATIVE_PRESETS.get(encoder, ())
+        return limit(tables[encoder], fast)
+    software = _HARDWARE_CODEC.get(encoder.split("_", 1)[0])
+    return limit(tables[software], None) if software else min(limit(t, None) for t in tables.values())
 
 
 # What the default (no --video-quality) gives, on the 0..51 scale: x264/x265 CRF 18, VP9 CRF 32,
@@ -76,25 +86,29 @@ _DEFAULT_QUALITY = {"libx264": X264_DEFAULT_CRF, "libx265": X264_DEFAULT_CRF, "l
 _HARDWARE_DEFAULT_QUALITY = 23
 
 
-def video_quality(encoder: str, quality: int | None, width: int, height: int) -> int | None:
-    """The quality to encode a ``width`` x ``height`` video with: ``quality`` when given (``UsageError``
-    if the watermark would not survive it), else None for the encoder's default, or the limit where
-    that default would erase the watermark (small frames)."""
+def video_quality(encoder: str, quality: int | None, width: int, height: int,
+                  preset: str | None = None) -> int | None:
+    """The quality to encode a ``width`` x ``height`` video with at ``preset``: ``quality`` when given
+    (``UsageError`` if the watermark would not survive it), else None for the encoder's default, or the
+    limit where that default would erase the watermark (small frames, fast presets)."""
     if quality is not None:
         _check_quality(quality)
-        check_video_quality(encoder, quality, width, height)
+        check_video_quality(encoder, quality, width, height, preset)
         return quality
-    limit = quality_limit(encoder, width, height)
+    limit = quality_limit(encoder, width, height, preset)
     default = _DEFAULT_QUALITY.get(encoder, _HARDWARE_DEFAULT_QUALITY)
     return None if default <= limit else limit
 
 
-def check_video_quality(encoder: str, quality: int, width: int, height: int) -> None:
-    """``UsageError`` when ``quality`` would erase the watermark of a ``width`` x ``height`` video."""
-    limit = quality_limit(encoder, width, height)
+def check_video_quality(encoder: str, quality: int, width: int, height: int,
+                        preset: str | None = None) -> None:
+    """``UsageError`` when ``quality`` would erase the watermark of a ``width`` x ``height`` video
+    encoded at ``preset``."""
+    limit = quality_limit(encoder, width, height, preset)
     if quality > limit:
+        at = f" preset {preset}" if preset else ""
         raise UsageError(
-            f"video quality {quality} with {encoder} at {width}x{height} would erase the invisible "
+            f"video quality {quality} with {encoder}{at} at {width}x{height} would erase the invisible "
             f"watermark that labels the output; choose 0 (best) to {limit} for this size"
         )
 

@@ -62,7 +62,7 @@ class VideoWriter:
         # The quality the watermark survives at this size (the limit refuses worse; a default the mark
         # would not survive on small frames is lowered to it).
         quality = video_quality(options.video_encoder, options.video_quality, reader.info.width,
-                                reader.info.height)
+                                reader.info.height, options.video_preset)
         codec_options = encoder_options(options.video_encoder, quality, options.video_preset)
         self._reader = reader
         self._turn = orientation.inverse(reader.orientation)
