@@ -373,11 +373,7 @@ def chroma_floor(
         lightness, hue = _skin_frame(lab, skin)
         rel, u = _along_hue(lab[face > 0], lightness, hue)
         band = np.clip(np.rint((rel - FLOOR_BANDS[0]) / 0.1).astype(int), 0, len(FLOOR_BANDS) - 1)
-        low = np.full(len(FLOOR_BANDS), np.nan, np.float32)
-        for k in np.unique(band):
-            values = u[band == k]
-            if len(values) >= 20:
-                low[k] = np.quantile(values, quantile)
+        low = _band_quantiles(u, band, len(FLOOR_BANDS), quantile, min_count=20)
         filled = np.nonzero(~np.isnan(low))[0]
         if len(filled):
             low = low[filled[np.abs(np.arange(len(low))[:, None] - filled[None, :]).argmin(axis=1)]]
@@ -386,6 +382,26 @@ def chroma_floor(
         bounds.append(low)
     lightness, hue = _skin_frame(target, target_skin)
     return ChromaFloor(lightness, (float(hue[0]), float(hue[1])), np.minimum(*bounds).astype(np.float32))
+
+
+def _band_quantiles(
+    values: NDArray, band: NDArray, bands: int, quantile: float, min_count: int
+) -> NDArray[np.float32]:
+    """Per band, the ``quantile`` of ``values`` (linear interpolation, as ``np.quantile``), or NaN
+    where a band has fewer than ``min_count`` values; one sort for all bands."""
+    low = np.full(bands, np.nan, np.float32)
+    if len(values) == 0:
+        return low
+    ordered = np.asarray(values, np.float64)[np.lexsort((values, band))]
+    counts = np.bincount(band, minlength=bands)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = starts + quantile * np.maximum(counts - 1, 0)
+    below = np.clip(np.floor(position).astype(int), 0, len(ordered) - 1)
+    above = np.clip(np.minimum(below + 1, starts + counts - 1), 0, len(ordered) - 1)
+    mix = position - np.floor(position)
+    found = counts >= min_count
+    low[found] = (ordered[below] * (1.0 - mix) + ordered[above] * mix)[found]
+    return low
 
 
 def apply_chroma_floor(lab: Lab, floor: ChromaFloor, weight: NDArray[np.float32] | None = None) -> None:
