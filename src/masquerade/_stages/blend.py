@@ -554,11 +554,11 @@ def membrane(
         else:
             up = cv2.resize(solution, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_LINEAR)
             current = np.where(m[..., None], up.reshape(b.shape), b)
-        keep = m[..., None]
-        for _ in range(_MEMBRANE_SWEEPS):
-            smooth = cv2.filter2D(current, -1, kernel, borderType=cv2.BORDER_REPLICATE).reshape(b.shape)
-            current = np.where(keep, smooth, b)
-        solution = current
+        fixed = np.where(m, 0, 255).astype(np.uint8)  # outside the mask the values stay the boundary's
+        for _ in range(_MEMBRANE_SWEEPS):  # OpenCV calls only: no GIL held while the engine's threads run
+            smooth = cv2.filter2D(current, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+            current = cv2.copyTo(b, fixed, smooth.reshape(b.shape))
+        solution = current.reshape(b.shape)
     assert solution is not None
     return solution.astype(np.float32)
 
