@@ -3,6 +3,7 @@
     python benchmarks/quality.py                     # portraits + group photos, contact sheet
     python benchmarks/quality.py --clip              # + the 720p group clip (outside detector check)
     python benchmarks/quality.py --json out/q.json --compare out/q_before.json
+    python benchmarks/quality.py --readme docs/mesh_swap.jpg   # the README's before / after picture
 
 Pairs: every bundled photo onto every other one (both directions), and every photo onto each face of
 two synthetic group photos (``masquerade.bench.groups``: 11 faces at many sizes, rotations and
@@ -113,6 +114,36 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
+README_PAIRS = (("obama", "biden"), ("biden", "obama2"), ("astronaut", "obama"))
+"""Source, target: the rows of the README picture (``--readme``)."""
+
+
+def readme_picture(photos, side: int = 300) -> np.ndarray:
+    """Rows of source, target and swapped crops with a caption bar: the README's before / after."""
+    analyser, swapper = MeshAnalyser(), MeshSwapper()
+    rows = []
+    for src, dst in README_PAIRS:
+        (src_face,) = analyser.detect(photos[src])
+        (dst_face,) = analyser.detect(photos[dst])
+        out = swapper.swap(photos[dst], dst_face, swapper.prepare([(photos[src], src_face)]))
+        rows.append(np.hstack([_portrait(photos[src], src_face, side), _portrait(photos[dst], dst_face, side),
+                               _portrait(out, dst_face, side)]))
+    bar = np.full((26, 3 * side, 3), 32, np.uint8)
+    for i, text in enumerate(("source", "target", "swapped (mesh)")):
+        cv2.putText(bar, text, (i * side + 8, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (235,) * 3, 1, cv2.LINE_AA)
+    return np.vstack([bar, *rows])
+
+
+def _portrait(image: np.ndarray, face, side: int) -> np.ndarray:
+    """A square head-and-shoulders crop around ``face``, moved to lie inside the image, at ``side`` px."""
+    h, w = image.shape[:2]
+    span = min(round(2.0 * max(face.width, face.height)), h, w)
+    cx, cy = float(face.center[0]), float(face.center[1]) + 0.15 * face.height
+    x0 = int(np.clip(round(cx - span / 2), 0, w - span))
+    y0 = int(np.clip(round(cy - span / 2), 0, h - span))
+    return cv2.resize(image[y0 : y0 + span, x0 : x0 + span], (side, side), interpolation=cv2.INTER_AREA)
+
+
 def run_clip(photos, args: argparse.Namespace) -> dict:
     from masquerade.bench.groups import group_clip
     from masquerade.config import RunConfig, SelectOptions
@@ -195,7 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", action="store_true", help="also run the 720p group clip")
     parser.add_argument("--clip-frames", type=int, default=150)
     parser.add_argument("--clip-sheet", type=Path, default=Path("out/quality_clip.png"))
+    parser.add_argument("--readme", type=Path, help="only write the README picture here (docs/mesh_swap.jpg)")
     args = parser.parse_args(argv)
+    if args.readme:
+        args.readme.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(args.readme), readme_picture(_load()), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        return 0
     result = run(args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

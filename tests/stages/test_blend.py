@@ -211,6 +211,46 @@ def test_poisson_field_matches_the_target_at_the_edge_and_keeps_source_detail() 
     assert not np.any(blend.poisson_field(lit, target, mask)[:10])  # outside the mask's box
 
 
+def test_membrane_is_harmonic_inside_the_mask() -> None:
+    # A linear ramp is harmonic: the membrane through its boundary values is the ramp itself.
+    h, w = 60, 52
+    ys, xs = np.indices((h, w), dtype=np.float32)
+    ramp = np.dstack([0.8 * xs - 0.5 * ys + 3, 0.2 * ys, np.full((h, w), 7, np.float32)])
+    mask = _disc((h, w), (26, 30), 22)
+    mask[10:24, 20:30] = 0  # a hole in the mask: boundary values inside it too
+    inside = mask > 0
+    solved = blend.membrane(ramp, mask)
+    assert np.abs(solved - ramp)[inside].max() < 1.5  # of a range of ~60: within a few percent
+    assert np.array_equal(solved[~inside & (blend.dilate(mask, 1) > 0)],
+                          ramp[~inside & (blend.dilate(mask, 1) > 0)])
+
+
+def test_poisson_field_reads_the_target_only_outside_the_mask() -> None:
+    # A dark brow inside the mask, just within its edge, is no boundary value: the correction stays
+    # flat (cv2.seamlessClone's whole-rectangle solve carried such features in as dark bands).
+    target = np.full((120, 120, 3), (150, 140, 135), np.float32)
+    source = target - np.float32([10, 0, 0])
+    mask = _disc((120, 120), (60, 60), 45)
+    target[24:32, 45:75] = (30, 128, 128)  # inside the edge (the disc spans x 33-87 at y 24)
+    field = blend.poisson_field(source, target, mask, max_side=64, robust=False)
+    inner = blend.erode(mask, 4) > 0
+    assert np.abs(field[inner][:, 0] - 10.0).max() < 1.5
+
+
+def test_poisson_field_takes_no_value_from_untrusted_edge_pixels() -> None:
+    # The mask's edge runs through a brow's tail: marked untrusted, it lends the edge no darkness.
+    target = np.full((120, 120, 3), (150, 140, 135), np.float32)
+    source = target - np.float32([10, 0, 0])
+    mask = _disc((120, 120), (60, 60), 45)
+    target[10:40, 70:110] = (40, 130, 132)  # across the upper right edge, inside and out
+    trusted = np.where(target[..., 0] > 100, 255, 0).astype(np.uint8)
+    plain = blend.poisson_field(source, target, mask, max_side=64, robust=False)
+    field = blend.poisson_field(source, target, mask, max_side=64, robust=False, trusted=trusted)
+    inner = blend.erode(mask, 4) > 0
+    assert plain[inner][:, 0].min() < -20  # the brow's darkness spreads in from the edge
+    assert np.abs(field[inner][:, 0] - 10.0).max() < 1.5
+
+
 def test_robust_poisson_ignores_a_dark_strand_across_the_edge() -> None:
     target = np.full((160, 160, 3), (150, 140, 135), np.float32)
     source = target.copy()

@@ -163,6 +163,18 @@ def test_a_stretched_source_gets_the_targets_grain(photos, faces, swaps) -> None
     assert 0.7 * target < swapped < 1.4 * target
 
 
+def test_grain_holds_still_from_frame_to_frame(photos, faces, swapper, swaps) -> None:
+    # The next frame of a still shot: the same picture with a little sensor noise. Fresh grain per
+    # frame would change the face by ~3 grey levels on every frame (flicker); the face's own does not.
+    target, face = photos["obama"], faces["obama"]
+    following = target.copy()
+    following[::7, ::5] ^= 1
+    again = swapper.swap(following, face, swapper.prepare([(photos["astronaut"], faces["astronaut"])]))
+    x0, y0, x1, y1 = face.bbox.astype(int)
+    inner = (slice(y0 + (y1 - y0) // 4, y1 - (y1 - y0) // 4), slice(x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4))
+    assert np.abs(again[inner].astype(int) - swaps[("astronaut", "obama")][inner]).mean() < 0.5
+
+
 def test_open_mouth_interior_stays_the_targets(photos, faces, swaps) -> None:
     target, face = photos["obama2"], faces["obama2"]  # speaking: teeth and tongue show
     inner = blend.erode(blend.polygon_mask(target.shape, [face.landmarks[list(mesh.LIPS_INNER), :2]]), 2)

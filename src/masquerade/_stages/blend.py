@@ -373,11 +373,7 @@ def chroma_floor(
         lightness, hue = _skin_frame(lab, skin)
         rel, u = _along_hue(lab[face > 0], lightness, hue)
         band = np.clip(np.rint((rel - FLOOR_BANDS[0]) / 0.1).astype(int), 0, len(FLOOR_BANDS) - 1)
-        low = np.full(len(FLOOR_BANDS), np.nan, np.float32)
-        for k in np.unique(band):
-            values = u[band == k]
-            if len(values) >= 20:
-                low[k] = np.quantile(values, quantile)
+        low = _band_quantiles(u, band, len(FLOOR_BANDS), quantile, min_count=20)
         filled = np.nonzero(~np.isnan(low))[0]
         if len(filled):
             low = low[filled[np.abs(np.arange(len(low))[:, None] - filled[None, :]).argmin(axis=1)]]
@@ -386,6 +382,26 @@ def chroma_floor(
         bounds.append(low)
     lightness, hue = _skin_frame(target, target_skin)
     return ChromaFloor(lightness, (float(hue[0]), float(hue[1])), np.minimum(*bounds).astype(np.float32))
+
+
+def _band_quantiles(
+    values: NDArray, band: NDArray, bands: int, quantile: float, min_count: int
+) -> NDArray[np.float32]:
+    """Per band, the ``quantile`` of ``values`` (linear interpolation, as ``np.quantile``), or NaN
+    where a band has fewer than ``min_count`` values; one sort for all bands."""
+    low = np.full(bands, np.nan, np.float32)
+    if len(values) == 0:
+        return low
+    ordered = np.asarray(values, np.float64)[np.lexsort((values, band))]
+    counts = np.bincount(band, minlength=bands)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = starts + quantile * np.maximum(counts - 1, 0)
+    below = np.clip(np.floor(position).astype(int), 0, len(ordered) - 1)
+    above = np.clip(np.minimum(below + 1, starts + counts - 1), 0, len(ordered) - 1)
+    mix = position - np.floor(position)
+    found = counts >= min_count
+    low[found] = (ordered[below] * (1.0 - mix) + ordered[above] * mix)[found]
+    return low
 
 
 def apply_chroma_floor(lab: Lab, floor: ChromaFloor, weight: NDArray[np.float32] | None = None) -> None:
@@ -443,64 +459,139 @@ def relight_field(
 
 
 def poisson_field(
-    source: Lab, target: Lab, mask: BinaryMask, *, max_side: int = 96, robust: bool = True
+    source: Lab, target: Lab, mask: BinaryMask, *, max_side: int = 96, robust: bool = True,
+    trusted: BinaryMask | None = None,
 ) -> Lab:
     """The smooth field that, added to ``source``, makes it meet ``target`` along the mask's edge.
 
-    This is the colour part of Poisson (seamless) cloning: ``cv2.seamlessClone`` keeps the source's
-    gradients inside the mask and takes its boundary values from the target. The correction (clone -
-    source) is a membrane, smooth by construction, so it is solved on a copy of the mask's bounding
-    rectangle scaled down to at most ``max_side`` pixels and scaled back up: a few milliseconds whatever
-    the face size. The field is 0 outside that rectangle.
+    This is the colour part of Poisson (seamless) cloning: the correction (clone - source) is the
+    membrane (harmonic function) inside the mask that takes the value ``target - source`` on the
+    pixels just outside it (see :func:`membrane`). It is smooth by construction, so it is solved on a
+    copy of the mask's bounding rectangle scaled down to at most ``max_side`` pixels and scaled back
+    up: a few milliseconds whatever the face size. The field is 0 outside that rectangle.
+    (``cv2.seamlessClone`` is not used: it solves over the whole rectangle with the target's own
+    gradients outside an eroded mask, which carries the target's features, a brow near the edge, into
+    the correction as dark bands.)
 
     With ``robust``, target pixels along the edge that differ from the source far more than the rest
     (a strand of hair, an ear, a hand crossing the edge) are pulled towards the typical difference
     first, so they do not bleed a shadow across the whole face.
+
+    ``trusted`` marks the target pixels that may give the edge its values (its plain skin): along
+    the rest of the edge (a brow or grey hair the mask's edge runs through) the values are spread
+    from the trusted pixels beside them, so no feature of the target is smeared into the face.
     """
     field = np.zeros_like(source, dtype=np.float32)
     rect = mask_rect(mask, margin=4)
     if rect is None:
         return field
     x, y, w, h = rect
-    src, dst, msk = source[y : y + h, x : x + w], target[y : y + h, x : x + w], mask[y : y + h, x : x + w]
+    part = (slice(y, y + h), slice(x, x + w))
+    diff, msk = target[part] - source[part], mask[part]
+    known = np.ones((h, w), np.float32) if trusted is None else (trusted[part] > 0).astype(np.float32)
     scale = min(1.0, max_side / max(w, h))
     size = (max(round(w * scale), 8), max(round(h * scale), 8))
     if scale < 1.0:
-        src_s = cv2.resize(src, size, interpolation=cv2.INTER_AREA)
-        dst_s = cv2.resize(dst, size, interpolation=cv2.INTER_AREA)
+        # Averaged over trusted pixels only: an untrusted one does not darken its trusted neighbours.
+        known_s = cv2.resize(known, size, interpolation=cv2.INTER_AREA)
+        diff_s = cv2.resize(diff * known[..., None], size, interpolation=cv2.INTER_AREA)
+        diff_s = diff_s.reshape(size[1], size[0], -1) / np.maximum(known_s, 1e-6)[..., None]
         msk_s = np.where(cv2.resize(msk, size, interpolation=cv2.INTER_AREA) >= 128, 255, 0).astype(np.uint8)
     else:
-        src_s, dst_s, msk_s = src, dst, msk.copy()
-    # seamlessClone clears the mask's outer pixel ring itself; doing it here keeps the bounding box
-    # (and so the placement below) the same as the one it computes.
-    msk_s[0, :] = msk_s[-1, :] = 0
-    msk_s[:, 0] = msk_s[:, -1] = 0
-    bx, by, bw, bh = cv2.boundingRect(msk_s)
-    if bw < 3 or bh < 3:
+        diff_s, known_s, msk_s = diff, known, msk
+    if np.count_nonzero(msk_s) < 4:
         return field
     if robust:
-        dst_s = _clamp_boundary(src_s, dst_s, msk_s)
-    src8 = np.clip(src_s + 0.5, 0, 255).astype(np.uint8)
-    dst8 = np.clip(dst_s + 0.5, 0, 255).astype(np.uint8)
-    center = (bx + bw // 2, by + bh // 2)  # seamlessClone places the box at center - size // 2
-    cloned = cv2.seamlessClone(src8, dst8, msk_s, center, cv2.NORMAL_CLONE)
-    correction = cloned.astype(np.float32) - src8
+        diff_s = _clamp_boundary(diff_s, msk_s, known_s)
+    correction = membrane(diff_s, msk_s, known_s)
     if scale < 1.0:
         correction = cv2.resize(correction, (w, h), interpolation=cv2.INTER_LINEAR)
     field[y : y + h, x : x + w] = correction
     return field
 
 
-def _clamp_boundary(source: Lab, target: Lab, mask: BinaryMask) -> Lab:
-    """``target`` with its difference to ``source`` clamped to the robust range seen along the mask's edge."""
-    ring = (mask > 0) & (erode(mask, 3) == 0)
-    if np.count_nonzero(ring) < 8:
-        return target
-    diff = target - source
-    edge = diff[ring]
+_MEMBRANE_SWEEPS = 16  # Jacobi sweeps per pyramid level (each level starts from the coarser solution)
+_MIN_KNOWN_EDGE = 0.2  # share of the edge that must be trusted for the trust to count at all
+
+
+def membrane(
+    values: NDArray[np.float32], mask: BinaryMask, known: NDArray[np.float32] | None = None
+) -> NDArray[np.float32]:
+    """The harmonic (as smooth as possible) interpolation into ``mask`` of ``values`` on the pixels
+    just outside it; (H, W, C) float32, equal to the interpolation inside the mask and to a smooth
+    extension of the boundary values outside. ``known`` (0..1 per pixel) weighs how far each
+    boundary value is to be believed; the others are filled in from their neighbours along the edge
+    (all are believed when too few are).
+
+    Solved coarse to fine: the boundary values are spread over the rectangle by push-pull (so every
+    level has boundary values next to its own mask), the Laplace equation is relaxed by Jacobi sweeps
+    on each level of a pyramid, each level starting from the one below. On the few dozen pixels a
+    colour field needs this converges in a millisecond or two.
+    """
+    values = np.asarray(values, np.float32)
+    if values.ndim == 2:
+        return membrane(values[..., None], mask, known)[..., 0]
+    inside = mask > 0
+    ring = (cv2.dilate(mask, np.ones((3, 3), np.uint8)) > 0) & ~inside
+    if not ring.any():  # the mask fills the rectangle: nothing to meet
+        return np.zeros_like(values)
+    weights = ring.astype(np.float32)
+    if known is not None and float((weights * known).sum()) >= _MIN_KNOWN_EDGE * float(weights.sum()):
+        weights *= known
+    boundary = _push_pull(values, weights)
+    levels = [(boundary, inside)]
+    while min(levels[-1][1].shape) > 8:
+        b, m = levels[-1]
+        half = ((m.shape[1] + 1) // 2, (m.shape[0] + 1) // 2)
+        small_b = cv2.resize(b, half, interpolation=cv2.INTER_AREA).reshape(half[1], half[0], -1)
+        small_m = cv2.resize(m.astype(np.float32), half, interpolation=cv2.INTER_AREA) > 0.5
+        levels.append((small_b, small_m))
+    solution: NDArray[np.float32] | None = None
+    kernel = np.float32([[0, 0.25, 0], [0.25, 0, 0.25], [0, 0.25, 0]])
+    for b, m in reversed(levels):
+        if solution is None:
+            current = b.copy()
+        else:
+            up = cv2.resize(solution, (m.shape[1], m.shape[0]), interpolation=cv2.INTER_LINEAR)
+            current = np.where(m[..., None], up.reshape(b.shape), b)
+        fixed = np.where(m, 0, 255).astype(np.uint8)  # outside the mask the values stay the boundary's
+        for _ in range(_MEMBRANE_SWEEPS):  # OpenCV calls only: no GIL held while the engine's threads run
+            smooth = cv2.filter2D(current, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+            current = cv2.copyTo(b, fixed, smooth.reshape(b.shape))
+        solution = current.reshape(b.shape)
+    assert solution is not None
+    return solution.astype(np.float32)
+
+
+def _push_pull(values: NDArray[np.float32], weights: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``values`` known where ``weights`` > 0, spread smoothly over the whole array (push-pull: weighted
+    averages down a pyramid, then filled back up from the coarser levels where nothing is known)."""
+    if min(weights.shape) <= 2 or weights.sum() <= 0:
+        total = max(float(weights.sum()), 1e-6)
+        mean = (values * weights[..., None]).reshape(-1, values.shape[2]).sum(axis=0) / total
+        return np.broadcast_to(mean.astype(np.float32), values.shape).copy()
+    h, w = weights.shape
+    half = ((w + 1) // 2, (h + 1) // 2)
+    small_w = cv2.resize(weights, half, interpolation=cv2.INTER_AREA)
+    small_vw = cv2.resize(values * weights[..., None], half, interpolation=cv2.INTER_AREA)
+    small_vw = small_vw.reshape(half[1], half[0], -1)
+    small_v = small_vw / np.maximum(small_w, 1e-6)[..., None]
+    coarse = _push_pull(small_v, small_w)
+    up = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_LINEAR).reshape(values.shape)
+    trust = np.minimum(weights * 4.0, 1.0)[..., None]
+    return values * trust + up * (1.0 - trust)
+
+
+def _clamp_boundary(diff: Lab, mask: BinaryMask, known: NDArray[np.float32]) -> Lab:
+    """``diff`` clamped to the robust range seen along the mask's edge (its trusted part)."""
+    ring = (dilate(mask, 2) > 0) & (mask == 0)  # the pixels whose values the membrane takes
+    trusted = ring & (known >= 0.5)
+    edge = diff[trusted] if np.count_nonzero(trusted) >= 8 else diff[ring]
+    if len(edge) < 8:
+        return diff
     median = np.median(edge, axis=0)
     spread = np.maximum(3.0 * 1.4826 * np.median(np.abs(edge - median), axis=0), 10.0)
-    return source + np.clip(diff, median - spread, median + spread)
+    return np.clip(diff, median - spread, median + spread)
 
 
 def alpha_blend(target: Image, source: Image, alpha: Mask) -> Image:

@@ -15,7 +15,6 @@ or written.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,6 +59,12 @@ POISSON_SIDE = 64
 PLAIN_SKIN = 1.0
 """Colour distance from the face's skin (see ``blend.colour_distance``) above which a pixel does not
 inform the light carried from the target."""
+EDGE_SKIN = 1.5
+"""Colour distance from the target's skin above which a pixel along the region's edge gives the
+Poisson correction no value (a brow, grey hair, a lash line: not the skin the face must meet)."""
+EDGE_DETAIL = 20.0
+"""How much darker or brighter (8-bit LAB lightness) than the skin beside it a pixel along the region's
+edge may be and still give the Poisson correction a value (a brow's tail is 40-70 darker)."""
 RELIGHT_SIGMA = 0.08
 """Scale of the target shading carried onto the face (fraction of the face size)."""
 HIGHLIGHT_MARGIN = 25.0
@@ -68,6 +73,9 @@ _SHAPE_FADE_RINGS = 3.0  # mesh rings over which the shape move fades in from th
 _EYE_KEEP = np.array([0.25, 0.7, 0.7], np.float32)  # share of the L, a, b change the eyes do not take
 _ROI_PAD = 0.04  # margin of the region of interest around the landmarks (fraction of the face size)
 _MIN_LEVEL_SIZE = 24.0  # smallest source face (px) kept in the pyramid
+_GRAIN_TILE = 256  # side of the noise tile the grain is read from (px, repeats beyond)
+_GRAIN_SEED = 0x6A41
+_GRAIN_ANCHOR = 4  # landmark the grain pattern moves with (the nose tip)
 
 
 def frontality(landmarks: NDArray[np.floating]) -> float:
@@ -107,6 +115,9 @@ class MeshSwapper:
         from_lips = np.clip(mesh.hops(mesh.lip_points()) / _SHAPE_FADE_RINGS, 0.0, 1.0)
         at_edge = np.clip(1.0 - mesh.hops(mesh.FACE_OVAL) / _SHAPE_FADE_RINGS, 0.0, 1.0)
         self._shape_weight = from_lips * (OUTLINE_BLEND * at_edge + SHAPE_BLEND * (1.0 - at_edge))
+        # Unit white noise, tiled over the face for its grain (see ``_grain``); a fixed seed, so a
+        # frame comes out the same whichever worker thread swaps it.
+        self._noise = np.random.default_rng(_GRAIN_SEED).standard_normal((_GRAIN_TILE,) * 2, np.float32)
 
     def prepare(self, sources: Sequence[tuple[Image, Face]]) -> MeshSource:
         """Pick the most frontal source face that has landmarks and precompute what every swap needs."""
@@ -228,8 +239,21 @@ class MeshSwapper:
         if not np.any(region):
             return
 
-        transfer, field, skin_hue = self._colour(warped_s, target_lab, region, drawn_pts, size)
-        floor = self._floor(warped_s, target_lab, region, drawn_pts, size)
+        skin = masks.bare_skin(region, pts, size)
+        if np.count_nonzero(skin) <= 32:
+            skin = region
+        # The target's plain skin (not its brows, lashes, hair or eye sockets) and its colour nearby.
+        target_distance = blend.colour_distance(target_lab, skin)
+        plain = skin & np.where(target_distance <= PLAIN_SKIN, 255, 0).astype(np.uint8)
+        local = blend.masked_blur(target_lab, plain if np.count_nonzero(plain) > 32 else skin,
+                                  max(1.0, 0.03 * size))
+        # What the face's edge may meet: skin, and no feature darker or brighter than the skin beside
+        # it (a brow's tail, grey hair at a temple, a lash line the edge runs through).
+        detail = np.abs(target_lab[..., 0] - local[..., 0])
+        edge_skin = (target_distance <= EDGE_SKIN) & (detail <= EDGE_DETAIL)
+        transfer, field, skin_hue = self._colour(
+            warped_s, target_lab, region, skin, plain, np.where(edge_skin, 255, 0).astype(np.uint8), size)
+        floor = self._floor(warped_s, target_lab, region, skin, drawn_pts, size)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
         # The target's own brows must not show through a soft edge beside the source's (double
         # brows, when hair cuts the region just above them): wherever the swap may paint, they are
@@ -243,8 +267,9 @@ class MeshSwapper:
         # The eyes keep their own colour: a skin-to-skin shift turns the whites grey or blue.
         eyes = blend.polygon_mask(region.shape, [drawn_pts[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE)])
         eyes_w = 1.0 - blend.fade_out(eyes, 0.0, max(1.5, 0.02 * size))
-        # The source's own highlights (a shiny nose under another light) must not outshine the target.
-        local = cv2.GaussianBlur(target_lab, (0, 0), sigmaX=max(1.0, 0.03 * size))
+        # The source's own highlights (a shiny nose under another light) must not outshine the target's
+        # skin nearby (``local``: its skin, not its brows, lashes or eye sockets, or the source's lids
+        # and brow ridge would be dimmed to grey under them).
         weights = np.dstack([alpha, eyes_w, local])
 
         # Full resolution: the same warp sampled densely, the colour maps upsampled; the colour work
@@ -279,15 +304,23 @@ class MeshSwapper:
         if floor is not None:
             blend.apply_chroma_floor(lab, floor, 1.0 - eyes_w)
         if self.options.color_transfer:
-            lab[..., 0] += self._grain(target, base[..., 0], alpha)
+            # The grain pattern is anchored on the face (its nose tip), not drawn afresh each frame:
+            # fresh noise would add flicker to a video that the input does not have.
+            ax, ay = (round(float(v)) for v in lm[_GRAIN_ANCHOR, :2])
+            offset = (y0 + py - ay, x0 + px - ax)
+            lab[..., 0] += self._grain(target, base[..., 0], alpha, offset)
         roi[part] = blend.alpha_blend(target, blend.from_lab(lab), np.ascontiguousarray(alpha))
 
-    def _grain(self, roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32]) -> NDArray:
-        """Fresh noise that brings a smoother source face (stretched, retouched) up to the target's grain.
+    def _grain(
+        self, roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32], offset: tuple[int, int]
+    ) -> NDArray:
+        """Noise that brings a smoother source face (stretched, retouched) up to the target's grain.
 
         Fine detail is measured as what a 1-px blur removes, on the face's opaque part, robustly (the
         target's own eyes and wrinkles are not grain); only the missing part is added, so a source as
-        sharp as the target gets none.
+        sharp as the target gets none. The noise is read from a fixed tile at ``offset`` (the
+        rectangle's top-left relative to the face's anchor point), so it moves with the face and a
+        still face keeps the same grain from frame to frame.
         """
         inner = alpha[::2, ::2] > 0.9  # every other pixel is plenty for two statistics
         if np.count_nonzero(inner) < 64:
@@ -299,14 +332,14 @@ class MeshSwapper:
         if missing < 1.0:  # not visible on the 8-bit scale
             return np.zeros_like(lightness)
         # White noise of std k keeps 0.87 k once its 1-px blur is taken away (1 - 2/(2 pi) + 1/(4 pi)).
-        # Seeded by the target pixels: fresh every frame, yet the same result for the same frame
-        # whichever worker thread swaps it, and in whatever order.
-        rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(roi[::4, ::4]).tobytes()))
-        return rng.standard_normal(lightness.shape, dtype=np.float32) * np.float32(missing / 0.87)
+        side = self._noise.shape[0]
+        rows = (np.arange(lightness.shape[0]) + offset[0]) % side
+        cols = (np.arange(lightness.shape[1]) + offset[1]) % side
+        return self._noise[np.ix_(rows, cols)] * np.float32(missing / 0.87)
 
     def _colour(
         self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
-        points: NDArray[np.float32], size: float,
+        skin: NDArray[np.uint8], target_plain: NDArray[np.uint8], edge_skin: NDArray[np.uint8], size: float,
     ) -> tuple[blend.ColourGain, NDArray[np.float32], NDArray[np.float32]]:
         """The global colour change and a smooth field of per-pixel factors that make the warped face
         the target's colour (statistics), light (broad shading) and edge (Poisson).
@@ -317,9 +350,6 @@ class MeshSwapper:
         lab = blend.to_lab(np.ascontiguousarray(warped[..., :3]))
         transfer = blend.ColourGain()
         additive = np.zeros_like(lab)
-        skin = masks.bare_skin(region, points, size)
-        if np.count_nonzero(skin) <= 32:
-            skin = region
         sigma = max(2.0, RELIGHT_SIGMA * size)
         skin_hue = lab[skin > 0].mean(axis=0)
         if self.options.color_transfer and np.count_nonzero(skin) > 32:
@@ -328,9 +358,8 @@ class MeshSwapper:
             # Light is read where both faces show plain skin: the target's brows, lashes and deep eye
             # sockets (and the source's) around the feature masks are not light, and read as light
             # they would paint the source's lids grey.
-            plain = skin.copy()
-            for face_lab in (target_lab, lab):
-                plain[blend.colour_distance(face_lab, skin) > PLAIN_SKIN] = 0
+            plain = target_plain.copy()
+            plain[blend.colour_distance(lab, skin) > PLAIN_SKIN] = 0
             if np.count_nonzero(plain) > 32:
                 skin = plain
             additive = blend.relight_field(lab, target_lab, skin, sigma, strength=(1.0, 1.0, 1.0))
@@ -338,20 +367,20 @@ class MeshSwapper:
         # on it, not on the face itself, over the whole region (no holes): a brow, the dark of a kept
         # mouth or eye on the region's edge would otherwise act as boundary values and bleed a bright
         # or dark membrane across the face.
+        # The edge takes its values from the target's skin only (``edge_skin``): a brow's tail or grey
+        # hair that the region's edge runs through would spread a grey smudge into the face.
         pivot = blend.masked_blur(lab, skin, sigma)
-        additive += blend.poisson_field(pivot + additive, target_lab, region, max_side=POISSON_SIDE)
+        additive += blend.poisson_field(pivot + additive, target_lab, region, max_side=POISSON_SIDE,
+                                        trusted=edge_skin)
         return transfer, blend.gain_field(additive, pivot), skin_hue
 
     def _floor(
         self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
-        points: NDArray[np.float32], size: float,
+        skin: NDArray[np.uint8], points: NDArray[np.float32], size: float,
     ) -> blend.ChromaFloor | None:
         """The least colour a swapped pixel may have at its lightness: no greyer or bluer than what
         the target's face or the source's own shows there (eyes and mouth opening aside)."""
-        if not self.options.color_transfer:
-            return None
-        skin = masks.bare_skin(region, points, size)
-        if np.count_nonzero(skin) <= 32:
+        if not self.options.color_transfer or np.count_nonzero(skin) <= 32:
             return None
         openings = [points[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.LIPS_INNER)]
         holes = blend.polygon_mask(region.shape, openings, grow=max(1, round(0.03 * size)))

@@ -34,10 +34,16 @@ def hair(lab: Lab, points: NDArray[np.float32], region: NDArray[np.uint8], size:
                               (0, 0), sigmaX=sigma)
     forehead = blend.polygon_mask(region.shape, [points[list(mesh.FOREHEAD)]])
     brows = [points[list(mesh.RIGHT_EYEBROW)], points[list(mesh.LEFT_EYEBROW)]]
-    forehead[blend.polygon_mask(region.shape, brows, grow=max(1, round(0.03 * size))) > 0] = 0
+    brow_zone = blend.polygon_mask(region.shape, brows, grow=max(1, round(0.03 * size)))
+    forehead[brow_zone > 0] = 0
     oval = blend.polygon_mask(region.shape, [points[list(mesh.FACE_OVAL)]])
-    band = (forehead == 0) & (blend.erode(oval, max(1, round(EDGE_BAND * size))) == 0)
-    bad = ((distance > HAIR_DISTANCE) & (forehead > 0)) | ((shaded > HAIR_DISTANCE) & band)
+    # The band along the outline, and the temples beside the brows' tails: a lock of hair at the side
+    # of the head and the shadow it casts reach in there, further than the band (a dark stroke from
+    # the brow to the eye's corner once pasted onto another face).
+    temples = blend.polygon_mask(region.shape, [points[list(t)] for t in mesh.TEMPLES]) & ~brow_zone
+    upper = (forehead > 0) | (temples > 0)
+    band = ~upper & (blend.erode(oval, max(1, round(EDGE_BAND * size))) == 0)
+    bad = ((distance > HAIR_DISTANCE) & upper) | ((shaded > HAIR_DISTANCE) & band)
     bad = np.where(bad, 255, 0).astype(np.uint8)
     return blend.reachable_from_outside(bad, region)
 

@@ -54,6 +54,12 @@ NOSE: tuple[int, ...] = (
     168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 294, 278, 344, 440, 275, 45, 220, 115, 48, 64,
 )  # fmt: skip
 """Points of the nose (bridge, tip, wings); unordered: draw their convex hull."""
+TEMPLES: tuple[tuple[int, ...], tuple[int, ...]] = (
+    (70, 46, 226, 234, 127, 162),
+    (300, 276, 446, 454, 356, 389),
+)
+"""Closed contours of the temples beside the brows' tails and the eyes' outer corners, down to the
+outline at eye level (right, left): where hair at the side of the head and its shadow reach in."""
 SKIN_SAMPLES: tuple[int, ...] = (50, 280, 101, 330, 205, 425, 118, 347, 197, 195, 5)
 """Points on the cheeks and the nose's ridge: bare skin on nearly every face, hair and beards aside."""
 RIGHT_EYEBROW: tuple[int, ...] = (46, 53, 52, 65, 55, 107, 66, 105, 63, 70)
