@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -14,8 +15,12 @@ from masquerade._version import __version__
 from masquerade.config import RunConfig
 from masquerade.errors import UsageError
 from masquerade.media.options import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from masquerade.pipeline import Pipeline
+from masquerade.pipeline import FrameBatchStep, Pipeline, PreparedSource
 from masquerade.types import FrameContext, Image
+
+if TYPE_CHECKING:
+    from masquerade.media.reader import VideoReader
+    from masquerade.media.writer import VideoWriter
 
 
 @dataclass
@@ -116,44 +121,72 @@ def swap(
 
 
 def _swap_image_file(pipeline, prepared, reference, target, output, config, hooks, summary) -> None:
-    from masquerade.media.atomic import atomic_output
-    from masquerade.media.image import read_image, write_image
-    from masquerade.provenance.c2pa_label import label_file
+    from masquerade.media.image import read_image
 
     hooks.on_start("image", 1)
     loaded = read_image(target)
-    selector = pipeline.new_selector(reference)
-    image, swapped = pipeline.swap_image(loaded.image, prepared, selector)
-    if loaded.grey:  # a colour source face must not tint a black-and-white picture
-        image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-    with atomic_output(output) as temp:
-        write_image(temp, image, loaded.alpha, quality=config.encode.image_quality)
-        label_file(temp, version=__version__, kind="image")
+    image, swapped = swap_loaded_image(pipeline, prepared, reference, loaded.image, loaded.grey)
+    write_image_output(output, image, loaded.alpha, config.encode.image_quality)
     summary.frames, summary.faces_swapped = 1, swapped
 
 
+def swap_loaded_image(
+    pipeline: Pipeline, prepared: PreparedSource, reference: np.ndarray | None, image: Image, grey: bool
+) -> tuple[Image, int]:
+    """Swap one target picture as read by ``read_image``; return the watermarked result and the count."""
+    image, swapped = pipeline.swap_image(image, prepared, pipeline.new_selector(reference))
+    if grey:  # a colour source face must not tint a black-and-white picture
+        image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    return image, swapped
+
+
+def write_image_output(output: Path, image: Image, alpha: np.ndarray | None, quality: int) -> None:
+    """Write a finished picture to ``output``, labelled, atomically."""
+    from masquerade.media.atomic import atomic_output
+    from masquerade.media.image import write_image
+    from masquerade.provenance.c2pa_label import label_file
+
+    with atomic_output(output) as temp:
+        write_image(temp, image, alpha, quality=quality)
+        label_file(temp, version=__version__, kind="image")
+
+
 def _swap_video_file(pipeline, prepared, reference, target, output, config, hooks, summary) -> None:
-    from masquerade.engine import StreamEngine
     from masquerade.media.reader import VideoReader
     from masquerade.media.writer import VideoWriter
 
     encode = config.encode
     with VideoReader(target, encode.trim_start, encode.trim_end) as reader:
         hooks.on_start("video", reader.info.frame_count)
-        fps = float(reader.info.fps) if reader.info.fps else 25.0
-        analyse, render = pipeline.video_stages(prepared, fps, reference)
+        analyse, render = pipeline.video_stages(prepared, fps_of(reader), reference)
         with VideoWriter(output, reader, encode) as writer:
+            encode_frames(pipeline, reader.frames(), (analyse, render), writer, summary, hooks)
 
-            def consume(ctx: FrameContext) -> None:
-                writer.write(ctx)
-                summary.frames += 1
-                summary.faces_swapped += ctx.swapped
-                for stage, seconds in ctx.timings.items():
-                    summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
-                hooks.on_frame(ctx)
 
-            StreamEngine(depth=4).run_batches(reader.frames(), analyse, consume, pipeline.frame_batch(),
-                                              finish=render, workers=pipeline.frame_workers())
+def fps_of(reader: VideoReader) -> float:
+    """The rate tracking and the guard's sampling count in (25 when the file does not say)."""
+    return float(reader.info.fps) if reader.info.fps else 25.0
+
+
+def encode_frames(
+    pipeline: Pipeline, frames: Iterable[FrameContext], stages: tuple[FrameBatchStep, FrameBatchStep],
+    writer: VideoWriter, summary: RunSummary, hooks: RunHooks,
+) -> None:
+    """Analyse, render and write ``frames`` on the threaded engine, adding them up in ``summary``."""
+    from masquerade.engine import StreamEngine
+
+    analyse, render = stages
+
+    def consume(ctx: FrameContext) -> None:
+        writer.write(ctx)
+        summary.frames += 1
+        summary.faces_swapped += ctx.swapped
+        for stage, seconds in ctx.timings.items():
+            summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
+        hooks.on_frame(ctx)
+
+    StreamEngine(depth=4).run_batches(frames, analyse, consume, pipeline.frame_batch(),
+                                      finish=render, workers=pipeline.frame_workers())
 
 
 def swap_image(

@@ -20,7 +20,7 @@ from masquerade._stages.protocols import Stages
 from masquerade._stages.select import FaceSelector, largest, reference_embedding
 from masquerade._stages.watermark import WatermarkEmbedder
 from masquerade.config import RunConfig
-from masquerade.errors import NoSourceFaceError
+from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.types import Face, FrameContext, Image
 
 FrameBatchStep = Callable[[list[FrameContext]], list[FrameContext]]
@@ -85,8 +85,28 @@ class Pipeline:
         except NoSourceFaceError:
             raise NoSourceFaceError(f"no face found in reference image {label}") from None
 
-    def new_selector(self, reference: np.ndarray | None) -> FaceSelector:
-        return FaceSelector(self.config.select, self.stages.recognizer, reference)
+    def new_selector(self, reference: np.ndarray | None, adopt: bool = True) -> FaceSelector:
+        """``adopt``: see ``FaceSelector`` (False when the run's person was looked for and not found)."""
+        return FaceSelector(self.config.select, self.stages.recognizer, reference, adopt=adopt)
+
+    def adopted_reference(self, frames: Iterable[FrameContext], fps: float) -> np.ndarray | None:
+        """The person a ``--faces reference`` video run without a reference image swaps: the embedding
+        of the largest face in the first frame where tracking finds one; None when no frame has one.
+
+        Reads only as far as that frame, tracking as ``video_stages`` does, so a run split into
+        segments can decide the person once, as a run from the start would, and hand it to each
+        segment (with ``adopt_reference=False`` for None). Nothing is written, so no guard is needed.
+        """
+        from masquerade._stages.track import FaceTracker
+
+        tracker = FaceTracker(self.stages.analyser, self.config.track, fps=fps)
+        selector = self.new_selector(None)
+        for ctx in frames:
+            faces = tracker.update(ctx.image, ctx.index)
+            if faces:
+                selector(ctx.image, faces)
+                return selector.reference
+        return None
 
     # -- images -----------------------------------------------------------------------------
     def swap_image(
@@ -104,7 +124,8 @@ class Pipeline:
 
     # -- videos -----------------------------------------------------------------------------
     def video_stages(
-        self, source: PreparedSource, fps: float, reference: np.ndarray | None
+        self, source: PreparedSource, fps: float, reference: np.ndarray | None, *,
+        output_from: int = 0, adopt_reference: bool = True,
     ) -> tuple[FrameBatchStep, FrameBatchStep]:
         """``(analyse, render)`` for one video (with its own tracker and selector).
 
@@ -112,19 +133,26 @@ class Pipeline:
         tracking starts from the one before. ``render`` swaps the selected faces of a whole batch in
         one call, then enhances and watermarks; it needs nothing from earlier frames, so the engine
         renders batch k on a worker thread while batch k + 1 is analysed.
+
+        A segment of a longer video starts reading a little before its first frame: frames with an
+        index below ``output_from`` are a warm-up, tracked and selected (so tracking and smoothing
+        reach the segment's first frame as they would in a run from the start) but never rendered,
+        so the guard skips them and its sampling starts with frame ``output_from`` as a first frame.
+        ``adopt_reference``: see ``new_selector``.
         """
         from masquerade._stages.track import FaceTracker
 
         tracker = FaceTracker(self.stages.analyser, self.config.track, fps=fps)
-        selector = self.new_selector(reference)
+        selector = self.new_selector(reference, adopt_reference)
         guard = self._guard
         guard.reset()  # sampling (first frame, 1/s, scene cuts) restarts with each video
 
         def analyse(batch: list[FrameContext]) -> list[FrameContext]:
             for ctx in batch:
-                start = time.perf_counter()
-                guard.check_frame(ctx, fps)
-                _add(ctx, "guard", start)
+                if ctx.index >= output_from:
+                    start = time.perf_counter()
+                    guard.check_frame(ctx, fps)
+                    _add(ctx, "guard", start)
                 start = time.perf_counter()
                 ctx.faces = tracker.update(ctx.image, ctx.index)
                 _add(ctx, "track", start)
@@ -132,6 +160,8 @@ class Pipeline:
             return batch
 
         def render(batch: list[FrameContext]) -> list[FrameContext]:
+            if any(ctx.index < output_from for ctx in batch):
+                raise UsageError("warm-up frames are analysed only; the guard did not sample them")
             self._render(batch, source)
             return batch
 

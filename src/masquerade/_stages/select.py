@@ -60,7 +60,11 @@ class FaceSelector:
 
     def __init__(self, options: SelectOptions, recognizer: Recognizer | None,
                  reference_embedding: NDArray[np.floating] | None = None, *,
-                 recheck_interval: int = RECHECK_INTERVAL, hysteresis: float = HYSTERESIS) -> None:
+                 recheck_interval: int = RECHECK_INTERVAL, hysteresis: float = HYSTERESIS,
+                 adopt: bool = True) -> None:
+        """``adopt``: in ``reference`` mode without a reference embedding, take the first face seen as
+        the person (a run from the start); False: the run's person was looked for elsewhere and not
+        found (a segment of a video without faces), so no face is selected."""
         if options.mode == "reference" and recognizer is None:
             raise UsageError("face selection by reference needs a recognizer")
         if options.mode == "index" and options.face_index < 0:
@@ -74,6 +78,7 @@ class FaceSelector:
         self._given = None if reference_embedding is None else np.asarray(reference_embedding, np.float32)
         self.recheck_interval = recheck_interval
         self.hysteresis = hysteresis
+        self.adopt = adopt
         self.embeddings = 0
         """Faces embedded so far (for tests and timing reports)."""
         self.reset()
@@ -119,6 +124,8 @@ class FaceSelector:
 
     def _by_reference(self, image: Image, faces: list[Face]) -> list[Face]:
         if self._reference is None:
+            if not self.adopt:
+                return []
             # No reference image: the person is the largest face of the first frame that has one.
             first = largest(faces)
             assert first is not None
