@@ -113,11 +113,13 @@ def swap(
         _swap_video_file(pipeline, prepared, reference, target_path, output_path, config, hooks, summary)
     summary.seconds = time.perf_counter() - started
     if summary.faces_swapped == 0:
-        summary.warnings.append(
-            f"no matching face in {target_path}: the output shows the target unchanged (watermarked)"
-        )
+        summary.warnings.append(no_face_warning(target_path))
     hooks.on_end(summary)
     return summary
+
+
+def no_face_warning(target: Path) -> str:
+    return f"no matching face in {target}: the output shows the target unchanged (watermarked)"
 
 
 def _swap_image_file(pipeline, prepared, reference, target, output, config, hooks, summary) -> None:

@@ -99,6 +99,8 @@ class Pipeline:
         """
         from masquerade._stages.track import FaceTracker
 
+        if self.config.select.mode != "reference":
+            raise ValueError("only --faces reference swaps a person adopted from the video")
         tracker = FaceTracker(self.stages.analyser, self.config.track, fps=fps)
         selector = self.new_selector(None)
         for ctx in frames:

@@ -97,6 +97,25 @@ def _output_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cluster_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("cluster (pip install 'masquerade[cluster]')")
+    g.add_argument("--cluster", metavar="ray[:ADDRESS]",
+                   help="run on a Ray cluster: ray starts or joins a local one, ray:auto joins a running "
+                        "one, ray://HOST:PORT connects with Ray Client; videos are split at key frames "
+                        "into segments done in parallel, with the same output")
+    g.add_argument("--cluster-workers", type=int, metavar="N",
+                   help="workers (each loads the models once; default: as many as the cluster holds)")
+    g.add_argument("--cluster-cpus", type=int, default=2, metavar="N",
+                   help="CPUs each worker asks for (default 2; on torch-cuda each also takes a GPU)")
+    g.add_argument("--segment-seconds", type=float, default=4.0, metavar="S",
+                   help="shortest segment a video is split into, at the source's key frames (default 4)")
+    g.add_argument("--cluster-store", type=Path, metavar="DIR",
+                   help="where finished segments wait for their output, so a run started again redoes "
+                        "only what is missing (default: cluster/ in masquerade's cache folder)")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="masquerade",
@@ -107,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     swap = sub.add_parser(
         "swap", help="put the source face onto faces in a target image or video",
-        parents=[_faces_parser(), _models_parser(), _output_parser()],
+        parents=[_faces_parser(), _models_parser(), _output_parser(), _cluster_parser()],
     )
     swap.add_argument("-s", "--source", nargs="+", type=Path, required=True, metavar="SOURCE",
                       help="photo(s) of the face to put in; with several, the best one is used")

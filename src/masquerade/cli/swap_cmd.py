@@ -41,6 +41,10 @@ class ProgressHooks(RunHooks):
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cluster is not None:
+        from masquerade.cli.cluster_cmd import run_on_cluster
+
+        return run_on_cluster(args, [args.target], [args.output])
     config = config_from_args(args)
     hooks = ProgressHooks(args.quiet)
     try:

@@ -65,6 +65,13 @@ class SegmentPlan:
     """Where the run's last frame ends."""
     segments: tuple[Segment, ...]
 
+    def opening(self, last: int) -> Segment:
+        """The run's frames from the first through segment ``last``'s, as one stretch without warm-up."""
+        end = self.segments[last]
+        return Segment(number=0, first=0, count=end.first + end.count, warmup=0,
+                       start_pts=self.segments[0].output_pts, output_pts=self.segments[0].output_pts,
+                       end_pts=end.end_pts)
+
     def window(self, segment: Segment) -> FrameWindow:
         """What a reader of ``segment`` (warm-up included) reads, in the whole run's numbers."""
         return FrameWindow(start_pts=segment.start_pts, end_pts=segment.end_pts,

@@ -1,0 +1,99 @@
+"""The work one cluster worker does. Ray runs a ``SwapWorker`` as an actor: its process builds the
+pipeline (loads the models) and prepares the source once, then takes segment and image tasks until
+the run ends. Everything a task needs travels with it (the segment's packets, the decided person),
+so a worker on another machine needs masquerade installed and nothing else: no shared files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from masquerade._version import __version__
+from masquerade.api import swap_loaded_image
+from masquerade.config import RunConfig
+from masquerade.media.segments import Segment, SegmentPlan
+from masquerade.pipeline import Pipeline
+from masquerade.split import Person, SegmentResult, decide_person, swap_segment
+from masquerade.types import Image
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """Where a worker runs and what its models told the user."""
+
+    pid: int
+    host: str
+    version: str
+    notices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A segment's packets, as ``cut_segment`` wrote them (``suffix`` names their format)."""
+
+    data: bytes
+    suffix: str
+
+
+def worker_config(config: RunConfig, cpus: int) -> RunConfig:
+    """The run's options with the threads a worker asked Ray for (unless the run set them)."""
+    runtime = config.runtime
+    return dataclasses.replace(config, runtime=dataclasses.replace(
+        runtime,
+        execution_threads=runtime.execution_threads or cpus,
+        frame_workers=runtime.frame_workers or max(1, cpus // 2),
+    ))
+
+
+class SwapWorker:
+    """One worker process: a pipeline and a prepared source, built once; its methods are tasks."""
+
+    def __init__(self, config: RunConfig, sources: list[tuple[str, Image]], cpus: int) -> None:
+        import cv2
+
+        cv2.setNumThreads(cpus)  # this process's own setting: it asked Ray for ``cpus`` CPUs
+        self.pipeline = Pipeline(worker_config(config, cpus))
+        self.source = self.pipeline.prepare_source(sources)
+
+    def info(self) -> WorkerInfo:
+        return WorkerInfo(os.getpid(), socket.gethostname(), __version__, tuple(self.pipeline.stages.notices))
+
+    def decide_person(self, reference_image: tuple[str, Image] | None, chunk: Chunk | None,
+                      plan: SegmentPlan | None, span: Segment | None) -> Person | None:
+        """``split.decide_person`` on the reference image, or on the frames of ``span`` (from the
+        video's first frame) when there is none."""
+        if chunk is None or plan is None or span is None:
+            return decide_person(self.pipeline, reference_image, None, 25.0)
+        from masquerade.api import fps_of
+        from masquerade.media.reader import VideoReader
+
+        with tempfile.TemporaryDirectory(prefix="masquerade-person-") as folder:
+            path = _unpack(chunk, Path(folder))
+            with VideoReader(path, window=plan.window(span)) as reader:
+                return decide_person(self.pipeline, reference_image, reader.frames(), fps_of(reader))
+
+    def swap_segment(self, person: Person, chunk: Chunk, plan: SegmentPlan, segment: Segment,
+                     suffix: str) -> tuple[SegmentResult, bytes]:
+        """One segment, encoded in the output's format (``suffix``); returns its run and its bytes."""
+        with tempfile.TemporaryDirectory(prefix="masquerade-segment-") as folder:
+            path = _unpack(chunk, Path(folder))
+            output = Path(folder) / f"swapped{suffix}"
+            result = swap_segment(self.pipeline, self.source, person, path, plan, segment, output)
+            return result, output.read_bytes()
+
+    def swap_image(self, person: Person, image: Image, grey: bool) -> tuple[np.ndarray, int]:
+        """One target picture; returns the watermarked result and the faces swapped."""
+        return swap_loaded_image(self.pipeline, self.source, person.reference, image, grey)
+
+
+def _unpack(chunk: Chunk, folder: Path) -> Path:
+    path = folder / f"input{chunk.suffix}"
+    path.write_bytes(chunk.data)
+    return path

@@ -1,0 +1,164 @@
+"""A run split into segments, without a cluster: the plan, the cut, the warm-up, the join."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from segment_clips import clip_psnr, decoded, duration, make_gop_clip, packets
+
+from conftest import LOSSLESS_ALL, Positions, Run
+from masquerade.config import EncodeOptions, RunConfig
+from masquerade.errors import UsageError
+from masquerade.media.image import read_image
+from masquerade.media.reader import VideoReader
+from masquerade.media.segments import SegmentWriter, cut_segment, join_segments, plan_segments
+from masquerade.media.writer import VideoWriter
+from masquerade.pipeline import Pipeline
+from masquerade.split import Person, decide_person, plan_video, swap_segment
+from masquerade.types import FrameContext
+
+LOSSLESS = EncodeOptions(video_quality=0)
+
+
+def test_segments_start_at_key_frames_and_warm_up_before(gop_clip):
+    plan = plan_segments(gop_clip, 1.0, 0.4)
+    assert plan.frames == 75 and plan.output_shift == 0 and plan.fps == 25
+    assert [(s.first, s.count, s.warmup) for s in plan.segments] == [(0, 25, 0), (25, 25, 10), (50, 25, 10)]
+    tick = 512  # pts per frame at 25 fps in 1/12800
+    assert [(s.start_pts, s.output_pts, s.end_pts) for s in plan.segments] == [
+        (0, 0, 25 * tick), (15 * tick, 25 * tick, 50 * tick), (40 * tick, 50 * tick, 75 * tick)]
+    # Longer segments take whole groups of pictures; a key frame too early is skipped.
+    assert [(s.first, s.count) for s in plan_segments(gop_clip, 1.5, 1.0).segments] == [(0, 50), (50, 25)]
+    assert len(plan_segments(gop_clip, 60.0, 1.0).segments) == 1
+    # Trimmed: the first segment starts at the trim (decoded from the key frame before it); the key
+    # frame 0.48 s later is too early for a 1 s segment, and warm-ups stay inside the trim.
+    trimmed = plan_segments(gop_clip, 1.0, 1.0, trim_start=0.5, trim_end=2.5)
+    assert trimmed.frames == 50 and trimmed.output_shift == 13 * tick  # frames 13 .. 62
+    assert [(s.first, s.count, s.warmup) for s in trimmed.segments] == [(0, 37, 0), (37, 13, 25)]
+    assert trimmed.segments[1].start_pts == 25 * tick and trimmed.end_pts == 63 * tick
+    assert [(s.first, s.warmup) for s in plan_segments(gop_clip, 0.4, 1.0, 0.5, 2.5).segments] == [
+        (0, 0), (12, 12), (37, 25)]
+    with pytest.raises(UsageError):
+        plan_segments(gop_clip, 0.0, 1.0)
+
+
+def test_a_cut_segment_reads_as_the_whole_video_does(gop_clip, tmp_path):
+    plan = plan_segments(gop_clip, 1.0, 0.4)
+    with VideoReader(gop_clip) as reader:
+        whole = list(reader.frames())
+    for segment in plan.segments:
+        chunk = cut_segment(gop_clip, segment, tmp_path)
+        assert chunk.stat().st_size < gop_clip.stat().st_size
+        with VideoReader(chunk, window=plan.window(segment)) as reader:
+            frames = list(reader.frames())
+            assert reader.info.fps == 25
+        first = segment.first - segment.warmup
+        assert [f.index for f in frames] == list(range(first, segment.first + segment.count))
+        for frame in frames:
+            assert frame.pts == whole[frame.index].pts
+            assert np.array_equal(frame.image, whole[frame.index].image)
+
+
+def _encode_split(source: Path, folder: Path, suffix: str, encode: EncodeOptions) -> tuple[Path, Path]:
+    """The source re-encoded unchanged, once whole and once in segments joined: (single, joined)."""
+    single = folder / f"single{suffix}"
+    with VideoReader(source, encode.trim_start, encode.trim_end) as reader, \
+            VideoWriter(single, reader, encode) as writer:
+        for frame in reader.frames():
+            writer.write(frame)
+    plan = plan_segments(source, 1.0, 0.4, encode.trim_start, encode.trim_end)
+    files = []
+    for segment in plan.segments:
+        out = folder / f"part{segment.number}{suffix}"
+        chunk = cut_segment(source, segment, folder)
+        with VideoReader(chunk, window=plan.window(segment)) as reader, \
+                SegmentWriter(out, reader, replace(encode, skip_audio=True)) as writer:
+            for frame in reader.frames():
+                if frame.index >= segment.first:
+                    writer.write(frame)
+        files.append(out)
+    joined = folder / f"joined{suffix}"
+    assert join_segments(source, files, joined, encode) == plan.frames
+    return single, joined
+
+
+@pytest.mark.parametrize(("suffix", "encode"), [
+    (".mp4", LOSSLESS),
+    (".mkv", replace(LOSSLESS, trim_start=0.5, trim_end=2.5)),
+])
+def test_joined_segments_are_the_single_run(gop_clip, tmp_path, suffix, encode):
+    single, joined = _encode_split(gop_clip, tmp_path, suffix, encode)
+    (pts_a, frames_a), (pts_b, frames_b) = decoded(single), decoded(joined)
+    assert pts_b == pts_a and len(pts_a) == (75 if encode.trim_start is None else 50)
+    assert all(np.array_equal(a, b) for a, b in zip(frames_a, frames_b, strict=True))
+    assert packets(joined, "audio") == packets(single, "audio") and packets(single, "audio")
+    if suffix == ".mp4":
+        assert duration(joined) == duration(single) == 3.0
+
+
+def test_a_rotated_clip_joins_upright(examples_dir, tmp_path):
+    clip = make_gop_clip(examples_dir / "sample.mp4", tmp_path / "rotated.mp4", seconds=2.0, size=(96, 64),
+                         rotation=90)
+    single, joined = _encode_split(clip, tmp_path, ".mp4", LOSSLESS)
+    with VideoReader(joined) as a, VideoReader(single) as b:
+        assert a.orientation == b.orientation != "none"
+        assert (a.info.width, a.info.height) == (b.info.width, b.info.height) == (64, 96)
+
+
+def test_a_split_swap_matches_the_single_run(gop_clip, tmp_path, examples_dir, lossless_pipeline, single_run):
+    """Lossless, so only the pipeline can differ: the warm-up carries tracking and smoothing over the
+    joins, and the swapped face sits where the single run put it."""
+    pipeline = lossless_pipeline
+    source = pipeline.prepare_source([("astronaut", read_image(examples_dir / "astronaut.png").image)])
+    plan = plan_video(gop_clip, LOSSLESS_ALL, 1.0, 1.0)
+    run = Run(tmp_path / "joined.mp4", None)  # type: ignore[arg-type]
+    files = []
+    for segment in plan.segments:
+        out = tmp_path / f"part{segment.number}.mp4"
+        result = swap_segment(pipeline, source, Person(None), cut_segment(gop_clip, segment, tmp_path), plan,
+                              segment, out, Positions(run))
+        assert (result.frames, result.warmup_frames, result.faces_swapped) == (25, segment.warmup, 25)
+        files.append(out)
+    join_segments(gop_clip, files, run.output, LOSSLESS_ALL.encode)
+    (pts_a, a), (pts_b, b) = decoded(single_run.output), decoded(run.output)
+    assert pts_a == pts_b
+    assert clip_psnr(a, b) >= 50
+    assert all(np.array_equal(x, y) for x, y in zip(a[:50], b[:50], strict=True))  # warm-up reaches frame 0
+    for segment in plan.segments[1:]:
+        for index in (segment.first - 1, segment.first):
+            gap = np.linalg.norm(run.centres[index] - single_run.centres[index])
+            assert gap < 0.05, (index, gap)
+
+
+def test_warm_up_frames_are_tracked_not_guarded_or_rendered(lossless_pipeline, examples_dir, gop_clip):
+    pipeline = lossless_pipeline
+    source = pipeline.prepare_source([("astronaut", read_image(examples_dir / "astronaut.png").image)])
+    analyse, render = pipeline.video_stages(source, 25.0, None, output_from=10)
+    with VideoReader(gop_clip) as reader:
+        frames = [f for f, _ in zip(reader.frames(), range(12), strict=False)]
+    before = pipeline.guard.frames_checked
+    analysed = analyse(frames)
+    assert pipeline.guard.frames_checked - before == 1  # frame 10: the segment's first frame
+    assert all(f.faces for f in analysed)  # the warm-up was tracked
+    with pytest.raises(UsageError, match="warm-up"):
+        render(analysed[9:11])
+    assert render(analysed[10:])[0].swapped == 1
+
+
+def test_the_person_is_the_first_tracked_face_of_the_video(gop_clip, lossless_pipeline):
+    pipeline = Pipeline(RunConfig())  # --faces reference without a reference image
+    with VideoReader(gop_clip) as reader:
+        frames = reader.frames()
+        first = next(frames)
+        embedding = pipeline.adopted_reference([first, *frames], 25.0)
+    assert embedding is not None
+    selector = pipeline.new_selector(None)
+    selector(first.image, pipeline.stages.analyser.detect(first.image))
+    assert np.allclose(embedding, selector.reference, atol=1e-5)
+    blank = FrameContext(index=0, image=np.zeros((120, 160, 3), np.uint8))
+    assert pipeline.adopted_reference([blank], 25.0) is None
+    assert decide_person(pipeline, None, [blank], 25.0) is None  # read on: the video may go on
+    assert decide_person(lossless_pipeline, None, None, 25.0) == Person(None)  # --faces all: nobody to find
