@@ -130,7 +130,8 @@ def plan_segments(
         end = declared if declared is not None and declared > kept[-1] else ends[kept[-1]]
     starts = [0]
     for index in range(1, len(kept)):
-        if kept[index] in keys and (kept[index] - kept[starts[-1]]) * time_base >= seconds:
+        # (A microsecond of slack: 20 frames at 25 fps are 0.8 s, though not the float 0.8.)
+        if kept[index] in keys and (kept[index] - kept[starts[-1]]) * time_base >= seconds - 1e-6:
             starts.append(index)
     segments = []
     for number, start in enumerate(starts):
