@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WHEELS = ("av", "opencv-python-headless", "ai-edge-litert", "nudenet", "c2pa-python", "cryptography",
-          "cffi", "PyWavelets", "tqdm", "dlib-bin", "pytest", "pluggy", "iniconfig")
+WHEELS = ("av", "opencv-python-headless", "pillow", "ai-edge-litert", "nudenet", "c2pa-python",
+          "cryptography", "cffi", "PyWavelets", "tqdm", "dlib-bin", "pytest", "pluggy", "iniconfig")
 """What the GPU machine lacks for the bench and tests/backends (face_recognition_models, 100 MB, is
 only needed by the dlib recognizer, which neither uses)."""
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",

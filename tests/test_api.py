@@ -370,3 +370,14 @@ def test_render_workers_give_the_same_frames_as_one_thread(examples_dir, astrona
     for a, b in zip(results[1], results[3], strict=True):
         assert a.swapped == b.swapped == 1
         np.testing.assert_array_equal(a.image, b.image)
+
+
+def test_source_photos_of_different_people_are_named(pipeline, obama, obama2, biden):
+    from masquerade.api import different_people
+
+    same = [("obama.jpg", obama), ("obama2.jpg", obama2)]
+    assert different_people(pipeline, same, pipeline.prepare_source(same)) == []
+    mixed = [*same, ("biden.jpg", biden)]
+    (warning,) = different_people(pipeline, mixed, pipeline.prepare_source(mixed))
+    assert "biden.jpg (distance 0." in warning and "differ from obama.jpg" in warning
+    assert "obama2.jpg" not in warning

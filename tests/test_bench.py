@@ -175,3 +175,18 @@ def test_model_rows_label_int8_files_and_run_them_on_onnx_runtime(small_models):
     assert names == ["inswapper_128 alone, batch 1", "inswapper_128 alone, batch 4",
                      "inswapper_128 int8 alone, batch 1", "inswapper_128 int8 alone, batch 4"]
     assert report.rows[0].faces_per_s > 0 and "pins another batch" in report.rows[3].note
+
+
+def test_bench_needs_no_checkout():
+    """The photo the benchmark films ships inside the package (package-data assets/**), so
+    `masquerade bench` works from a pip install; no bench module reaches outside the package."""
+    from importlib import resources
+    from pathlib import Path
+
+    from masquerade.bench.clips import examples_photo
+
+    package = Path(str(resources.files("masquerade")))
+    photo = examples_photo()
+    assert photo.is_file() and package in photo.parents
+    for module in (package / "bench").glob("*.py"):
+        assert "parents[" not in module.read_text(), module

@@ -97,7 +97,7 @@ def conv_cache(tmp_path) -> Path:
 
 def _int8_config(cache: Path, enhancer: str = "none") -> RunConfig:
     return RunConfig(select=SelectOptions(mode="all"), swap=SwapOptions(swapper="inswapper_128"),
-                     enhance=EnhanceOptions(enhancer=enhancer, blend=1.0),
+                     enhance=EnhanceOptions(enhancer=enhancer, blend=1.0 if enhancer != "none" else 0.8),
                      runtime=RuntimeOptions(models_dir=cache, precision="int8"))
 
 

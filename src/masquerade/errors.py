@@ -58,6 +58,11 @@ class ContentRefused(MasqueradeError):
 
 
 class Cancelled(MasqueradeError):
-    """The run was cancelled (Ctrl-C); the partial output was removed."""
+    """The run was cancelled (Ctrl-C, or a terminating signal ``signum``); the message says whether the
+    output was written."""
 
     exit_code = 130
+
+    def __init__(self, message: str, signum: int | None = None) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -121,8 +121,9 @@ def swap_segment(
     hooks = hooks or RunHooks()
     result = SegmentResult(segment.number)
     summary = RunSummary(output=Path(output), kind="video")
-    encode = replace(pipeline.config.encode, skip_audio=True)
-    with VideoReader(chunk, window=plan.window(segment)) as reader:
+    config = pipeline.config
+    encode = replace(config.encode, skip_audio=True)
+    with VideoReader(chunk, max_pixels=config.limits.max_video_pixels, window=plan.window(segment)) as reader:
         analyse, render = pipeline.video_stages(source, fps_of(reader), person.reference,
                                                 output_from=segment.first, adopt_reference=person.found)
         frames = reader.frames()
@@ -131,10 +132,12 @@ def swap_segment(
             result.warmup_frames += 1
         with SegmentWriter(output, reader, encode) as writer:
             encode_frames(pipeline, frames, (analyse, render), writer, summary, hooks)
-            if (result.warmup_frames, summary.frames) != (segment.warmup, segment.count):
+            planned = (segment.warmup, segment.count)
+            if (result.warmup_frames, summary.frames) != planned or reader.retimed_frames:
                 raise MediaError(f"segment {segment.number} decoded {result.warmup_frames} + "
                                  f"{summary.frames} frames where the plan counted {segment.warmup} + "
-                                 f"{segment.count}; this video cannot be split (run it without --cluster)")
+                                 f"{segment.count}, {reader.retimed_frames} of them retimed; this video "
+                                 "cannot be split (run it without --cluster)")
     result.frames, result.faces_swapped = summary.frames, summary.faces_swapped
     result.stage_seconds = summary.stage_seconds
     result.seconds = time.perf_counter() - started

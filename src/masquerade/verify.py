@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from masquerade._stages.watermark import WatermarkReading, read_watermark, vote
+from masquerade.config import LimitOptions
 from masquerade.errors import MediaError
 from masquerade.media import orientation
 from masquerade.media.colour import ColourSpace, FrameConverter
@@ -78,16 +79,19 @@ class VerifyResult:
         }
 
 
-def verify_file(path: Path, *, max_frames: int = MAX_FRAMES) -> VerifyResult:
-    """Read both labels of ``path``; ``MediaError`` if it is not a readable image or video."""
+def verify_file(path: Path, *, max_frames: int = MAX_FRAMES,
+                limits: LimitOptions | None = None) -> VerifyResult:
+    """Read both labels of ``path``; ``MediaError`` if it is not a readable image or video, or is larger
+    than ``limits`` allow (refused from its header, before decoding)."""
     from masquerade.media.probe import probe_kind
 
     path = Path(path)
-    media = probe_kind(path)
+    limits = limits or LimitOptions()
+    media = probe_kind(path, limits.max_video_pixels)
     if media == "image":
         from masquerade.media.image import read_image
 
-        reading = read_watermark(read_image(path).image)
+        reading = read_watermark(read_image(path, limits.max_image_pixels).image)
         readings = [reading]
     else:
         readings = [read_watermark(frame) for frame in sample_video_frames(path, max_frames)]

@@ -137,13 +137,13 @@ def test_a_graph_whose_batch_cannot_vary_says_so() -> None:
 
 @pytest.mark.skipif(HAS_CUDA, reason="checks the message on a machine without CUDA")
 def test_cuda_without_a_gpu_is_refused_not_run_on_cpu() -> None:
-    with pytest.raises(ProviderUnavailable, match=r"masquerade\[gpu\]"):
+    with pytest.raises(ProviderUnavailable, match=r"\.\[gpu\]"):
         TorchSession(torch_graphs.arcface(), device="cuda")
 
 
 def test_missing_torch_names_the_extra(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # makes ``import torch`` raise ImportError
-    with pytest.raises(ProviderUnavailable, match=r"pip install 'masquerade\[gpu\]'"):
+    with pytest.raises(ProviderUnavailable, match=r"pip install '\.\[gpu\]'"):
         import_torch()
 
 

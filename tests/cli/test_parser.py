@@ -1,9 +1,10 @@
+import argparse
 from pathlib import Path
 
 import pytest
 
 from masquerade.cli.parser import build_parser, config_from_args
-from masquerade.config import EncodeOptions, RunConfig, SelectOptions, SwapOptions
+from masquerade.config import EncodeOptions, LimitOptions, RunConfig, SelectOptions, SwapOptions
 
 
 def parse(*argv: str):
@@ -61,3 +62,68 @@ def test_bad_arguments_exit_with_usage_error(argv):
     with pytest.raises(SystemExit) as exit_info:
         parse(*argv)
     assert exit_info.value.code == 2
+
+
+def _subparser(parser, *names):
+    for name in names:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[name]
+    return parser
+
+
+def test_swap_help_shows_every_default(capsys):
+    from masquerade.media.options import X264_DEFAULT_CRF, X264_DEFAULT_PRESET
+
+    swap = _subparser(build_parser(), "swap")
+    for action in swap._actions:
+        if action.help is argparse.SUPPRESS or action.required or isinstance(action, argparse._HelpAction):
+            continue
+        flag = action.option_strings[-1]
+        if isinstance(action, argparse._StoreTrueAction):
+            continue  # off unless given
+        assert "default" in action.help, f"{flag} does not say its default"
+        if action.default is not None:
+            shown = f"{action.default:g}" if isinstance(action.default, float) else str(action.default)
+            assert shown in action.help, f"{flag}: default {shown} not in its help"
+    with pytest.raises(SystemExit):
+        parse("swap", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"CRF {X264_DEFAULT_CRF}" in text and X264_DEFAULT_PRESET in text
+
+
+def test_every_command_and_argument_has_help():
+    parser = build_parser()
+    for path in (("swap",), ("verify",), ("bench",), ("models",), ("models", "list"), ("models", "download"),
+                 ("models", "import"), ("models", "verify")):
+        sub = _subparser(parser, *path)
+        assert sub.description, f"{' '.join(path)} has no description"
+        for action in sub._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, f"{' '.join(path)} {action.dest} has no help"
+
+
+@pytest.mark.parametrize(("argv", "usage"), [
+    (["swap", "-s", "a.jpg", "-t", "b.jpg", "-o", "c.jpg", "--bogus"], "usage: masquerade swap"),
+    (["models", "download", "x", "--bogus"], "usage: masquerade models download"),
+    (["verify", "x.jpg", "--bogus"], "usage: masquerade verify"),
+])
+def test_an_unknown_option_prints_its_commands_usage(argv, usage, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse(*argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith(usage)
+    assert "unrecognized arguments: --bogus" in err
+
+
+def test_limits_reach_the_config():
+    args = parse("swap", "-s", "a.jpg", "-t", "b.mp4", "-o", "c.mp4", "--max-image-megapixels", "120",
+                 "--max-video-megapixels", "8.3")
+    assert config_from_args(args).limits == LimitOptions(max_image_megapixels=120, max_video_megapixels=8.3)
+
+
+def test_writing_an_image_as_a_video_says_an_image(tmp_path, examples_dir):
+    from masquerade.api import check_request
+    from masquerade.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"cannot write an image as \.mp4"):
+        check_request([examples_dir / "obama.jpg"], examples_dir / "biden.jpg", tmp_path / "o.mp4")

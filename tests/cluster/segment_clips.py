@@ -1,12 +1,42 @@
-"""A short clip with a key frame every second (cut from the bundled sample), and what tests compare."""
+"""A short clip with a key frame every 0.8 s (cut from the bundled sample), and what tests compare."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+
+from masquerade.api import RunHooks, RunSummary
+from masquerade.config import EncodeOptions, RunConfig, SelectOptions
+from masquerade.types import FrameContext
+
+CLIP_FRAMES, GOP = 60, 20
+"""2.4 s at 25 fps, a key frame every 0.8 s: segments of frames 0-19, 20-39, 40-59."""
+
+LOSSLESS_ALL = RunConfig(select=SelectOptions(mode="all"), encode=EncodeOptions(video_quality=0))
+"""Every face, encoded losslessly: outputs differ only where the pipeline's pixels differ."""
+
+
+@dataclass
+class Run:
+    output: Path
+    summary: RunSummary
+    centres: dict[int, np.ndarray] = field(default_factory=dict)
+    """Frame index -> centre of the swapped face's key points, as tracked and smoothed."""
+
+
+class Positions(RunHooks):
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def on_frame(self, frame: FrameContext) -> None:
+        if frame.selected:
+            self.run.centres[frame.index] = frame.selected[0].kps5.mean(axis=0)
+
+
 
 
 def make_gop_clip(sample: Path, path: Path, seconds: float = 3.0, size: tuple[int, int] = (384, 216),

@@ -76,3 +76,11 @@ def test_the_store_key_follows_what_decides_the_pixels(examples_dir, tmp_path):
     assert sorted(p.suffix for p in job.path.iterdir()) == [".json", ".mp4"]  # nothing half-written
     job.remove()
     assert not job.path.exists()
+
+
+def test_cluster_options_without_cluster_are_refused(capsys, examples_dir, tmp_path):
+    code = main(["swap", "-s", str(examples_dir / "obama.jpg"), "-t", str(examples_dir / "biden.jpg"),
+                 "-o", str(tmp_path / "out.jpg"), "--cluster-workers", "3", "--segment-seconds", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cluster-workers, --segment-seconds only apply with --cluster" in err
+    assert list(tmp_path.iterdir()) == []

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from segment_clips import clip_psnr, decoded, duration, packets, psnr
+from segment_clips import CLIP_FRAMES, GOP, LOSSLESS_ALL, Run, clip_psnr, decoded, duration, packets, psnr
 
-from conftest import CLIP_FRAMES, GOP, LOSSLESS_ALL, Run
 from masquerade.api import swap as swap_one
 from masquerade.cluster import ClusterHooks, ClusterOptions, WorkerInfo, swap
 from masquerade.config import RunConfig

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from segment_clips import clip_psnr, decoded, duration, make_gop_clip, packets
+from segment_clips import LOSSLESS_ALL, Positions, Run, clip_psnr, decoded, duration, make_gop_clip, packets
 
-from conftest import LOSSLESS_ALL, Positions, Run
 from masquerade.config import EncodeOptions, RunConfig
 from masquerade.errors import UsageError
 from masquerade.media.image import read_image

@@ -321,3 +321,55 @@ def test_mirrored_display_matrices(tmp_path, rotation, hflip, vflip):
         frame = next(container.decode(video=0))
         assert bytes(frame.side_data["DISPLAYMATRIX"]) == reader.display_matrix
         assert np.abs(frame.to_ndarray(format="bgr24").astype(int) - stored).mean() < 3
+
+
+def _mkv_with_timestamps(path, stamps):
+    """An MKV whose video packets carry ``stamps`` (ms) as given: repeated or backward ones included."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25, options={"bf": "0", "g": "4"})
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 25)
+        packets_out = []
+        for i in range(len(stamps)):
+            frame = av.VideoFrame.from_ndarray(marker_frame(i, 160, 120), format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            packets_out += stream.encode(frame)
+        packets_out += stream.encode()
+        for packet, stamp in zip(packets_out, stamps, strict=True):
+            packet.pts = round(stamp / 1000 / packet.time_base)
+            packet.dts = None  # Matroska stores presentation times only; the muxer checks dts order
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize(("stamps", "retimed"), [
+    ([0, 40, 80, 120, 120, 200, 240, 280], 1),             # two frames share a timestamp
+    ([0, 40, 80, 120, 120, 120, 200, 240], 2),             # three do
+])
+def test_repeated_or_backward_timestamps_are_moved_not_a_crash(tmp_path, stamps, retimed):
+    src = _mkv_with_timestamps(tmp_path / "in.mkv", stamps)
+    reader = transcode(src, tmp_path / "out.mkv")
+    assert reader.retimed_frames == retimed
+    pts, _, _ = video_timing(tmp_path / "out.mkv")
+    assert len(pts) == len(stamps) and all(b > a for a, b in itertools.pairwise(pts))
+
+
+def test_a_clock_that_starts_again_continues_after_the_last_frame(clip):
+    """Joined recordings: the second part's clock restarts at 0; it is shifted to follow the first."""
+    with VideoReader(clip) as reader:
+        step = round(1 / (reader.info.fps * reader.time_base))  # one frame in the stream's clock
+        decoded = [reader._first, *itertools.islice(reader._decoded, 7)]
+        for frame, pts in zip(decoded, [0, 1, 2, 3, 0, 1, 2, 3], strict=True):
+            frame.pts = pts * step
+        reader._first, reader._decoded = decoded[0], iter(decoded[1:])
+        assert [ctx.pts for ctx in reader.frames()] == [i * step for i in range(8)]
+        assert reader.retimed_frames == 1
+
+
+def test_a_repeated_timestamp_through_the_cli_is_a_warning(tmp_path, examples_dir, capsys):
+    from masquerade.cli.main import main
+
+    src = _mkv_with_timestamps(tmp_path / "in.mkv", [0, 40, 80, 80, 160, 200])
+    assert main(["swap", "-q", "-s", str(examples_dir / "astronaut.png"), "-t", str(src),
+                 "-o", str(tmp_path / "out.mkv")]) == 0
+    assert "1 frame(s) of" in capsys.readouterr().err

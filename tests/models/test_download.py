@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 from modelkit import FAST_RETRY, FileServer, sha256
 
 from masquerade.errors import ChecksumMismatch, ModelError, ModelNotCached
+from masquerade.models.download import RetryPolicy
 from masquerade.models.manifest import ArchiveSource, ModelSpec, get_spec
 from masquerade.models.store import ModelStore
 
@@ -193,3 +196,30 @@ def test_resume_through_a_redirect(http_server: FileServer, tmp_path: Path) -> N
     resumed = "bytes=2000000-"
     assert http_server.requests == [("/release/model.onnx", None), ("/model.onnx", None),
                                     ("/release/model.onnx", resumed), ("/model.onnx", resumed)]
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A server that accepts connections and never answers (a network that drops packets)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def test_silent_network_is_reported_and_given_up_soon(black_hole: str, tmp_path: Path) -> None:
+    spec = replace(get_spec("inswapper_128"), urls=(f"{black_hole}/a.onnx", f"{black_hole}/b.onnx"),
+                   sha256=(sha256(b"x"),), size=1)
+    store = ModelStore(tmp_path, retry=RetryPolicy(attempts=3, backoff_s=0.01, timeout_s=0.2),
+                       models={spec.name: spec})
+    said: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(ModelNotCached, match=r"no answer within 0\.2 s"):
+        store.download(spec, status=said.append)
+    # Three tries on the first mirror, then one on the next: the network, not the mirror, is down.
+    assert sum("connecting to" in line for line in said) == 4
+    assert any("trying again" in line for line in said) and any("gave up" in line for line in said)
+    assert time.monotonic() - started < 5

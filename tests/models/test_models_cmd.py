@@ -101,3 +101,52 @@ def test_verify_fails_on_a_corrupt_file(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(ModelError, match="1 of 1 model file"):
         models_cmd.run(_parse("models", "--models-dir", str(tmp_path), "verify"))
     assert "det_10g: CHECKSUM MISMATCH" in capsys.readouterr().out
+
+
+def test_download_tries_every_model_and_reports_all_failures(
+    http_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good = b"good model bytes"
+    http_server.files["good.onnx"] = good
+    specs = [replace(get_spec("det_10g"), urls=(http_server.url("gone.onnx"),), archive=None),
+             replace(get_spec("gfpgan_1.4"), urls=(http_server.url("good.onnx"),), sha256=(sha256(good),),
+                     size=len(good)),
+             replace(get_spec("w600k_r50"), urls=(http_server.url("missing.onnx"),), archive=None)]
+    _use_registry(monkeypatch, *specs)
+    with pytest.raises(ModelError, match=r"2 of 3 models could not be downloaded \(det_10g, w600k_r50;"):
+        models_cmd.run(_parse("models", "--models-dir", str(tmp_path), "download", "-q",
+                              "det_10g", "gfpgan_1.4", "w600k_r50"))
+    assert (tmp_path / "gfpgan_1.4.onnx").read_bytes() == good  # the one in the middle was not skipped
+    captured = capsys.readouterr()
+    assert "gfpgan_1.4: downloaded and verified" in captured.out
+    assert "det_10g: FAILED: " in captured.err and "w600k_r50: FAILED: " in captured.err
+    assert captured.err.count("HTTP 404") == 2
+
+
+def test_codeformer_hints_lead_to_a_command_that_works(tmp_path: Path) -> None:
+    from modelkit import write_onnx
+    from onnx import TensorProto
+
+    from masquerade.models.store import ModelStore
+
+    cache = tmp_path / "cache"
+    store = ModelStore(cache)
+    missing = store.missing_message([get_spec("codeformer")])
+    command = "masquerade models import --name codeformer --allow-unknown-hash FILE"
+    assert command in missing
+    with pytest.raises(ModelError) as refused:
+        store.download(get_spec("codeformer"))
+    assert command in str(refused.value)
+    standin = write_onnx(tmp_path / "codeformer.onnx",
+                         [("input", TensorProto.FLOAT, [1, 3, 512, 512]),
+                          ("weight", TensorProto.DOUBLE, [1])],
+                         [("output", TensorProto.FLOAT, [1, 3, 512, 512])])
+    # Without --name, the file name is recognised and the exact command is suggested.
+    with pytest.raises(UsageError, match=re.escape(command.replace("FILE", str(standin)))):
+        models_cmd.run(_parse("models", "--models-dir", str(cache), "import", str(standin)))
+    argv = [*command.split()[1:-1], str(standin)]  # the suggested command, word for word
+    argv.insert(1, "--models-dir")
+    argv.insert(2, str(cache))
+    assert models_cmd.run(_parse(*argv)) == 0
+    assert store.is_installed(get_spec("codeformer"))

@@ -4,7 +4,7 @@
 (generic, node by node, batch made dynamic), :mod:`.torch_session` wraps it with ONNX Runtime's
 ``run`` / ``get_inputs`` / ``get_outputs`` so the stages take it unchanged, :mod:`.torch_warp` and
 :mod:`.torch_swap` crop and paste back on the device. PyTorch is an extra
-(``pip install 'masquerade[gpu]'``): nothing here imports it until a session is made, and a missing
+(``pip install '.[gpu]'`` in a checkout): nothing here imports it until a session is made, and a missing
 PyTorch or GPU raises ``ProviderUnavailable``, never a silent CPU fallback.
 
 Wiring (the session factory): ``provider in TORCH_PROVIDERS`` ->
@@ -14,7 +14,8 @@ Wiring (the session factory): ``provider in TORCH_PROVIDERS`` ->
 
 from __future__ import annotations
 
-TORCH_PROVIDERS = ("torch-cuda", "torch-cpu")
-"""Execution providers served by PyTorch rather than ONNX Runtime."""
+from masquerade.config import TORCH_PROVIDERS
+
+# TORCH_PROVIDERS: the execution providers served by PyTorch rather than ONNX Runtime.
 
 __all__ = ["TORCH_PROVIDERS"]

@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     import torch
 
 INSTALL_HINT = (
-    "pip install 'masquerade[gpu]' (PyTorch with CUDA: see pytorch.org for the wheel matching your driver)"
+    "pip install '.[gpu]' in masquerade's checkout (PyTorch with CUDA: see pytorch.org for the wheel "
+    "matching your driver)"
 )
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 
@@ -53,19 +54,20 @@ class IOInfo:
     type: str
 
 
-def import_torch() -> Any:
-    """The torch module, or ProviderUnavailable saying what to install."""
+def import_torch(provider: str = "torch-cuda") -> Any:
+    """The torch module, or ProviderUnavailable naming ``provider`` and saying what to install."""
     try:
         import torch
     except ImportError:
-        raise ProviderUnavailable(f"execution provider 'torch-cuda' needs PyTorch, which is not installed; "
+        raise ProviderUnavailable(f"execution provider {provider!r} needs PyTorch, which is not installed; "
                                   f"{INSTALL_HINT}") from None
     return torch
 
 
-def check_device(device: str, dtype: str = "auto") -> None:
-    """Raise ProviderUnavailable unless ``device`` ("cuda", "cuda:1", "cpu") can run ``dtype``."""
-    torch = import_torch()
+def check_device(device: str, dtype: str = "auto", provider: str | None = None) -> None:
+    """Raise ProviderUnavailable unless ``device`` ("cuda", "cuda:1", "cpu") can run ``dtype``;
+    messages name ``provider`` (default: the one that runs on ``device``)."""
+    torch = import_torch(provider or ("torch-cpu" if device == "cpu" else "torch-cuda"))
     if dtype not in DTYPES:
         raise UsageError(f"unknown torch dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     if device.startswith("cuda"):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from masquerade._stages.protocols import Stages
-from masquerade.config import PRECISIONS, RunConfig, RuntimeOptions
+from masquerade.config import TORCH_PROVIDERS, RunConfig, RuntimeOptions, validate
 from masquerade.errors import UsageError
 
 EMBEDDED_SWAPPERS = ("mesh",)
@@ -19,9 +19,6 @@ EMBEDDED_RECOGNIZERS = ("dlib",)
 EMBEDDED_DETECTORS = ("mesh",)
 NEURAL_DETECTORS = {"scrfd": "det_10g"}
 NEURAL_RECOGNIZERS = {"arcface": "w600k_r50"}
-MAX_FRAME_WORKERS = 32
-MAX_FRAME_BATCH = 256
-"""More frames per batch only holds more decoded frames in memory; the GPU is saturated long before."""
 
 
 def needed_models(config: RunConfig) -> list[str]:
@@ -53,30 +50,24 @@ def needed_models(config: RunConfig) -> list[str]:
 
 
 def check_runtime(config: RunConfig) -> None:
-    """Raise UsageError for a ``--frame-batch`` out of range or a ``--precision`` the run's provider and
-    models cannot honour."""
-    from masquerade._backends import TORCH_PROVIDERS
+    """Raise UsageError for any invalid option (:func:`masquerade.config.validate`), then check up front
+    that the run's execution provider is really there (ProviderUnavailable naming what to install), so
+    no model is resolved or loaded for a run that cannot happen."""
+    validate(config)
+    check_provider_installed(config.runtime.execution_provider)
 
-    batch = config.runtime.frame_batch
-    if batch is not None and not 1 <= batch <= MAX_FRAME_BATCH:
-        raise UsageError(f"--frame-batch must be between 1 and {MAX_FRAME_BATCH}, got {batch}")
-    workers = config.runtime.frame_workers
-    if workers is not None and not 1 <= workers <= MAX_FRAME_WORKERS:
-        raise UsageError(f"--frame-workers must be between 1 and {MAX_FRAME_WORKERS}, got {workers}")
-    precision, provider = config.runtime.precision, config.runtime.execution_provider
-    if config.runtime.torch_compile and provider not in TORCH_PROVIDERS:
-        raise UsageError("--torch-compile needs --execution-provider torch-cuda or torch-cpu")
-    if precision not in PRECISIONS:
-        raise UsageError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if precision in ("fp16", "bf16") and provider not in TORCH_PROVIDERS:
-        raise UsageError(f"--precision {precision} needs --execution-provider torch-cuda or torch-cpu "
-                         f"(onnxruntime runs each model file in its own precision)")
-    if precision == "int8":
-        if provider != "cpu":
-            raise UsageError("--precision int8 is for the cpu execution provider")
-        if config.swap.swapper in EMBEDDED_SWAPPERS and config.enhance.enhancer == "none":
-            raise UsageError("--precision int8 quantises neural models: choose one with --swapper or "
-                             "--enhancer")
+
+def check_provider_installed(provider: str) -> None:
+    """ProviderUnavailable unless ``provider`` can run here: the onnxruntime build offers it, or PyTorch
+    is installed (with a GPU for torch-cuda). Cheap: nothing is loaded."""
+    if provider in TORCH_PROVIDERS:
+        from masquerade._backends.torch_session import check_device
+
+        check_device("cuda" if provider == "torch-cuda" else "cpu", provider=provider)
+    elif provider != "cpu":
+        from masquerade.models.runtime import check_provider
+
+        check_provider(provider)
 
 
 def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = None) -> Stages:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from importlib import resources
 from pathlib import Path
 
 import av
@@ -20,7 +21,7 @@ from masquerade.types import Image
 
 DEFAULT_PHOTO = "obama2.jpg"
 FACE_CENTRE = (370.0, 420.0)
-"""Centre of the face in ``examples/obama2.jpg`` (pixels)."""
+"""Centre of the face in the bundled photo (``assets/bench/obama2.jpg``, a copy of examples/obama2.jpg)."""
 SIZES = {"360p": (640, 360), "720p": (1280, 720), "1080p": (1920, 1080)}
 
 
@@ -38,8 +39,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def examples_photo() -> Path:
-    """``examples/obama2.jpg`` of a source checkout (the photos are not part of the installed package)."""
-    return Path(__file__).resolve().parents[3] / "examples" / DEFAULT_PHOTO
+    """The bundled photo the benchmark films (part of the installed package: no checkout needed)."""
+    return Path(str(resources.files("masquerade").joinpath("assets", "bench", DEFAULT_PHOTO)))
 
 
 def _canvas(photo: Image) -> tuple[Image, tuple[float, float]]:

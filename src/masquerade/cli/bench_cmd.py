@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from masquerade.config import MAX_EXECUTION_THREADS
 from masquerade.errors import UsageError
 
 
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--torch-compile", action="store_true", help="torch providers: torch.compile the models")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                    help="PyTorch providers: model arithmetic (default auto: fp16 on torch-cuda)")
-    p.add_argument("--photo", type=Path, help="photo to film (default: examples/obama2.jpg of a checkout)")
+    p.add_argument("--photo", type=Path, help="photo to film (default: the bundled public-domain photo)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                    help="use this ONNX file for a registry model (det_10g, w600k_r50, inswapper_128, "
                         "gfpgan_1.4) instead of the cache or a stand-in; repeatable")
@@ -56,8 +57,11 @@ def _model_files(values: list[str]) -> tuple[tuple[str, Path], ...]:
 def run(args: argparse.Namespace) -> int:
     from masquerade.bench import BenchOptions, format_table, run_bench
 
-    if args.seconds <= 0 or args.neural_frames < 1:
+    if not args.seconds > 0 or args.neural_frames < 1:  # "not >": NaN is not positive either
         raise UsageError("--seconds must be positive and --neural-frames at least 1")
+    threads = args.execution_threads
+    if threads is not None and not 1 <= threads <= MAX_EXECUTION_THREADS:
+        raise UsageError(f"--execution-threads must be between 1 and {MAX_EXECUTION_THREADS}, got {threads}")
     if (args.precision != "auto" or args.torch_compile) and args.execution_provider == "cpu":
         raise UsageError("--precision and --torch-compile apply to the torch providers here "
                          "(int8 rows run on the cpu anyway)")

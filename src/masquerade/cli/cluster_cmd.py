@@ -10,16 +10,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from masquerade.api import RunSummary
 from masquerade.cli.parser import config_from_args
+from masquerade.cli.signals import interrupted_text, signal_of
 from masquerade.cli.swap_cmd import summary_line
 from masquerade.cluster import ClusterHooks, ClusterOptions, FileFailure, WorkerInfo, parse_cluster, swap
 from masquerade.cluster.connect import require_ray
+from masquerade.errors import Cancelled
 
 
 def cluster_options(args: argparse.Namespace) -> ClusterOptions:
-    return ClusterOptions(address=parse_cluster(args.cluster), workers=args.cluster_workers,
-                          cpus_per_worker=args.cluster_cpus, segment_seconds=args.segment_seconds,
-                          store=args.cluster_store)
+    given = {"workers": args.cluster_workers, "cpus_per_worker": args.cluster_cpus,
+             "segment_seconds": args.segment_seconds, "store": args.cluster_store}
+    return ClusterOptions(address=parse_cluster(args.cluster),
+                          **{k: v for k, v in given.items() if v is not None})
 
 
 def run_on_cluster(args: argparse.Namespace, targets: Sequence[Path], outputs: Sequence[Path]) -> int:
@@ -28,6 +32,11 @@ def run_on_cluster(args: argparse.Namespace, targets: Sequence[Path], outputs: S
     hooks = ClusterProgress(args.quiet)
     try:
         summary = swap(args.source, targets, outputs, config_from_args(args), options, hooks)
+    except KeyboardInterrupt as interrupt:
+        done = [str(s.output) for s in hooks.written]
+        written = f"; written: {', '.join(done)}" if done else "; no output was written"
+        raise Cancelled(f"{interrupted_text(signal_of(interrupt))}{written}; the finished segments are "
+                        "kept: run the same command again to go on", signal_of(interrupt)) from None
     finally:
         hooks.close()
     if len(targets) == 1 and summary.failures:
@@ -50,6 +59,10 @@ class ClusterProgress(ClusterHooks):
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.bar = None
+        self.written: list[RunSummary] = []
+
+    def on_file(self, summary: RunSummary) -> None:
+        self.written.append(summary)
 
     def on_notice(self, message: str) -> None:
         self._say(f"masquerade: note: {message}")

@@ -6,7 +6,8 @@ import os
 import sys
 
 from masquerade.cli.parser import build_parser
-from masquerade.errors import MasqueradeError
+from masquerade.cli.signals import interrupted_text, signal_of, terminating_signals_interrupt
+from masquerade.errors import Cancelled, MasqueradeError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +17,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.func(args))
+        with terminating_signals_interrupt():
+            return int(args.func(args))
+    except Cancelled as cancelled:
+        print(f"masquerade: {cancelled}", file=sys.stderr)
+        return 128 + cancelled.signum if cancelled.signum else cancelled.exit_code
     except MasqueradeError as error:
         print(f"masquerade: error: {error}", file=sys.stderr)
         return error.exit_code
@@ -25,9 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         # devnull so the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
-        print("masquerade: cancelled; no output was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        signum = signal_of(interrupt)
+        print(f"masquerade: {interrupted_text(signum)}", file=sys.stderr)
+        return 128 + signum if signum else Cancelled.exit_code
 
 
 if __name__ == "__main__":

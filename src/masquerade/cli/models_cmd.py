@@ -7,28 +7,47 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from masquerade.errors import ModelError
+from masquerade.errors import MasqueradeError, ModelError
 from masquerade.models.manifest import MODELS
 from masquerade.models.store import ModelStore, licence_notice
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``models`` command and its sub-commands."""
-    models = subparsers.add_parser("models", help="list, download, import and verify model files")
+    models = subparsers.add_parser(
+        "models", help="list, download, import and verify model files",
+        description="The neural models live in a verified cache: every file is checked against the SHA-256 "
+                    "values masquerade knows before it is used. The embedded default needs none of them.")
     models.add_argument("--models-dir", type=Path, metavar="DIR",
                         help="model cache folder (default: $MASQUERADE_HOME/models or the per-user cache)")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    sub.add_parser("list", help="known models: licence, size, installed or not")
-    download = sub.add_parser("download", help="download models (resumable, SHA-256 verified)")
+    sub.add_parser("list", help="known models: licence, size, installed or not",
+                   description="List every model masquerade knows: kind, size, whether it is installed, "
+                               "licence.")
+    download = sub.add_parser(
+        "download", help="download models (resumable, SHA-256 verified)",
+        description="Download each named model from its known addresses, resuming a broken transfer, and "
+                    "keep it only if its SHA-256 is one masquerade knows. Every name is tried; the failures "
+                    "are reported together at the end.")
     download.add_argument("names", nargs="+", metavar="NAME", help=f"model names: {', '.join(MODELS)}")
     download.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    imp = sub.add_parser("import", help="copy or link a model file you already have into the cache")
-    imp.add_argument("path", type=Path, metavar="PATH")
-    imp.add_argument("--name", choices=tuple(MODELS), help="which model the file is (default: from its hash)")
+    imp = sub.add_parser(
+        "import", help="copy or link a model file you already have into the cache",
+        description="Put a model file you already have into the cache. Its SHA-256 says which model it is; "
+                    "a file masquerade has no hash for (e.g. CodeFormer) needs --name and "
+                    "--allow-unknown-hash. Its inputs and outputs are checked against the model's contract.")
+    imp.add_argument("path", type=Path, metavar="PATH", help="the .onnx file to import")
+    imp.add_argument("--name", choices=tuple(MODELS), metavar="NAME",
+                     help="which model the file is (default: found from its SHA-256); one of "
+                          f"{', '.join(MODELS)}")
     imp.add_argument("--allow-unknown-hash", action="store_true",
-                     help="accept a file whose SHA-256 masquerade does not know (contract still checked)")
-    imp.add_argument("--link", action="store_true", help="symlink the file instead of copying it")
-    verify = sub.add_parser("verify", help="re-hash installed models")
+                     help="accept a file whose SHA-256 masquerade does not know (contract still checked; "
+                          "every run using it says so)")
+    imp.add_argument("--link", action="store_true",
+                     help="symlink the file instead of copying it (default: copy)")
+    verify = sub.add_parser("verify", help="re-hash installed models",
+                            description="Hash every installed model file (or the named ones) again and say "
+                                        "which match the SHA-256 masquerade knows.")
     verify.add_argument("names", nargs="*", metavar="NAME", help="models to check (default: all installed)")
     models.set_defaults(func=run)
 
@@ -61,7 +80,9 @@ def _list(store: ModelStore, args: argparse.Namespace) -> int:
 
 
 def _download(store: ModelStore, args: argparse.Namespace) -> int:
+    """Every requested model is tried, whatever happens to the others; the failures are reported together."""
     specs = [store.spec(name) for name in dict.fromkeys(args.names)]  # validate all names first
+    failures: list[tuple[str, MasqueradeError]] = []
     for spec in specs:
         if store.is_installed(spec) and store.status(spec) != "mismatch":
             print(f"{spec.name}: already installed ({store.path(spec)})")
@@ -69,10 +90,25 @@ def _download(store: ModelStore, args: argparse.Namespace) -> int:
         notice = licence_notice(spec)
         if notice:
             print(f"note: {notice}", file=sys.stderr)
-        with _progress_bar(spec.file_name, quiet=args.quiet) as progress:
-            path = store.download(spec, progress=progress)
+
+        def status(message: str, name: str = spec.name) -> None:
+            print(f"{name}: {message}", file=sys.stderr, flush=True)
+
+        try:
+            with _progress_bar(spec.file_name, quiet=args.quiet) as progress:
+                path = store.download(spec, progress=progress, status=None if args.quiet else status)
+        except MasqueradeError as error:
+            failures.append((spec.name, error))
+            if len(specs) > 1:
+                print(f"{spec.name}: FAILED: {error}", file=sys.stderr)
+            continue
         store.take_licence_notice(spec)  # seen now: the first use will not repeat it
         print(f"{spec.name}: downloaded and verified ({path})")
+    if len(failures) == 1:
+        raise failures[0][1]
+    if failures:  # each was printed in full as it happened
+        raise ModelError(f"{len(failures)} of {len(specs)} models could not be downloaded "
+                         f"({', '.join(name for name, _ in failures)}; the reasons are above)")
     return 0
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from masquerade.api import RunHooks, RunSummary, swap
-from masquerade.cli.parser import config_from_args
+from masquerade.cli.parser import check_cluster_args, config_from_args
+from masquerade.cli.signals import interrupted_text, signal_of
+from masquerade.errors import Cancelled
 from masquerade.types import FrameContext
 
 
@@ -41,14 +45,24 @@ class ProgressHooks(RunHooks):
 
 
 def run(args: argparse.Namespace) -> int:
+    check_cluster_args(args)
     if args.cluster is not None:
         from masquerade.cli.cluster_cmd import run_on_cluster
 
         return run_on_cluster(args, [args.target], [args.output])
     config = config_from_args(args)
     hooks = ProgressHooks(args.quiet)
+    before = _file_identity(args.output)
     try:
         summary = swap(args.source, args.target, args.output, config, hooks)
+    except KeyboardInterrupt as interrupt:
+        # Say what became of the output: an interrupt can land after the final rename.
+        signum = signal_of(interrupt)
+        if _file_identity(args.output) not in (None, before):
+            raise Cancelled(f"{interrupted_text(signum)} after {args.output} was written: it is complete, "
+                            "watermarked and labelled", signum) from None
+        kept = f" ({args.output} is as it was)" if before is not None else ""
+        raise Cancelled(f"{interrupted_text(signum)}; no output was written{kept}", signum) from None
     finally:
         hooks.close()
     for warning in summary.warnings:
@@ -64,3 +78,13 @@ def summary_line(summary: RunSummary) -> str:
         return f"{summary.output}: {faces} in {summary.seconds:.1f} s"
     return (f"{summary.output}: {summary.frames} frames, {faces}, {summary.seconds:.1f} s, "
             f"{summary.fps:.1f} fps")
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """(device, inode, modification time) of ``path``, None when there is no file: a completed run
+    replaces the file, so the identity changes."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_mtime_ns

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from masquerade.config import RunConfig
 from masquerade.errors import MasqueradeError
 
 EXIT_ALL_LABELLED = 0
@@ -20,6 +21,8 @@ EXIT_ERROR = 2
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``verify`` command."""
+    from masquerade.cli.parser import limits_parser
+
     parser = subparsers.add_parser(
         "verify",
         help="check whether files carry masquerade's watermark and content credentials",
@@ -27,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "and the C2PA manifest (present, valid, what it claims). A file counts as labelled when either "
         "says it is masquerade's AI face swap. Exit status: 0 all labelled, 1 one or more not labelled, "
         "2 a file could not be read.",
+        parents=[limits_parser()],
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="images or videos to check")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
@@ -35,13 +39,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from masquerade.cli.parser import limits_from_args
+    from masquerade.config import validate
     from masquerade.verify import verify_file
 
+    limits = limits_from_args(args)
+    validate(RunConfig(limits=limits))
     entries: list[dict] = []
     status = EXIT_ALL_LABELLED
     for path in args.files:
         try:
-            result = verify_file(path)
+            result = verify_file(path, limits=limits)
         except MasqueradeError as error:
             entries.append({"path": str(path), "error": str(error)})
             status = EXIT_ERROR

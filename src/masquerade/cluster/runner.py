@@ -26,15 +26,24 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from masquerade.api import RunSummary, check_request, no_face_warning, write_image_output
+from masquerade.api import (
+    RunSummary,
+    check_request,
+    no_face_warning,
+    read_still,
+    reference_photo,
+    write_image_output,
+)
 from masquerade.cluster.connect import connected
 from masquerade.cluster.options import ClusterOptions
 from masquerade.cluster.store import JobFolder, SegmentStore, settings_digest
 from masquerade.cluster.worker import Chunk, SwapWorker, WorkerInfo
-from masquerade.config import RunConfig
+from masquerade.config import RunConfig, validate
 from masquerade.errors import ClusterError, ContentRefused, MasqueradeError, UsageError
 from masquerade.media.image import read_image
 from masquerade.media.segments import Segment, cut_segment, join_segments
+from masquerade.provenance.c2pa_label import label_identity
+from masquerade.provenance.keys import SigningIdentity
 from masquerade.split import Person, SegmentResult, plan_video
 
 MAX_RESTARTS = 4
@@ -114,6 +123,8 @@ class ClusterHooks:
 class _Job:
     target: Path
     output: Path
+    identity: SigningIdentity | None
+    """Signs the output's label: this machine's key (resolved before the work, so a bad one fails first)."""
     failed: bool = field(default=False, init=False)
 
 
@@ -161,10 +172,12 @@ def swap(
     output_list = [Path(outputs)] if isinstance(outputs, str | Path) else [Path(o) for o in outputs]
     source_paths = [Path(s) for s in sources]
     _check_batch(target_list, output_list)
-    source_images = [(str(p), read_image(p).image) for p in source_paths]
-    select = config.select
-    reference = select.reference if select.mode == "reference" else None
-    reference_image = (str(reference), read_image(Path(reference)).image) if reference is not None else None
+    validate(config)
+    # The sources and the reference are read here (within the image limit) and travel to the workers.
+    # The execution provider is checked where it runs: on the workers, when they load the models.
+    max_pixels = config.limits.max_image_pixels
+    source_images = [(str(p), read_image(p, max_pixels).image) for p in source_paths]
+    reference_image = reference_photo(config)
 
     started = time.perf_counter()
     store = SegmentStore(options.store or _default_store())
@@ -306,7 +319,7 @@ class _Run:
     def _submit(self, task: _Task) -> Any:
         if task.kind == "image":
             assert isinstance(task.job, _Image)
-            loaded = read_image(task.job.target)
+            loaded = read_still(task.job.target, self.config)
             return self.pool.submit("swap_image", self.person or Person(None), loaded.image, loaded.grey)
         video = task.job
         assert isinstance(video, _Video) and task.segment is not None
@@ -359,7 +372,8 @@ class _Run:
 
     def _write_video(self, video: _Video) -> RunSummary:
         files = [video.folder.segment_file(s) for s in video.segments]
-        frames = join_segments(video.target, files, video.output, self.config.encode)
+        frames = join_segments(video.target, files, video.output, self.config.encode,
+                               self.config.limits.max_video_pixels, video.identity)
         if frames != video.plan.frames:  # never reached with a consistent store: a loud check
             raise ClusterError(f"{video.output}: joined {frames} frames, planned {video.plan.frames}")
         results = [video.results[s.number] for s in video.segments]
@@ -369,16 +383,18 @@ class _Run:
         for result in results:
             for stage, seconds in result.stage_seconds.items():
                 summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
+        summary.warnings.extend(self.pool.infos[0].warnings)
         if summary.faces_swapped == 0:
             summary.warnings.append(no_face_warning(video.target))
         video.folder.remove()
         return summary
 
     def _write_image(self, job: _Image, image: Any, swapped: int) -> RunSummary:
-        loaded = read_image(job.target)  # for its alpha: only the picture went to the worker
-        write_image_output(job.output, image, loaded.alpha, self.config.encode.image_quality)
+        loaded = read_still(job.target, self.config)  # for its alpha: only the picture went to a worker
+        write_image_output(job.output, image, loaded.alpha, self.config.encode.image_quality, job.identity)
         summary = RunSummary(output=job.output, kind="image", frames=1, faces_swapped=swapped,
                              seconds=time.perf_counter() - self.started)
+        summary.warnings.extend(self.pool.infos[0].warnings)
         if swapped == 0:
             summary.warnings.append(no_face_warning(job.target))
         return summary
@@ -489,11 +505,17 @@ def _count_tasks(jobs: list[_Video | _Image]) -> int:
 
 def _plan_job(sources: list[Path], target: Path, output: Path, config: RunConfig, options: ClusterOptions,
               store: SegmentStore, settings: str) -> _Video | _Image:
-    if check_request(sources, target, output) == "image":
-        return _Image(target, output)
+    """The same checks as ``masquerade.swap`` makes before any work, then the video's plan and what
+    the store already holds of it."""
+    kind = check_request(sources, target, output, config.limits)
+    validate(config, kind)
+    identity = label_identity(output)
+    if kind == "image":
+        read_still(target, config)
+        return _Image(target, output, identity)
     plan = plan_video(target, config, options.segment_seconds, options.warmup_seconds)
     folder = store.job(target, settings, output.suffix)
-    video = _Video(target, output, folder=folder, segments=plan.segments, plan=plan)
+    video = _Video(target, output, identity, folder=folder, segments=plan.segments, plan=plan)
     for segment in plan.segments:
         if folder.has(segment):
             video.results[segment.number] = folder.result(segment)

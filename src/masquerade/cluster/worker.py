@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from masquerade._version import __version__
-from masquerade.api import swap_loaded_image
+from masquerade.api import different_people, swap_loaded_image
 from masquerade.config import RunConfig
 from masquerade.media.segments import Segment, SegmentPlan
 from masquerade.pipeline import Pipeline
@@ -32,6 +32,9 @@ class WorkerInfo:
     host: str
     version: str
     notices: tuple[str, ...]
+    """What the models told the user (licences...)."""
+    warnings: tuple[str, ...]
+    """What the sources made the pipeline warn about (photos of different people)."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,11 @@ class SwapWorker:
         cv2.setNumThreads(cpus)  # this process's own setting: it asked Ray for ``cpus`` CPUs
         self.pipeline = Pipeline(worker_config(config, cpus))
         self.source = self.pipeline.prepare_source(sources)
+        self.warnings = tuple(different_people(self.pipeline, sources, self.source))
 
     def info(self) -> WorkerInfo:
-        return WorkerInfo(os.getpid(), socket.gethostname(), __version__, tuple(self.pipeline.stages.notices))
+        return WorkerInfo(os.getpid(), socket.gethostname(), __version__, tuple(self.pipeline.stages.notices),
+                          self.warnings)
 
     def decide_person(self, reference_image: tuple[str, Image] | None, chunk: Chunk | None,
                       plan: SegmentPlan | None, span: Segment | None) -> Person | None:
@@ -76,7 +81,8 @@ class SwapWorker:
 
         with tempfile.TemporaryDirectory(prefix="masquerade-person-") as folder:
             path = _unpack(chunk, Path(folder))
-            with VideoReader(path, window=plan.window(span)) as reader:
+            limit = self.pipeline.config.limits.max_video_pixels
+            with VideoReader(path, max_pixels=limit, window=plan.window(span)) as reader:
                 return decide_person(self.pipeline, reference_image, reader.frames(), fps_of(reader))
 
     def swap_segment(self, person: Person, chunk: Chunk, plan: SegmentPlan, segment: Segment,

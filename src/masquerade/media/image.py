@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -12,9 +14,9 @@ from numpy.typing import NDArray
 
 from masquerade.errors import MediaError, UsageError
 from masquerade.media import orientation
-from masquerade.media.atomic import atomic_output
+from masquerade.media.atomic import atomic_output, write_error
 from masquerade.media.options import IMAGE_EXTENSIONS
-from masquerade.media.probe import check_readable, sniff_image_format
+from masquerade.media.probe import check_pixel_limit, check_readable, sniff_image_format
 from masquerade.types import Image
 
 
@@ -30,6 +32,8 @@ class LoadedImage:
     """Content format: ``jpeg``, ``png``, ``webp``, ``bmp`` or ``tiff``."""
     grey: bool = False
     """The file is greyscale: the result should be written back grey."""
+    frames: int = 1
+    """Frames of an animated PNG or WebP (only the first is in ``image``)."""
 
 
 def _tiff_orientation(tiff: bytes) -> int:
@@ -93,30 +97,96 @@ def exif_orientation(data: bytes, fmt: str) -> int:
         return 1
 
 
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype == np.uint16:
-        return (image >> 8).astype(np.uint8)
-    if np.issubdtype(image.dtype, np.floating):  # float TIFF/EXR: 0..1
-        return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    raise MediaError(f"unsupported image sample type {image.dtype}")
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+"""The default limit of :func:`read_image` (``LimitOptions.max_image_megapixels`` is the run's)."""
+ANIMATED_FORMATS = ("png", "webp")
+"""Formats whose extra frames are an animation (a TIFF's extra pages are other pictures or thumbnails)."""
 
 
-def read_image(path: Path) -> LoadedImage:
-    """Load a still image as upright BGR uint8 plus its alpha channel; ``MediaError`` if unreadable."""
+def _open_still(handle: BinaryIO, fmt: str, path: Path, max_pixels: int | None, option: str) -> Any:
+    """A Pillow image of ``fmt`` that has read only its header (size, mode, frame count).
+
+    The format's own plugin class is used, not ``Image.open``: that one applies Pillow's process-wide
+    decompression-bomb limit, while masquerade applies the run's own limit before decoding. Pillow
+    decodes through libjpeg, libpng, libtiff and libwebp as OpenCV does (same pixels), but reports
+    damage as exceptions instead of printing warnings on stderr.
+    """
+    from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
+
+    plugin = {"jpeg": JpegImagePlugin.JpegImageFile, "png": PngImagePlugin.PngImageFile,
+              "webp": WebPImagePlugin.WebPImageFile, "bmp": BmpImagePlugin.BmpImageFile,
+              "tiff": TiffImagePlugin.TiffImageFile}[fmt]
+    from PIL import Image as PILImage
+
+    try:
+        return plugin(handle)
+    except PILImage.DecompressionBombError as exc:  # a few plugins check sizes while reading the header
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = int(claimed.group(1)) if claimed else 0
+        if max_pixels is not None and pixels > max_pixels:
+            raise MediaError(f"{path} is {pixels / 1e6:,.0f} MP, above the {max_pixels / 1e6:g} MP limit for "
+                             f"images; masquerade refuses it before decoding: shrink it") from None
+        raise MediaError(f"{path} is {pixels / 1e6:,.0f} MP, more than its {fmt} decoder accepts") from None
+    except Exception as exc:  # Pillow reports a bad header as SyntaxError, OSError, struct.error...
+        raise MediaError(f"{path} is damaged: its {fmt} header cannot be read ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _decode(picture: Any, path: Path, fmt: str) -> np.ndarray:
+    """Decode a header-checked Pillow image to (H, W) grey, (H, W, 2) grey + alpha, (H, W, 3) BGR or
+    (H, W, 4) BGRA, 8 bits per sample."""
+    try:
+        picture.load()
+        mode = picture.mode
+        if mode == "1":
+            picture, mode = picture.convert("L"), "L"
+        elif mode in ("P", "PA"):
+            alpha = mode == "PA" or "transparency" in picture.info
+            picture, mode = picture.convert("RGBA" if alpha else "RGB"), "RGBA" if alpha else "RGB"
+        elif mode in ("La", "LA"):
+            picture, mode = picture.convert("LA"), "LA"
+        elif mode not in ("L", "RGB", "RGBA", "F") and not mode.startswith("I"):
+            target = "RGBA" if "A" in mode or "a" in mode else "RGB"  # RGBa, RGBX, CMYK, YCbCr, LAB, HSV
+            picture, mode = picture.convert(target), target
+        raw = np.asarray(picture)
+    except Exception as exc:  # truncated data, broken chunks, unsupported layouts
+        raise MediaError(f"{path} is damaged or truncated: it cannot be decoded as {fmt} "
+                         f"({_reason(exc)})") from None
+    if mode.startswith("I"):  # 16-bit (or 32-bit integer) grey
+        raw = (np.clip(raw.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+    elif mode == "F":  # float grey: 0..1
+        raw = (np.clip(raw, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if raw.ndim == 3 and raw.shape[2] >= 3:
+        raw = np.ascontiguousarray(raw[..., [2, 1, 0, 3][: raw.shape[2]]])  # RGB(A) -> BGR(A)
+    return raw
+
+
+def read_image(path: Path, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+               option: str = "--max-image-megapixels") -> LoadedImage:
+    """Load a still image as upright BGR uint8 plus its alpha channel; ``MediaError`` if unreadable.
+
+    The size in the file's header is checked against ``max_pixels`` (None: no limit) before anything
+    is decoded; ``option`` is what the refusal names as the way to raise the limit.
+    """
     path = Path(path)
     check_readable(path)
-    data = path.read_bytes()
-    fmt = sniff_image_format(data[:16])
-    if fmt is None:
-        raise MediaError(f"{path} is not a supported image (jpg, png, webp, bmp, tiff)")
-    # IMREAD_UNCHANGED keeps alpha and ignores EXIF orientation; orientation is applied below,
-    # to colour and alpha alike.
-    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if raw is None or raw.size == 0:
+    with open(path, "rb") as handle:
+        fmt = sniff_image_format(handle.read(16))
+        if fmt is None:
+            raise MediaError(f"{path} is not a supported image (jpg, png, webp, bmp, tiff)")
+        handle.seek(0)
+        picture = _open_still(handle, fmt, path, max_pixels, option)
+        width, height = picture.size
+        check_pixel_limit(path, width, height, max_pixels, "images", option)
+        frames = int(getattr(picture, "n_frames", 1)) if fmt in ANIMATED_FORMATS else 1
+        raw = _decode(picture, path, fmt)
+        handle.seek(0)
+        data = handle.read()
+    if raw.size == 0:
         raise MediaError(f"{path} is damaged or truncated: it cannot be decoded as {fmt}")
-    raw = _to_uint8(raw)
     alpha = None
     if raw.ndim == 2:
         image = cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR)
@@ -130,7 +200,8 @@ def read_image(path: Path) -> LoadedImage:
     image = np.ascontiguousarray(orientation.apply(image, turn))
     if alpha is not None:
         alpha = np.ascontiguousarray(orientation.apply(alpha, turn))
-    return LoadedImage(image=image, alpha=alpha, format=fmt, grey=raw.ndim == 2 or raw.shape[2] == 2)
+    return LoadedImage(image=image, alpha=alpha, format=fmt, grey=raw.ndim == 2 or raw.shape[2] == 2,
+                       frames=frames)
 
 
 def check_image_extension(path: Path) -> str:
@@ -142,14 +213,10 @@ def check_image_extension(path: Path) -> str:
     return ext
 
 
-def write_image(path: Path, image: Image, alpha: NDArray[np.uint8] | None = None, quality: int = 95) -> None:
-    """Write ``image`` (BGR uint8) atomically as jpg/png/webp; ``alpha`` is kept for png and webp.
-
-    JPEG has no alpha channel, so ``alpha`` is dropped there. ``quality`` (1..100) applies to jpg
-    and webp; PNG is lossless.
-    """
-    path = Path(path)
-    ext = check_image_extension(path)
+def encode_image(ext: str, image: Image, alpha: NDArray[np.uint8] | None = None, quality: int = 95) -> bytes:
+    """``image`` (BGR uint8) encoded as ``ext`` (.jpg/.jpeg/.png/.webp); ``alpha`` is kept for png and
+    webp (JPEG has no alpha channel). ``quality`` (1..100) applies to jpg and webp; PNG is lossless."""
+    ext = check_image_extension(Path(f"x{ext}"))
     if not 1 <= quality <= 100:
         raise UsageError(f"image quality must be between 1 and 100, got {quality}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -168,5 +235,21 @@ def write_image(path: Path, image: Image, alpha: NDArray[np.uint8] | None = None
     ok, encoded = cv2.imencode(ext, pixels, params)
     if not ok:
         raise MediaError(f"could not encode the image as {ext}")
+    return encoded.tobytes()
+
+
+def write_bytes(temp: Path, data: bytes, output: Path) -> None:
+    """Write ``data`` to ``temp`` (the temporary file of :func:`atomic_output` for ``output``);
+    ``OutputError`` naming ``output`` on failure, saying so when the disk is full."""
+    try:
+        Path(temp).write_bytes(data)
+    except OSError as exc:
+        raise write_error(Path(output), exc) from exc
+
+
+def write_image(path: Path, image: Image, alpha: NDArray[np.uint8] | None = None, quality: int = 95) -> None:
+    """Write ``image`` (BGR uint8) atomically as jpg/png/webp (see :func:`encode_image`)."""
+    path = Path(path)
+    data = encode_image(check_image_extension(path), image, alpha, quality)
     with atomic_output(path) as temp:
-        temp.write_bytes(encoded.tobytes())
+        write_bytes(temp, data, path)

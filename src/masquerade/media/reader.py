@@ -12,8 +12,11 @@ import av
 from masquerade.errors import MediaError, UsageError
 from masquerade.media import orientation
 from masquerade.media.colour import ColourSpace, FrameConverter
-from masquerade.media.probe import open_input, video_stream
+from masquerade.media.probe import check_video_frame_size, open_input, video_stream
 from masquerade.types import FrameContext
+
+DEFAULT_MAX_VIDEO_PIXELS = 7680 * 4320
+"""8K UHD: the default limit of :class:`VideoReader` (``LimitOptions.max_video_megapixels`` is the run's)."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,9 @@ class VideoReader:
     """
 
     def __init__(self, path: Path, trim_start: float | None = None, trim_end: float | None = None,
-                 *, window: FrameWindow | None = None) -> None:
+                 max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS, *,
+                 window: FrameWindow | None = None) -> None:
+        """``max_pixels``: frames larger than this (by the stream's header) are refused before decoding."""
         self.path = Path(path)
         if trim_start is not None and trim_start < 0:
             raise UsageError(f"trim start must be >= 0 s, got {trim_start}")
@@ -88,16 +93,17 @@ class VideoReader:
         self.window = window
         self._container = open_input(self.path)
         try:
-            self._setup(trim_start, trim_end)
+            self._setup(trim_start, trim_end, max_pixels)
         except BaseException:
             self._container.close()
             raise
 
-    def _setup(self, trim_start: float | None, trim_end: float | None) -> None:
+    def _setup(self, trim_start: float | None, trim_end: float | None, max_pixels: int | None) -> None:
         container = self._container
         stream = video_stream(container)
         if stream is None:
             raise MediaError(f"{self.path} has no video stream")
+        check_video_frame_size(self.path, stream, max_pixels)
         _check_not_cut(self.path, container)
         stream.thread_type = "AUTO"  # frame + slice threads: several times faster decoding
         self.stream: av.VideoStream = stream
@@ -109,6 +115,8 @@ class VideoReader:
         self.trim_end = trim_end
         self.end_pts: int | None = None
         """Where the last frame yielded ends (its pts + duration); known once ``frames()`` is exhausted."""
+        self.retimed_frames = 0
+        """Frames whose timestamp did not increase in the file and was moved so that they play in order."""
         window = self.window
         if window is not None:
             self._bounds: tuple[int | None, int | None] = (window.start_pts, window.end_pts)
@@ -231,11 +239,21 @@ class VideoReader:
         if self._first is None:
             raise RuntimeError("VideoReader.frames() can be iterated only once")
         first, self._first = self._first, None
-        index, previous = (self.window.first_index if self.window else 0), None
-        step = int(1 / (self.info.fps * self.time_base)) if self.info.fps else 1
+        index, previous, offset = (self.window.first_index if self.window else 0), None, 0
+        step = max(int(1 / (self.info.fps * self.time_base)), 1) if self.info.fps else 1
         for frame in _chain(first, self._decoded):
             # Streams without timestamps (raw elementary streams) get a constant-rate clock.
-            pts = frame.pts if frame.pts is not None else (0 if previous is None else previous + step)
+            pts = (frame.pts + offset if frame.pts is not None
+                   else 0 if previous is None else previous + step)
+            if previous is not None and pts <= previous:
+                # Damaged timing (two frames with one timestamp, or a clock that jumps back): an encoder
+                # needs increasing timestamps. A repeat moves one tick; a jump back shifts the rest on.
+                self.retimed_frames += 1
+                if previous - pts < step:
+                    pts = previous + 1
+                else:
+                    offset += previous + step - pts
+                    pts = previous + step
             image = orientation.apply(self._converter.to_bgr(frame), self.orientation)
             yield FrameContext(index=index, image=image, pts=pts, time_base=self.time_base)
             index, previous = index + 1, pts

@@ -19,14 +19,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 
 from masquerade.config import EncodeOptions
 from masquerade.errors import MediaError, OutputError, UsageError
 from masquerade.media.probe import open_input, video_stream
-from masquerade.media.reader import FrameWindow, VideoReader
+from masquerade.media.reader import DEFAULT_MAX_VIDEO_PIXELS, FrameWindow, VideoReader
 from masquerade.media.writer import OutputMuxer, VideoWriter
+
+if TYPE_CHECKING:
+    from masquerade.provenance.keys import SigningIdentity
 
 
 @dataclass(frozen=True)
@@ -102,13 +106,20 @@ def plan_segments(
         pts: list[int] = []
         keys: set[int] = set()
         ends: dict[int, int] = {}
+        last_dts: int | None = None
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue
-                if packet.pts is None:
-                    raise MediaError(f"{path} has video packets without timestamps; it cannot be split "
-                                     "into segments (run it without --cluster)")
+                # A segment reads its frames by their timestamps: missing, repeated or backward ones
+                # (which one reader moves as it goes) cannot be found again from the middle.
+                damaged = packet.pts is None or packet.pts in ends or (
+                    packet.dts is not None and last_dts is not None and packet.dts <= last_dts)
+                if damaged:
+                    raise MediaError(f"{path} has video packets without timestamps or with repeated or "
+                                     "backward ones; it cannot be split into segments (run it without "
+                                     "--cluster)")
+                last_dts = packet.dts if packet.dts is not None else last_dts
                 pts.append(packet.pts)
                 ends[packet.pts] = packet.pts + (packet.duration or 1)
                 if packet.is_keyframe:
@@ -204,7 +215,8 @@ class SegmentJoiner(OutputMuxer):
     the first segment gives the video stream's parameters, and every other one must match them.
     """
 
-    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions, first_segment: Path) -> None:
+    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions, first_segment: Path,
+                 identity: SigningIdentity | None = None) -> None:
         self._last_dts: int | None = None
         self.packets = 0
         """Video packets (frames) joined so far."""
@@ -214,7 +226,7 @@ class SegmentJoiner(OutputMuxer):
                 raise OutputError(f"segment {first_segment} has no video")
             self._template = template
             self._signature = _signature(template)
-            super().__init__(path, reader, options)
+            super().__init__(path, reader, options, identity)
 
     def _add_video(self) -> av.VideoStream:
         stream = self._out.add_stream_from_template(self._template)
@@ -293,14 +305,15 @@ def _signature(stream: av.VideoStream) -> tuple[object, ...]:
 
 
 def join_segments(
-    target: Path, segments: Sequence[Path], output: Path, options: EncodeOptions
+    target: Path, segments: Sequence[Path], output: Path, options: EncodeOptions,
+    max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS, identity: SigningIdentity | None = None,
 ) -> int:
-    """Write ``output``: the encoded ``segments`` in order plus ``target``'s audio, labelled once, in
-    place atomically. Return the number of frames joined."""
+    """Write ``output``: the encoded ``segments`` in order plus ``target``'s audio, labelled once (with
+    ``identity``, default the user's key), in place atomically. Return the number of frames joined."""
     if not segments:
         raise ValueError("no segments to join")
-    with VideoReader(target, options.trim_start, options.trim_end) as reader, \
-            SegmentJoiner(output, reader, options, segments[0]) as joiner:
+    with VideoReader(target, options.trim_start, options.trim_end, max_pixels) as reader, \
+            SegmentJoiner(output, reader, options, segments[0], identity) as joiner:
         for segment in segments:
             joiner.append(segment)
     return joiner.packets

@@ -16,13 +16,14 @@ import av
 from masquerade.config import EncodeOptions
 from masquerade.errors import OutputError, UsageError
 from masquerade.media import orientation
-from masquerade.media.atomic import atomic_output
+from masquerade.media.atomic import atomic_output, write_error
 from masquerade.media.colour import FrameConverter
 from masquerade.media.encoders import check_encoder, pixel_format
 from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options
 from masquerade.media.probe import open_input
 from masquerade.media.reader import VideoReader
 from masquerade.provenance.c2pa_label import labelling
+from masquerade.provenance.keys import SigningIdentity
 from masquerade.provenance.plain_tags import plain_metadata_tags
 from masquerade.types import FrameContext
 
@@ -54,7 +55,10 @@ class OutputMuxer:
     """Every output is labelled as synthetic; only a split run's segment files, which are joined into
     a labelled output and never are one, leave it to the join (``masquerade.media.segments``)."""
 
-    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions) -> None:
+    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions,
+                 identity: SigningIdentity | None = None) -> None:
+        """``identity`` signs the C2PA label (default: :func:`label_identity`, resolved here, before the
+        first frame, so a bad key is found before the video is encoded)."""
         self.path = Path(path)
         ext = check_video_extension(self.path)
         if self.path.resolve() == reader.path.resolve():
@@ -69,7 +73,7 @@ class OutputMuxer:
             if self._labelled:
                 # Every video masquerade writes is labelled as synthetic: the label is added after the
                 # muxer closes the temp file and before it is renamed into place (skipped on errors).
-                self._stack.enter_context(labelling(temp, kind="video"))
+                self._stack.enter_context(labelling(temp, kind="video", identity=identity))
             self._out = self._stack.enter_context(_output_container(temp, _MUXER_OPTIONS.get(ext, {})))
             self._out.metadata.update(plain_metadata_tags())
             self._supported = self._out.supported_codecs
@@ -171,7 +175,7 @@ class OutputMuxer:
         try:
             self._out.mux(packets)
         except av.FFmpegError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc}") from exc
+            raise _write_failed(self.path, exc) from exc
 
     def close(self) -> None:
         """Flush the video, copy the remaining audio, finish the file and move it into place."""
@@ -205,7 +209,8 @@ class VideoWriter(OutputMuxer):
     temporary output, so no broken file is left behind.
     """
 
-    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions) -> None:
+    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions,
+                 identity: SigningIdentity | None = None) -> None:
         check_encoder(options.video_encoder)
         self._encoder = options.video_encoder
         self._codec_options = encoder_options(options.video_encoder, options.video_quality,
@@ -214,7 +219,7 @@ class VideoWriter(OutputMuxer):
         self._pending: av.VideoFrame | None = None
         self._last_pts: int | None = None
         self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder (its delay)
-        super().__init__(path, reader, options)
+        super().__init__(path, reader, options, identity)
 
     def _add_video(self) -> av.VideoStream:
         info, reader = self._reader.info, self._reader
@@ -303,7 +308,7 @@ def _output_container(temp: Path, options: dict[str, str]) -> Iterator[av.contai
     try:
         container = av.open(str(temp), mode="w", options=options)
     except av.FFmpegError as exc:
-        raise OutputError(f"cannot create video output {temp.name}: {exc}") from exc
+        raise _write_failed(temp, exc, "create video output") from exc
     try:
         yield container
     except BaseException:
@@ -316,4 +321,11 @@ def _output_container(temp: Path, options: dict[str, str]) -> Iterator[av.contai
     try:
         container.close()
     except av.FFmpegError as exc:
-        raise OutputError(f"cannot finish video output: {exc}") from exc
+        raise _write_failed(temp, exc, "finish video output") from exc
+
+
+def _write_failed(path: Path, exc: av.FFmpegError, what: str = "write") -> OutputError:
+    """One line for an FFmpeg write failure (a full disk says so, without the temporary file's name)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return write_error(path, exc, what)
+    return OutputError(f"cannot {what} {path}: {exc}")

@@ -13,10 +13,11 @@ import os
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from masquerade._version import __version__
@@ -24,22 +25,31 @@ from masquerade.errors import ChecksumMismatch, ModelError
 
 Progress = Callable[[int, "int | None"], None]
 """Called with (bytes done, total bytes or None) as a download advances."""
+Status = Callable[[str], None]
+"""Called with a one-line message when a download connects, waits, retries or gives up on a mirror, so a
+user on a bad network is never left in silence."""
 
 _CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 4
-    """Tries per mirror (the first one included) before moving to the next mirror."""
+    attempts: int = 3
+    """Tries per mirror (the first one included) before moving to the next mirror. After a mirror that
+    never answered (every try timed out or was refused), the next mirrors get one try each: the network
+    is more likely down than the mirror, and a user should not wait minutes to learn it."""
     backoff_s: float = 1.0
     """Wait before retry n is ``backoff_s * n`` seconds."""
-    timeout_s: float = 30.0
-    """Socket timeout of one request."""
+    timeout_s: float = 15.0
+    """Socket timeout of one request (connecting, and each read)."""
 
 
 class _Incomplete(Exception):
     """The server closed the connection before the announced end of the file."""
+
+
+class _Unreachable(ModelError):
+    """No try reached the server (timeouts, refused or reset connections): likely no network."""
 
 
 def sha256_file(path: Path, progress: Progress | None = None) -> str:
@@ -67,11 +77,13 @@ def fetch_verified(
     progress: Progress | None = None,
     expected_size: int | None = None,
     retry: RetryPolicy = RetryPolicy(),
+    status: Status | None = None,
 ) -> str:
     """Download ``dest`` from the first mirror that serves a file with an accepted SHA-256; return it.
 
     Raises ChecksumMismatch when every mirror that answered served other bytes (the part file is
-    deleted), ModelError when none could be reached.
+    deleted), ModelError when none could be reached. ``status`` hears about connecting, retries and
+    mirrors given up.
     """
     if not sha256:
         raise ModelError(f"no pinned SHA-256 for {dest.name}; it cannot be downloaded safely")
@@ -85,7 +97,11 @@ def fetch_verified(
         # resumed download does not match, it is fetched once more from scratch before giving up.
         for resumed in (part.exists(), False):
             try:
-                digest = _download(url, part, progress, expected_size, retry)
+                digest = _download(url, part, progress, expected_size, retry, status)
+            except _Unreachable as error:
+                failures.append(f"{url}: {error}")
+                retry = replace(retry, attempts=1)
+                break
             except ModelError as error:
                 failures.append(f"{url}: {error}")
                 break
@@ -127,14 +143,20 @@ def extract_verified(archive: Path, member: str, sha256: Sequence[str], dest: Pa
 
 
 def _download(
-    url: str, part: Path, progress: Progress | None, expected_size: int | None, retry: RetryPolicy
+    url: str, part: Path, progress: Progress | None, expected_size: int | None, retry: RetryPolicy,
+    status: Status | None = None,
 ) -> str:
     """Bring ``part`` to the full file from ``url`` (resuming) and return its SHA-256."""
-    attempt = 1
+    host = urllib.parse.urlsplit(url).netloc or url
+    attempt, answered = 1, False
     while True:
+        if status:
+            status(f"connecting to {host}" + (f" (try {attempt} of {retry.attempts})" if attempt > 1 else ""))
+        before = part.stat().st_size if part.exists() else 0
         try:
             return _attempt(url, part, progress, expected_size, retry.timeout_s)
         except urllib.error.HTTPError as error:
+            answered = True
             # A client error will not change on retry (except timeouts and rate limits).
             if error.code < 500 and error.code not in (408, 429):
                 raise ModelError(f"HTTP {error.code} {error.reason}") from None
@@ -142,13 +164,28 @@ def _download(
         except urllib.error.URLError as error:
             if isinstance(error.reason, socket.gaierror):  # no DNS: offline or a wrong host, not transient
                 raise ModelError(f"cannot resolve the host ({error.reason})") from None
-            reason = str(error.reason)
+            reason = _reason(error.reason, retry.timeout_s)
         except (OSError, http.client.HTTPException, _Incomplete) as error:
-            reason = str(error) or type(error).__name__
+            answered = answered or isinstance(error, (_Incomplete, http.client.HTTPException))
+            reason = _reason(error, retry.timeout_s)
+        answered = answered or (part.exists() and part.stat().st_size > before)  # bytes came: the net works
         if attempt >= retry.attempts:
-            raise ModelError(f"gave up after {attempt} attempts ({reason})")
-        time.sleep(retry.backoff_s * attempt)
+            message = f"gave up after {attempt} attempt{'s' if attempt > 1 else ''} ({reason})"
+            if status:
+                status(f"{host}: {message}")
+            raise (ModelError if answered else _Unreachable)(message)
+        wait = retry.backoff_s * attempt
+        if status:
+            status(f"{host}: {reason}; trying again in {wait:g} s")
+        time.sleep(wait)
         attempt += 1
+
+
+def _reason(error: object, timeout_s: float) -> str:
+    """A short reason for a failed try (a timeout says how long it waited)."""
+    if isinstance(error, (TimeoutError, socket.timeout)):
+        return f"no answer within {timeout_s:g} s"
+    return str(error) or type(error).__name__
 
 
 def _attempt(

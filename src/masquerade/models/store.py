@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from masquerade.errors import ChecksumMismatch, ModelError, ModelNotCached, UsageError
-from masquerade.models.download import Progress, RetryPolicy, extract_verified, fetch_verified, sha256_file
+from masquerade.models.download import (
+    Progress,
+    RetryPolicy,
+    Status,
+    extract_verified,
+    fetch_verified,
+    sha256_file,
+)
 from masquerade.models.manifest import MODELS, ModelSpec
 
 _Status = Literal["ok", "accepted", "mismatch"]
@@ -112,12 +119,15 @@ class ModelStore:
         return self._check(spec)[1]
 
     def missing_message(self, specs: Sequence[ModelSpec]) -> str:
-        """One line: which files are missing, where they go, and the command that fetches them."""
+        """One line: which files are missing, where they go, and the commands that bring them (models
+        without a pinned hash cannot be downloaded: for those, the import command that works)."""
         files = ", ".join(s.file_name for s in specs)
-        names = " ".join(s.name for s in specs)
         noun = "model file" if len(specs) == 1 else "model files"
-        return (f"missing {noun} {files} in {self.root}: run `masquerade models download {names}`, or copy "
-                f"the file(s) there with `masquerade models import FILE`")
+        pinned = " ".join(s.name for s in specs if s.pinned)
+        steps = [f"run `masquerade models download {pinned}` (or import files you have with "
+                 "`masquerade models import FILE`)"] if pinned else []
+        steps += [f"get {s.file_name} yourself and run `{import_command(s)}`" for s in specs if not s.pinned]
+        return f"missing {noun} {files} in {self.root}: {'; '.join(steps)}"
 
     def take_licence_notice(self, spec: ModelSpec) -> str | None:
         """The licence notice of ``spec`` the first time it is asked for in this cache, else None."""
@@ -133,8 +143,10 @@ class ModelStore:
 
     # -- getting models -----------------------------------------------------------------------------
 
-    def download(self, spec: ModelSpec, progress: Progress | None = None, offline: bool = False) -> Path:
-        """Fetch ``spec`` into the cache (verified, resumable) unless a good copy is already there."""
+    def download(self, spec: ModelSpec, progress: Progress | None = None, offline: bool = False,
+                 status: Status | None = None) -> Path:
+        """Fetch ``spec`` into the cache (verified, resumable) unless a good copy is already there.
+        ``status`` hears about connections, retries and mirrors given up."""
         dest = self.path(spec)
         if dest.is_file():
             if self._check(spec)[0] != "mismatch":
@@ -145,14 +157,14 @@ class ModelStore:
         if not spec.pinned:
             raise ModelError(
                 f"masquerade pins no SHA-256 for {spec.name}, so it will not download it; get "
-                f"{spec.file_name} yourself and run `masquerade models import FILE --allow-unknown-hash`"
+                f"{spec.file_name} yourself and run `{import_command(spec)}`"
             )
         failures: list[str] = []
         if spec.urls or spec.archive is None:
             try:
                 digest = fetch_verified(spec.urls, spec.sha256, dest, progress=progress,
                                         expected_size=spec.size if len(spec.sha256) == 1 else None,
-                                        retry=self.retry)
+                                        retry=self.retry, status=status)
                 self._stamp(spec, digest)
                 return dest
             except ChecksumMismatch as error:
@@ -163,7 +175,7 @@ class ModelStore:
                 failures.append(str(error))
         if spec.archive is not None:
             try:
-                return self._from_archive(spec, progress)
+                return self._from_archive(spec, progress, status)
             except ChecksumMismatch:
                 raise
             except ModelError as error:
@@ -182,19 +194,19 @@ class ModelStore:
         unpinned = [s for s in missing if not s.pinned]
         if missing and (offline or unpinned):
             why = (" (offline: downloads are off)" if offline else
-                   f" ({', '.join(s.name for s in unpinned)}: no pinned SHA-256, so only "
-                   "`masquerade models import FILE --allow-unknown-hash` can add it)")
+                   f" ({', '.join(s.name for s in unpinned)}: no pinned SHA-256, so only an import can "
+                   "add it)")
             raise ModelNotCached(self.missing_message(missing) + why)
         for spec in missing:
             self.download(spec, progress)
         return self.require(specs)
 
-    def _from_archive(self, spec: ModelSpec, progress: Progress | None) -> Path:
+    def _from_archive(self, spec: ModelSpec, progress: Progress | None, status: Status | None = None) -> Path:
         assert spec.archive is not None
         archive = self.root / "archives" / spec.archive.urls[0].rsplit("/", 1)[-1]
         if not archive.is_file() or sha256_file(archive) not in spec.archive.sha256:
             fetch_verified(spec.archive.urls, spec.archive.sha256, archive, progress=progress,
-                           expected_size=spec.archive.size, retry=self.retry)
+                           expected_size=spec.archive.size, retry=self.retry, status=status)
         dest = self.path(spec)
         self._stamp(spec, extract_verified(archive, spec.archive.member, spec.sha256, dest))
         # Keep the zip only while another model still needs to be extracted from it.
@@ -212,12 +224,14 @@ class ModelStore:
         digest = sha256_file(path)
         spec = self.spec(spec_name) if spec_name else self._spec_for_hash(digest)
         if spec is None:
-            raise UsageError(f"{path.name} (SHA-256 {digest}) is no model masquerade knows; "
-                             "name the model with --name to import it anyway")
+            guess = next((s for s in self.models.values() if s.file_name == path.name), None)
+            hint = (f"if it is {guess.name}, run `{import_command(guess, path)}`" if guess is not None
+                    else "name the model with --name NAME --allow-unknown-hash to import it anyway")
+            raise UsageError(f"{path.name} (SHA-256 {digest}) is no model file masquerade knows; {hint}")
         known = digest in spec.sha256
         if not known and not allow_unknown_hash:
             raise ChecksumMismatch(f"{path.name} has SHA-256 {digest}, not one masquerade accepts for "
-                                   f"{spec.name}; pass --allow-unknown-hash to import it anyway")
+                                   f"{spec.name}; `{import_command(spec, path)}` imports it anyway")
         from masquerade.models.contract import contract_problems, read_contract
 
         problems = contract_problems(read_contract(path), spec.contract)
@@ -304,3 +318,8 @@ def _lookup(models: Mapping[str, ModelSpec], name: str) -> ModelSpec:
     if name not in models:
         raise UsageError(f"unknown model {name!r}; known models: {', '.join(models)}")
     return models[name]
+
+
+def import_command(spec: ModelSpec, path: Path | str = "FILE") -> str:
+    """The ``models import`` command that takes a file of ``spec`` whatever its hash."""
+    return f"masquerade models import --name {spec.name} --allow-unknown-hash {path}"

@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from masquerade._version import __version__
 from masquerade.errors import MediaError, OutputError, UsageError
@@ -113,6 +113,15 @@ def manifest_definition(version: str, kind: LabelKind) -> dict[str, Any]:
     }
 
 
+def label_identity(path: Path) -> SigningIdentity | None:
+    """The identity that will sign an output at ``path`` (None where a plain tag is used instead).
+
+    Call it before the work that makes the output: a damaged key or an unusable certificate is then
+    reported before the first frame, not after the whole video is encoded.
+    """
+    return signing_identity() if label_method(path) == "c2pa" else None
+
+
 def label_file(
     path: Path, *, version: str = __version__, kind: LabelKind, identity: SigningIdentity | None = None
 ) -> None:
@@ -120,7 +129,8 @@ def label_file(
 
     ``identity`` defaults to the user's certificate from the environment, else masquerade's own key
     (created on first use). Raises ``OutputError`` when the label cannot be written: an output is
-    never left unlabelled silently.
+    never left unlabelled silently. Ctrl-C (or a terminating signal turned into ``KeyboardInterrupt``)
+    during signing stops it: the file is left as it was and the interrupt propagates.
     """
     path = Path(path)
     if kind not in ("image", "video"):
@@ -134,21 +144,104 @@ def label_file(
 
 
 @contextlib.contextmanager
-def labelling(path: Path, *, kind: LabelKind, version: str = __version__) -> Iterator[Path]:
+def labelling(path: Path, *, kind: LabelKind, version: str = __version__,
+              identity: SigningIdentity | None = None) -> Iterator[Path]:
     """Label ``path`` when the block ends normally; leave it alone when the block raises.
 
     For writers built on an ``ExitStack``: enter it after ``atomic_output`` and before the muxer, so
     the muxer closes the file first, then the label is added, then the file is renamed into place.
+    The signing identity is resolved on entry (``identity``, else :func:`label_identity`), so a bad
+    key stops the run before any work.
     """
+    identity = identity or label_identity(path)
     yield path
-    label_file(path, version=version, kind=kind)
+    label_file(path, version=version, kind=kind, identity=identity)
+
+
+class _Stop(Exception):
+    """Raised inside c2pa's stream callbacks to end its work early (they turn it into an I/O error)."""
+
+
+class _WatchedFile:
+    """A file for c2pa's stream callbacks that stops at the next read or write once ``cancel`` is set,
+    and keeps the OSError c2pa would otherwise reduce to "I/O error" (a full disk must say so)."""
+
+    def __init__(self, handle: Any, cancel: threading.Event) -> None:
+        self._handle, self._cancel = handle, cancel
+        self.error: OSError | None = None
+
+    def _call(self, name: str, *args: Any) -> Any:
+        if self._cancel.is_set():
+            raise _Stop()
+        try:
+            return getattr(self._handle, name)(*args)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def read(self, size: int = -1) -> bytes:
+        return self._call("read", size)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._call("readinto", buffer)
+
+    def write(self, data: Any) -> int:
+        return self._call("write", data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._call("seek", offset, whence)
+
+    def tell(self) -> int:
+        return self._handle.tell()
+
+    def flush(self) -> None:
+        self._call("flush")
+
+
+T = TypeVar("T")
+
+
+def _off_the_main_thread(work: Callable[[threading.Event], T]) -> T:
+    """Run ``work(cancel)`` on a worker thread and wait for it, interruptibly.
+
+    c2pa calls back into Python for every read and write, and its callbacks swallow what they raise:
+    a Ctrl-C landing inside one is printed as a traceback and lost (the run went on and exited 0).
+    Python delivers signals to the main thread only, so the callbacks run on a worker; on an interrupt
+    the worker is told to stop (its next read or write fails), waited for, and the interrupt re-raised.
+    """
+    cancel = threading.Event()
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, work(cancel)))
+        except BaseException as exc:  # handed to the waiting thread
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=run, name="masquerade-c2pa", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+    except BaseException:
+        cancel.set()
+        worker.join()
+        raise
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: SigningIdentity) -> None:
     import c2pa
 
-    temp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.c2pa{path.suffix}")
-    try:
+    from masquerade.media.atomic import shown_path, temp_path, write_error
+
+    temp = temp_path(path, "c2pa")
+    files: list[_WatchedFile] = []
+
+    def sign(cancel: threading.Event) -> None:
         signer = c2pa.Signer.from_info(
             c2pa.C2paSignerInfo(identity.alg, identity.cert_chain_pem, identity.private_key_pem, None)
         )
@@ -158,15 +251,24 @@ def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: S
             # the spec requires before a c2pa.edited action.
             builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
             with open(path, "rb") as source, open(temp, "w+b") as dest:
-                builder.sign(mime, source, dest)
+                files.extend((_WatchedFile(source, cancel), _WatchedFile(dest, cancel)))
+                builder.sign(mime, files[0], files[1])
+                files[1].flush()
+                os.fsync(dest.fileno())  # a full disk shows here, not after the rename
+
+    try:
+        _off_the_main_thread(sign)
         shutil.copymode(path, temp)  # keep the permissions the writer chose
         os.replace(temp, path)
     except c2pa.C2paError as exc:
+        failed = next((f.error for f in files if f.error is not None), None)
+        if failed is not None:  # c2pa reports our stream's OSError as a bare "I/O error"
+            raise write_error(path, failed, "write the content credentials of") from exc
         raise OutputError(
-            f"could not sign the content credentials of {path.name} with {identity.origin}: {exc}"
+            f"could not sign the content credentials of {shown_path(path)} with {identity.origin}: {exc}"
         ) from exc
     except OSError as exc:
-        raise OutputError(f"could not write the content credentials of {path.name}: {exc}") from exc
+        raise write_error(path, exc, "write the content credentials of") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
@@ -207,14 +309,19 @@ def _mime(path: Path) -> str:
 def _read_c2pa(path: Path) -> LabelReading:
     import c2pa
 
-    try:
+    def read(cancel: threading.Event) -> dict[str, Any] | None:
         context = c2pa.Context(settings=c2pa.Settings.from_dict(_READ_SETTINGS))
-        with open(path, "rb") as stream:
-            reader = c2pa.Reader.try_create(_mime(path) or None, stream, None, context)
+        with open(path, "rb") as handle:
+            reader = c2pa.Reader.try_create(_mime(path) or None, _WatchedFile(handle, cancel), None, context)
             if reader is None:
-                return LabelReading(kind=None)
+                return None
             with reader:
-                store = json.loads(reader.json())
+                return json.loads(reader.json())
+
+    try:
+        store = _off_the_main_thread(read)  # Ctrl-C must not land inside c2pa's callbacks
+        if store is None:
+            return LabelReading(kind=None)
     except c2pa.C2paError.NotSupported:
         return LabelReading(kind=None)
     except c2pa.C2paError as exc:

@@ -123,9 +123,16 @@ def load_or_create_identity(folder: Path) -> SigningIdentity:
     """Load ``folder/c2pa-signer.pem``; create it (0600) when missing or about to expire."""
     path = folder / KEY_FILE_NAME
     if path.exists():
-        _tighten(path)
+        _tighten(folder, 0o700)
+        _tighten(path, 0o600)
         data = _read(path)
-        identity = SigningIdentity.from_pem(data, data, str(path))
+        try:
+            identity = SigningIdentity.from_pem(data, data, str(path))
+        except UsageError as exc:
+            raise OutputError(
+                f"masquerade's signing key {path} is damaged ({exc}); delete that file and the next run "
+                "makes a new key (files signed with the old one stay verifiable)"
+            ) from None
         if identity.leaf_not_after() - RENEW_BEFORE > dt.datetime.now(dt.timezone.utc):
             return identity
         return _write_new(folder, replace=True)
@@ -139,17 +146,17 @@ def _read(path: Path) -> bytes:
         raise OutputError(f"cannot read the signing key {path}: {exc.strerror}") from exc
 
 
-def _tighten(path: Path) -> None:
-    """Our key file must stay private: drop group/other bits if something widened them."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077 and sys.platform != "win32":
-        with contextlib.suppress(OSError):
-            path.chmod(0o600)
+def _tighten(path: Path, mode: int) -> None:
+    """Our key folder and file must stay private: drop group/other bits if something widened them."""
+    with contextlib.suppress(OSError):
+        if sys.platform != "win32" and stat.S_IMODE(path.stat().st_mode) & 0o077:
+            path.chmod(mode)
 
 
 def _write_new(folder: Path, replace: bool) -> SigningIdentity:
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _tighten(folder, 0o700)  # an existing folder keeps its mode through mkdir
     except OSError as exc:
         raise OutputError(
             f"cannot create the key folder {folder} ({exc.strerror}); set MASQUERADE_HOME to a writable "
