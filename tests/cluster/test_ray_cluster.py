@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from segment_clips import CLIP_FRAMES, GOP, LOSSLESS_ALL, Run, clip_psnr, decode
 
 from masquerade.api import swap as swap_one
 from masquerade.cluster import ClusterHooks, ClusterOptions, WorkerInfo, swap
-from masquerade.config import RunConfig
+from masquerade.config import EncodeOptions, RunConfig
 from masquerade.media.image import read_image
 from masquerade.verify import verify_file
 
@@ -146,7 +146,8 @@ def test_a_batch_on_the_cluster_gives_the_single_machine_outputs(
     assert result.labelled and result.watermark.found
     # The picture: what one machine writes, labelled there, bit for bit in its pixels.
     alone = tmp_path / "alone.jpg"
-    swap_one([source], photo, alone, LOSSLESS_ALL, pipeline=lossless_pipeline)
+    still_config = replace(LOSSLESS_ALL, encode=EncodeOptions())  # a video option on a picture is an error
+    swap_one([source], photo, alone, still_config, pipeline=lossless_pipeline)
     assert np.array_equal(read_image(outputs[1]).image, read_image(alone).image)
     assert verify_file(outputs[1]).labelled
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alone.jpg", "photo.jpg", "store", "video.mp4"]

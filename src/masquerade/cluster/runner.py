@@ -186,7 +186,8 @@ def swap(
     jobs: list[_Video | _Image] = []
     for target, output in zip(target_list, output_list, strict=True):
         try:
-            jobs.append(_plan_job(source_paths, target, output, config, options, store, settings))
+            jobs.append(_plan_job(source_paths, target, output, config, options, store, settings,
+                                  len(target_list) == 1))
         except MasqueradeError as error:
             summary.failures.append(FileFailure(target, output, error))
             hooks.on_failure(summary.failures[-1])
@@ -211,7 +212,7 @@ def swap(
             run.execute(jobs, reference_image)
         finally:
             pool.shutdown()
-    summary.files.sort(key=lambda f: output_list.index(f.output))
+    summary.files.sort(key=lambda f: output_list.index(f.output))  # done in the order of the targets
     summary.failures.sort(key=lambda f: output_list.index(f.output))
     summary.seconds = time.perf_counter() - started
     hooks.on_end(summary)
@@ -414,12 +415,13 @@ class _WorkerPool:
             num_cpus=cpus, num_gpus=gpus, max_restarts=MAX_RESTARTS, max_task_retries=TASK_RETRIES)
         # The source photos go to the object store once; every worker (and a restarted one) reads
         # them from there. The driver keeps the reference alive for the whole run.
-        self._sources = ray.put(sources)
-        self.actors = [remote.remote(config, [self._sources], cpus) for _ in range(count)]
+        self._sources = [ray.put(sources)]
+        self.actors = [remote.remote(config, cpus) for _ in range(count)]
         self.load = [0] * count
         self._owner: dict[Any, int] = {}
         try:
-            self.infos: list[WorkerInfo] = self.get_all([actor.info.remote() for actor in self.actors])
+            infos = [actor.info.remote(self._sources) for actor in self.actors]
+            self.infos: list[WorkerInfo] = self.get_all(infos)
         except BaseException:
             self.shutdown()
             raise
@@ -433,7 +435,7 @@ class _WorkerPool:
 
     def submit(self, method: str, *args: Any) -> Any:
         index = min(range(len(self.actors)), key=lambda i: self.load[i])
-        ref = getattr(self.actors[index], method).remote(*args)
+        ref = getattr(self.actors[index], method).remote(self._sources, *args)
         self.load[index] += 1
         self._owner[ref] = index
         return ref
@@ -471,13 +473,14 @@ class _WorkerPool:
 
 
 class _RayWorker(SwapWorker):
-    """``SwapWorker`` as a Ray actor: its source photos come boxed as an object reference, so Ray
-    does not keep a copy of them per worker for restarts."""
+    """``SwapWorker`` as a Ray actor. Tasks name the source photos by an object reference in a list
+    (so Ray hands it over as is): the photos are fetched from the object store only when a worker
+    builds its pipeline, and not kept by Ray per worker for restarts."""
 
-    def __init__(self, config: RunConfig, sources: list[Any], cpus: int) -> None:
+    def _photos(self, sources: Any) -> list[tuple[str, Any]]:
         import ray
 
-        super().__init__(config, ray.get(sources[0]), cpus)
+        return ray.get(sources[0])
 
 
 def _fitting_workers(ray: ModuleType, cpus: int, gpus: int) -> int:
@@ -504,11 +507,12 @@ def _count_tasks(jobs: list[_Video | _Image]) -> int:
 
 
 def _plan_job(sources: list[Path], target: Path, output: Path, config: RunConfig, options: ClusterOptions,
-              store: SegmentStore, settings: str) -> _Video | _Image:
+              store: SegmentStore, settings: str, single: bool) -> _Video | _Image:
     """The same checks as ``masquerade.swap`` makes before any work, then the video's plan and what
     the store already holds of it."""
     kind = check_request(sources, target, output, config.limits)
-    validate(config, kind)
+    if single:  # in a batch of images and videos, each kind's options are for the targets of that kind
+        validate(config, kind)
     identity = label_identity(output)
     if kind == "image":
         read_still(target, config)
