@@ -80,6 +80,9 @@ class SegmentResult:
     faces_swapped: int = 0
     warmup_frames: int = 0
     seconds: float = 0.0
+    """The whole segment: opening its packets, warm-up, swapping and encoding."""
+    warmup_seconds: float = 0.0
+    """Decoding up to the segment's first frame and tracking the warm-up."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -130,6 +133,7 @@ def swap_segment(
         for ctx in islice(frames, segment.warmup):
             analyse([ctx])
             result.warmup_frames += 1
+        result.warmup_seconds = time.perf_counter() - started
         with SegmentWriter(output, reader, encode) as writer:
             encode_frames(pipeline, frames, (analyse, render), writer, summary, hooks)
             planned = (segment.warmup, segment.count)

@@ -16,10 +16,12 @@ dies and runs its tasks again.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +86,11 @@ class ClusterSummary:
     """Segments this run had workers do."""
     workers: int = 0
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds: ``plan`` (hashing and reading the targets' packets), ``start`` (connecting and the
+    workers' models), ``cut`` (the driver cutting segments out and handing them over), ``store``
+    (keeping finished segments), ``join`` (joining and labelling); and, added up over the workers,
+    ``segments`` (whole segment tasks) of which ``warmup`` (reaching each segment's first frame)."""
 
     @property
     def frames(self) -> int:
@@ -183,11 +190,13 @@ def swap(
     store = SegmentStore(options.store or _default_store())
     settings = settings_digest(config, source_paths, options.segment_seconds, options.warmup_seconds)
     summary = ClusterSummary()
+    clock = _Clock(summary.timings)
     jobs: list[_Video | _Image] = []
     for target, output in zip(target_list, output_list, strict=True):
         try:
-            jobs.append(_plan_job(source_paths, target, output, config, options, store, settings,
-                                  len(target_list) == 1))
+            with clock("plan"):
+                jobs.append(_plan_job(source_paths, target, output, config, options, store, settings,
+                                      len(target_list) == 1))
         except MasqueradeError as error:
             summary.failures.append(FileFailure(target, output, error))
             hooks.on_failure(summary.failures[-1])
@@ -202,13 +211,14 @@ def swap(
         hooks.on_end(summary)
         return summary
     with connected(options.address) as ray, tempfile.TemporaryDirectory(prefix="masquerade-cluster-") as tmp:
-        pool = _WorkerPool(ray, config, source_images, options, _count_tasks(jobs))
+        with clock("start"):
+            pool = _WorkerPool(ray, config, source_images, options, _count_tasks(jobs))
         try:
             summary.workers = len(pool.actors)
             for notice in pool.infos[0].notices:
                 hooks.on_notice(notice)
             hooks.on_workers(pool.infos)
-            run = _Run(ray, pool, config, Path(tmp), hooks, summary, started)
+            run = _Run(ray, pool, config, Path(tmp), hooks, summary, started, clock)
             run.execute(jobs, reference_image)
         finally:
             pool.shutdown()
@@ -223,9 +233,9 @@ class _Run:
     """The scheduling loop of one run."""
 
     def __init__(self, ray: ModuleType, pool: _WorkerPool, config: RunConfig, tmp: Path,
-                 hooks: ClusterHooks, summary: ClusterSummary, started: float) -> None:
+                 hooks: ClusterHooks, summary: ClusterSummary, started: float, clock: _Clock) -> None:
         self.ray, self.pool, self.config, self.tmp = ray, pool, config, tmp
-        self.hooks, self.summary, self.started = hooks, summary, started
+        self.hooks, self.summary, self.started, self.clock = hooks, summary, started, clock
         self.ready: deque[_Task] = deque()
         self.running: dict[Any, _Task] = {}
         self.writing: list[tuple[Future[RunSummary], _Video | _Image]] = []
@@ -331,11 +341,12 @@ class _Run:
                                 video.output.suffix.lower())
 
     def _chunk(self, video: _Video, segment: Segment) -> Any:
-        path = cut_segment(video.target, segment, self.tmp)
-        try:
-            return self.ray.put(Chunk(path.read_bytes(), path.suffix))
-        finally:
-            path.unlink()
+        with self.clock("cut"):
+            path = cut_segment(video.target, segment, self.tmp)
+            try:
+                return self.ray.put(Chunk(path.read_bytes(), path.suffix))
+            finally:
+                path.unlink()
 
     def _finished(self, task: _Task, result: Any) -> None:
         if task.kind == "image":
@@ -355,7 +366,10 @@ class _Run:
             self._queue_segments(video)
             return
         segment_result, data = result
-        video.folder.put(task.segment, data, segment_result)
+        with self.clock("store"):
+            video.folder.put(task.segment, data, segment_result)
+        self.clock.add("segments", segment_result.seconds)
+        self.clock.add("warmup", segment_result.warmup_seconds)
         video.results[task.segment.number] = segment_result
         self.summary.computed += 1
         self.hooks.on_progress(task.segment.count)
@@ -373,8 +387,9 @@ class _Run:
 
     def _write_video(self, video: _Video) -> RunSummary:
         files = [video.folder.segment_file(s) for s in video.segments]
-        frames = join_segments(video.target, files, video.output, self.config.encode,
-                               self.config.limits.max_video_pixels, video.identity)
+        with self.clock("join"):
+            frames = join_segments(video.target, files, video.output, self.config.encode,
+                                   self.config.limits.max_video_pixels, video.identity)
         if frames != video.plan.frames:  # never reached with a consistent store: a loud check
             raise ClusterError(f"{video.output}: joined {frames} frames, planned {video.plan.frames}")
         results = [video.results[s.number] for s in video.segments]
@@ -399,6 +414,26 @@ class _Run:
         if swapped == 0:
             summary.warnings.append(no_face_warning(job.target))
         return summary
+
+
+class _Clock:
+    """Adds up seconds per named part of the driver's work (a join thread adds too: one lock)."""
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self.totals = totals
+        self._lock = threading.Lock()
+
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self.totals[name] = self.totals.get(name, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
 
 
 class _WorkerPool:
