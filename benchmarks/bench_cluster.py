@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             ("Ray round trip (1 worker: wall - tasks - join)", (steady - t["segments"] - t["join"]) / n),
             ("join + label (driver)", t["join"] / n),
         ]
-        say(f"per segment unless said (1 worker's run; joining the whole split run took {join_seconds:.2f} s), "
-            f"load {load()}:")
+        say(f"per segment unless said (1 worker's run; joining the whole split run took "
+            f"{join_seconds:.2f} s), load {load()}:")
         for name, seconds in costs:
             say(f"  {name:<52} {seconds:7.3f} s")
         say()
