@@ -219,7 +219,31 @@ def test_a_killed_driver_leaves_its_segments_and_a_new_run_does_only_the_rest(
     kept = len(finished())
     assert 1 <= kept < SEGMENTS and not output.exists()
 
+    # The run started again does only the rest; stopped (Ctrl-C) once every segment is in, it leaves
+    # them all, and no output; a third run then only joins them.
+    with pytest.raises(KeyboardInterrupt):
+        swap([source], [gop_clip], [output], LOSSLESS_ALL, _options(tmp_path), StopWhenAllIn(kept))
+    assert len(finished()) == SEGMENTS and not output.exists()
     summary = swap([source], [gop_clip], [output], LOSSLESS_ALL, _options(tmp_path))
-    assert (summary.reused, summary.computed) == (kept, SEGMENTS - kept)
+    assert (summary.reused, summary.computed) == (SEGMENTS, 0)
     _check_same_as_single(output, single_run, lossless_pipeline)
     assert not finished()
+
+
+class StopWhenAllIn(Recorder):
+    """Checks that a run started again does only the missing segments, then stops it (as Ctrl-C
+    would) once the last is in the store and before the join."""
+
+    def __init__(self, kept: int) -> None:
+        super().__init__()
+        self.kept = kept
+
+    def on_start(self, files: int, frames: int, done: int) -> None:
+        super().on_start(files, frames, done)
+        assert done == self.kept * GOP  # the kept segments' frames count as done
+
+    def on_progress(self, frames: int) -> None:
+        super().on_progress(frames)
+        assert len(self.progress) <= SEGMENTS - self.kept  # only the missing segments are done
+        if sum(self.progress) + self.kept * GOP == CLIP_FRAMES:
+            raise KeyboardInterrupt

@@ -43,7 +43,7 @@ from masquerade.cluster.worker import Chunk, SwapWorker, WorkerInfo
 from masquerade.config import RunConfig, validate
 from masquerade.errors import ClusterError, ContentRefused, MasqueradeError, UsageError
 from masquerade.media.image import read_image
-from masquerade.media.segments import Segment, cut_segment, join_segments
+from masquerade.media.segments import Segment, SegmentPlan, cut_segment, join_segments
 from masquerade.provenance.c2pa_label import label_identity
 from masquerade.provenance.keys import SigningIdentity
 from masquerade.split import Person, SegmentResult, plan_video
@@ -139,12 +139,11 @@ class _Job:
 class _Video(_Job):
     folder: JobFolder = field(kw_only=True)
     segments: tuple[Segment, ...] = field(kw_only=True)
-    plan: Any = field(kw_only=True)
+    plan: SegmentPlan = field(kw_only=True)
     person: Person | None = None
     searched: int = -1
     """Last segment the search for the person has read through (-1: none yet)."""
     results: dict[int, SegmentResult] = field(default_factory=dict)
-    queued: bool = False
 
 
 @dataclass
@@ -157,7 +156,6 @@ class _Task:
     kind: str  # "person" | "segment" | "image"
     job: _Video | _Image
     segment: Segment | None = None
-    frames: int = 0
 
 
 def swap(
@@ -242,6 +240,17 @@ class _Run:
         self.person: Person | None = None
 
     def execute(self, jobs: list[_Video | _Image], reference_image: Any) -> None:
+        with ThreadPoolExecutor(1, thread_name_prefix="masquerade-join") as writer:
+            self.writer = writer
+            try:
+                self._queue(jobs, reference_image)
+                self._loop()
+            except BaseException:
+                for future, _ in self.writing:
+                    future.cancel()
+                raise
+
+    def _queue(self, jobs: list[_Video | _Image], reference_image: Any) -> None:
         select = self.config.select
         if select.mode != "reference":
             self.person = Person(None)
@@ -250,21 +259,15 @@ class _Run:
             self.person = self.pool.call("decide_person", reference_image, None, None, None)
         for job in jobs:
             if isinstance(job, _Image):
-                self.ready.append(_Task("image", job, frames=1))
+                self.ready.append(_Task("image", job))
+                continue
+            job.person = self.person
+            if len(job.results) == len(job.segments):
+                self._join(job)  # all finished by an earlier run: only the join is left
+            elif job.person is None:
+                self.ready.append(self._person_task(job))
             else:
-                job.person = self.person
-                if job.person is None:
-                    self.ready.append(self._person_task(job))
-                else:
-                    self._queue_segments(job)
-        with ThreadPoolExecutor(1, thread_name_prefix="masquerade-join") as writer:
-            self.writer = writer
-            try:
-                self._loop()
-            except BaseException:
-                for future, _ in self.writing:
-                    future.cancel()
-                raise
+                self._queue_segments(job)
 
     def _loop(self) -> None:
         ray = self.ray
@@ -320,10 +323,9 @@ class _Run:
         return _Task("person", video, video.plan.opening(last))
 
     def _queue_segments(self, video: _Video) -> None:
-        video.queued = True
         missing = [s for s in video.segments if s.number not in video.results]
         for segment in missing:
-            self.ready.append(_Task("segment", video, segment, segment.count))
+            self.ready.append(_Task("segment", video, segment))
         if not missing:
             self._join(video)
 
