@@ -39,9 +39,6 @@ SEGMENTS = 3  # the clip's 0.8 s groups of pictures
 @dataclass(frozen=True)
 class Head:
     address: str
-    """The head's address, for drivers on the cluster's network."""
-    client: str
-    """Its Ray Client address (``ray://``), for a driver elsewhere (a laptop)."""
     env: dict[str, str]
 
 
@@ -57,17 +54,14 @@ def head() -> Iterator[Head]:
     connected to it as a driver. Token authentication with a token made for this cluster only."""
     # Ray's socket paths live under the temp dir and must stay short (107 bytes).
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
-    port, client_port = _free_port(), _free_port()
+    port = _free_port()
     (temp / "tmp").mkdir()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": uuid.uuid4().hex,
-           "RAY_USAGE_STATS_ENABLED": "0", "TMPDIR": str(temp / "tmp"),  # workers' scratch goes too
-           # A Ray Client driver gets a server process of its own, slow to start on 2 busy cores.
-           "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "180"}
+           "RAY_USAGE_STATS_ENABLED": "0", "TMPDIR": str(temp / "tmp")}  # workers' scratch goes too
     log = open(temp / "head.log", "w+")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}",
-         f"--ray-client-server-port={client_port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-         "--include-dashboard=false",
+         "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
          "--disable-usage-stats", f"--temp-dir={temp}"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -86,7 +80,7 @@ def head() -> Iterator[Head]:
             reset_auth_token_state()
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
             try:
-                yield Head(address, f"ray://127.0.0.1:{client_port}", env)
+                yield Head(address, env)
             finally:
                 ray.shutdown()
         reset_auth_token_state()
@@ -193,17 +187,13 @@ def test_killed_workers_are_replaced_and_the_run_completes(
 
 def test_a_killed_driver_leaves_its_segments_and_a_new_run_does_only_the_rest(
         head, gop_clip, examples_dir, tmp_path, single_run, lossless_pipeline):
-    """The first driver connects as a laptop would, through Ray Client (``--cluster ray://``)."""
     output, store = tmp_path / "video.mp4", tmp_path / "store"
     source = examples_dir / "astronaut.png"
     command = [sys.executable, "-m", "masquerade", "swap", "-s", str(source), "-t", str(gop_clip),
                "-o", str(output), "--faces", "all", "--video-quality", "0", "-q",
-               "--cluster", head.client, "--cluster-workers", "1", "--cluster-cpus", "1",
+               "--cluster", f"ray:{head.address}", "--cluster-workers", "1", "--cluster-cpus", "1",
                "--segment-seconds", "0.8", "--cluster-store", str(store)]
-    # No grace period: the cluster drops a dead client's workers at once, not after 30 s.
-    driver = subprocess.Popen(command, env={**head.env, "TMPDIR": str(tmp_path),
-                                            "RAY_CLIENT_RECONNECT_GRACE_PERIOD": "0",
-                                            "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "60"},
+    driver = subprocess.Popen(command, env={**head.env, "TMPDIR": str(tmp_path)},
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
     def finished() -> list[Path]:

@@ -9,7 +9,8 @@ Ray is imported only when a run starts, so this package loads without it.
 """
 
 from masquerade.cluster.options import ClusterOptions, parse_cluster
-from masquerade.cluster.runner import ClusterHooks, ClusterSummary, FileFailure, swap
+from masquerade.cluster.runner import swap
+from masquerade.cluster.summary import ClusterHooks, ClusterSummary, FileFailure
 from masquerade.cluster.worker import WorkerInfo
 
 __all__ = ["ClusterHooks", "ClusterOptions", "ClusterSummary", "FileFailure", "WorkerInfo", "parse_cluster",

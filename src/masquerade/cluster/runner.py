@@ -38,8 +38,10 @@ from masquerade.api import (
 )
 from masquerade.cluster.connect import connected
 from masquerade.cluster.options import ClusterOptions
+from masquerade.cluster.pool import WorkerPool
 from masquerade.cluster.store import JobFolder, SegmentStore, settings_digest
-from masquerade.cluster.worker import Chunk, SwapWorker, WorkerInfo
+from masquerade.cluster.summary import ClusterHooks, ClusterSummary, FileFailure
+from masquerade.cluster.worker import Chunk
 from masquerade.config import RunConfig, validate
 from masquerade.errors import ClusterError, ContentRefused, MasqueradeError, UsageError
 from masquerade.media.image import read_image
@@ -48,82 +50,8 @@ from masquerade.provenance.c2pa_label import label_identity
 from masquerade.provenance.keys import SigningIdentity
 from masquerade.split import Person, SegmentResult, plan_video
 
-MAX_RESTARTS = 4
-"""Times Ray brings back a worker whose process died (then the run fails, naming it)."""
-TASK_RETRIES = 2
-"""Times a task that was running on a worker that died is run again."""
 AHEAD = 2
 """Tasks handed to each worker at once: one running, one with its packets already there."""
-
-
-@dataclass(frozen=True)
-class FileFailure:
-    """A target whose output could not be made (the others go on)."""
-
-    target: Path
-    output: Path
-    error: MasqueradeError
-
-    @property
-    def message(self) -> str:
-        text = str(self.error) or type(self.error).__name__
-        return text if str(self.target) in text else f"{self.target}: {text}"
-
-
-@dataclass
-class ClusterSummary:
-    """What a cluster run did, per file and in all."""
-
-    files: list[RunSummary] = field(default_factory=list)
-    """The outputs in place, in the order of the targets."""
-    failures: list[FileFailure] = field(default_factory=list)
-    """Targets that failed (unreadable, refused...), in the order of the targets."""
-    segments: int = 0
-    """Video segments the run needed."""
-    reused: int = 0
-    """Segments found finished in the store (from a run that did not complete)."""
-    computed: int = 0
-    """Segments this run had workers do."""
-    workers: int = 0
-    seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)
-    """Seconds: ``plan`` (hashing and reading the targets' packets), ``start`` (connecting and the
-    workers' models), ``cut`` (the driver cutting segments out and handing them over), ``store``
-    (keeping finished segments), ``join`` (joining and labelling); and, added up over the workers,
-    ``segments`` (whole segment tasks) of which ``warmup`` (reaching each segment's first frame)."""
-
-    @property
-    def frames(self) -> int:
-        return sum(f.frames for f in self.files)
-
-    @property
-    def faces_swapped(self) -> int:
-        return sum(f.faces_swapped for f in self.files)
-
-
-class ClusterHooks:
-    """What a progress display hears; the library itself never prints."""
-
-    def on_notice(self, message: str) -> None:
-        """A message the user must see (e.g. a model's licence terms)."""
-
-    def on_start(self, files: int, frames: int, done: int) -> None:
-        """The work is planned: ``frames`` in all, ``done`` of them already finished in the store."""
-
-    def on_workers(self, workers: Sequence[WorkerInfo]) -> None:
-        """The workers are up, models loaded."""
-
-    def on_progress(self, frames: int) -> None:
-        """``frames`` more frames are finished (a segment or an image)."""
-
-    def on_file(self, summary: RunSummary) -> None:
-        """One output is in place."""
-
-    def on_failure(self, failure: FileFailure) -> None:
-        """One target failed; the others go on."""
-
-    def on_end(self, summary: ClusterSummary) -> None:
-        """Every output is in place."""
 
 
 @dataclass
@@ -210,7 +138,7 @@ def swap(
         return summary
     with connected(options.address) as ray, tempfile.TemporaryDirectory(prefix="masquerade-cluster-") as tmp:
         with clock("start"):
-            pool = _WorkerPool(ray, config, source_images, options, _count_tasks(jobs))
+            pool = WorkerPool(ray, config, source_images, options, _count_tasks(jobs))
         try:
             summary.workers = len(pool.actors)
             for notice in pool.infos[0].notices:
@@ -230,7 +158,7 @@ def swap(
 class _Run:
     """The scheduling loop of one run."""
 
-    def __init__(self, ray: ModuleType, pool: _WorkerPool, config: RunConfig, tmp: Path,
+    def __init__(self, ray: ModuleType, pool: WorkerPool, config: RunConfig, tmp: Path,
                  hooks: ClusterHooks, summary: ClusterSummary, started: float, clock: _Clock) -> None:
         self.ray, self.pool, self.config, self.tmp = ray, pool, config, tmp
         self.hooks, self.summary, self.started, self.clock = hooks, summary, started, clock
@@ -438,107 +366,6 @@ class _Clock:
             self.add(name, time.perf_counter() - start)
 
 
-class _WorkerPool:
-    """The run's worker actors, each handed at most ``AHEAD`` tasks at a time."""
-
-    def __init__(self, ray: ModuleType, config: RunConfig, sources: list[Any], options: ClusterOptions,
-                 tasks: int) -> None:
-        self.ray = ray
-        gpus = 1 if config.runtime.execution_provider == "torch-cuda" else 0
-        cpus = options.cpus_per_worker
-        _check_fits(ray, cpus, gpus)
-        count = min(options.workers or _fitting_workers(ray, cpus, gpus), max(tasks, 1))
-        remote = ray.remote(_RayWorker).options(
-            num_cpus=cpus, num_gpus=gpus, max_restarts=MAX_RESTARTS, max_task_retries=TASK_RETRIES)
-        # The source photos go to the object store once; every worker (and a restarted one) reads
-        # them from there. The driver keeps the reference alive for the whole run.
-        self._sources = [ray.put(sources)]
-        self.actors = [remote.remote(config, cpus) for _ in range(count)]
-        self.load = [0] * count
-        self._owner: dict[Any, int] = {}
-        try:
-            infos = [actor.info.remote(self._sources) for actor in self.actors]
-            self.infos: list[WorkerInfo] = self.get_all(infos)
-        except BaseException:
-            self.shutdown()
-            raise
-        from masquerade._version import __version__
-
-        for info in self.infos:
-            if info.version != __version__:
-                self.shutdown()
-                raise ClusterError(f"the worker on {info.host} runs masquerade {info.version}, this "
-                                   f"machine {__version__}: install the same version on every node")
-
-    def submit(self, method: str, *args: Any) -> Any:
-        index = min(range(len(self.actors)), key=lambda i: self.load[i])
-        ref = getattr(self.actors[index], method).remote(self._sources, *args)
-        self.load[index] += 1
-        self._owner[ref] = index
-        return ref
-
-    def release(self, ref: Any) -> None:
-        self.load[self._owner.pop(ref)] -= 1
-
-    def call(self, method: str, *args: Any) -> Any:
-        ref = self.submit(method, *args)
-        try:
-            return self.get(ref)
-        finally:
-            self.release(ref)
-
-    def get(self, ref: Any) -> Any:
-        return self.get_all([ref])[0]
-
-    def get_all(self, refs: list[Any]) -> list[Any]:
-        """``ray.get``, with a worker's own error (refused content, a bad file) raised as itself."""
-        exceptions = self.ray.exceptions
-        try:
-            return self.ray.get(refs)
-        except exceptions.RayTaskError as exc:
-            cause = exc.cause
-            if isinstance(cause, MasqueradeError):
-                raise cause from None
-            raise ClusterError(f"a worker failed: {type(cause).__name__}: {cause}") from None
-        except exceptions.RayActorError as exc:
-            raise ClusterError(f"a worker died {MAX_RESTARTS + 1} times or could not start; the finished "
-                               f"segments are kept, run again to go on ({type(exc).__name__})") from None
-
-    def shutdown(self) -> None:
-        for actor in self.actors:
-            self.ray.kill(actor)
-
-
-class _RayWorker(SwapWorker):
-    """``SwapWorker`` as a Ray actor. Tasks name the source photos by an object reference in a list
-    (so Ray hands it over as is): the photos are fetched from the object store only when a worker
-    builds its pipeline, and not kept by Ray per worker for restarts."""
-
-    def _photos(self, sources: Any) -> list[tuple[str, Any]]:
-        import ray
-
-        return ray.get(sources[0])
-
-
-def _fitting_workers(ray: ModuleType, cpus: int, gpus: int) -> int:
-    resources = ray.cluster_resources()
-    count = int(resources.get("CPU", 0) // cpus)
-    if gpus:
-        count = min(count, int(resources.get("GPU", 0)))
-    return max(count, 1)
-
-
-def _check_fits(ray: ModuleType, cpus: int, gpus: int) -> None:
-    """A worker asking for more than any node has would wait forever: say so instead."""
-    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
-    if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
-        most = max((int(n.get("CPU", 0)) for n in nodes), default=0)
-        gpu_note = f" and {gpus} GPU" if gpus else ""
-        raise UsageError(f"no node of the cluster has {cpus} CPUs{gpu_note} for a worker (the largest has "
-                         f"{most} CPUs, {int(max((n.get('GPU', 0) for n in nodes), default=0))} GPUs); "
-                         "lower --cluster-cpus")
-
-
 def _count_tasks(jobs: list[_Video | _Image]) -> int:
     return sum(1 if isinstance(j, _Image) else len(j.segments) - len(j.results) for j in jobs)
 
@@ -583,4 +410,4 @@ def _default_store() -> Path:
     return default_home() / "cluster"
 
 
-__all__ = ["ClusterHooks", "ClusterSummary", "FileFailure", "swap"]
+__all__ = ["swap"]
