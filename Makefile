@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
 	$(PY) -m pytest -q
+
+# The studio on http://127.0.0.1:8765/ (ARGS="--port 9000 --open" and so on); Ctrl-C stops it.
+serve: $(STAMP)
+	$(PY) -m masquerade serve $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m masquerade bench --memory-check

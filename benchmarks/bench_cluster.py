@@ -26,15 +26,14 @@ sys.path.insert(0, str(HERE.parent / "examples"))
 import numpy as np  # noqa: E402
 from make_sample_clip import make_benchmark_clip  # noqa: E402
 
-from masquerade.api import RunHooks, swap  # noqa: E402
+from masquerade.api import Job, RunHooks, SourcePhotos, swap  # noqa: E402
 from masquerade.cluster import ClusterOptions  # noqa: E402
 from masquerade.cluster import swap as cluster_swap  # noqa: E402
 from masquerade.config import RunConfig  # noqa: E402
-from masquerade.media.image import read_image  # noqa: E402
 from masquerade.media.reader import VideoReader  # noqa: E402
 from masquerade.media.segments import cut_segment, join_segments  # noqa: E402
 from masquerade.pipeline import Pipeline  # noqa: E402
-from masquerade.split import decide_person, plan_video, swap_segment  # noqa: E402
+from masquerade.split import decide_person, joined_edit, plan_video, swap_segment  # noqa: E402
 from masquerade.types import FrameContext  # noqa: E402
 
 SOURCE = HERE.parent / "examples" / "astronaut.png"
@@ -74,31 +73,28 @@ def split_locally(pipeline: Pipeline, clip: Path, config: RunConfig, seconds: fl
     """Every segment in turn on this process (no Ray): total, warm-up part, segments, join seconds
     (joining and labelling the whole video)."""
     plan = plan_video(clip, config, seconds, warmup)
-    source = pipeline.prepare_source([("astronaut", read_image(SOURCE).image)])
+    job = Job.from_photos(config, SourcePhotos.read(config, [SOURCE]), centres, pipeline)
     with VideoReader(clip) as reader:
-        person = decide_person(pipeline, None, reader.frames(), 25.0)
+        person = decide_person(job, reader.frames(), 25.0)
     assert person is not None
-    started, warm, files = time.perf_counter(), 0.0, []
+    started, warm, files, results = time.perf_counter(), 0.0, [], []
     for segment in plan.segments:
         out = folder / f"part{segment.number}.mp4"
         chunk = cut_segment(clip, segment, folder)
-        result = swap_segment(pipeline, source, person, chunk, plan, segment, out, centres)
-        warm += result.warmup_seconds
+        results.append(swap_segment(job, person, chunk, plan, segment, out))
+        warm += results[-1].warmup_seconds
         files.append(out)
     total = time.perf_counter() - started
     joined = time.perf_counter()
-    join_segments(clip, files, folder / "joined.mp4", config.encode)
+    join_segments(clip, files, folder / "joined.mp4", config.encode, joined_edit(results))
     return total, warm, len(plan.segments), time.perf_counter() - joined
 
 
-def compare(single: Path, cluster: Path, joins: list[int], picture: Path | None) -> str:
+def compare(pipeline: Pipeline, single: Path, cluster: Path, joins: list[int], picture: Path | None) -> str:
     """PSNR of the cluster's output against one machine's, and the detected face at each join; with
     ``picture``, a sheet of the faces on both sides of each join and their difference (x10)."""
     import av
     import cv2
-    import numpy as np
-
-    from masquerade._stages.detect import MeshAnalyser
 
     def frames(path: Path) -> list[np.ndarray]:
         with av.open(str(path)) as container:
@@ -108,15 +104,15 @@ def compare(single: Path, cluster: Path, joins: list[int], picture: Path | None)
     mse = [float(np.mean((x.astype(float) - y.astype(float)) ** 2)) for x, y in zip(a, b, strict=True)]
     psnr = [10 * np.log10(255**2 / m) if m else float("inf") for m in mse]
     whole = 10 * np.log10(255**2 / np.mean(mse))
-    analyser, rows = MeshAnalyser(), []
+    rows = []
     gaps = {}
     for index in range(0, len(a)):
-        fa, fb = analyser.detect(a[index]), analyser.detect(b[index])
+        fa, fb = pipeline.detect_faces(a[index]), pipeline.detect_faces(b[index])
         if fa and fb:
             gaps[index] = float(np.linalg.norm(fa[0].kps5.mean(0) - fb[0].kps5.mean(0)))
     at_joins = [gaps[i] for j in joins for i in (j - 1, j) if i in gaps]
     for join in joins:
-        faces = analyser.detect(a[join])
+        faces = pipeline.detect_faces(a[join])
         if picture is not None and faces:
             x0, y0, x1, y1 = (int(v) for v in faces[0].bbox)
             box = (slice(max(0, y0 - 30), y1 + 30), slice(max(0, x0 - 30), x1 + 30))
@@ -194,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             options = ClusterOptions(workers=workers, cpus_per_worker=cpus,
                                      segment_seconds=args.segment_seconds, store=folder / "store")
             start = time.perf_counter()
-            result = cluster_swap([SOURCE], [clip], [folder / f"cluster{workers}.mp4"], config, options)
+            result = cluster_swap([SOURCE], clip, folder / f"cluster{workers}.mp4", config, options)
             wall = time.perf_counter() - start
             steady = wall - result.timings["start"] - result.timings.get("plan", 0.0)
             name = f"Ray, {workers} worker{'s' if workers > 1 else ''} x {cpus} CPU{'s' if cpus > 1 else ''}"
@@ -234,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             gaps = [float(np.linalg.norm(centres.at[i] - tracked.at[i])) for j in joins for i in (j - 1, j)]
             say(f"tracked face centre at the joins vs one machine, {name}: max {max(gaps):.3f} px, "
                 f"mean {np.mean(gaps):.3f} px")
-        say(compare(folder / "single.mp4", folder / "cluster2.mp4", joins, args.picture))
+        say(compare(pipeline, folder / "single.mp4", folder / "cluster2.mp4", joins, args.picture))
         if args.out:
             args.out.write_text("\n".join(lines) + "\n")
     return 0

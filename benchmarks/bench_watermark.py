@@ -1,12 +1,13 @@
 """Robustness, invisibility and cost of the invisible watermark, on frames from real photos.
 
 Frames: the colour photos in examples/ and PyWavelets' three grey-scale photos (aero, ascent, camera),
-each used as a still (native size) and as a 2 s, 25 fps, 1280x720 clip that pans and zooms across it.
+each used as a still (native size) and as a 2 s, 25 fps, 1280x720 clip that pans and zooms across it,
+plus the two footage-like clips of ``bench_watermark_grid.py`` (camera, sample) at 720p.
 Every transform is applied to the marked and to the unmarked version of each frame; a frame counts as
 detected when ``read_watermark`` says ``found``. Videos are decided by ``vote`` over every 2nd frame,
 after the transform and an H.264 CRF 28 re-encode (what sharing does to a video).
 
-Run:  .venv/bin/python benchmarks/bench_watermark.py [--quick] [--rivagan DIR]
+Run:  .venv/bin/python benchmarks/bench_watermark.py [--quick] [--rivagan DIR] [--false-positives]
 
 ``--rivagan DIR`` also measures the alternative we rejected: RivaGAN's ONNX encoder/decoder (from the
 invisible-watermark wheel, unzipped into DIR/imwatermark/) run with onnxruntime on the frame resized to
@@ -26,7 +27,7 @@ import cv2
 import numpy as np
 import pywt.data
 
-from masquerade._stages.watermark import WatermarkEmbedder, read_watermark, vote
+from masquerade._stages.watermark import WatermarkEmbedder, layer_scores, read_watermark, vote
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FPS = 25
@@ -82,13 +83,24 @@ def down50(im: np.ndarray) -> np.ndarray:
     return cv2.resize(im, (im.shape[1] // 2, im.shape[0] // 2), interpolation=cv2.INTER_AREA)
 
 
-def crop10(im: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Keep 90 % of width and height at a seeded random position (a 10 % crop on each axis)."""
-    h, w = im.shape[:2]
-    rng = np.random.default_rng(seed + h * 7 + w)
-    ch, cw = round(h * 0.9), round(w * 0.9)
-    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    return im[y : y + ch, x : x + cw]
+def crop(keep: float, centre: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """Keep ``keep`` of width and height, centred or at a seeded random position."""
+
+    def cut(im: np.ndarray) -> np.ndarray:
+        h, w = im.shape[:2]
+        rng = np.random.default_rng(h * 7 + w)
+        ch, cw = round(h * keep), round(w * keep)
+        y, x = ((h - ch) // 2, (w - cw) // 2) if centre else (
+            int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)))
+        return im[y : y + ch, x : x + cw]
+
+    return cut
+
+
+def webp(im: np.ndarray, quality: int) -> np.ndarray:
+    ok, data = cv2.imencode(".webp", im, [cv2.IMWRITE_WEBP_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
 def brightness(factor: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -99,15 +111,22 @@ FRAME_TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "none": lambda im: im,
     "jpeg75": jpeg,
     "down50": down50,
-    "crop10": crop10,
+    "jpeg40": lambda im: jpeg(im, 40),
+    "webp40": lambda im: webp(im, 40),
+    "crop10": crop(0.9),
+    "crop20 centre": crop(0.8, centre=True),
+    "crop30 centre": crop(0.7, centre=True),
+    "crop30": crop(0.7),
     "bright+10": brightness(1.1),
     "bright-10": brightness(0.9),
     "down50+jpeg75": lambda im: jpeg(down50(im)),
+    "crop30+down50+jpeg75": lambda im: jpeg(down50(crop(0.7)(im))),
 }
 CLIP_TRANSFORMS: dict[str, Callable[[Frames], Frames]] = {
     "h264crf23": lambda frames: h264(frames, crf=23),  # masquerade's own encode, before the shared one
 }
-VIDEO_TRANSFORMS = ["none", "down50", "crop10", "bright+10", "bright-10", "h264crf23"]  # then H.264 CRF 28
+VIDEO_TRANSFORMS = ["none", "down50", "crop10", "crop30 centre", "bright+10", "bright-10", "h264crf23"]
+# ... each followed by H.264 CRF 28
 
 
 def per_frame(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[Frames], Frames]:
@@ -201,11 +220,67 @@ def rivagan(onnx_dir: Path, pics: list[tuple[str, np.ndarray]], step: int) -> No
     print(f"RivaGAN h264crf28       {hit * 100:>15.1f}%{false * 100:>9.1f}%")
 
 
+def unmarked_corpus(pics: list[tuple[str, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+    """Unmarked images the reader must reject: photos, their crops, resizes, JPEG and H.264 versions,
+    frames of clips across them, and synthetic patterns (checkers, stripes, text, noise, flat)."""
+    out: list[tuple[str, np.ndarray]] = []
+    rng = np.random.default_rng(11)
+    for name, im in pics:
+        h, w = im.shape[:2]
+        out.append((name, im))
+        for keep in (0.95, 0.85, 0.7, 0.5):
+            ch, cw = round(h * keep), round(w * keep)
+            y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+            out.append((f"{name} crop{keep}", im[y : y + ch, x : x + cw]))
+        for f in (0.25, 0.5, 0.77, 1.3, 2.0):
+            out.append((f"{name} x{f}", cv2.resize(im, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)))
+        for q in (30, 60, 90):
+            out.append((f"{name} jpeg{q}", jpeg(im, q)))
+        out.append((f"{name} aspect", cv2.resize(im, (w, h // 2), interpolation=cv2.INTER_AREA)))
+        frames = clip(im, 0.8, (640, 360))
+        for crf in (18, 35, 51):
+            out += [(f"{name} clip h264crf{crf} #{i}", f) for i, f in enumerate(h264(frames, crf)[::5])]
+    for period in (2, 3, 4, 5, 6, 8, 11, 16, 32):
+        yy, xx = np.mgrid[:720, :1280]
+        checker = (((yy // period) + (xx // period)) % 2 * 200 + 28).astype(np.uint8)
+        out.append((f"checker{period}", cv2.cvtColor(checker, cv2.COLOR_GRAY2BGR)))
+        stripes = ((xx // period) % 2 * 200 + 28).astype(np.uint8)
+        out.append((f"stripes{period}", cv2.cvtColor(stripes, cv2.COLOR_GRAY2BGR)))
+    text = np.full((720, 1280, 3), 255, np.uint8)
+    for row in range(30, 720, 28):
+        cv2.putText(text, "masquerade verify reads the label " * 3, (5, row), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    out.append(("text", text))
+    for size in ((360, 640), (720, 1280), (1280, 720), (512, 512)):
+        out.append((f"noise{size}", rng.integers(0, 256, (*size, 3), dtype=np.uint8)))
+        out.append((f"flat{size}", np.full((*size, 3), 117, np.uint8)))
+        out.append((f"blur-noise{size}", cv2.GaussianBlur(rng.integers(0, 256, (*size, 3), dtype=np.uint8),
+                                                          (0, 0), 3)))
+    return out
+
+
+def false_positives(pics: list[tuple[str, np.ndarray]]) -> None:
+    """Each layer's z-score on unmarked images: the presence thresholds must stay above all of them."""
+    scores = [(name, layer_scores(im)) for name, im in unmarked_corpus(pics)]
+    for layer in scores[0][1]:
+        values = np.array([s[layer] for _, s in scores])
+        top = max(scores, key=lambda item: item[1][layer])
+        print(f"unmarked {layer:<7} n={len(values)}  median {np.median(values):.2f}  "
+              f"p99 {np.percentile(values, 99):.2f}  max {values.max():.2f} ({top[0]})")
+    found = [name for name, im in unmarked_corpus(pics) if read_watermark(im).found]
+    print(f"unmarked images read as marked: {len(found)} {found[:5]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every 5th clip frame instead of every 2nd")
     parser.add_argument("--rivagan", type=Path, help="folder with rivagan_encoder.onnx, rivagan_decoder.onnx")
+    parser.add_argument("--false-positives", action="store_true",
+                        help="only measure the layers' z-scores on a corpus of unmarked images")
     args = parser.parse_args()
+    if args.false_positives:
+        false_positives(photos())
+        return
     step = 5 if args.quick else 2
     embed = WatermarkEmbedder()
     pics = photos()
@@ -226,6 +301,11 @@ def main() -> None:
 
     stills = [im for _, im in pics]
     clips = [clip(im, 2.0) for _, im in pics]
+    # And the grid's footage-like clips: a virtual camera over obama2.jpg, and sample.mp4's camera path.
+    from bench_watermark_grid import camera_clip, sample_clip
+
+    clips += [camera_clip((1280, 720)), sample_clip((1280, 720))]
+    clip_names = [name for name, _ in pics] + ["camera", "sample"]
     marked_stills = [embed(im) for im in stills]
     marked_clips = [[embed(f) for f in c] for c in clips]
     psnrs = [psnr(a, b) for a, b in zip(stills, marked_stills, strict=True)]
@@ -249,6 +329,7 @@ def main() -> None:
         rows.append((name, len(hits), float(np.mean(hits)), len(false), float(np.mean(false))))
 
     videos_ok = videos = 0
+    per_clip: list[tuple[str, float]] = []
     for name in VIDEO_TRANSFORMS:
         pre = CLIP_TRANSFORMS[name] if name in CLIP_TRANSFORMS else per_frame(FRAME_TRANSFORMS[name])
         hits_all: list[bool] = []
@@ -258,6 +339,8 @@ def main() -> None:
             readings_u = [read_watermark(f) for f in h264(pre(c))[::step]]
             hits_all += [r.found for r in readings_m]
             false_all += [r.found for r in readings_u]
+            if name == "down50":
+                per_clip.append((clip_names[len(per_clip)], float(np.mean([r.found for r in readings_m]))))
             videos += 2
             videos_ok += int(vote(readings_m).found) + int(not vote(readings_u).found)
         label = "h264crf28" if name == "none" else f"{name}+h264crf28"
@@ -280,6 +363,7 @@ def main() -> None:
     for name, n_hit, rate, n_false, fp in rows:
         print(f"{name:<24}{n_hit:>8}{rate * 100:>9.1f}%{n_false:>10}{fp * 100:>10.1f}%")
     print(f"videos (>= 2 s, after H.264 CRF 28) decided correctly: {videos_ok}/{videos}")
+    print("down50+h264crf28 per clip: " + ", ".join(f"{n} {r * 100:.0f}%" for n, r in per_clip))
     if args.rivagan:
         rivagan(args.rivagan, pics, step)
 

@@ -54,3 +54,13 @@ def astronaut() -> np.ndarray:
 def photos(obama, obama2, biden, astronaut) -> dict[str, np.ndarray]:
     """All sample photos by name."""
     return {"obama": obama, "obama2": obama2, "biden": biden, "astronaut": astronaut}
+
+
+@pytest.fixture(scope="session")
+def two_people(obama, biden) -> np.ndarray:
+    """Obama (left) and Biden (right), side by side, faces about the same size."""
+    height = 600
+    left = cv2.resize(obama, (round(obama.shape[1] * height / obama.shape[0]), height))
+    right = biden[: biden.shape[0] // 3]  # head and shoulders
+    right = cv2.resize(right, (round(right.shape[1] * height / right.shape[0]), height))
+    return np.ascontiguousarray(np.hstack([left, right]))

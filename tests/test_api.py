@@ -13,7 +13,7 @@ from masquerade._stages.detect import MeshAnalyser
 from masquerade._stages.recognize import DlibRecognizer
 from masquerade.api import swap
 from masquerade.cli.main import main
-from masquerade.config import RunConfig, RuntimeOptions, SelectOptions
+from masquerade.config import EncodeOptions, RunConfig, RuntimeOptions, SelectOptions
 from masquerade.pipeline import Pipeline
 from masquerade.verify import verify_file
 
@@ -62,8 +62,11 @@ def test_video_round_trip_keeps_frames_timing_and_audio(swapped_clip, examples_d
 
 
 def test_swapped_video_is_labelled_and_the_face_moved(swapped_clip, examples_dir, astronaut):
-    out, _ = swapped_clip
-    assert verify_file(out).labelled
+    out, summary = swapped_clip
+    label = verify_file(out).label
+    assert label.labelled and "c2pa.edited" in label.claims["actions"]
+    assert label.claims["faces_replaced"] == summary.faces_swapped
+    assert label.claims["description"].startswith("AI face swap")
     analyser, recognizer = MeshAnalyser(), DlibRecognizer()
     source = recognizer.embed(astronaut, analyser.detect(astronaut)[0])
     with av.open(str(examples_dir / "sample.mp4")) as a, av.open(str(out)) as b:
@@ -74,16 +77,8 @@ def test_swapped_video_is_labelled_and_the_face_moved(swapped_clip, examples_dir
     assert d_after < d_before - 0.08
 
 
-def _two_people(obama, biden) -> np.ndarray:
-    height = 600
-    left = cv2.resize(obama, (round(obama.shape[1] * height / obama.shape[0]), height))
-    right = biden[: biden.shape[0] // 3]  # head and shoulders
-    right = cv2.resize(right, (round(right.shape[1] * height / right.shape[0]), height))
-    return np.ascontiguousarray(np.hstack([left, right]))
-
-
-def test_reference_mode_swaps_only_the_matching_person(tmp_path, examples_dir, obama, biden, pipeline):
-    group = _two_people(obama, biden)
+def test_reference_mode_swaps_only_the_matching_person(tmp_path, examples_dir, two_people, pipeline):
+    group = two_people
     target = tmp_path / "two.png"
     cv2.imwrite(str(target), group)
     out = tmp_path / "out.png"
@@ -132,7 +127,37 @@ def test_no_matching_face_warns_and_writes_the_target(tmp_path, examples_dir, ca
     result = cv2.imread(str(out))
     mse = float(((result.astype(float) - astronaut) ** 2).mean())
     assert 10 * np.log10(255**2 / mse) >= 40  # unchanged but for the invisible watermark
-    assert verify_file(out).labelled
+    result = verify_file(out)
+    assert result.labelled and result.watermark.found
+    _assert_claims_no_swap(result.label.claims)
+    assert main(["verify", str(out)]) == 0
+    assert "no face replaced (watermark only)" in capsys.readouterr().out
+
+
+def _assert_claims_no_swap(claims: dict) -> None:
+    """The manifest says what happened: a watermark, no face replaced, no AI-composite source type."""
+    assert "c2pa.edited" not in claims["actions"] and "c2pa.watermarked" in claims["actions"]
+    assert claims["digital_source_type"] is None and claims["faces_replaced"] == 0
+    assert "no face was replaced" in claims["description"] and "AI face swap" not in claims["description"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_video_without_a_matching_face_is_not_labelled_a_face_swap(tmp_path, examples_dir, suffix):
+    # sample.mp4 shows obama2; the reference is Biden: no frame has a face to replace.
+    out = tmp_path / f"out{suffix}"
+    config = RunConfig(select=SelectOptions(mode="reference", reference=examples_dir / "biden.jpg"),
+                       encode=EncodeOptions(trim_end=0.3))
+    summary = swap([examples_dir / "astronaut.png"], examples_dir / "sample.mp4", out, config)
+    assert summary.faces_swapped == 0 and summary.frames >= 7
+    result = verify_file(out, max_frames=4)
+    assert result.watermark.found
+    if suffix == ".mp4":
+        assert result.label.valid and result.label.by_masquerade
+        _assert_claims_no_swap(result.label.claims)
+    else:  # Matroska: plain tags, rewritten once the run found nothing to replace
+        assert result.label.kind == "tag" and result.label.claims["faces_replaced"] is False
+        assert "no face was replaced" in result.label.claims["description"]
+        assert result.label.claims["digital_source_type"] is None
 
 
 # -- bad input: one line, non-zero exit, nothing left behind -----------------------------------------
@@ -205,6 +230,23 @@ def test_bad_input_gets_one_line_and_no_output(case, expect, tmp_path, examples_
     assert leftovers(out_dir) == []
 
 
+@pytest.mark.parametrize("extra, output, expect", [
+    (["--video-quality", "51"], "o.mp4", "would erase the invisible watermark"),
+    (["--video-quality", "45", "--video-encoder", "libvpx-vp9"], "o.webm", "would erase the invisible"),
+    (["--image-quality", "10"], "o.jpg", "must be between 40 and 100"),
+])
+def test_settings_that_would_erase_the_watermark_are_refused_up_front(
+    extra, output, expect, tmp_path, examples_dir, capsys, monkeypatch
+):
+    # Refused before the pipeline is even built: no model is loaded, no frame decoded.
+    monkeypatch.setattr("masquerade.api.Pipeline", None)
+    target = examples_dir / ("sample.mp4" if output.endswith(("mp4", "webm")) else "biden.jpg")
+    args = ["swap", "-s", str(examples_dir / "obama.jpg"), "-t", str(target), "-o", str(tmp_path / output)]
+    code, line = _run_bad([*args, *extra], capsys)
+    assert code == 2 and expect in line, line
+    assert leftovers(tmp_path) == []
+
+
 def test_ctrl_c_during_a_video_leaves_no_output(tmp_path, examples_dir, pipeline):
     out = tmp_path / "out.mp4"
 
@@ -221,13 +263,13 @@ def test_ctrl_c_during_a_video_leaves_no_output(tmp_path, examples_dir, pipeline
                 raise KeyboardInterrupt
             return self.inner.swap_batch(images, faces, source)
 
-    original = pipeline.stages.swapper
-    pipeline.stages.swapper = Interrupting(original)
+    original = pipeline._stages.swapper
+    pipeline._stages.swapper = Interrupting(original)
     try:
         with pytest.raises(KeyboardInterrupt):
             swap([examples_dir / "obama.jpg"], examples_dir / "sample.mp4", out, ALL, pipeline=pipeline)
     finally:
-        pipeline.stages.swapper = original
+        pipeline._stages.swapper = original
     assert leftovers(tmp_path) == []
 
 
@@ -257,11 +299,11 @@ def test_refused_content_mid_video_stops_and_leaves_no_output(tmp_path, examples
     real_detect = pipeline.guard.detect
     checked: list[int] = []
 
-    def detect(image):
+    def detect(image, faces=(), whole=True):
         checked.append(1)
         if len(checked) >= 3:  # a later sampled frame (>= 1 per second) shows exposed content
             return [Detection("FEMALE_BREAST_EXPOSED", 0.9, (10.0, 10.0, 50.0, 50.0))]
-        return real_detect(image)
+        return real_detect(image, faces, whole)
 
     monkeypatch.setattr(pipeline.guard, "detect", detect)
     out = tmp_path / "out.mp4"
@@ -274,8 +316,8 @@ def test_refused_content_mid_video_stops_and_leaves_no_output(tmp_path, examples
 def test_refused_source_exits_before_any_output(tmp_path, examples_dir, capsys, monkeypatch):
     from masquerade._stages.guard import ContentGuard, Detection
 
-    monkeypatch.setattr(ContentGuard, "detect",
-                        lambda self, image: [Detection("MALE_GENITALIA_EXPOSED", 0.95, (0.0, 0.0, 9.0, 9.0))])
+    exposed = Detection("MALE_GENITALIA_EXPOSED", 0.95, (0.0, 0.0, 9.0, 9.0))
+    monkeypatch.setattr(ContentGuard, "detect", lambda self, image, *views: [exposed])
     source, target = str(examples_dir / "obama.jpg"), str(examples_dir / "biden.jpg")
     code, line = _run_bad(["swap", "-s", source, "-t", target, "-o", str(tmp_path / "o.jpg")], capsys)
     assert code == 3 and "obama.jpg" in line
@@ -318,7 +360,7 @@ def test_the_engine_hands_the_swapper_batches_of_frames(tmp_path, examples_dir, 
     calls: list[int] = []
     config = RunConfig(select=SelectOptions(mode="all"), runtime=RuntimeOptions(frame_batch=5))
     pipeline = Pipeline(config)
-    inner = pipeline.stages.swapper
+    inner = pipeline._stages.swapper
 
     class Counting:
         def prepare(self, sources):
@@ -328,7 +370,7 @@ def test_the_engine_hands_the_swapper_batches_of_frames(tmp_path, examples_dir, 
             calls.append(len(images))
             return inner.swap_batch(images, faces, source)
 
-    pipeline.stages.swapper = Counting()
+    pipeline._stages.swapper = Counting()
     out = tmp_path / "batched.mp4"
     summary = swap([examples_dir / "astronaut.png"], examples_dir / "sample.mp4", out, config,
                    pipeline=pipeline)

@@ -81,6 +81,7 @@ def test_valid_configurations_have_no_problems(config):
     (RunConfig(limits=LimitOptions(max_image_megapixels=0)), "--max-image-megapixels"),
     (RunConfig(limits=LimitOptions(max_video_megapixels=-1)), "--max-video-megapixels"),
     (RunConfig(track=TrackOptions(max_missed=-1)), "track.max_missed"),
+    (RunConfig(track=TrackOptions(scan_interval=-1)), "track.scan_interval"),
     (RunConfig(detect=DetectOptions(min_score=2.0)), "detect.min_score"),
     # options that do nothing for this run
     (RunConfig(swap=SwapOptions(pixel_boost=256)), "--pixel-boost"),

@@ -114,13 +114,58 @@ def test_int8_run_is_made_once_gated_and_close_to_fp32(conv_cache, tmp_path, exa
 
     again = _Notices()
     swap(sources, target, tmp_path / "int8-again.png", _int8_config(conv_cache, "gfpgan_1.4"), again)
-    assert again.messages == []  # cached: nothing made, nothing to announce
+    # cached: nothing made, nothing to announce but the stand-ins' unknown hashes (said on every run)
+    assert again.messages and all("is unverified" in m for m in again.messages)
     fp32_config = RunConfig(select=SelectOptions(mode="all"), swap=SwapOptions(swapper="inswapper_128"),
                             enhance=EnhanceOptions(enhancer="gfpgan_1.4", blend=1.0),
                             runtime=RuntimeOptions(models_dir=conv_cache))
     swap(sources, target, tmp_path / "fp32.png", fp32_config)
     a, b = (cv2.imread(str(tmp_path / n)).astype(int) for n in ("int8.png", "fp32.png"))
     assert np.abs(a - b).mean() < 0.5 and np.abs(a - b).max() < 40
+
+
+def test_sessions_are_built_from_hashed_bytes_and_unverified_models_say_so_every_run(
+    cache, tmp_path, examples_dir, monkeypatch
+):
+    import onnxruntime as ort
+
+    given: list[type] = []
+    real = ort.InferenceSession.__init__
+
+    def spy(self, model, *args, **kwargs):
+        given.append(type(model))
+        real(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(ort.InferenceSession, "__init__", spy)
+    config = RunConfig(select=SelectOptions(mode="all"), swap=SwapOptions(swapper="inswapper_128"),
+                       enhance=EnhanceOptions(enhancer="gfpgan_1.4"),
+                       runtime=RuntimeOptions(models_dir=cache))
+    source, target = [examples_dir / "biden.jpg"], examples_dir / "obama.jpg"
+    for run in range(2):
+        notices = _Notices()
+        swap(source, target, tmp_path / f"o{run}.png", config, notices)
+        unverified = sorted(m.split(":")[0] for m in notices.messages if "is unverified" in m)
+        assert unverified == ["gfpgan_1.4", "inswapper_128", "w600k_r50"], notices.messages
+    assert len(given) >= 6 and set(given) == {bytes}  # every model, the guard's too: never a path
+
+
+def test_a_model_replaced_behind_a_forged_cache_entry_is_refused(cache, tmp_path, examples_dir):
+    import json
+    import os
+
+    from masquerade.errors import ChecksumMismatch
+
+    path = cache / "inswapper_128.onnx"
+    stat = path.stat()
+    path.write_bytes(standins.to_bytes(standins.swapper(mode="flat", colour_rgb=(1.0, 0.0, 0.0))))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    stamps = json.loads((cache / "verified.json").read_text())
+    stamps[path.name].update(size=path.stat().st_size, mtime_ns=stat.st_mtime_ns)  # the old trust
+    (cache / "verified.json").write_text(json.dumps(stamps))
+    out = tmp_path / "o.png"
+    with pytest.raises(ChecksumMismatch, match="inswapper_128"):
+        swap([examples_dir / "biden.jpg"], examples_dir / "obama.jpg", out, _config(cache))
+    assert not out.exists()
 
 
 def test_int8_of_a_model_without_convolutions_is_a_clear_error(cache, tmp_path, examples_dir):

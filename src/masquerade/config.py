@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +35,9 @@ class TrackOptions:
     newcomer is found within N frames without paying a detection pass on every faceless frame."""
     max_missed: int = 2
     """Drop a track after it has been missed on this many detection passes."""
+    scan_interval: int = 2
+    """Between detection passes, look for newly arrived faces every N frames with the detector's cheap
+    whole-image pass (0 = never): a face entering the frame is swapped within N frames."""
     smoothing_min_cutoff: float = 1.0
     """One-Euro filter: cut-off frequency (Hz) at rest; lower = smoother when still."""
     smoothing_beta: float = 80.0
@@ -43,19 +46,40 @@ class TrackOptions:
 
 
 @dataclass(frozen=True)
+class MapEntry:
+    """``--map REFERENCE=SOURCE[+SOURCE...]``: the faces of the person in ``reference`` get the face of
+    ``sources`` (several photos of one person, used as several ``-s`` photos are)."""
+
+    reference: Path
+    sources: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
 class SelectOptions:
     mode: FaceMode = "reference"
     face_index: int = 0
-    """For ``mode="index"``: which face, counted from the left, 0-based."""
+    """For ``mode="index"``: which face, counted from the left, 0-based. With ``reference_frame``:
+    which face of that frame is the reference."""
     reference: Path | None = None
     """Image of the person whose faces are swapped; None = the largest face in the first frame with one."""
+    reference_frame: int | None = None
+    """Take the reference from this frame of the target (0-based, counted from the file's first frame,
+    whatever the trim), its ``face_index``-th face from the left, instead of from an image."""
     similarity: float | None = None
     """Distance threshold for a reference match; None = the recognizer's measured default."""
+    mapping: tuple[MapEntry, ...] = ()
+    """Per-person sources: each entry's person gets its own source; the run's ``-s`` source (if any)
+    goes on the faces ``mode`` selects among those no entry claims."""
+
+
+NO_SWAP = "none"
+"""``SwapOptions.swapper`` of an enhance-only run (``masquerade enhance``): no face is replaced."""
 
 
 @dataclass(frozen=True)
 class SwapOptions:
     swapper: str = "mesh"
+    """``mesh``, a neural swapper from the model registry, or ``none`` (enhance only)."""
     keep_mouth: bool = True
     """Keep the target's mouth interior (teeth, tongue) so speech survives."""
     keep_eyes: bool = True
@@ -189,12 +213,33 @@ class OptionProblem:
 def uses_neural_models(config: RunConfig) -> bool:
     """Whether any model of the run goes through ``--execution-provider`` (the embedded detector,
     recognizer and mesh swapper run on the CPU through their own runtimes, whatever the provider)."""
-    return (config.detect.detector != "mesh" or config.swap.swapper != "mesh"
+    return (config.detect.detector != "mesh" or config.swap.swapper not in ("mesh", NO_SWAP)
             or config.enhance.enhancer != "none"
-            or (config.recognizer != "dlib" and config.select.mode == "reference"))
+            or (config.recognizer != "dlib" and matches_people(config)))
 
 
-class _Problems:
+VIDEO_ENCODE_FIELDS = ("video_encoder", "video_quality", "video_preset", "trim_start", "trim_end",
+                       "skip_audio")
+"""``EncodeOptions`` fields that only videos use (``image_quality`` is the images' own)."""
+
+
+def config_for_kind(config: RunConfig, kind: TargetKind) -> RunConfig:
+    """``config`` for one target of a batch: the options of the other kind of target left at their
+    defaults (a batch's video options are for its videos, its image quality for its images)."""
+    defaults = EncodeOptions()
+    if kind == "image":
+        keep = {name: getattr(defaults, name) for name in VIDEO_ENCODE_FIELDS}
+        return replace(config, encode=replace(config.encode, **keep))
+    return replace(config, encode=replace(config.encode, image_quality=defaults.image_quality))
+
+
+def matches_people(config: RunConfig) -> bool:
+    """Whether the run tells people apart (``--faces reference``, ``--map``): it then needs the
+    recognizer, and ``--similarity`` is its threshold."""
+    return config.select.mode == "reference" or bool(config.select.mapping)
+
+
+class Problems:
     """Collects :class:`OptionProblem`s, with the range checks every option shares."""
 
     def __init__(self) -> None:
@@ -234,7 +279,7 @@ def config_problems(config: RunConfig, kind: TargetKind | None = None) -> list[O
     of the other kind are then reported too (``--trim-start`` on an image). An option left at its
     default is never reported as not applying, so only what the user changed can be.
     """
-    problems = _Problems()
+    problems = Problems()
     _check_models(config, problems)
     _check_select(config, problems)
     _check_encode(config.encode, kind, problems)
@@ -257,13 +302,18 @@ def validate(config: RunConfig, kind: TargetKind | None = None) -> None:
         raise UsageError("; ".join(p.message for p in problems))
 
 
-def _check_models(config: RunConfig, problems: _Problems) -> None:
+def _check_models(config: RunConfig, problems: Problems) -> None:
     swap, enhance = config.swap, config.enhance
     problems.choice("--detector", config.detect.detector, DETECTORS)
     problems.choice("--recognizer", config.recognizer, RECOGNIZERS)
-    known = problems.choice("--swapper", swap.swapper, SWAPPERS)
+    if swap.swapper == NO_SWAP:  # masquerade enhance
+        if enhance.enhancer == "none":
+            problems.add("--enhancer", "enhancing only needs an --enhancer (gfpgan_1.4 or codeformer)")
+        if config.select.mapping:
+            problems.add("--map", "--map chooses faces to swap in; enhancing only swaps nothing")
+    known = swap.swapper == NO_SWAP or problems.choice("--swapper", swap.swapper, SWAPPERS)
     problems.choice("--mask", swap.mask, ("box", "mesh"))
-    if swap.swapper == "mesh":
+    if swap.swapper in ("mesh", NO_SWAP):
         if swap.pixel_boost is not None:
             problems.add("--pixel-boost", "--pixel-boost applies to neural swappers only (--swapper "
                          "inswapper_128, hyperswap_1a_256...); the mesh swapper works at the face's own size")
@@ -289,22 +339,33 @@ def _check_models(config: RunConfig, problems: _Problems) -> None:
             problems.add("--enhancer-fidelity", "--enhancer-fidelity applies only with --enhancer codeformer")
 
 
-def _check_select(config: RunConfig, problems: _Problems) -> None:
+def _check_select(config: RunConfig, problems: Problems) -> None:
     select = config.select
     if not problems.choice("--faces", select.mode, FACE_MODES):
         return
     problems.whole("--face-index", select.face_index, 0)
-    if select.mode != "index" and select.face_index != 0:
-        problems.add("--face-index", "--face-index applies only with --faces index")
+    if select.mode != "index" and select.face_index != 0 and select.reference_frame is None:
+        problems.add("--face-index", "--face-index applies only with --faces index or --reference-frame")
+    if problems.whole("--reference-frame", select.reference_frame, 0) and select.reference_frame is not None:
+        if select.reference is not None:
+            problems.add("--reference-frame", "--reference and --reference-frame both name the person: give "
+                                              "one")
+        if select.mode != "reference":
+            problems.add("--reference-frame", f"--reference-frame picks the person --faces reference "
+                                              f"matches; it does not go with --faces {select.mode}")
+    for entry in select.mapping:
+        if not entry.sources:
+            problems.add("--map", f"--map {entry.reference}=...: give at least one source photo")
     if select.mode != "reference":
         if select.reference is not None:
             problems.add("--reference", "--reference applies only with --faces reference")
-        if select.similarity is not None:
-            problems.add("--similarity", "--similarity applies only with --faces reference (it is how close "
-                                         "a face must be to the reference person)")
-        if config.recognizer != "dlib":
-            problems.add("--recognizer", "--recognizer applies only with --faces reference (it matches faces "
-                                         "against the reference person)")
+        if not select.mapping:
+            if select.similarity is not None:
+                problems.add("--similarity", "--similarity applies only with --faces reference or --map (it "
+                                             "is how close a face must be to the person)")
+            if config.recognizer != "dlib":
+                problems.add("--recognizer", "--recognizer applies only with --faces reference or --map (it "
+                                             "matches faces against the person)")
     similarity = select.similarity
     in_scale = isinstance(similarity, (int, float)) and 0.0 < similarity < MAX_DISTANCE
     if similarity is not None and not in_scale:
@@ -313,10 +374,17 @@ def _check_select(config: RunConfig, problems: _Problems) -> None:
                                      "0.42 for dlib, 0.6 for arcface)")
 
 
-def _check_encode(encode: EncodeOptions, kind: TargetKind | None, problems: _Problems) -> None:
+def _check_encode(encode: EncodeOptions, kind: TargetKind | None, problems: Problems) -> None:
     defaults = EncodeOptions()
     problems.whole("--video-quality", encode.video_quality, 0, 51)
-    problems.whole("--image-quality", encode.image_quality, 1, 100)
+    from masquerade.media.options import IMAGE_QUALITY_MIN
+
+    if problems.whole("--image-quality", encode.image_quality, 1, 100) and (
+        encode.image_quality < IMAGE_QUALITY_MIN
+    ):
+        problems.add("--image-quality", f"--image-quality must be between {IMAGE_QUALITY_MIN} and 100: "
+                                        f"below {IMAGE_QUALITY_MIN} the invisible watermark that labels the "
+                                        f"output may not survive, got {encode.image_quality}")
     start_ok = problems.number("--trim-start", encode.trim_start, 0.0, math.inf, "a number of seconds >= 0")
     end_ok = problems.number("--trim-end", encode.trim_end, 0.0, math.inf, "a number of seconds >= 0")
     start, end = encode.trim_start, encode.trim_end
@@ -344,7 +412,7 @@ def _check_encode(encode: EncodeOptions, kind: TargetKind | None, problems: _Pro
                                         "video")
 
 
-def _check_runtime(config: RunConfig, problems: _Problems) -> None:
+def _check_runtime(config: RunConfig, problems: Problems) -> None:
     runtime = config.runtime
     problems.whole("--execution-threads", runtime.execution_threads, 1, MAX_EXECUTION_THREADS)
     problems.whole("--frame-workers", runtime.frame_workers, 1, MAX_FRAME_WORKERS)
@@ -368,12 +436,12 @@ def _check_runtime(config: RunConfig, problems: _Problems) -> None:
     if precision == "int8":
         if provider != "cpu":
             problems.add("--precision", "--precision int8 is for the cpu execution provider")
-        elif config.swap.swapper == "mesh" and config.enhance.enhancer == "none":
+        elif config.swap.swapper in ("mesh", NO_SWAP) and config.enhance.enhancer == "none":
             problems.add("--precision", "--precision int8 quantises neural models: choose one with --swapper "
                                         "or --enhancer")
 
 
-def _check_internals(config: RunConfig, problems: _Problems) -> None:
+def _check_internals(config: RunConfig, problems: Problems) -> None:
     """Options the Python API has and the command line does not."""
     detect, track = config.detect, config.track
     problems.number("detect.min_score", detect.min_score, 0.0, 1.0)
@@ -381,5 +449,6 @@ def _check_internals(config: RunConfig, problems: _Problems) -> None:
     problems.whole("track.redetect_interval", track.redetect_interval, 1)
     problems.whole("track.search_interval", track.search_interval, 1)
     problems.whole("track.max_missed", track.max_missed, 0)
+    problems.whole("track.scan_interval", track.scan_interval, 0)
     problems.number("track.smoothing_min_cutoff", track.smoothing_min_cutoff, 1e-6, 1e6, "positive")
     problems.number("track.smoothing_beta", track.smoothing_beta, 0.0, 1e6, ">= 0")

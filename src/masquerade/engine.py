@@ -105,9 +105,11 @@ class StreamEngine(Generic[T, U]):
             threading.Thread(target=producer, name="masquerade-decode", daemon=True),
             threading.Thread(target=consumer, name="masquerade-encode", daemon=True),
         ]
-        for thread in threads:
-            thread.start()
         try:
+            # Started inside the try: an interrupt that lands while they start still stops them, so the
+            # decoder never outlives the reader it decodes from.
+            for thread in threads:
+                thread.start()
             for items in _chunks(_drain(inbox, stop), batch):
                 if consumer_error:
                     break
@@ -123,12 +125,17 @@ class StreamEngine(Generic[T, U]):
             stop.set()
             # The consumer returns within one queue poll once stopped; wait for it fully, so the
             # caller never closes the writer under a thread still inside it.
-            threads[1].join()
+            _join(threads[1])
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-            threads[0].join(timeout=_JOIN_TIMEOUT_S)
+            _join(threads[0], _JOIN_TIMEOUT_S)
         if consumer_error:
             raise consumer_error[0]
+
+
+def _join(thread: threading.Thread, timeout: float | None = None) -> None:
+    if thread.ident is not None:  # started
+        thread.join(timeout)
 
 
 class _Done:

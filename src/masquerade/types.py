@@ -46,6 +46,9 @@ class Face:
     """Identity embedding from the recognizer that set it (L2-normalised)."""
     track_id: int | None = None
     """Stable id of this face across video frames (None for still images)."""
+    person: int | None = None
+    """Which ``--map`` person this face was matched to (an index into the run's mapped people);
+    None: no mapped person, so the run's default source applies if ``--faces`` selects it."""
 
     def __post_init__(self) -> None:
         bbox = np.asarray(self.bbox, dtype=np.float32).reshape(4)

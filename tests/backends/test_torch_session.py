@@ -264,3 +264,57 @@ def test_a_pytorch_export_at_batch_one_runs_batched(tmp_path) -> None:
     with torch.no_grad():
         eager = [t.numpy() for t in net(torch.from_numpy(x), torch.from_numpy(z))]
     assert max_diff(session.run_batch({"x": x, "z": z}), eager) < 1e-5
+
+
+# -- batches: a graph that cannot batch runs one item per call ------------------------------------
+def test_a_graph_that_mixes_batch_items_falls_back_to_one_item_per_call() -> None:
+    model = torch_graphs.inswapper_mixing_batches()
+    feeds = feeds_for(model, batch=3)
+    items = [ort_run(model, {k: v[i : i + 1] for k, v in feeds.items()})[0] for i in range(3)]
+    session = TorchSession(model.SerializeToString(), device="cpu")
+    (mixed,) = session.run(None, feeds)
+    assert float(np.abs(mixed - np.concatenate(items)).max()) > 1e-2  # unchecked, the batch is wrong
+    assert session.check_batching("inswapper_128.onnx") is False
+    assert session.max_batch == 1
+    assert "inswapper_128.onnx" in session.batch_notice and "one face per call" in session.batch_notice
+    (fixed,) = session.run_batch(feeds)
+    assert float(np.abs(fixed - np.concatenate(items)).max()) < 1e-4
+
+
+def test_a_graph_that_batches_well_keeps_its_batches() -> None:
+    session = TorchSession(torch_graphs.inswapper(), device="cpu")
+    assert session.check_batching() is True
+    assert session.max_batch is None and session.batch_notice is None
+
+
+def test_a_graph_that_fails_at_batch_two_falls_back(monkeypatch) -> None:
+    session = TorchSession(torch_graphs.arcface(), device="cpu")
+    forward = session._forward
+
+    def only_one(*args):
+        if args[0].shape[0] > 1:
+            raise RuntimeError("shape mismatch: batch-1 tensor")
+        return forward(*args)
+
+    monkeypatch.setattr(session, "_forward", only_one)
+    assert session.check_batching("w600k_r50.onnx") is False
+    assert "fails on a batch of 2" in session.batch_notice
+    feeds = feeds_for(torch_graphs.arcface(), batch=3)
+    assert session.run(None, feeds)[0].shape[0] == 3  # runs, one item per call
+
+
+def test_the_run_says_once_that_a_model_runs_one_face_per_call(tmp_path) -> None:
+    from masquerade._stages.build import _ModelSessions
+    from masquerade.config import RunConfig, RuntimeOptions
+    from masquerade.models.store import ModelStore
+
+    path = tmp_path / "mixing.onnx"
+    path.write_bytes(torch_graphs.inswapper_mixing_batches().SerializeToString())
+    ModelStore(tmp_path / "models").import_file(path, "inswapper_128", allow_unknown_hash=True)
+    config = RunConfig(runtime=RuntimeOptions(models_dir=tmp_path / "models", execution_provider="torch-cpu"))
+    sessions = _ModelSessions(config, ["inswapper_128"])
+    session, _ = sessions.get("inswapper_128")
+    sessions.get("inswapper_128")
+    assert session.max_batch == 1
+    said = [n for n in sessions.notices if "one face per call" in n]
+    assert len(said) == 1 and said[0].startswith("inswapper_128.onnx")

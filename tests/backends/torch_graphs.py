@@ -231,3 +231,18 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     del g.node[:]
     g.node.extend(nodes)
     return m
+
+
+def inswapper_mixing_batches(seed: int = 0) -> onnx.ModelProto:
+    """inswapper's contract, with the source centred by a ``ReduceMean(keepdims=1)`` over all its axes:
+    valid at batch 1 (the file's), but at batch N the mean is taken over every item's source, a batch-1
+    tensor broadcast to all, so items mix."""
+    model = inswapper(seed=seed)
+    mean = helper.make_node("ReduceMean", ["source"], ["source_mean"], keepdims=1)
+    centred = helper.make_node("Sub", ["source", "source_mean"], ["source_centred"])
+    for node in model.graph.node:
+        node.input[:] = ["source_centred" if name == "source" else name for name in node.input]
+    model.graph.node.insert(0, centred)
+    model.graph.node.insert(0, mean)
+    onnx.checker.check_model(model)
+    return model

@@ -45,6 +45,20 @@ def test_every_option_reaches_its_config_field():
     assert args.source == [Path("a.jpg"), Path("b.jpg")] and args.quiet
 
 
+def test_people_options_reach_their_config_fields():
+    args = parse("swap", "-t", "a.mp4", "-t", "dir", "-o", "out", "--map", "r.jpg=x.jpg+y.jpg",
+                 "--map", "q.jpg=z.jpg", "--reference-frame", "12", "--face-index", "1")
+    select = config_from_args(args).select
+    assert [(m.reference, m.sources) for m in select.mapping] == [
+        (Path("r.jpg"), (Path("x.jpg"), Path("y.jpg"))), (Path("q.jpg"), (Path("z.jpg"),))]
+    assert select.reference_frame == 12 and select.face_index == 1
+    assert args.target == [Path("a.mp4"), Path("dir")] and args.source is None
+    enhance = config_from_args(parse("enhance", "-t", "a.jpg", "-o", "b.jpg", "--enhancer", "codeformer"))
+    assert enhance.select.mode == "all" and enhance.enhance.enhancer == "codeformer"
+    faces = config_from_args(parse("faces", "a.mp4", "--similarity", "0.3", "--trim-end", "4"))
+    assert faces.select.similarity == 0.3 and faces.encode.trim_end == 4.0
+
+
 def test_version_is_fast_and_printed(capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse("--version")
@@ -53,7 +67,10 @@ def test_version_is_fast_and_printed(capsys):
 
 
 @pytest.mark.parametrize("argv", [
-    ["swap", "-t", "b.jpg", "-o", "c.jpg"],                      # no source
+    ["swap", "-s", "a.jpg", "-o", "c.jpg"],                      # no target
+    ["enhance", "-t", "b.jpg", "-o", "c.jpg"],                   # no enhancer
+    ["enhance", "-t", "b.jpg", "-o", "c.jpg", "--enhancer", "none"],
+    ["faces"],                                                   # no target
     ["swap", "-s", "a.jpg", "-t", "b.jpg", "-o", "c.jpg", "--faces", "some"],
     ["swap", "-s", "a.jpg", "-t", "b.jpg", "-o", "c.jpg", "--pixel-boost", "300"],
     ["swap", "-s", "a.jpg", "-t", "b.jpg", "-o", "c.jpg", "--precision", "int4"],

@@ -37,14 +37,13 @@ class Positions(RunHooks):
             self.run.centres[frame.index] = frame.selected[0].kps5.mean(axis=0)
 
 
-
-
 def make_gop_clip(sample: Path, path: Path, seconds: float = 3.0, size: tuple[int, int] = (384, 216),
                   gop: int = 25, rotation: int = 0) -> Path:
     """The first ``seconds`` of ``sample`` at ``size``, H.264 with a key frame every ``gop`` frames, and
-    its AAC audio copied: a video a split run cuts into ``seconds`` one-second segments."""
+    its audio (if any) copied: a video a split run cuts into segments of ``gop`` frames."""
     with av.open(str(sample)) as source, av.open(str(path), "w") as out:
-        video_in, audio_in = source.streams.video[0], source.streams.audio[0]
+        video_in = source.streams.video[0]
+        audio_in = source.streams.audio[0] if source.streams.audio else None
         video = out.add_stream("libx264", rate=video_in.average_rate,
                                options={"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0",
                                         "crf": "20", "preset": "veryfast"})
@@ -52,7 +51,7 @@ def make_gop_clip(sample: Path, path: Path, seconds: float = 3.0, size: tuple[in
         video.codec_context.time_base = video_in.time_base
         if rotation:
             video.set_display_rotation(rotation)
-        audio = out.add_stream_from_template(audio_in)
+        audio = out.add_stream_from_template(audio_in) if audio_in is not None else None
         end = int(seconds / video_in.time_base)
         for frame in source.decode(video_in):
             if frame.pts >= end:
@@ -62,6 +61,8 @@ def make_gop_clip(sample: Path, path: Path, seconds: float = 3.0, size: tuple[in
             scaled.pts, scaled.time_base = frame.pts, video_in.time_base
             out.mux(video.encode(scaled))
         out.mux(video.encode())
+        if audio_in is None:
+            return path
         source.seek(0)
         for packet in source.demux(audio_in):
             if packet.dts is None or packet.pts * packet.time_base >= seconds:

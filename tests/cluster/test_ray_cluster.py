@@ -1,9 +1,10 @@
 """Runs on a real local Ray cluster (a head started here, bound to 127.0.0.1, 2 CPUs), no mocks.
 
 The outputs are compared with the single-machine run of the same clip (lossless, so any difference
-is the pipeline's): same frames, timestamps, audio and duration, no jump at the joins. A worker
-process killed mid-run is replaced and the run completes; a driver killed mid-run leaves its finished
-segments, and the run started again does only the missing ones.
+is the pipeline's): same frames, timestamps, audio and duration, no jump at the joins, the same
+label. A batch of a video and an image goes through the command line; a ``--map`` run gives the
+single machine's people; a worker process killed mid-run is replaced and the run completes; a driver
+killed mid-run leaves its finished segments, and the run started again does only the missing ones.
 """
 
 from __future__ import annotations
@@ -23,12 +24,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from segment_clips import CLIP_FRAMES, GOP, LOSSLESS_ALL, Run, clip_psnr, decoded, duration, packets, psnr
+from segment_clips import (
+    CLIP_FRAMES,
+    GOP,
+    LOSSLESS_ALL,
+    clip_psnr,
+    decoded,
+    duration,
+    make_gop_clip,
+    packets,
+    psnr,
+)
 
 from masquerade.api import swap as swap_one
+from masquerade.bench.people_clips import write_people_clip
+from masquerade.cli.main import main
 from masquerade.cluster import ClusterHooks, ClusterOptions, WorkerInfo, swap
-from masquerade.config import EncodeOptions, RunConfig
+from masquerade.config import EncodeOptions, MapEntry, RunConfig, SelectOptions
 from masquerade.media.image import read_image
+from masquerade.provenance.c2pa_label import read_label
 from masquerade.verify import verify_file
 
 ray = pytest.importorskip("ray")
@@ -115,43 +129,66 @@ def _options(tmp_path: Path, workers: int = 2) -> ClusterOptions:
     return ClusterOptions(workers=workers, cpus_per_worker=1, segment_seconds=0.8, store=tmp_path / "store")
 
 
-def _check_same_as_single(output: Path, single: Run, pipeline) -> None:
-    """Frames, pts, audio packets, duration; PSNR; the face at each join where the single run has it."""
-    (pts_a, a), (pts_b, b) = decoded(single.output), decoded(output)
-    assert pts_b == pts_a and len(b) == CLIP_FRAMES
-    assert packets(output, "audio") == packets(single.output, "audio")
-    assert duration(output) == duration(single.output)
+def _check_same_as_single(output: Path, single: Path, pipeline, frames: int = CLIP_FRAMES,
+                          joins: tuple[int, ...] = (GOP, 2 * GOP)) -> None:
+    """Frames, pts, audio packets, duration, label; PSNR; the face at each join."""
+    (pts_a, a), (pts_b, b) = decoded(single), decoded(output)
+    assert pts_b == pts_a and len(b) == frames
+    assert packets(output, "audio") == packets(single, "audio")
+    assert duration(output) == duration(single)
+    assert read_label(output).claims == read_label(single).claims  # e.g. faces replaced in N of M frames
     frame_psnr = [psnr(x, y) for x, y in zip(a, b, strict=True)]
     assert clip_psnr(a, b) >= 40 and min(frame_psnr) >= 35, (clip_psnr(a, b), min(frame_psnr))
-    for join in (GOP, 2 * GOP):
+    for join in joins:
         for index in (join - 1, join):
-            here = pipeline.stages.analyser.detect(b[index])[0].kps5.mean(axis=0)
-            there = pipeline.stages.analyser.detect(a[index])[0].kps5.mean(axis=0)
+            here = pipeline.detect_faces(b[index])[0].kps5.mean(axis=0)
+            there = pipeline.detect_faces(a[index])[0].kps5.mean(axis=0)
             assert np.linalg.norm(here - there) < 0.5, (index, here, there)
 
 
 def test_a_batch_on_the_cluster_gives_the_single_machine_outputs(
-        head, gop_clip, examples_dir, tmp_path, single_run, lossless_pipeline):
+        head, gop_clip, examples_dir, tmp_path, single_run, lossless_pipeline, capsys):
     source, photo = examples_dir / "astronaut.png", examples_dir / "obama.jpg"
-    outputs = [tmp_path / "video.mp4", tmp_path / "photo.jpg"]
-    hooks = Recorder()
-    summary = swap([source], [gop_clip, photo], outputs, LOSSLESS_ALL, _options(tmp_path), hooks)
-    assert not summary.failures
-    assert (summary.segments, summary.computed, summary.reused, summary.workers) == (SEGMENTS, SEGMENTS, 0, 2)
-    assert [f.output for f in summary.files] == outputs and summary.frames == CLIP_FRAMES + 1
-    assert hooks.started == (2, CLIP_FRAMES + 1, 0) and sum(hooks.progress) == CLIP_FRAMES + 1
-    assert len({w.pid for w in hooks.workers}) == 2 and all(w.pid != os.getpid() for w in hooks.workers)
-    _check_same_as_single(outputs[0], single_run, lossless_pipeline)
-    result = verify_file(outputs[0])
+    folder, store = tmp_path / "out", tmp_path / "store"
+    code = main(["swap", "-s", str(source), "-t", str(gop_clip), "-t", str(photo), "-o", str(folder),
+                 "--faces", "all", "--video-quality", "0", "--cluster", f"ray:{head.address}",
+                 "--cluster-workers", "2", "--cluster-cpus", "1", "--segment-seconds", "0.8",
+                 "--cluster-store", str(store)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    video, still = folder / "clip_swapped.mp4", folder / "obama_swapped.jpg"
+    assert f"ok: {gop_clip} -> {video}: {CLIP_FRAMES} frames, {CLIP_FRAMES} faces swapped" in out
+    assert f"ok: {photo} -> {still}: 1 face swapped" in out
+    assert f"2 of 2 files swapped into {folder}" in out and "cluster: 3 segments on 2 workers" in out
+    assert "swapping 2 files on the cluster" in err and "Traceback" not in err  # one bar over the batch
+    _check_same_as_single(video, single_run.output, lossless_pipeline)
+    result = verify_file(video)
     assert result.labelled and result.watermark.found
-    # The picture: what one machine writes, labelled there, bit for bit in its pixels.
+    # The picture: what one machine writes (the batch's video options are for its videos only).
     alone = tmp_path / "alone.jpg"
-    still_config = replace(LOSSLESS_ALL, encode=EncodeOptions())  # a video option on a picture is an error
+    still_config = replace(LOSSLESS_ALL, encode=EncodeOptions())
     swap_one([source], photo, alone, still_config, pipeline=lossless_pipeline)
-    assert np.array_equal(read_image(outputs[1]).image, read_image(alone).image)
-    assert verify_file(outputs[1]).labelled
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["alone.jpg", "photo.jpg", "store", "video.mp4"]
-    assert list((tmp_path / "store").iterdir()) == []  # the finished segments went with the output
+    assert np.array_equal(read_image(still).image, read_image(alone).image)
+    assert read_label(still).claims == read_label(alone).claims
+    assert sorted(p.name for p in folder.iterdir()) == ["clip_swapped.mp4", "obama_swapped.jpg"]
+    assert list(store.iterdir()) == []  # the finished segments went with the output
+
+
+def test_a_mapping_run_on_the_cluster_gives_the_single_machine_people(head, photos, examples_dir, tmp_path):
+    """``--map obama.jpg=astronaut.png`` on two people side by side, then a cut to them in other places
+    and photos: the identities are decided once (the reference's embedding, by one worker, for all)
+    and per track in each segment after its warm-up, as one machine decides them."""
+    people = write_people_clip("side_by_side", tmp_path, photos, (320, 180), seconds=0.5)
+    clip = make_gop_clip(people.path, tmp_path / "mapped.mp4", seconds=2.0, size=(320, 180), gop=GOP)
+    config = RunConfig(select=SelectOptions(mapping=(MapEntry(examples_dir / "obama.jpg",
+                                                              (examples_dir / "astronaut.png",)),)),
+                       encode=LOSSLESS_ALL.encode)
+    single, output = tmp_path / "single.mp4", tmp_path / "cluster.mp4"
+    alone = swap_one([], clip, single, config)
+    summary = swap([], clip, output, config, _options(tmp_path))
+    assert summary.segments == 3 and summary.results[0].ok
+    assert summary.faces_swapped == alone.faces_swapped == len(people.truth)  # obama, in every frame
+    _check_same_as_single(output, single, None, frames=len(people.truth), joins=())
 
 
 class KillWorkers(Recorder):
@@ -176,13 +213,15 @@ def test_killed_workers_are_replaced_and_the_run_completes(
     config = RunConfig(encode=LOSSLESS_ALL.encode)
     hooks = KillWorkers()
     output = tmp_path / "video.mp4"
-    summary = swap([examples_dir / "astronaut.png"], [gop_clip], [output], config, _options(tmp_path), hooks)
-    assert hooks.killed and not summary.failures
+    summary = swap([examples_dir / "astronaut.png"], gop_clip, output, config, _options(tmp_path), hooks)
+    assert hooks.killed and not summary.failed
+    assert len({w.pid for w in hooks.workers}) == 2 and all(w.pid != os.getpid() for w in hooks.workers)
+    assert hooks.started == (1, CLIP_FRAMES, 0) and sum(hooks.progress) == CLIP_FRAMES
     for pid in hooks.killed:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert summary.computed == SEGMENTS and summary.faces_swapped == CLIP_FRAMES
-    _check_same_as_single(output, single_run, lossless_pipeline)
+    _check_same_as_single(output, single_run.output, lossless_pipeline)
 
 
 def test_a_killed_driver_leaves_its_segments_and_a_new_run_does_only_the_rest(
@@ -212,11 +251,11 @@ def test_a_killed_driver_leaves_its_segments_and_a_new_run_does_only_the_rest(
     # The run started again does only the rest; stopped (Ctrl-C) once every segment is in, it leaves
     # them all, and no output; a third run then only joins them.
     with pytest.raises(KeyboardInterrupt):
-        swap([source], [gop_clip], [output], LOSSLESS_ALL, _options(tmp_path), StopWhenAllIn(kept))
+        swap([source], gop_clip, output, LOSSLESS_ALL, _options(tmp_path), StopWhenAllIn(kept))
     assert len(finished()) == SEGMENTS and not output.exists()
-    summary = swap([source], [gop_clip], [output], LOSSLESS_ALL, _options(tmp_path))
+    summary = swap([source], gop_clip, output, LOSSLESS_ALL, _options(tmp_path))
     assert (summary.reused, summary.computed) == (SEGMENTS, 0)
-    _check_same_as_single(output, single_run, lossless_pipeline)
+    _check_same_as_single(output, single_run.output, lossless_pipeline)
     assert not finished()
 
 

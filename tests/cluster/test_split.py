@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 from segment_clips import LOSSLESS_ALL, Positions, Run, clip_psnr, decoded, duration, make_gop_clip, packets
 
+from masquerade.api import Job, SourcePhotos
 from masquerade.config import EncodeOptions, RunConfig
 from masquerade.errors import UsageError
-from masquerade.media.image import read_image
 from masquerade.media.reader import VideoReader
 from masquerade.media.segments import SegmentWriter, cut_segment, join_segments, plan_segments
 from masquerade.media.writer import VideoWriter
 from masquerade.pipeline import Pipeline
+from masquerade.provenance.c2pa_label import read_label
+from masquerade.provenance.plain_tags import EditSummary
 from masquerade.split import Person, decide_person, plan_video, swap_segment
 from masquerade.types import FrameContext
 
@@ -80,7 +82,8 @@ def _encode_split(source: Path, folder: Path, suffix: str, encode: EncodeOptions
                     writer.write(frame)
         files.append(out)
     joined = folder / f"joined{suffix}"
-    assert join_segments(source, files, joined, encode) == plan.frames
+    edit = EditSummary(faces_replaced=0, frames=plan.frames)  # nothing changed: the label says so
+    assert join_segments(source, files, joined, encode, edit) == plan.frames
     return single, joined
 
 
@@ -96,6 +99,7 @@ def test_joined_segments_are_the_single_run(gop_clip, tmp_path, suffix, encode):
     assert packets(joined, "audio") == packets(single, "audio") and packets(single, "audio")
     if suffix == ".mp4":
         assert duration(joined) == duration(single) == 2.4
+    assert read_label(joined).claims == read_label(single).claims  # signed once, claiming what happened
 
 
 def test_a_rotated_clip_joins_upright(examples_dir, tmp_path):
@@ -112,15 +116,15 @@ def test_a_segment_after_its_warm_up_matches_the_single_run(gop_clip, tmp_path, 
     """Lossless, so only the pipeline can differ. The last segment's warm-up starts after the video's
     start (a tracker starting afresh, as on another machine): tracking and smoothing have caught up
     with the single run's by the segment's first frame, so the face sits where the single run put it."""
-    pipeline = lossless_pipeline
-    source = pipeline.prepare_source([("astronaut", read_image(examples_dir / "astronaut.png").image)])
+    run = Run(tmp_path / "part.mp4", None)  # type: ignore[arg-type]
+    photos = SourcePhotos.read(LOSSLESS_ALL, [examples_dir / "astronaut.png"])
+    job = Job.from_photos(LOSSLESS_ALL, photos, Positions(run), lossless_pipeline)
     plan = plan_video(gop_clip, LOSSLESS_ALL, 0.8, 1.0)
     last = plan.segments[-1]
     assert (last.first, last.warmup) == (40, 25)
-    run = Run(tmp_path / "part.mp4", None)  # type: ignore[arg-type]
-    result = swap_segment(pipeline, source, Person(None), cut_segment(gop_clip, last, tmp_path), plan, last,
-                          run.output, Positions(run))
+    result = swap_segment(job, Person(None), cut_segment(gop_clip, last, tmp_path), plan, last, run.output)
     assert (result.frames, result.warmup_frames, result.faces_swapped) == (20, 25, 20)
+    assert result.frames_changed == 20
     (pts_a, a), (pts_b, b) = decoded(single_run.output), decoded(run.output)
     assert pts_b == pts_a[40:]
     assert clip_psnr(a[40:], b) >= 50
@@ -128,32 +132,36 @@ def test_a_segment_after_its_warm_up_matches_the_single_run(gop_clip, tmp_path, 
     assert max(gaps) < 0.05, gaps
 
 
-def test_warm_up_frames_are_tracked_not_guarded_or_rendered(lossless_pipeline, examples_dir, gop_clip):
+def test_warm_up_frames_are_tracked_not_guarded_or_rendered(lossless_pipeline, astronaut, gop_clip):
     pipeline = lossless_pipeline
-    source = pipeline.prepare_source([("astronaut", read_image(examples_dir / "astronaut.png").image)])
+    source = pipeline.prepare_source([("astronaut", astronaut)])
     analyse, render = pipeline.video_stages(source, 25.0, None, output_from=10)
     with VideoReader(gop_clip) as reader:
         frames = [f for f, _ in zip(reader.frames(), range(12), strict=False)]
-    before = pipeline.guard.frames_checked
-    analysed = analyse(frames)
-    assert pipeline.guard.frames_checked - before == 1  # frame 10: the segment's first frame
-    assert all(f.faces for f in analysed)  # the warm-up was tracked
-    with pytest.raises(UsageError, match="warm-up"):
-        render(analysed[9:11])
-    assert render(analysed[10:])[0].swapped == 1
+    checked = [pipeline.guard.views_checked]
+    for frame in frames:
+        analyse([frame])
+        checked.append(pipeline.guard.views_checked)
+    looked = np.diff(checked)
+    assert not looked[:10].any() and looked[10] > 0 and looked[11] == 0  # frame 10 is a first frame
+    assert all(f.faces and f.selected for f in frames)  # the warm-up was tracked and selected
+    with pytest.raises(UsageError, match="analyse returned"):
+        render(frames[9:10])  # a warm-up frame has no ticket: it can never be rendered
+    assert [f.swapped for f in render(frames[10:])] == [1, 1]
 
 
-def test_the_person_is_the_first_tracked_face_of_the_video(gop_clip, lossless_pipeline):
-    pipeline = Pipeline(RunConfig())  # --faces reference without a reference image
+def test_the_person_is_the_first_tracked_face_of_the_video(gop_clip, examples_dir):
+    config = RunConfig()  # --faces reference without a reference
+    pipeline = Pipeline(config)
+    photos = SourcePhotos.read(config, [examples_dir / "astronaut.png"])
+    job = Job.from_photos(config, photos, pipeline=pipeline)
     with VideoReader(gop_clip) as reader:
         frames = reader.frames()
         first = next(frames)
-        embedding = pipeline.adopted_reference([first, *frames], 25.0)
-    assert embedding is not None
+        person = decide_person(job, [first, *frames], 25.0)
+    assert person is not None and person.found
     selector = pipeline.new_selector(None)
-    selector(first.image, pipeline.stages.analyser.detect(first.image))
-    assert np.allclose(embedding, selector.reference, atol=1e-5)
+    selector(first.image, pipeline.detect_faces(first.image))
+    assert np.allclose(person.reference, selector.reference, atol=1e-5)
     blank = FrameContext(index=0, image=np.zeros((120, 160, 3), np.uint8))
-    assert pipeline.adopted_reference([blank], 25.0) is None
-    assert decide_person(pipeline, None, [blank], 25.0) is None  # read on: the video may go on
-    assert decide_person(lossless_pipeline, None, None, 25.0) == Person(None)  # --faces all: nobody to find
+    assert decide_person(job, [blank], 25.0) is None  # read on: the video may go on

@@ -1,13 +1,24 @@
+import numpy as np
 import pytest
 
 from masquerade.errors import UsageError
 from masquerade.media.encoders import available_video_encoders, check_encoder, pixel_format
-from masquerade.media.options import encoder_options
+from masquerade.media.image import write_image
+from masquerade.media.options import (
+    HARDWARE_ENCODERS,
+    IMAGE_QUALITY_MIN,
+    QUALITY_MAX,
+    SOFTWARE_ENCODERS,
+    check_image_quality,
+    encoder_options,
+    quality_limit,
+    video_quality,
+)
 
 
 def test_x264_defaults_are_near_transparent_and_real_time():
     assert encoder_options("libx264", None, None) == {"crf": "18", "preset": "veryfast"}
-    assert encoder_options("libx264", 30, None) == {"crf": "30", "preset": "veryfast"}
+    assert encoder_options("libx264", 28, None) == {"crf": "28", "preset": "veryfast"}
 
 
 def test_x264_quality_and_preset():
@@ -30,14 +41,14 @@ def test_vp9_uses_constant_quality_mode():
         "deadline": "good",
         "cpu-used": "4",
     }
-    opts = encoder_options("libvpx-vp9", 51, "veryslow")
-    assert opts["crf"] == "63" and opts["cpu-used"] == "0"
+    opts = encoder_options("libvpx-vp9", 30, "veryslow")
+    assert opts["crf"] == "37" and opts["cpu-used"] == "0"
     assert encoder_options("libvpx-vp9", 0, "5")["cpu-used"] == "5"
 
 
 def test_svtav1_scales_quality_and_maps_presets():
     assert encoder_options("libsvtav1", 0, "ultrafast") == {"crf": "1", "preset": "12"}
-    assert encoder_options("libsvtav1", 51, "8") == {"crf": "63", "preset": "8"}
+    assert encoder_options("libsvtav1", 30, "8") == {"crf": "37", "preset": "8"}
     assert encoder_options("libsvtav1", None, None) == {}
 
 
@@ -58,6 +69,47 @@ def test_hardware_encoders():
 def test_quality_out_of_range(quality):
     with pytest.raises(UsageError, match="between 0"):
         encoder_options("libx264", quality, None)
+
+
+@pytest.mark.parametrize("encoder", [*SOFTWARE_ENCODERS, *HARDWARE_ENCODERS])
+def test_qualities_the_watermark_would_not_survive_are_refused(encoder):
+    previous = 0
+    for width, height in ((256, 144), (640, 360), (1280, 720), (720, 1280), (3840, 2160)):
+        limit = quality_limit(encoder, width, height)
+        assert 18 <= limit < QUALITY_MAX and limit >= previous  # larger frames keep more of the mark
+        previous = limit
+        assert video_quality(encoder, limit, width, height) == limit  # the limit itself is accepted
+        default = video_quality(encoder, None, width, height)  # the default, lowered where it must be
+        assert default is None or default == limit
+        for quality in (limit + 1, QUALITY_MAX):
+            with pytest.raises(UsageError, match=f"would erase the invisible watermark.* to {limit} "):
+                video_quality(encoder, quality, width, height)
+    assert quality_limit(encoder, 1280, 720) == quality_limit(encoder, 720, 1280)  # by the short side
+
+
+def test_a_default_the_watermark_would_not_survive_is_lowered_on_small_frames():
+    assert video_quality("libx264", None, 1280, 720) is None  # CRF 18 passes everywhere
+    small = quality_limit("libsvtav1", 256, 144)
+    assert small < 28 and video_quality("libsvtav1", None, 256, 144) == small  # SVT's CRF 35 would not
+    assert video_quality("libsvtav1", None, 1920, 1080) is None
+
+
+def test_hardware_encoders_take_their_codec_s_measured_limit():
+    for size in ((640, 360), (1920, 1080)):
+        assert quality_limit("h264_nvenc", *size) == quality_limit("libx264", *size)
+        assert quality_limit("hevc_qsv", *size) == quality_limit("libx265", *size)
+        assert quality_limit("av1_nvenc", *size) == min(quality_limit(e, *size) for e in SOFTWARE_ENCODERS)
+
+
+def test_image_quality_below_the_watermark_s_limit_is_refused(tmp_path):
+    check_image_quality(IMAGE_QUALITY_MIN)
+    check_image_quality(100)
+    for quality in (IMAGE_QUALITY_MIN - 1, 1, 101):
+        with pytest.raises(UsageError, match="image quality must be between 40 and 100"):
+            check_image_quality(quality)
+    with pytest.raises(UsageError, match="watermark"):
+        write_image(tmp_path / "x.jpg", np.zeros((8, 8, 3), np.uint8), quality=20)
+    assert not (tmp_path / "x.jpg").exists()
 
 
 def test_unknown_preset_and_encoder():

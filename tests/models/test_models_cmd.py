@@ -103,6 +103,29 @@ def test_verify_fails_on_a_corrupt_file(tmp_path: Path, capsys: pytest.CaptureFi
     assert "det_10g: CHECKSUM MISMATCH" in capsys.readouterr().out
 
 
+def test_list_says_yes_only_for_a_file_whose_hash_is_pinned(tmp_path: Path, inswapper_standin: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    good = b"enhancer bytes"
+    pinned = replace(get_spec("gfpgan_1.4"), sha256=(sha256(good),))
+    _use_registry(monkeypatch, pinned)
+    store = ModelStore(tmp_path)
+    (tmp_path / pinned.file_name).write_bytes(good)
+    store.import_file(inswapper_standin, "inswapper_128", allow_unknown_hash=True)
+    (tmp_path / "w600k_r50.onnx").write_bytes(b"someone else's file")
+    assert models_cmd.run(_parse("models", "--models-dir", str(tmp_path), "list")) == 0
+    captured = capsys.readouterr()
+    rows = _rows(captured.out)
+    assert rows["gfpgan_1.4"][3] == "yes"
+    assert rows["inswapper_128"][3].startswith("unverified")
+    assert rows["w600k_r50"][3].startswith("TAMPERED")
+    assert "w600k_r50" in captured.err and "models download w600k_r50" in captured.err
+    # A file swapped in behind the accepted one is tampered, not unverified.
+    store.path(get_spec("inswapper_128")).write_bytes(b"swapped in later")
+    models_cmd.run(_parse("models", "--models-dir", str(tmp_path), "list"))
+    assert _rows(capsys.readouterr().out)["inswapper_128"][3].startswith("TAMPERED")
+
+
 def test_download_tries_every_model_and_reports_all_failures(
     http_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

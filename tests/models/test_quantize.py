@@ -117,3 +117,28 @@ def test_a_changed_int8_file_is_made_again(tmp_path):
     assert again.made_now and again.path == first.path
     untouched = int8_model(fp32, "56" * 32, tmp_path / "int8", _data)
     assert not untouched.made_now
+
+
+def test_an_int8_file_replaced_with_its_size_and_mtime_kept_is_made_again(tmp_path):
+    """The record's stamp proves nothing: the int8 file is hashed on every load and its session is built
+    from the bytes hashed (``data``)."""
+    import os
+
+    fp32 = _fp32_swapper(tmp_path)
+    first = int8_model(fp32, "78" * 32, tmp_path / "int8", _data)
+    assert first.data == first.path.read_bytes()
+    stat = first.path.stat()
+    forged = bytearray(first.data)
+    forged[-64:] = bytes(64)  # same size, other bytes
+    first.path.write_bytes(bytes(forged))
+    os.utime(first.path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = int8_model(fp32, "78" * 32, tmp_path / "int8", _data)
+    assert again.made_now and again.data == first.data == again.path.read_bytes()
+
+
+def test_the_fp32_model_is_quantised_from_the_bytes_the_caller_verified(tmp_path):
+    fp32 = _fp32_swapper(tmp_path)
+    verified = fp32.read_bytes()
+    fp32.write_bytes(b"replaced after it was verified")
+    result = int8_model(fp32, "9a" * 32, tmp_path / "int8", _data, fp32_data=verified)
+    assert result.made_now and new_session(result.data).run(None, dict(_data().holdout[0]))

@@ -81,3 +81,12 @@ def test_bad_files_and_threads(tmp_path: Path, inswapper_standin: Path) -> None:
         new_session(junk)
     with pytest.raises(UsageError, match="at least 1"):
         new_session(inswapper_standin, threads=0)
+
+
+def test_a_session_from_bytes_does_not_keep_a_second_copy(inswapper_standin):
+    data = inswapper_standin.read_bytes()
+    session = new_session(data, "cpu", threads=1, name="inswapper_128.onnx")
+    assert [i.name for i in session.get_inputs()] == ["target", "source"]
+    assert getattr(session, "_model_bytes", None) is None  # ORT would keep the bytes for the run
+    with pytest.raises(ModelError, match=r"could not load inswapper_128\.onnx"):
+        new_session(data[:100], "cpu", name="inswapper_128.onnx")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -10,7 +12,6 @@ import pytest
 from modelkit import F32, sha256, write_onnx
 from onnx import TensorProto
 
-import masquerade.models.store as store_module
 from masquerade.errors import ChecksumMismatch, ModelError, ModelNotCached, UsageError
 from masquerade.models.contract import contract_problems, read_contract
 from masquerade.models.manifest import MODELS, get_spec
@@ -29,22 +30,45 @@ def test_require_lists_every_missing_file_in_one_message(tmp_path: Path) -> None
     assert "\n" not in message
 
 
-def test_require_hashes_once_then_trusts_the_stamp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_hashes_the_bytes_it_returns_and_trusts_no_stamp(tmp_path: Path) -> None:
     data = b"model bytes"
     spec = replace(get_spec("gfpgan_1.4"), sha256=(sha256(data),))
-    (tmp_path / spec.file_name).write_bytes(data)
+    path = tmp_path / spec.file_name
+    path.write_bytes(data)
     store = ModelStore(tmp_path, models={spec.name: spec})
-    calls: list[Path] = []
-    real = store_module.sha256_file
-    monkeypatch.setattr(store_module, "sha256_file", lambda p: calls.append(p) or real(p))
-    assert store.require([spec]) == {spec.name: tmp_path / spec.file_name}
-    assert store.require([spec]) == {spec.name: tmp_path / spec.file_name}
-    assert len(calls) == 1
-    # A changed file is hashed again and refused.
-    (tmp_path / spec.file_name).write_bytes(b"tampered!!!")
+    assert store.require([spec]) == {spec.name: path}
+    loaded = store.load(spec)
+    assert (loaded.data, loaded.sha256, loaded.known_hash) == (data, sha256(data), True)
+    assert loaded.unverified_notice() is None
+    # Replaced behind a forged stamp (the old size + mtime check would have trusted it): refused.
+    stat = path.stat()
+    path.write_bytes(b"tampered!!!")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    stamps = json.loads((tmp_path / "verified.json").read_text())
+    stamps[spec.file_name].update(size=path.stat().st_size, mtime_ns=stat.st_mtime_ns)
+    (tmp_path / "verified.json").write_text(json.dumps(stamps))
+    assert store.status(spec) == "mismatch"
     with pytest.raises(ChecksumMismatch, match=r"models download gfpgan_1\.4"):
-        store.require([spec])
+        store.load(spec)
     assert [v.status for v in store.verify()] == ["mismatch"]
+
+
+def test_an_accepted_unknown_hash_loads_with_a_notice_and_only_while_unchanged(
+    tmp_path: Path, inswapper_standin: Path
+) -> None:
+    store = ModelStore(tmp_path / "cache")
+    spec = get_spec("inswapper_128")
+    store.import_file(inswapper_standin, "inswapper_128", allow_unknown_hash=True)
+    loaded = store.load(spec)
+    assert loaded.known_hash is False and loaded.data == inswapper_standin.read_bytes()
+    notice = loaded.unverified_notice()
+    assert notice is not None and "unverified" in notice and "--allow-unknown-hash" in notice
+    # Another file put in its place: not the hash the user accepted, so refused.
+    inputs = [("target", F32, [1, 3, 128, 128]), ("source", F32, [1, 512])]
+    other = write_onnx(tmp_path / "other.onnx", inputs, [("out", F32, [1, 3, 128, 128])])
+    store.path(spec).write_bytes(other.read_bytes())
+    with pytest.raises(ChecksumMismatch):
+        store.load(spec)
 
 
 def test_import_checks_hash_then_contract(tmp_path: Path, inswapper_standin: Path) -> None:

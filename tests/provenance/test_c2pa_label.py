@@ -6,6 +6,7 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from masquerade._version import __version__
 from masquerade.errors import OutputError, UsageError
 from masquerade.provenance import (
+    EditSummary,
     SigningIdentity,
     label_file,
     label_method,
@@ -25,6 +27,8 @@ from masquerade.provenance import (
     read_label,
 )
 from masquerade.provenance.plain_tags import DIGITAL_SOURCE_TYPE, TAG_KEY
+
+SWAPPED = EditSummary(faces_replaced=1, frames=1, frames_changed=1)
 
 
 def _assert_masquerade_manifest(reading) -> None:
@@ -47,7 +51,7 @@ def test_image_round_trip(home, tmp_path, astronaut, suffix):
     assert unlabelled.kind is None and not unlabelled.labelled
 
     size = path.stat().st_size
-    label_file(path, version=__version__, kind="image")
+    label_file(path, version=__version__, kind="image", edit=SWAPPED)
 
     _assert_masquerade_manifest(read_label(path))
     assert np.array_equal(cv2.imread(str(path)), before)  # the pixels are untouched
@@ -62,7 +66,7 @@ def test_video_round_trip(home, tmp_path, make_video, count_frames, suffix):
     counts = count_frames(path)
     assert read_label(path).kind is None
 
-    label_file(path, kind="video")
+    label_file(path, kind="video", edit=SWAPPED)
 
     _assert_masquerade_manifest(read_label(path))
     assert count_frames(path) == counts  # still plays, audio included
@@ -79,7 +83,7 @@ def test_containers_without_c2pa_get_plain_tags(
     path = make_video(tmp_path / f"clip{suffix}", frames, codec=codec, audio=audio)
     counts = count_frames(path)
 
-    label_file(path, kind="video")
+    label_file(path, kind="video", edit=SWAPPED)
 
     reading = read_label(path)
     assert reading.kind == "tag" and reading.labelled and not reading.valid  # unsigned: never "valid"
@@ -93,7 +97,7 @@ def test_tags_set_by_the_writer_are_not_remuxed_again(home, tmp_path, make_video
     frames = [np.zeros((64, 64, 3), np.uint8)] * 4
     path = make_video(tmp_path / "clip.mkv", frames, tags=plain_metadata_tags())
     data = path.read_bytes()
-    label_file(path, kind="video")
+    label_file(path, kind="video", edit=SWAPPED)
     assert path.read_bytes() == data
     assert read_label(path).labelled
 
@@ -107,7 +111,7 @@ def test_plain_tags_name_the_version():
 def test_edited_pixels_invalidate_the_manifest(home, tmp_path, astronaut):
     path = tmp_path / "out.png"
     cv2.imwrite(str(path), astronaut, [cv2.IMWRITE_PNG_COMPRESSION, 0])
-    label_file(path, kind="image")
+    label_file(path, kind="image", edit=SWAPPED)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # inside the (uncompressed) image data, far from the manifest
     path.write_bytes(bytes(data))
@@ -121,7 +125,7 @@ def test_edited_pixels_invalidate_the_manifest(home, tmp_path, astronaut):
 def test_re_encoding_strips_the_manifest(home, tmp_path, astronaut):
     path = tmp_path / "out.jpg"
     cv2.imwrite(str(path), astronaut)
-    label_file(path, kind="image")
+    label_file(path, kind="image", edit=SWAPPED)
     copy = tmp_path / "copy.jpg"
     cv2.imwrite(str(copy), cv2.imread(str(path)), [cv2.IMWRITE_JPEG_QUALITY, 80])
     assert read_label(copy).kind is None
@@ -134,7 +138,7 @@ def test_formats_that_cannot_be_labelled_are_refused(home, tmp_path, astronaut):
     path = tmp_path / "out.bmp"
     cv2.imwrite(str(path), astronaut)
     with pytest.raises(UsageError):
-        label_file(path, kind="image")
+        label_file(path, kind="image", edit=SWAPPED)
 
 
 def test_a_certificate_c2pa_rejects_fails_loudly_and_leaves_the_file(home, tmp_path, astronaut):
@@ -157,7 +161,7 @@ def test_a_certificate_c2pa_rejects_fails_loudly_and_leaves_the_file(home, tmp_p
     cv2.imwrite(str(path), astronaut)
     data = path.read_bytes()
     with pytest.raises(OutputError, match="test cert"):
-        label_file(path, kind="image", identity=identity)
+        label_file(path, kind="image", edit=SWAPPED, identity=identity)
     assert path.read_bytes() == data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jpg"]
 
@@ -169,7 +173,7 @@ def test_a_user_identity_passed_in_the_api_signs(home, tmp_path, astronaut):
     identity = SigningIdentity.from_pem(key_pem, chain_pem, "my cert")
     path = tmp_path / "out.webp"
     cv2.imwrite(str(path), astronaut)
-    label_file(path, kind="image", identity=identity)
+    label_file(path, kind="image", edit=SWAPPED, identity=identity)
     assert read_label(path).labelled
     assert not (home / "keys").exists()
 
@@ -184,7 +188,7 @@ def test_reading_a_missing_file_is_a_media_error(tmp_path):
 def test_a_labelled_file_copied_elsewhere_keeps_its_label(home, tmp_path, astronaut):
     path = tmp_path / "out.jpg"
     cv2.imwrite(str(path), astronaut)
-    label_file(path, kind="image")
+    label_file(path, kind="image", edit=SWAPPED)
     moved = tmp_path / "renamed.jpeg"
     shutil.copy(path, moved)
     assert read_label(moved).labelled
@@ -199,14 +203,52 @@ def test_labelling_context_labels_on_success_only(home, tmp_path, make_video):
     output = tmp_path / "out.mp4"
     with contextlib.ExitStack() as stack:  # the order a writer uses: temp, label, then the muxer
         temp = stack.enter_context(atomic_output(output))
-        stack.enter_context(labelling(temp, kind="video"))
+        stack.enter_context(labelling(temp, kind="video", edit=lambda: SWAPPED))
         make_video(temp, frames)
     assert read_label(output).labelled
 
     failed = tmp_path / "failed.mp4"
     with pytest.raises(RuntimeError), contextlib.ExitStack() as stack:
         temp = stack.enter_context(atomic_output(failed))
-        stack.enter_context(labelling(temp, kind="video"))
+        stack.enter_context(labelling(temp, kind="video", edit=lambda: SWAPPED))
         make_video(temp, frames)
         raise RuntimeError("refused mid-run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out.mp4"]  # no failed.mp4, no temp
+
+
+def test_an_unchanged_output_claims_only_the_watermark(home, tmp_path, astronaut):
+    path = tmp_path / "unchanged.png"
+    cv2.imwrite(str(path), astronaut)
+    label_file(path, kind="image", edit=EditSummary(faces_replaced=0))
+
+    reading = read_label(path)
+    assert reading.valid and reading.by_masquerade and reading.labelled
+    claims = reading.claims
+    assert "c2pa.watermarked" in claims["actions"] and "c2pa.edited" not in claims["actions"]
+    assert claims["digital_source_type"] is None and claims["faces_replaced"] == 0
+    assert "no face was replaced" in claims["description"]
+    assert claims["software_agent"] == f"masquerade {__version__}"
+
+
+def test_a_video_swap_says_how_many_frames_changed(home, tmp_path, make_video):
+    frames = [np.full((96, 128, 3), 10 * i, np.uint8) for i in range(12)]
+    path = make_video(tmp_path / "clip.mp4", frames)
+    label_file(path, kind="video", edit=EditSummary(faces_replaced=14, frames=12, frames_changed=10))
+    claims = read_label(path).claims
+    assert claims["actions"][-2:] == ["c2pa.edited", "c2pa.watermarked"]
+    assert claims["digital_source_type"] == DIGITAL_SOURCE_TYPE and claims["faces_replaced"] == 14
+    assert "in 10 of 12 frames" in claims["description"]
+
+
+def test_face_swap_tags_of_an_unchanged_video_are_rewritten(home, tmp_path, make_video):
+    # The writer tags a Matroska file as a face swap while muxing; a run that replaced nothing must not
+    # leave that claim behind.
+    frames = [np.zeros((64, 64, 3), np.uint8)] * 4
+    path = make_video(tmp_path / "clip.mkv", frames, tags={**plain_metadata_tags(), "title": "kept"})
+    label_file(path, kind="video", edit=EditSummary(faces_replaced=0, frames=4))
+    reading = read_label(path)
+    assert reading.kind == "tag" and reading.labelled and reading.claims["faces_replaced"] is False
+    assert reading.claims["digital_source_type"] is None
+    assert "AI face swap" not in reading.claims["description"]
+    with av.open(str(path)) as container:
+        assert container.metadata.get("title") == "kept"

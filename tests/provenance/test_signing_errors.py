@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from masquerade.errors import OutputError
-from masquerade.provenance import c2pa_label, keys, label_file, read_label
+from masquerade.provenance import EditSummary, c2pa_label, keys, label_file, read_label
 from masquerade.provenance.c2pa_label import label_identity
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and permission bits")
@@ -44,7 +44,7 @@ def test_ctrl_c_while_signing_is_not_swallowed(home, tmp_path, obama, monkeypatc
 
     monkeypatch.setattr(c2pa_label._WatchedFile, "write", write)
     with pytest.raises(KeyboardInterrupt):
-        label_file(path, kind="image")
+        label_file(path, kind="image", edit=EditSummary(faces_replaced=1))
     assert sent and path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out.jpg"]  # no signed copy left behind
 
@@ -61,7 +61,7 @@ def test_disk_full_while_signing_says_disk_full_not_key(home, tmp_path, obama, m
 
     monkeypatch.setattr(c2pa_label._WatchedFile, "write", write)
     with pytest.raises(OutputError) as error:
-        label_file(path, kind="image")
+        label_file(path, kind="image", edit=EditSummary(faces_replaced=1))
     message = str(error.value)
     assert "the disk is full" in message and "key" not in message and "c2pa-signer" not in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "out.jpg"]

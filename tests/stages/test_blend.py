@@ -75,20 +75,96 @@ def test_fill_holes_and_reachable_from_outside() -> None:
     assert not np.any(reached[region == 0])
 
 
-def test_colour_match_moves_statistics_with_clamped_ratios() -> None:
-    rng = np.random.default_rng(1)
-    lab = rng.normal((120, 130, 140), (10, 4, 4), (64, 64, 3)).astype(np.float32)
-    ref = rng.normal((150, 140, 120), (15, 40, 2), (64, 64, 3)).astype(np.float32)
-    mask = np.full((64, 64), 255, np.uint8)
-    scale, offset = blend.colour_match(lab, mask, ref, mask, std_ratio=(0.6, 1.6))
-    out = lab * scale + offset
-    mean, std = (v.ravel() for v in cv2.meanStdDev(out))
-    assert mean == pytest.approx([150, 140, 120], abs=0.5)
-    assert std[0] == pytest.approx(15, rel=0.05)  # ratio 1.5: within the clamp
-    assert std[1] == pytest.approx(4 * 1.6, rel=0.05)  # ratio 10: clamped to 1.6
-    assert std[2] == pytest.approx(4 * 0.6, rel=0.05)  # ratio 0.5: clamped to 0.6
-    empty = np.zeros_like(mask)
-    assert np.array_equal(blend.colour_match(lab, empty, ref, mask)[0], np.ones(3, np.float32))
+def _skin_patch(skin: tuple[float, float, float], feature: tuple[float, float, float], seed: int = 0):
+    """A 64x64 LAB patch of skin (with a little noise) crossed by a band of another colour (a brow),
+    and the masks of each."""
+    rng = np.random.default_rng(seed)
+    lab = np.empty((64, 64, 3), np.float32)
+    lab[:] = np.asarray(skin, np.float32) + np.float32([0, 128, 128])
+    lab += rng.normal(0, (3, 1.5, 1.5), lab.shape).astype(np.float32)
+    brow = np.zeros((64, 64), np.uint8)
+    brow[28:36, 8:56] = 255
+    lab[brow > 0] = np.asarray(feature, np.float32) + np.float32([0, 128, 128])
+    return lab, 255 - brow, brow
+
+
+def _u(lab: np.ndarray, hue: tuple[float, float]) -> np.ndarray:
+    """Chroma along a skin hue direction: 0 = grey, negative = the opposite hue (blue for skin)."""
+    d = np.asarray(hue) / np.hypot(*hue)
+    return (lab[..., 1] - 128) * d[0] + (lab[..., 2] - 128) * d[1]
+
+
+# (L, a, b) of skins (OpenCV 8-bit LAB lightness, a* and b* around 0) and of dark, nearly grey brows.
+PALE = (205.0, 9.0, 17.0)
+DARK = (120.0, 16.0, 24.0)
+RED = (150.0, 24.0, 16.0)
+BLACK_BROW = (45.0, 3.0, 4.0)
+
+
+@pytest.mark.parametrize(("source", "target"), [(DARK, PALE), (PALE, DARK), (RED, PALE), (PALE, RED),
+                                                 (DARK, RED)])
+def test_colour_transfer_keeps_dark_features_dark_and_never_blue(source, target) -> None:
+    lab, skin, brow = _skin_patch(source, BLACK_BROW)
+    reference, ref_skin, _ = _skin_patch(target, BLACK_BROW, seed=1)
+    transfer = blend.colour_match(lab, skin, reference, ref_skin)
+    out = blend.recolour(lab, transfer, skin=lab[skin > 0].mean(axis=0))
+    # The skin takes the target's colour...
+    assert np.abs(out[skin > 0].mean(axis=0) - reference[ref_skin > 0].mean(axis=0)).max() < 4.0
+    # ...the brow stays at least as dark relative to the skin as it was (a multiplicative change,
+    # not an offset that lifts black to grey; a contrast exponent <= 1.25 may deepen it), and keeps
+    # its own warm hue: never pushed across grey.
+    before = lab[brow > 0, 0].mean() / lab[skin > 0, 0].mean()
+    after = out[brow > 0, 0].mean() / out[skin > 0, 0].mean()
+    assert 0.9 * before**1.25 < after < 1.1 * before
+    assert np.all(_u(out[brow > 0], target[1:]) > 0.0)
+
+
+def test_old_style_offsets_would_turn_the_brow_blue() -> None:
+    # The case the multiplicative transfer exists for: a target whose chroma spread is much larger.
+    lab, skin, brow = _skin_patch(DARK, BLACK_BROW)
+    reference, ref_skin, _ = _skin_patch(PALE, BLACK_BROW, seed=1)
+    mean, std = (v.ravel() for v in cv2.meanStdDev(lab, mask=skin))
+    mean_r, std_r = (v.ravel() for v in cv2.meanStdDev(reference, mask=ref_skin))
+    scale = np.clip(std_r / std, 0.6, 1.6)
+    reinhard = lab * scale + (mean_r - mean * scale)
+    new = blend.recolour(lab, blend.colour_match(lab, skin, reference, ref_skin), skin=lab[skin > 0].mean(0))
+    assert reinhard[brow > 0, 0].mean() > 1.5 * new[brow > 0, 0].mean()  # an offset lifts black to grey
+
+
+def test_colour_match_caps_the_chroma_gain_and_is_the_identity_without_pixels() -> None:
+    grey_skin = (150.0, 1.0, 1.5)  # nearly grey source (a black-and-white photo): nothing to scale
+    lab, skin, _ = _skin_patch(grey_skin, BLACK_BROW)
+    reference, ref_skin, _ = _skin_patch(RED, BLACK_BROW, seed=1)
+    assert blend.colour_match(lab, skin, reference, ref_skin).chroma == 1.0
+    faint, faint_skin, _ = _skin_patch((150.0, 4.0, 4.0), BLACK_BROW)
+    gain = blend.colour_match(faint, faint_skin, reference, ref_skin, max_saturation=2.5)
+    assert abs(gain.chroma) <= 2.5 + 1e-6
+    empty = np.zeros_like(skin)
+    assert blend.colour_match(lab, empty, reference, ref_skin) == blend.ColourGain()
+
+
+def test_gain_field_is_multiplicative_about_the_skin() -> None:
+    pivot = np.zeros((4, 4, 3), np.float32) + np.float32([150, 148, 150])  # skin (150, 20, 22)
+    additive = np.zeros_like(pivot) + np.float32([30, -8, -10])  # the target skin is lighter, paler
+    field = blend.gain_field(additive, pivot)
+    skin = blend.recolour(pivot, blend.ColourGain(), field)
+    assert np.allclose(skin, pivot + additive, atol=0.5)  # the skin gets exactly the correction
+    grey = np.zeros_like(pivot) + np.float32([60, 128, 128])  # a grey feature stays grey
+    assert np.allclose(blend.recolour(grey, blend.ColourGain(), field)[..., 1:], 128, atol=1e-3)
+
+
+def test_chroma_floor_lifts_only_what_neither_face_shows() -> None:
+    lab, skin, _ = _skin_patch(PALE, (150.0, 6.0, 12.0))
+    source, source_skin, _ = _skin_patch(DARK, (50.0, 6.0, 9.0), seed=1)
+    face = np.full(skin.shape, 255, np.uint8)
+    floor = blend.chroma_floor(lab, skin, face, source, source_skin, face)
+    out = lab.copy()
+    out[30:34, 10:20, 1:] = 128 - np.float32([2, 6])  # a bluish smudge at brow lightness
+    before = out.copy()
+    blend.apply_chroma_floor(out, floor)
+    assert np.all(_u(out[30:34, 10:20], PALE[1:]) > _u(before[30:34, 10:20], PALE[1:]) + 5)
+    change = np.abs(out[skin > 0] - before[skin > 0])  # the skin itself is (all but) left alone
+    assert change.mean() < 0.05 and change.max() < 3.0
 
 
 def test_color_transfer_brings_one_real_face_towards_anothers_colour(obama, biden) -> None:

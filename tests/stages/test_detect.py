@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from masquerade._stages.blazeface import ssd_anchors, tiles
-from masquerade._stages.detect import MeshAnalyser
+from masquerade._stages.detect import MeshAnalyser, prefer_second_fit
 from masquerade.types import Face
 
 
@@ -191,3 +191,48 @@ def test_heads_turned_60_degrees(analyser: MeshAnalyser, turned_group) -> None:
     for cx, cy, width in placed:
         hits = [f for f in faces if np.abs(f.center - [cx, cy]).max() < 0.6 * width]
         assert len(hits) == 1, (cx, cy, width)
+
+
+def test_second_fit_is_kept_unless_clearly_worse() -> None:
+    # Presence saturates near 1 on both fits of a real face: the tiny difference is noise.
+    assert prefer_second_fit(0.999999999994, 0.999999999989)
+    assert prefer_second_fit(0.62, 0.99)
+    assert prefer_second_fit(0.9, 0.85)
+    assert not prefer_second_fit(0.98, 0.4)  # clearly worse: the first, on the detector's box, stays
+
+
+def test_detect_keeps_the_recentred_fit_over_a_first_fit_that_scores_a_hair_higher(
+    analyser: MeshAnalyser, obama: np.ndarray
+) -> None:
+    real = analyser._mesh
+    calls: list[np.ndarray] = []
+
+    def scripted(image, roi):
+        landmarks, presence = real(image, roi)
+        if not calls:  # the first fit: features a little too low, scored a hair higher
+            landmarks, presence = landmarks + np.float32([0, 6, 0]), 0.999999999994
+        elif len(calls) == 1:  # the re-centred second fit
+            presence = 0.999999999989
+        calls.append(landmarks)
+        return landmarks, presence
+
+    analyser._mesh = scripted
+    try:
+        (face,) = analyser.detect(obama)
+    finally:
+        analyser._mesh = real
+    assert len(calls) >= 2
+    assert np.array_equal(face.landmarks, calls[1])
+
+
+def test_scan_finds_only_faces_no_known_face_explains(analyser: MeshAnalyser, group_photo) -> None:
+    image, _ = group_photo
+    faces = analyser.detect(image)
+    assert analyser.scan(image, faces) == []
+    # Forget the two largest: the cheap whole-image passes find them again (small ones need tiles).
+    big = sorted(faces, key=lambda f: -f.size)[:2]
+    rest = [f for f in faces if all(f is not b for b in big)]
+    found = analyser.scan(image, rest)
+    assert len(found) == 2
+    for face in found:
+        assert any(np.abs(face.bbox - b.bbox).max() < 0.1 * b.size for b in big)

@@ -6,9 +6,9 @@ No explicit image is used anywhere: refusals are exercised through the detector'
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
-import threading
 from fractions import Fraction
 
 import cv2
@@ -18,7 +18,7 @@ import pytest
 from masquerade._stages import guard as G
 from masquerade._stages.guard import ContentGuard, Detection, FrameSampler, decide
 from masquerade.errors import ContentRefused, ModelError
-from masquerade.types import FrameContext
+from masquerade.types import Face, FrameContext
 
 
 # -- decision rule -------------------------------------------------------------------------------
@@ -155,27 +155,97 @@ def test_a_new_video_restarts_the_policy():
     assert _sampled(frames, 30, sampler) == [0]  # index 0 again: a new video, first frame checked
 
 
-def test_check_frame_runs_the_model_only_on_sampled_frames_and_refuses(monkeypatch):
+def test_sampling_counts_frames_too_so_a_huge_fps_or_forged_times_cannot_thin_it():
+    # fps=1e6 (or timestamps that barely move) would put a million frames in a second.
+    frames = _frames(130)
+    assert _sampled(frames, fps=1e6) == [0, 60, 120]
+    sampler = FrameSampler()
+    tiny = Fraction(1, 10**9)
+    picked = [i for i, f in enumerate(frames)
+              if sampler.should_check(FrameContext(index=i, image=f, pts=i, time_base=tiny), 30)]
+    assert picked == [0, 60, 120]
+    for fps in (float("nan"), 0.0, -5.0):  # no usable rate: frame indices count as seconds
+        assert max(np.diff(_sampled(frames, fps=fps))) <= 60
+
+
+def _fake_guard(monkeypatch, detect):
     guard = ContentGuard.__new__(ContentGuard)  # no model: detect() is replaced below
-    guard.threshold = G.DEFAULT_THRESHOLD
-    guard._sampler = FrameSampler()
-    guard._lock = threading.Lock()
-    guard.frames_checked = 0
+    guard._settings = G.GuardSettings()
+    guard.views_checked = 0
+    monkeypatch.setattr(guard, "detect", detect)
+    return guard
+
+
+def test_video_guard_runs_the_model_only_on_sampled_frames_and_refuses(monkeypatch):
     seen: list[int] = []
 
-    def fake_detect(image):
+    def fake_detect(image, faces=(), whole=True):
         seen.append(int(image[0, 0, 1]))  # frame index written into the pixel below
         return [Detection("BUTTOCKS_EXPOSED", 0.9)] if len(seen) == 3 else []
 
-    monkeypatch.setattr(guard, "detect", fake_detect)
+    video = _fake_guard(monkeypatch, fake_detect).video(25)
     frames = _frames(80, cut_at=(50,))
     with pytest.raises(ContentRefused) as info:
         for i, f in enumerate(frames):
             f = f.copy()
             f[0, 0, 1] = i
-            guard.check_frame(FrameContext(index=i, image=f, pts=i, time_base=Fraction(1, 25)), 25)
+            video.check(FrameContext(index=i, image=f, pts=i, time_base=Fraction(1, 25)))
     assert seen == [0, 25, 50]  # first, one second, the cut (where the fake detector fires)
     assert "frame 50 (2.00 s)" in str(info.value) and info.value.exit_code == 3
+
+
+def _face(x: float, y: float, size: float, track_id: int | None = None) -> Face:
+    kps = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]]) * size + [x, y]
+    return Face(bbox=np.array([x, y, x + size, y + size]), kps5=kps, track_id=track_id)
+
+
+def test_video_guard_looks_around_a_face_the_first_time_it_is_to_be_swapped(monkeypatch):
+    calls: list[tuple[int, bool, list[int | None]]] = []
+
+    def fake_detect(image, faces=(), whole=True):
+        calls.append((int(image[0, 0, 1]), whole, [f.track_id for f in faces]))
+        return []
+
+    video = _fake_guard(monkeypatch, fake_detect).video(25)
+    a, b = _face(10, 10, 20, track_id=1), _face(100, 60, 20, track_id=2)
+    for i, f in enumerate(_frames(30)):
+        f = f.copy()
+        f[0, 0, 1] = i
+        ctx = FrameContext(index=i, image=f)
+        ctx.selected = [a] if i < 7 else [a, b]  # b appears at frame 7, between two sampled frames
+        video.check(ctx)
+    assert calls == [(0, True, [1]), (7, False, [2]), (25, True, [1, 2])]
+
+
+# -- views -----------------------------------------------------------------------------------------
+def test_views_of_a_small_image_are_the_whole_image_and_faces_not_already_seen():
+    assert G.plan_views(720, 1280) == [G.View(0, 0, 1280, 720)]
+    big_face = _face(500, 200, 150)  # its view is about the whole frame: nothing new to see
+    assert G.plan_views(720, 1280, [big_face]) == [G.View(0, 0, 1280, 720)]
+    small = _face(600, 300, 30)
+    views = G.plan_views(720, 1280, [small, _face(603, 302, 29)])  # two near-identical faces: one view
+    assert len(views) == 2 and views[1].side == 300
+    assert views[1].y0 < 300 < 330 < views[1].y1  # the face is inside, the body below it too
+    assert views[1].y1 - 330 > 300 - views[1].y0
+
+
+def test_large_images_are_tiled_with_overlap():
+    views = G.plan_views(3000, 4000)
+    tiles = views[1:]
+    assert views[0] == G.View(0, 0, 4000, 3000) and all(t.side <= G.TILE_SIDE for t in tiles)
+    covered = np.zeros((3000, 4000), bool)
+    for t in tiles:
+        covered[t.y0 : t.y1, t.x0 : t.x1] = True
+    assert covered.all()
+    assert G.plan_views(1080, 1920) == [G.View(0, 0, 1920, 1080)]  # 1080p is not tiled
+
+
+def test_guard_settings_are_fixed_once_made(guard):
+    with pytest.raises(AttributeError):
+        guard.threshold = 0.99
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        guard._settings.threshold = 0.99  # type: ignore[misc]
+    assert guard.threshold == G.DEFAULT_THRESHOLD
 
 
 # -- the real model on the real photos ------------------------------------------------------------
@@ -218,13 +288,11 @@ def test_real_model_sees_the_faces(guard, obama, biden, astronaut):
 
 
 def test_real_model_on_video_frames_checks_and_accepts(guard, obama, biden):
-    guard.reset()
+    video = guard.video(10)
     frames = [cv2.resize(obama, (320, 400))] * 20 + [cv2.resize(biden, (320, 400))] * 20
-    before = guard.frames_checked
     for i, f in enumerate(frames):
-        guard.check_frame(FrameContext(index=i, image=f), fps=10)
-    assert guard.frames_checked - before == 4  # 0, 10, 20 (a cut, and due), 30
-    guard.reset()
+        video.check(FrameContext(index=i, image=f))
+    assert video.frames_checked == 4  # 0, 10, 20 (a cut, and due), 30
 
 
 # -- model file ----------------------------------------------------------------------------------

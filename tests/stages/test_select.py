@@ -76,6 +76,8 @@ def test_one_keeps_its_track_while_the_sizes_are_close() -> None:
 
 
 def test_bad_selection_options_are_refused() -> None:
+    with pytest.raises(ValueError):
+        FaceSelector(SelectOptions(mode="all"), None, recheck_interval=0)
     with pytest.raises(UsageError):
         FaceSelector(SelectOptions(mode="reference"), None)
     with pytest.raises(UsageError):
@@ -90,8 +92,8 @@ def test_decisions_are_cached_per_track_and_rechecked_every_interval() -> None:
     selector = FaceSelector(SelectOptions(), rec, REF, recheck_interval=5)
     frames = [[_face(100, 80, 0), _face(300, 80, 1)] for _ in range(20)]
     assert _select(selector, frames) == [[0]] * 20
-    assert rec.calls == {0: 4, 1: 4}  # frames 1, 6, 11, 16
-    assert selector.embeddings == 8
+    assert rec.calls == {0: 7, 1: 7}  # frames 0, 1, 2, 4, 8 of a new track, then every 5: 13, 18
+    assert selector.embeddings == 14
 
 
 def test_without_adopting_a_run_with_no_person_selects_nobody() -> None:
@@ -117,7 +119,7 @@ def test_a_wrong_first_decision_is_corrected_by_later_checks() -> None:
     selector = FaceSelector(SelectOptions(), rec, REF, recheck_interval=1)
     out = _select(selector, [[_face(100, 80, 0)] for _ in range(6)])
     assert out[0] == [] and out[-1] == [0]
-    assert out.index([0]) == 2  # once the mean of [0.9, 0.2, 0.2] is below threshold - hysteresis
+    assert out.index([0]) == 2  # once two of the three votes say so
 
 
 class IdRecognizer(ScriptedRecognizer):
@@ -174,7 +176,7 @@ def test_reference_photo_selects_only_that_person(obama, obama2, biden, analyser
     tracked = [f.with_(track_id=i) for i, f in enumerate(faces)]
     out = [[f.track_id for f in selector(group, tracked)] for _ in range(10)]
     assert out == [[0]] * 10
-    assert selector.embeddings == 2
+    assert selector.embeddings == 2 * 5  # frames 0, 1, 2, 4 and 8 of each track
 
 
 def test_without_a_reference_photo_the_largest_face_is_the_person(obama, biden, analyser, recognizer) -> None:
@@ -210,4 +212,4 @@ def test_tracked_video_keeps_one_decision_per_person(obama, obama2, biden, analy
         chosen = selector(frame, faces)
         assert [f.track_id for f in faces] == [0, 1]
         assert [f.track_id for f in chosen] == [0]  # obama, on the left, every frame
-    assert selector.embeddings == 2 * 3  # each track on frames 1, 11 and 21 only
+    assert selector.embeddings == 2 * 6  # each track on frames 0, 1, 2, 4, 8 and 18 only

@@ -8,7 +8,14 @@ import pytest
 
 from masquerade._stages import blend
 from masquerade._stages.detect import MeshAnalyser
-from masquerade._stages.swap_mesh import MeshSwapper, frontality
+from masquerade._stages.swap_mesh import (
+    _ROI_PAD,
+    OUTLINE_BLEND,
+    SHAPE_BLEND,
+    WARP_ZONE,
+    MeshSwapper,
+    frontality,
+)
 from masquerade.config import SwapOptions
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.geometry import mesh
@@ -25,9 +32,22 @@ def faces(photos) -> dict[str, Face]:
     return {name: f[0] for name, f in found.items()}
 
 
+BEYOND_WARP = _ROI_PAD + WARP_ZONE + 0.05
+"""Face sizes from the landmarks' box beyond which no pixel may change (the surroundings follow the
+moved outline only within the warp zone)."""
+
+
 @pytest.fixture(scope="module")
 def swapper() -> MeshSwapper:
     return MeshSwapper()
+
+
+@pytest.fixture(scope="module")
+def unshaped() -> MeshSwapper:
+    """A swapper that keeps the target's shape (no warp): the kept eyes and mouth stay pixel for pixel."""
+    plain = MeshSwapper()
+    plain._shape_weight = np.zeros_like(plain._shape_weight)
+    return plain
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +58,7 @@ def swaps(photos, faces, swapper) -> dict[tuple[str, str], np.ndarray]:
     }
 
 
-def _outside(face: Face, shape: tuple[int, ...], margin: float) -> np.ndarray:
+def _outside(face: Face, shape: tuple[int, ...], margin: float = BEYOND_WARP) -> np.ndarray:
     """Boolean mask of the pixels further than ``margin`` face sizes from the landmarks' box."""
     pts = face.landmarks[:, :2]
     pad = margin * face.size
@@ -81,8 +101,13 @@ def test_swap_needs_landmarks(photos, faces, swapper) -> None:
 def test_pixels_away_from_the_face_are_unchanged(photos, faces, swaps, src, dst) -> None:
     out, target = swaps[(src, dst)], photos[dst]
     assert out.shape == target.shape and out.dtype == np.uint8
-    away = _outside(faces[dst], target.shape, margin=0.1)
+    # Beyond the warp zone the background keeps every byte...
+    away = _outside(faces[dst], target.shape)
     assert np.array_equal(out[away], target[away])
+    # ...while inside it, outside the face, the surroundings moved with the outline (jaw, hair, ears).
+    oval = blend.polygon_mask(target.shape, [faces[dst].landmarks[list(mesh.FACE_OVAL), :2]])
+    around = ~away & (blend.dilate(oval, round(0.05 * faces[dst].size)) == 0)
+    assert np.count_nonzero(np.any(out[around] != target[around], axis=1)) > 100
     # ...while the face itself did change, and a lot.
     x0, y0, x1, y1 = faces[dst].bbox.astype(int)
     diff = np.abs(out[y0:y1, x0:x1].astype(int) - target[y0:y1, x0:x1]).mean()
@@ -101,14 +126,21 @@ def test_identity_moves_towards_the_source(photos, faces, swaps) -> None:
         assert after < before - 0.08, (src, dst, before, after)
 
 
-def test_shape_moves_the_inner_face_but_not_the_outline_or_lips(photos, faces, swapper) -> None:
+def test_shape_moves_outline_and_inner_face_to_the_source_not_the_lips(photos, faces, swapper) -> None:
     target = faces["biden"].landmarks
     source = swapper.prepare([(photos["obama"], faces["obama"])])
     shaped = swapper._shaped(target, source)
-    fixed = list(mesh.FACE_OVAL + mesh.lip_points())
-    assert np.array_equal(shaped[fixed], target[fixed, :2])
-    moved = np.linalg.norm(shaped - target[:, :2], axis=1)
-    assert moved[list(mesh.RIGHT_EYE + mesh.LEFT_EYE + mesh.NOSE)].mean() > 0.005 * faces["biden"].size
+    lips = list(mesh.lip_points())
+    assert np.array_equal(shaped[lips], target[lips, :2])  # the kept mouth still fits
+    posed = mesh.pose_like(source.landmarks.astype(np.float64), target.astype(np.float64))[:, :2]
+    oval, inner = list(mesh.FACE_OVAL), list(mesh.RIGHT_EYE + mesh.LEFT_EYE + mesh.NOSE)
+    # Each point goes its share of the way to the source's (posed like the target): the outline
+    # OUTLINE_BLEND, the inner face SHAPE_BLEND (a little less where it fades towards the lips).
+    share = np.linalg.norm(shaped - target[:, :2], axis=1) / np.maximum(
+        np.linalg.norm(posed - target[:, :2], axis=1), 1e-6)
+    assert np.median(share[oval]) == pytest.approx(OUTLINE_BLEND, abs=0.02)
+    assert np.median(share[inner]) == pytest.approx(SHAPE_BLEND, abs=0.05)
+    assert np.linalg.norm(shaped - target[:, :2], axis=1)[inner].mean() > 0.005 * faces["biden"].size
 
 
 def _fine_detail(image: np.ndarray, face: Face) -> float:
@@ -143,7 +175,8 @@ def test_open_mouth_interior_stays_the_targets(photos, faces, swaps) -> None:
     assert np.abs(other[inner > 0].astype(int) - target[inner > 0]).mean() > 10
 
 
-def test_eyes_stay_the_targets_when_the_source_eyes_are_closed(photos, faces, swapper) -> None:
+def test_eyes_stay_the_targets_when_the_source_eyes_are_closed(photos, faces, unshaped) -> None:
+    swapper = unshaped
     lm = faces["obama"].landmarks.copy()
     lids = ((mesh._RIGHT_EYE_UPPER, mesh._RIGHT_EYE_LOWER), (mesh._LEFT_EYE_UPPER, mesh._LEFT_EYE_LOWER))
     for upper, lower in lids:
@@ -159,7 +192,8 @@ def test_eyes_stay_the_targets_when_the_source_eyes_are_closed(photos, faces, sw
         assert np.array_equal(out[inside > 0], target[inside > 0])
 
 
-def test_closed_target_eyes_stay_the_targets(photos, faces, swapper) -> None:
+def test_closed_target_eyes_stay_the_targets(photos, faces, unshaped) -> None:
+    swapper = unshaped
     # Lids at 30 % of their opening: a blink on its way (eye aspect ratio well under the threshold).
     lm = faces["biden"].landmarks.copy()
     lids = ((mesh._RIGHT_EYE_UPPER, mesh._RIGHT_EYE_LOWER), (mesh._LEFT_EYE_UPPER, mesh._LEFT_EYE_LOWER))
@@ -221,6 +255,6 @@ def test_face_partly_outside_the_image(photos, faces, swapper) -> None:
     source = swapper.prepare([(photos["biden"], faces["biden"])])
     out = swapper.swap(target, face, source)
     assert out.shape == target.shape
-    away = _outside(face, target.shape, margin=0.1)
+    away = _outside(face, target.shape)
     assert np.array_equal(out[away], target[away])
     assert not np.array_equal(out, target)  # the visible part was swapped

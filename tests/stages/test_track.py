@@ -212,3 +212,54 @@ def test_real_mesh_fast_motion_has_little_lag(analyser, small_obama) -> None:
            for r, s in zip(raw, smooth, strict=True)]
     assert max(abs(v) for v in lag[8:]) < 0.15 * step  # steady state: a fraction of one frame's motion
     assert max(abs(v) for v in lag) < step  # even when the motion starts
+
+
+class ScanningAnalyser(FakeAnalyser):
+    """The fake world with the analyser's cheap new-face ``scan`` (faces no known one overlaps)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scan_frames: list[int] = []
+
+    def scan(self, image: Image, known: Sequence[Face]) -> list[Face]:
+        self.scan_frames.append(self.frame)
+        found = []
+        for face in self.detect(image):
+            if all(np.hypot(*(face.center - k.center)) > 0.5 * face.size for k in known):
+                found.append(face)
+        self.detect_frames.pop()  # a scan is not a detection pass
+        return found
+
+
+def test_a_newcomer_is_picked_up_by_the_scan_within_its_interval() -> None:
+    world = [{"a": (100, 100, 80)} | ({"b": (400, 100, 80)} if i >= 5 else {}) for i in range(15)]
+    analyser = ScanningAnalyser(world)
+    tracker = FaceTracker(analyser, TrackOptions(redetect_interval=12, scan_interval=2))
+    out = _run(tracker, analyser)
+    # Scans run on the frames between detection passes; "b" arrives at 5 and is in from 6 on
+    # (it would wait until frame 12 for the next detection pass without them).
+    assert analyser.detect_frames == [0, 12]
+    assert analyser.scan_frames == [2, 4, 6, 8, 10, 14]
+    assert _ids(out[5]) == [0] and all(_ids(f) == [0, 1] for f in out[6:])
+    assert tracker.scans == 6
+
+
+def test_the_scan_wakes_a_lost_track_with_its_id_and_counts_no_misses() -> None:
+    world = [{"a": (100, 100, 80), "b": (400, 100, 80)} for _ in range(12)]
+    # "b" turns away (refine loses it, the detector misses it) and back at frame 7.
+    lost = [(i, "b") for i in range(3, 7)]
+    analyser = ScanningAnalyser(world, drop_refine=lost, miss_detect=lost)
+    tracker = FaceTracker(analyser, TrackOptions(redetect_interval=12, search_interval=3, scan_interval=1,
+                                                 max_missed=5))
+    out = _run(tracker, analyser)
+    assert all(_ids(f) == [0] for f in out[3:7])
+    assert all(_ids(f) == [0, 1] for f in out[7:])  # back within one frame, same id
+
+
+def test_no_scan_without_the_analysers_support_or_when_off() -> None:
+    world = [{"a": (100, 100, 80)} for _ in range(6)]
+    plain = FakeAnalyser(world)
+    assert _run(FaceTracker(plain, TrackOptions(scan_interval=1)), plain)[-1][0].track_id == 0
+    analyser = ScanningAnalyser(world)
+    _run(FaceTracker(analyser, TrackOptions(scan_interval=0)), analyser)
+    assert analyser.scan_frames == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import av
 import cv2
@@ -46,10 +47,10 @@ def _jpeg(im: np.ndarray, quality: int = 75) -> np.ndarray:
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
 
 
-def _crop(im: np.ndarray, fy: float, fx: float) -> np.ndarray:
-    """Keep 90 % of each axis, starting at fractions (fy, fx) of the removed 10 %."""
+def _crop(im: np.ndarray, fy: float, fx: float, keep: float = 0.9) -> np.ndarray:
+    """Keep ``keep`` of each axis, starting at fractions (fy, fx) of the removed part."""
     h, w = im.shape[:2]
-    ch, cw = round(h * 0.9), round(w * 0.9)
+    ch, cw = round(h * keep), round(w * keep)
     y, x = round((h - ch) * fy), round((w - cw) * fx)
     return im[y : y + ch, x : x + cw]
 
@@ -69,6 +70,10 @@ TRANSFORMS = {
     "crop10_centre": lambda im: _crop(im, 0.5, 0.5),
     "crop10_top_left": lambda im: _crop(im, 1.0, 1.0),
     "crop10_one_side": lambda im: im[:, round(im.shape[1] * 0.1) :],
+    "crop20_centre": lambda im: _crop(im, 0.5, 0.5, 0.8),  # today's reader searched crops to ~86 % only
+    "crop30_centre": lambda im: _crop(im, 0.5, 0.5, 0.7),
+    "crop30_bottom_right": lambda im: _crop(im, 1.0, 1.0, 0.7),
+    "crop30_down50_jpeg75": lambda im: _jpeg(_half(_crop(im, 0.3, 0.6, 0.7))),
     "brightness+10": lambda im: _bright(im, 1.1),
     "brightness-10": lambda im: _bright(im, 0.9),
     "downscale50_jpeg75": lambda im: _jpeg(_half(im)),
@@ -260,3 +265,20 @@ def test_embedding_a_flat_picture_stays_faint_yet_readable(embed) -> None:
     marked = embed(flat)
     assert _psnr(flat, marked) > 45.0
     assert read_watermark(marked).found
+
+
+@pytest.fixture(scope="module")
+def footage_720p(embed) -> list[np.ndarray]:
+    """Marked 720p frames of the benchmark's virtual camera over a real photo (flat backdrop, a face)."""
+    from masquerade.bench.clips import _canvas, render_frame
+
+    canvas, face = _canvas(cv2.imread(str(Path(__file__).parents[2] / "examples" / "obama2.jpg")))
+    return [embed(render_frame(canvas, face, i / 25, (1280, 720), 1)) for i in range(40)]
+
+
+def test_half_size_then_h264_crf28_keeps_the_mark_on_every_frame(footage_720p) -> None:
+    # What sharing does: a 50 % downscale, then a CRF 28 re-encode (the old single fine layer: 70 %).
+    half = _h264_round_trip([_half(f) for f in footage_720p])
+    readings = [read_watermark(f) for f in half[1::2]]
+    assert all(r.found for r in readings), [r.confidence for r in readings]
+    assert vote(readings).key_id == KEY_ID

@@ -14,6 +14,12 @@ channels_last by default. ``compile`` (torch.compile) and ``cuda_graphs`` (torch
 
 There is never a silent fallback: a missing PyTorch, a CPU-only PyTorch asked for CUDA, or a GPU
 without bf16 raises :class:`~masquerade.errors.ProviderUnavailable`.
+
+Batches: the converter makes every graph's batch dynamic, but a graph may mix the items of a batch
+(a ``ReduceMean(keepdims=1)`` over all axes broadcasts one batch-1 tensor to every item) or fail on
+any batch above 1. :meth:`TorchSession.check_batching` runs a batch of 2 against two batches of 1 at
+load; a graph that differs or fails then runs one item per call (``max_batch = 1``), correct but
+unbatched, and ``batch_notice`` says so once.
 """
 
 from __future__ import annotations
@@ -111,6 +117,11 @@ class TorchSession:
         self._inputs = [_io_info(v) for v in proto.graph.input if v.name in module.input_names]
         self._outputs = [_io_info(v) for v in proto.graph.output]
         self._input_dtypes = {v.name: _torch_dtype(v) for v in proto.graph.input}
+        self._input_shapes = {v.name: _dims(v) for v in proto.graph.input}
+        self.max_batch: int | None = None
+        """Items per model call (None: any); 1 for a graph whose batches are not item by item."""
+        self.batch_notice: str | None = None
+        """Set by :meth:`check_batching` when the graph runs one item at a time."""
         self._forward: Any = module
         if compile or cuda_graphs:
             mode = "reduce-overhead" if cuda_graphs else "default"  # reduce-overhead = CUDA graph replays
@@ -169,7 +180,7 @@ class TorchSession:
         args = [self._prepare(name, feeds[name], torch) for name in self.module.input_names]
         try:
             with torch.inference_mode():
-                outs = self._forward(*args)
+                outs = self._call(args, torch)
         except NotImplementedError as error:
             raise ModelError(f"the PyTorch backend cannot run this model: {error}") from None
         except RuntimeError as error:  # shape errors: typically a graph whose batch cannot vary
@@ -182,6 +193,54 @@ class TorchSession:
         if unknown:
             raise UsageError(f"unknown model output(s) {', '.join(unknown)}")
         return [outs[index[n]] for n in names]
+
+    def _call(self, args: list[torch.Tensor], torch: Any) -> Sequence[torch.Tensor]:
+        """The module on ``args``, in chunks of ``max_batch`` items when the graph needs it."""
+        sizes = {a.shape[0] if a.dim() else 1 for a in args}
+        total = sizes.pop() if len(sizes) == 1 else 1
+        step = self.max_batch
+        if step is None or total <= step:
+            return self._forward(*args)
+        parts = [self._forward(*(a[i : i + step] for a in args)) for i in range(0, total, step)]
+        return [torch.cat([p[j] for p in parts]) for j in range(len(parts[0]))]
+
+    def check_batching(self, name: str = "the model", seed: int = 0) -> bool:
+        """Run a batch of 2 against 2 batches of 1 on random inputs; True when they agree.
+
+        When they differ, or the batch of 2 fails, the session runs one item per call from now on and
+        ``batch_notice`` says why. Graphs with inputs of unknown size (detectors) are not checked: they
+        run one frame at a time anyway. A graph that fails at batch 1 raises ModelError.
+        """
+        torch = import_torch()
+        shapes = [self._input_shapes.get(n) for n in self.module.input_names]
+        if not shapes or any(s is None or not all(isinstance(d, int) and d > 0 for d in s) for s in shapes):
+            return True
+        generator = torch.Generator().manual_seed(seed)
+        pairs = {n: torch.randn((2, *s), generator=generator) for n, s in zip(self.module.input_names, shapes,
+                                                                            strict=True)}
+        singles = [self.run_torch({n: v[i : i + 1] for n, v in pairs.items()}) for i in range(2)]
+        reason = None
+        try:
+            both = self.run_torch(pairs)
+        except ModelError as error:
+            reason = f"it fails on a batch of 2 ({error})"
+        else:
+            for out, one, two in zip(both, *singles, strict=True):
+                # fp32 on the CPU repeats to rounding; 16-bit floats and GPU kernels chosen per batch
+                # size (TF32 convolutions) differ by a percent at most. Mixed items differ by the whole.
+                exact = self.device.type == "cpu" and out.dtype == torch.float32
+                tolerance = 1e-3 if exact else 2e-2
+                expected = torch.cat([one, two]).float()
+                error = float((out.float() - expected).abs().max()) if out.shape == expected.shape else 1e30
+                if error > tolerance * (float(expected.abs().max()) or 1.0):
+                    reason = "a batch of 2 does not give what two batches of 1 give (the graph mixes items)"
+                    break
+        if reason is None:
+            return True
+        self.max_batch = 1
+        self.batch_notice = (f"{name}: on the PyTorch backend {reason}, so it runs one face per call "
+                             "(correct, but without the speed of batches)")
+        return False
 
     def _prepare(self, name: str, value: torch.Tensor, torch: Any) -> torch.Tensor:
         dtype = self._input_dtypes.get(name)
@@ -211,6 +270,14 @@ def _io_info(value: Any) -> IOInfo:
     return IOInfo(value.name, dims, _ONNX_TYPE_NAMES.get(value.type.tensor_type.elem_type, "tensor(unknown)"))
 
 
+def _dims(value: Any) -> list[int | None] | None:
+    """The non-batch dims of a graph input (None for one without a shape; unknown dims as None)."""
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in list(tensor.shape.dim)[1:]]
+
+
 def _torch_dtype(value: Any) -> torch.dtype | None:
     from masquerade._backends.torch_ops import ONNX_TO_TORCH_DTYPE
 
@@ -218,12 +285,16 @@ def _torch_dtype(value: Any) -> torch.dtype | None:
 
 
 def new_torch_session(
-    path: Path, provider: str = "torch-cuda", dtype: str = "auto", compile: bool = False
+    model: Path | bytes, provider: str = "torch-cuda", dtype: str = "auto", compile: bool = False,
+    name: str | None = None,
 ) -> TorchSession:
-    """The session for the ``torch-cuda`` (GPU) or ``torch-cpu`` provider of the model at ``path``."""
+    """The session for the ``torch-cuda`` (GPU) or ``torch-cpu`` provider of ``model`` (bytes as the model
+    store verified them, or a path), its batching checked (see :meth:`TorchSession.check_batching`)."""
     devices = {"torch-cuda": "cuda", "torch-cpu": "cpu"}
     if provider not in devices:
         raise UsageError(f"unknown PyTorch provider {provider!r}; use torch-cuda or torch-cpu")
-    if not Path(path).is_file():
-        raise ModelError(f"model file {path} does not exist")
-    return TorchSession(path, device=devices[provider], dtype=dtype, compile=compile)
+    if not isinstance(model, bytes) and not Path(model).is_file():
+        raise ModelError(f"model file {model} does not exist")
+    session = TorchSession(model, device=devices[provider], dtype=dtype, compile=compile)
+    session.check_batching(name or (Path(model).name if not isinstance(model, bytes) else "the model"))
+    return session

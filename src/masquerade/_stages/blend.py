@@ -10,6 +10,7 @@ outside that rectangle are never written.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -147,26 +148,281 @@ def colour_distance(
     return np.sqrt(np.einsum("ijk,ijk->ij", z, z))
 
 
+@dataclass(frozen=True)
+class ColourGain:
+    """A colour change that keeps black black and grey grey (see :func:`colour_match`).
+
+    Lightness follows a power law through 0, ``L' = gain * L ** exponent``; chroma (a*, b* around
+    grey, as one complex number ``z``) is multiplied by one complex factor: a turn of hue and a change
+    of saturation. A feature less coloured than the skin (a brow, a lash line, a crease) stays less
+    coloured; nothing is pushed across grey into the opposite hue, as an offset would.
+    """
+
+    exponent: float = 1.0
+    gain: float = 1.0
+    chroma: complex = 1.0 + 0.0j
+    palest: float = 0.0
+    """The reference skin's palest colour: a low quantile of its chroma over lightness along its
+    hue, relative to its mean. :func:`recolour` lifts skin-like pixels that would come out paler."""
+
+    def apply(self, lab: Lab) -> Lab:
+        out = np.empty_like(lab, dtype=np.float32)
+        lightness = np.maximum(lab[..., 0], 1.0)
+        out[..., 0] = self.gain * (lightness if self.exponent == 1.0 else lightness**self.exponent)
+        a, b = lab[..., 1] - 128.0, lab[..., 2] - 128.0
+        re, im = np.float32(self.chroma.real), np.float32(self.chroma.imag)
+        out[..., 1] = a * re - b * im + 128.0
+        out[..., 2] = a * im + b * re + 128.0
+        return out
+
+
 def colour_match(
     lab: Lab,
     mask: BinaryMask,
     reference: Lab,
     reference_mask: BinaryMask,
     *,
-    std_ratio: tuple[float, float] = (0.6, 1.6),
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Per-channel ``(scale, offset)`` that move ``lab``'s statistics under ``mask`` to ``reference``'s.
+    contrast: tuple[float, float] = (1.0, 1.25),
+    max_saturation: float = 2.5,
+    max_turn: float = 45.0,
+) -> ColourGain:
+    """The :class:`ColourGain` that moves ``lab``'s colour under ``mask`` to ``reference``'s.
 
-    ``lab * scale + offset`` is Reinhard et al.'s transfer (2001): ``(x - mean) * std_ref / std +
-    mean_ref``, with the std ratio clamped to ``std_ratio`` so a flat or noisy region is not blown up.
-    The identity when either mask is empty.
+    Lightness: the mean is matched, and the spread of log L by an exponent within ``contrast`` (a
+    multiplicative change is what another light does, and it keeps a black brow black where an
+    offset would lift it to grey). Chroma: the mean (a*, b*) vector is turned and scaled onto the
+    reference's, the scale within ``1 / max_saturation .. max_saturation`` and the turn within
+    ``max_turn`` degrees, so a grey or noisy source is not blown up. The reference's palest skin is
+    kept too (see :attr:`ColourGain.palest`): a source with redder cheeks and a paler forehead than
+    a pale target would otherwise leave forehead patches greyer than any skin the target shows. The
+    identity when either mask is empty.
     """
     if not np.any(mask) or not np.any(reference_mask):
-        return np.ones(3, np.float32), np.zeros(3, np.float32)
-    mean, std = (v.reshape(3) for v in cv2.meanStdDev(lab, mask=mask))
-    mean_r, std_r = (v.reshape(3) for v in cv2.meanStdDev(reference, mask=reference_mask))
-    scale = np.clip(std_r / np.maximum(std, 1e-3), std_ratio[0], std_ratio[1])
-    return scale.astype(np.float32), (mean_r - mean * scale).astype(np.float32)
+        return ColourGain()
+    pixels, ref = lab[mask > 0], reference[reference_mask > 0]
+    log_s, log_r = np.log(np.maximum(pixels[:, 0], 1.0)), np.log(np.maximum(ref[:, 0], 1.0))
+    spread_s, spread_r = float(log_s.std()), float(log_r.std())
+    exponent = float(np.clip(spread_r / max(spread_s, 1e-3), *contrast)) if spread_s > 1e-3 else 1.0
+    gain = float(ref[:, 0].mean() / max(float(np.mean(np.maximum(pixels[:, 0], 1.0) ** exponent)), 1e-6))
+    z_s = complex(*(pixels[:, 1:].mean(axis=0) - 128.0))
+    z_r = complex(*(ref[:, 1:].mean(axis=0) - 128.0))
+    return ColourGain(exponent, gain, _chroma_factor(z_s, z_r, max_saturation, max_turn), _palest(ref))
+
+
+def _palest(pixels: NDArray[np.float32]) -> float:
+    """2 % quantile of the pixels' chroma over lightness along their mean hue, over its mean (0..1)."""
+    along = _along(pixels[:, 1:] - 128.0, pixels[:, 0], pixels.mean(axis=0))
+    return float(np.clip(np.quantile(along, 0.02), 0.0, 1.0)) if len(along) else 0.0
+
+
+def _along(chroma: NDArray, lightness: NDArray, mean: NDArray) -> NDArray[np.float32]:
+    """Chroma over lightness along the hue of ``mean`` (an LAB colour), over the mean's own."""
+    z = complex(float(mean[1]) - 128.0, float(mean[2]) - 128.0) / max(float(mean[0]), 1.0)
+    if abs(z) < 1e-3:
+        return np.ones(chroma.shape[:-1], np.float32)
+    d = np.conj(z) / abs(z) ** 2
+    along = (chroma[..., 0] * d.real - chroma[..., 1] * d.imag) / np.maximum(lightness, 1.0)
+    return along.astype(np.float32)
+
+
+def _chroma_factor(z_from: complex, z_to: complex, max_saturation: float, max_turn: float) -> complex:
+    """``z_to / z_from`` with its size and angle capped; 1 when either colour is nearly grey."""
+    if abs(z_from) < 2.0 or abs(z_to) < 2.0:
+        return 1.0 + 0.0j
+    factor = z_to / z_from
+    size = float(np.clip(abs(factor), 1.0 / max_saturation, max_saturation))
+    turn = float(np.clip(np.angle(factor), -np.radians(max_turn), np.radians(max_turn)))
+    return complex(size * np.cos(turn), size * np.sin(turn))
+
+
+def gain_field(
+    additive: Lab, pivot: Lab, *, lightness: tuple[float, float] = (0.4, 2.5), max_saturation: float = 2.5,
+    max_turn: float = 45.0,
+) -> NDArray[np.float32]:
+    """An additive LAB correction made multiplicative about the skin colour ``pivot`` it was meant for.
+
+    Where the skin's colour ``pivot`` should become ``pivot + additive``, every pixel's lightness is
+    multiplied by the same ratio and its chroma by the same complex factor: the skin gets exactly the
+    correction, darker and less coloured features proportionally less, and none crosses grey.
+    Returns (H, W, 3): the lightness factor and the chroma factor's real and imaginary parts, each
+    capped as in :func:`colour_match`; apply it with :func:`recolour`.
+    """
+    out = np.empty_like(additive, dtype=np.float32)
+    base = np.maximum(pivot[..., 0], 8.0)
+    out[..., 0] = np.clip((base + additive[..., 0]) / base, *lightness)
+    za = pivot[..., 1] - 128.0 + 1j * (pivot[..., 2] - 128.0)
+    size = np.abs(za)
+    # A nearly grey pivot has no hue to keep: lift it to a small colour in its own direction (or a
+    # warm skin direction when it is exactly grey) so the factor stays finite.
+    warm = np.complex64(0.6 + 0.8j)
+    za = np.where(size < 4.0, np.where(size > 1e-3, za / np.maximum(size, 1e-3), warm) * 4.0, za)
+    factor = (za + additive[..., 1] + 1j * additive[..., 2]) / za
+    magnitude = np.clip(np.abs(factor), 1.0 / max_saturation, max_saturation)
+    angle = np.clip(np.angle(factor), -np.radians(max_turn), np.radians(max_turn))
+    out[..., 1] = magnitude * np.cos(angle)
+    out[..., 2] = magnitude * np.sin(angle)
+    return out
+
+
+def _smoothstep(x: NDArray[np.float32], low: float, high: float) -> NDArray[np.float32]:
+    t = np.clip((x - low) * (1.0 / (high - low)), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def recolour(
+    lab: Lab, transfer: ColourGain, field: NDArray[np.float32] | None = None,
+    skin: NDArray[np.floating] | None = None,
+) -> Lab:
+    """``lab`` with the global ``transfer`` and the per-pixel factors of :func:`gain_field` applied.
+
+    Lightness takes both factors. Chroma takes the skin's colour change in full only where a pixel
+    looks like the skin whose mean LAB colour is ``skin``: about as light, and about as coloured for
+    its lightness. On darker or greyer pixels (brows, lashes, stubble, eye whites) it fades to half
+    the skin's desaturation and none of its saturation, the rest being the lightness factor, which
+    keeps their own hue and saturation under the new light: a black-brown brow neither turns grey on
+    a paler face nor blue on a redder one.
+    """
+    lightness = np.maximum(lab[..., 0], 1.0)
+    f_l = np.full(lab.shape[:2], transfer.gain, np.float32)
+    if transfer.exponent != 1.0:
+        f_l *= lightness ** np.float32(transfer.exponent - 1.0)
+    # The chroma factor, as size over the lightness factor (log) and turn: ratio = f_z / f_l.
+    log_size = np.full(lab.shape[:2], np.log(max(abs(transfer.chroma), 1e-6)), np.float32)
+    turn = np.full(lab.shape[:2], np.angle(transfer.chroma), np.float32)
+    if field is not None:
+        f_l *= field[..., 0]
+        log_size += 0.5 * np.log(np.maximum(field[..., 1] ** 2 + field[..., 2] ** 2, 1e-12))
+        turn += np.arctan2(field[..., 2], field[..., 1])
+    log_size -= np.log(f_l)
+    a, b = lab[..., 1] - 128.0, lab[..., 2] - 128.0
+    if skin is not None:
+        skin_l = max(float(skin[0]), 1.0)
+        relative = lightness * np.float32(1.0 / skin_l)
+        weight = _smoothstep(relative, 0.4, 0.75)
+        sa, sb = (float(skin[1]) - 128.0) / skin_l, (float(skin[2]) - 128.0) / skin_l
+        norm = sa * sa + sb * sb
+        if norm > 1e-6:
+            along = (a * np.float32(sa / norm) + b * np.float32(sb / norm)) / lightness
+            # Brighter than the skin and paler is a highlight (the light's colour on the skin), not
+            # a grey feature: it takes the skin's change, or dimmed it would stay grey.
+            weight *= np.maximum(_smoothstep(along, 0.25, 0.85), _smoothstep(relative, 0.95, 1.15))
+            if transfer.palest > 0.0:
+                # Skin-like pixels paler (for their lightness) than the target's palest skin are
+                # lifted to it: a source whose skin varies more than the target's must not show
+                # grey patches.
+                lift = np.clip(np.float32(transfer.palest) / np.maximum(along, 0.05), 1.0, 2.0)
+                log_size += weight * np.log(lift)
+        # Pixels unlike the skin take half its desaturation (part of the skin's change is the colour
+        # of the light, which falls on the brows too) but none of its saturation: a grey or bluish
+        # shadow scaled up with the skin would turn blue.
+        log_size *= np.where(log_size > 0.0, weight, 0.5 + 0.5 * weight)
+        turn *= 0.5 + 0.5 * weight
+    size = f_l * np.exp(log_size)
+    cos, sin = size * np.cos(turn), size * np.sin(turn)
+    out = np.empty_like(lab, dtype=np.float32)
+    out[..., 0] = lightness * f_l
+    out[..., 1] = a * cos - b * sin + 128.0
+    out[..., 2] = a * sin + b * cos + 128.0
+    return out
+
+
+@dataclass(frozen=True)
+class ChromaFloor:
+    """Per band of lightness (relative to the skin's), the least colour along the skin's hue that a
+    face pixel may have: what the greyest or bluest pixels of the reference faces show at that
+    lightness (see :func:`chroma_floor`)."""
+
+    lightness: float
+    """The skin's lightness that relative lightness is taken against."""
+    hue: tuple[float, float]
+    """Unit a*, b* direction of the skin's hue."""
+    bound: NDArray[np.float32]
+    """Least chroma along the hue per lightness band (centres at ``FLOOR_BANDS``)."""
+
+
+FLOOR_BANDS = np.linspace(0.05, 1.95, 20).astype(np.float32)
+"""Centres of the relative-lightness bands of :class:`ChromaFloor`."""
+
+
+def _skin_frame(lab: Lab, skin: BinaryMask) -> tuple[float, NDArray[np.float64]]:
+    pixels = lab[skin > 0]
+    median = np.median(pixels, axis=0) if len(pixels) else np.array([128.0, 128.0, 128.0])
+    hue = median[1:] - 128.0
+    norm = float(np.hypot(*hue))
+    return float(max(median[0], 1.0)), (hue / norm if norm > 1.0 else np.array([0.6, 0.8]))
+
+
+def _along_hue(lab: Lab, lightness: float, hue: NDArray[np.float64]) -> tuple[NDArray, NDArray]:
+    rel = lab[..., 0] * np.float32(1.0 / lightness)
+    u = (lab[..., 1] - 128.0) * np.float32(hue[0]) + (lab[..., 2] - 128.0) * np.float32(hue[1])
+    return rel, u
+
+
+def chroma_floor(
+    target: Lab, target_skin: BinaryMask, target_face: BinaryMask, source: Lab, source_skin: BinaryMask,
+    source_face: BinaryMask, *, quantile: float = 0.005,
+) -> ChromaFloor:
+    """The :class:`ChromaFloor` of two faces: per lightness band, the lower of what either face shows.
+
+    Each face is read in its own skin's frame (lightness over its skin's, chroma along its skin's
+    hue), so a dark face and a pale one compare feature for feature. Bands neither face fills take
+    the nearest filled band's value.
+    """
+    bounds = []
+    for lab, skin, face in ((target, target_skin, target_face), (source, source_skin, source_face)):
+        lightness, hue = _skin_frame(lab, skin)
+        rel, u = _along_hue(lab[face > 0], lightness, hue)
+        band = np.clip(np.rint((rel - FLOOR_BANDS[0]) / 0.1).astype(int), 0, len(FLOOR_BANDS) - 1)
+        low = np.full(len(FLOOR_BANDS), np.nan, np.float32)
+        for k in np.unique(band):
+            values = u[band == k]
+            if len(values) >= 20:
+                low[k] = np.quantile(values, quantile)
+        filled = np.nonzero(~np.isnan(low))[0]
+        if len(filled):
+            low = low[filled[np.abs(np.arange(len(low))[:, None] - filled[None, :]).argmin(axis=1)]]
+        else:
+            low[:] = -np.inf
+        bounds.append(low)
+    lightness, hue = _skin_frame(target, target_skin)
+    return ChromaFloor(lightness, (float(hue[0]), float(hue[1])), np.minimum(*bounds).astype(np.float32))
+
+
+def apply_chroma_floor(lab: Lab, floor: ChromaFloor, weight: NDArray[np.float32] | None = None) -> None:
+    """Lift, in place, pixels less coloured along the skin's hue than the floor allows at their
+    lightness (greyer or bluer than either face shows) up to it, by ``weight`` (0..1) per pixel."""
+    hue = np.asarray(floor.hue)
+    rel, u = _along_hue(lab, floor.lightness, hue)
+    bound = np.interp(rel.ravel(), FLOOR_BANDS, floor.bound).reshape(rel.shape).astype(np.float32)
+    lift = np.maximum(bound - u, 0.0)
+    if weight is not None:
+        lift *= weight
+    lab[..., 1] += lift * np.float32(hue[0])
+    lab[..., 2] += lift * np.float32(hue[1])
+
+
+def masked_blur(values: NDArray[np.float32], weights: BinaryMask, sigma: float) -> NDArray[np.float32]:
+    """Normalised convolution: the Gaussian blur (scale ``sigma`` px) of ``values`` over ``weights``
+    only, so pixels outside the weights (eyes, brows, hair) do not leak in. Run on a copy scaled so
+    that ``sigma`` is a few pixels: its cost does not depend on the image size. Where no weight
+    reaches, the weighted mean of the whole."""
+    h, w = values.shape[:2]
+    factor = max(1.0, sigma / 3.0)
+    size = (max(round(w / factor), 4), max(round(h / factor), 4))
+    weight = cv2.resize(weights.astype(np.float32) * (1.0 / 255.0), size, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(values, size, interpolation=cv2.INTER_AREA)
+    if small.ndim == 2:
+        small = small[..., None]
+    total = max(float(weight.sum()), 1e-6)
+    mean = (small * weight[..., None]).reshape(-1, small.shape[2]).sum(axis=0) / total
+    s = sigma / factor
+    blurred = cv2.GaussianBlur(small * weight[..., None], (0, 0), sigmaX=s, sigmaY=s).reshape(small.shape)
+    norm = cv2.GaussianBlur(weight, (0, 0), sigmaX=s, sigmaY=s)[..., None]
+    # Blend towards the global mean where the local weight thins out, so the result stays finite.
+    trust = np.clip(norm * 20.0, 0.0, 1.0)
+    low = (blurred / np.maximum(norm, 1e-6)) * trust + mean * (1.0 - trust)
+    low = cv2.resize(low.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return low.reshape(values.shape)
 
 
 def relight_field(
@@ -181,19 +437,9 @@ def relight_field(
 
     Added to ``lab`` it carries the reference's broad shading (a shadowed side, a warm light) while
     keeping the image's own detail. Normalised convolution ignores pixels outside ``weights`` (eyes,
-    brows, mouth and hair differ between two faces in ways that are not light); it runs on a copy
-    scaled so that ``sigma`` is a few pixels, so its cost does not depend on the image size.
+    brows, mouth and hair differ between two faces in ways that are not light).
     """
-    h, w = lab.shape[:2]
-    factor = max(1.0, sigma / 3.0)
-    size = (max(round(w / factor), 4), max(round(h / factor), 4))
-    weight = cv2.resize(weights.astype(np.float32) * (1.0 / 255.0), size, interpolation=cv2.INTER_AREA)
-    diff = cv2.resize(reference - lab, size, interpolation=cv2.INTER_AREA) * weight[..., None]
-    s = sigma / factor
-    diff = cv2.GaussianBlur(diff, (0, 0), sigmaX=s, sigmaY=s)
-    weight = cv2.GaussianBlur(weight, (0, 0), sigmaX=s, sigmaY=s)
-    low = diff / np.maximum(weight, 1e-3)[..., None] * np.asarray(strength, dtype=np.float32)
-    return cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
+    return masked_blur(reference - lab, weights, sigma) * np.asarray(strength, dtype=np.float32)
 
 
 def poisson_field(
@@ -267,18 +513,12 @@ def alpha_blend(target: Image, source: Image, alpha: Mask) -> Image:
 
 
 def color_transfer(
-    image: Image,
-    source_mask: BinaryMask,
-    reference: Image,
-    reference_mask: BinaryMask,
-    *,
-    std_ratio: tuple[float, float] = (0.6, 1.6),
+    image: Image, source_mask: BinaryMask, reference: Image, reference_mask: BinaryMask
 ) -> Image:
-    """``image`` recoloured so its LAB statistics under ``source_mask`` match ``reference``'s under its
-    mask (see :func:`colour_match`)."""
+    """``image`` recoloured so its colour under ``source_mask`` matches ``reference``'s under its mask
+    (see :func:`colour_match`)."""
     lab = to_lab(image)
-    scale, offset = colour_match(lab, source_mask, to_lab(reference), reference_mask, std_ratio=std_ratio)
-    return from_lab(lab * scale + offset)
+    return from_lab(colour_match(lab, source_mask, to_lab(reference), reference_mask).apply(lab))
 
 
 def seamless_blend(

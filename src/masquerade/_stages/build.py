@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from masquerade._stages.protocols import Stages
-from masquerade.config import TORCH_PROVIDERS, RunConfig, RuntimeOptions, validate
+from masquerade.config import NO_SWAP, TORCH_PROVIDERS, RunConfig, RuntimeOptions, matches_people, validate
 from masquerade.errors import UsageError
 
 EMBEDDED_SWAPPERS = ("mesh",)
@@ -39,7 +39,7 @@ def needed_models(config: RunConfig) -> list[str]:
         need(NEURAL_RECOGNIZERS[config.recognizer])
     elif config.recognizer not in EMBEDDED_RECOGNIZERS:
         raise UsageError(f"unknown recognizer {config.recognizer!r}")
-    if config.swap.swapper not in EMBEDDED_SWAPPERS:
+    if config.swap.swapper not in (*EMBEDDED_SWAPPERS, NO_SWAP):
         spec = get_spec(config.swap.swapper)
         need(spec.name)
         if spec.embedding_from:
@@ -88,21 +88,22 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
         analyser = DetectorWithMesh(detector, mesh)
 
     recognizer: Any = None
-    if config.select.mode == "reference":
+    if matches_people(config):
         recognizer = _recognizer(config.recognizer, sessions)
 
+    swapper: Any = None  # stays None in an enhance-only run
     if config.swap.swapper == "mesh":
         from masquerade._stages.swap_mesh import MeshSwapper
 
-        swapper: Any = MeshSwapper(config.swap)
-    else:
+        swapper = MeshSwapper(config.swap)
+    elif config.swap.swapper != NO_SWAP:
         from masquerade._stages.recognize_arcface import ArcFaceRecognizer
         from masquerade._stages.swap_neural import NeuralSwapper, load_emap
         from masquerade.models.manifest import get_spec
 
         spec = get_spec(config.swap.swapper)
         source_recognizer = ArcFaceRecognizer(*sessions.get(spec.embedding_from or "w600k_r50"))
-        emap = load_emap(sessions.path(spec.name)) if spec.embedding_transform == "emap" else None
+        emap = load_emap(sessions.data(spec.name)) if spec.embedding_transform == "emap" else None
 
         def new_swapper(session: Any) -> NeuralSwapper:
             return NeuralSwapper(session, spec, config.swap, source_recognizer, emap=emap)
@@ -149,9 +150,10 @@ def build_stages(config: RunConfig, on_notice: Callable[[str], None] | None = No
                   notices=sessions.notices)
 
 
-def new_model_session(path: Path, runtime: RuntimeOptions) -> Any:
-    """The session a run with ``runtime`` opens for the model at ``path``: ONNX Runtime on its provider,
-    or the PyTorch backend in the dtype ``--precision`` asks for (compiled with ``--torch-compile``)."""
+def new_model_session(model: Path | bytes, runtime: RuntimeOptions, name: str | None = None) -> Any:
+    """The session a run with ``runtime`` opens for ``model`` (bytes as the model store verified them,
+    or the path of a file masquerade made): ONNX Runtime on its provider, or the PyTorch backend in the
+    dtype ``--precision`` asks for (compiled with ``--torch-compile``). ``name`` names it in errors."""
     from masquerade._backends import TORCH_PROVIDERS
 
     provider = runtime.execution_provider
@@ -159,10 +161,10 @@ def new_model_session(path: Path, runtime: RuntimeOptions) -> Any:
         from masquerade._backends.torch_session import new_torch_session
 
         dtype = torch_dtype(runtime.precision, provider)
-        return new_torch_session(Path(path), provider, dtype, runtime.torch_compile)
+        return new_torch_session(model, provider, dtype, runtime.torch_compile, name=name)
     from masquerade.models.runtime import new_session
 
-    return new_session(Path(path), provider, runtime.execution_threads)
+    return new_session(model, provider, runtime.execution_threads, name=name)
 
 
 def torch_dtype(precision: str, provider: str) -> str:
@@ -183,7 +185,11 @@ def _recognizer(name: str, sessions: _ModelSessions) -> Any:
 
 
 class _ModelSessions:
-    """Resolves all needed files at once (one message for every missing file); one session per model."""
+    """Resolves all needed files at once (one message for every missing file); one session per model.
+
+    Each model file is read once and hashed when it is first needed, and its session is built from
+    those bytes (:meth:`ModelStore.load`): no file reaches ONNX Runtime or PyTorch unhashed.
+    """
 
     def __init__(self, config: RunConfig, names: list[str], on_notice: Callable[[str], None] | None = None,
                  ) -> None:
@@ -192,26 +198,46 @@ class _ModelSessions:
         self._config = config
         self._on_notice = on_notice
         self._sessions: dict[str, Any] = {}
-        self._paths: dict[str, Path] = {}
+        self._verified: dict[str, Any] = {}
+        """Verified bytes read for the emap and not yet made into a session (dropped once it is)."""
         self._store = ModelStore(config.runtime.models_dir)
         self.notices: list[str] = []
-        """Licence notices of non-commercial models used for the first time (shown once per cache), and
-        the quality figures of int8 models made in this run."""
+        """Licence notices of non-commercial models used for the first time (shown once per cache), models
+        imported with an unknown hash (every run), and the quality figures of int8 models made in this run."""
         if names:
             from masquerade.models.manifest import get_spec
 
             specs = [get_spec(name) for name in names]
-            self._paths = self._store.require(specs)
+            self._store.require(specs)
             self.notices = [n for n in map(self._store.take_licence_notice, specs) if n is not None]
 
-    def path(self, name: str) -> Path:
-        return self._paths[name]
+    def _model(self, name: str) -> Any:
+        """Model ``name``'s verified bytes (read and hashed once per session made)."""
+        from masquerade.models.manifest import get_spec
+
+        if name not in self._verified:
+            verified = self._store.load(get_spec(name))
+            notice = verified.unverified_notice()
+            if notice is not None and notice not in self.notices:
+                self.notices.append(notice)
+            self._verified[name] = verified
+        return self._verified[name]
+
+    def data(self, name: str) -> bytes:
+        """The verified bytes of model ``name`` (e.g. to read the swapper's emap from)."""
+        return self._model(name).data
 
     def get(self, name: str) -> tuple[Any, Any]:
         from masquerade.models.manifest import get_spec
 
         if name not in self._sessions:
-            self._sessions[name] = new_model_session(self._paths[name], self._config.runtime)
+            model = self._model(name)
+            session = new_model_session(model.data, self._config.runtime, model.path.name)
+            self._verified.pop(name, None)
+            batch_notice = getattr(session, "batch_notice", None)  # PyTorch: a graph that cannot batch
+            if batch_notice:
+                self.notices.append(batch_notice)
+            self._sessions[name] = session
         return self._sessions[name], get_spec(name)
 
     def int8(self, name: str, calibrate: Callable[[Any], Any]) -> Any:
@@ -220,12 +246,11 @@ class _ModelSessions:
         ``calibrate`` gets a session of the fp32 model and returns the CalibrationSet; it runs only
         when the int8 model has to be made.
         """
-        from masquerade.models.manifest import get_spec
         from masquerade.models.quantize import int8_model
         from masquerade.models.runtime import new_session
 
-        runtime = self._config.runtime
-        fp32 = self._paths[name]
+        threads = self._config.runtime.execution_threads
+        fp32 = self._model(name)
 
         def announce() -> None:
             if self._on_notice is not None:
@@ -233,13 +258,14 @@ class _ModelSessions:
                                 f"(once per model file; a minute or more)")
 
         quantized = int8_model(
-            fp32, self._store.digest(get_spec(name)), self._store.int8_dir,
-            lambda: calibrate(new_session(fp32, "cpu", runtime.execution_threads)),
-            runtime.execution_threads, on_start=announce,
+            fp32.path, fp32.sha256, self._store.int8_dir,
+            lambda: calibrate(new_session(fp32.data, "cpu", threads, name=fp32.path.name)),
+            threads, on_start=announce, fp32_data=fp32.data,
         )
+        self._verified.pop(name, None)
         if quantized.made_now:
             self.notices.append(f"int8 {name}: {quantized.report.summary()}")
-        return new_session(quantized.path, "cpu", runtime.execution_threads)
+        return new_session(quantized.data, "cpu", threads, name=quantized.path.name)
 
     @property
     def on_torch(self) -> bool:

@@ -32,7 +32,7 @@ from masquerade.geometry.boxes import area, iou
 from masquerade.geometry.warp import warp_affine
 from masquerade.types import Face, Image
 
-__all__ = ["Detection", "MeshAnalyser", "kps5_from_mesh"]
+__all__ = ["Detection", "MeshAnalyser", "kps5_from_mesh", "prefer_second_fit"]
 
 MESH_DEDUP_IOU = 0.5
 MAX_DETECT_SIDE = 4096  # larger images are detected on a downscaled copy; the mesh runs at full size
@@ -46,6 +46,11 @@ MIN_FIRST_PRESENCE = 0.1  # mesh presence on the detector's ROI worth a second, 
 # Measured on 132 faces (synthetic groups, heads turned 60 degrees, rotated photos): >= 0.61; on the
 # 8 false positives the mesh passed at presence >= 0.5 (suit buttons, badges, chin and collar): <= 0.52.
 MIN_EVIDENCE = 0.55
+# The second, re-centred mesh fit is kept unless its presence is lower by more than this. Presence
+# saturates near 1 on both fits of a real face (0.999999999994 vs 0.999999999989): comparing them lets
+# noise pick, and the first fit on a loose box can sit a feature too low (eyes on the lower lids,
+# brows on the upper lids) while scoring as high.
+SECOND_FIT_MARGIN = 0.1
 # refine() checks that evidence only below this presence (tracked faces sit at 0.99+: no cost).
 REFINE_CONFIDENT = 0.95
 # refine(): fit a second time when the face moved by more than this fraction of the ROI side (about 5% of
@@ -86,8 +91,10 @@ class MeshAnalyser:
 
     # -- detection -----------------------------------------------------------------------------------
 
-    def candidates(self, image: Image) -> list[Detection]:
-        """Detector candidates (after NMS, best first) in image pixels, before the mesh checks them."""
+    def candidates(self, image: Image, tiles: bool | None = None, short: bool = True) -> list[Detection]:
+        """Detector candidates (after NMS, best first) in image pixels, before the mesh checks them.
+        ``tiles`` overrides ``DetectOptions.tiles`` (the small-face passes); ``short=False`` leaves out
+        the short-range model's whole-image pass (close-ups filling most of the frame)."""
         image = _as_bgr(image)
         h, w = image.shape[:2]
         if min(h, w) < MIN_SIDE:
@@ -98,8 +105,10 @@ class MeshAnalyser:
         min_score = self.options.min_score
         # Whole image: the full-range model sees faces from ~4% to ~70% of the long side, the
         # short-range one large close-ups; tiles bring small faces into the short-range model's range.
-        dets = self._full(small, min_score=min_score) + self._short(small, min_score=min_score)
-        if self.options.tiles:
+        dets = self._full(small, min_score=min_score)
+        if short:
+            dets += self._short(small, min_score=min_score)
+        if self.options.tiles if tiles is None else tiles:
             for side in SHORT_TILES:
                 dets += self._short.tiled(small, side, min_score=min_score)
         merged = merge_detections(dets)
@@ -115,28 +124,50 @@ class MeshAnalyser:
         mesh's face-presence probability.
         """
         image = _as_bgr(image)
-        threshold = self.options.presence_threshold
         faces: list[Face] = []
         for det in self.candidates(image):
             if any(_same_face(det.box, f.bbox) for f in faces):
                 continue  # a second box on a face already meshed (candidates come best first)
-            landmarks, presence = self._mesh(image, roi_from_box(det.box, det.keypoints[0], det.keypoints[1]))
-            if presence < MIN_FIRST_PRESENCE:
-                continue
-            # A second pass on the ROI the mesh itself implies corrects a loose or off-centre box; small
-            # turned faces often score ~0.4 on the detector's ROI and ~0.99 on their own.
-            landmarks2, presence2 = self._mesh(image, roi_from_landmarks(landmarks))
-            if presence2 >= presence:
-                landmarks, presence = landmarks2, presence2
-            if presence < threshold:
-                continue
-            # The mesh alone half-believes in some non-faces (a chin and collar next to a face, dark
-            # suit buttons, a round badge: presence 0.6-0.98); a second, independent opinion on the
-            # mesh's own levelled crop settles it.
-            if presence * self._verify(image, landmarks) < MIN_EVIDENCE:
-                continue
-            faces.append(_face(landmarks, presence))
+            face = self._mesh_face(image, det)
+            if face is not None:
+                faces.append(face)
         return sorted(_dedup(faces), key=lambda f: float(f.center[0]))
+
+    def scan(self, image: Image, known: Sequence[Face]) -> list[Face]:
+        """Faces that are not among ``known``, found by the full-range detector's whole-image pass
+        only (no tiles, no close-up pass): the tracker's frequent look for a face that has just come
+        in or turned back. Costs one small detector run when nothing is new; the mesh and its checks
+        run only on a box that no known face explains.
+        """
+        image = _as_bgr(image)
+        faces: list[Face] = []
+        for det in self.candidates(image, tiles=False, short=False):
+            if any(_same_face(det.box, f.bbox) or float(iou(f.bbox, det.box[None])[0]) > 0.3
+                   for f in [*known, *faces]):
+                continue
+            face = self._mesh_face(image, det)
+            if face is not None and not any(_overlapping(face, f) for f in known):
+                faces.append(face)
+        return sorted(faces, key=lambda f: float(f.center[0]))
+
+    def _mesh_face(self, image: Image, det: Detection) -> Face | None:
+        """The face a detector box holds, meshed and checked, or None."""
+        landmarks, presence = self._mesh(image, roi_from_box(det.box, det.keypoints[0], det.keypoints[1]))
+        if presence < MIN_FIRST_PRESENCE:
+            return None
+        # A second pass on the ROI the mesh itself implies corrects a loose or off-centre box; small
+        # turned faces often score ~0.4 on the detector's ROI and ~0.99 on their own.
+        landmarks2, presence2 = self._mesh(image, roi_from_landmarks(landmarks))
+        if prefer_second_fit(presence, presence2):
+            landmarks, presence = landmarks2, presence2
+        if presence < self.options.presence_threshold:
+            return None
+        # The mesh alone half-believes in some non-faces (a chin and collar next to a face, dark
+        # suit buttons, a round badge: presence 0.6-0.98); a second, independent opinion on the
+        # mesh's own levelled crop settles it.
+        if presence * self._verify(image, landmarks) < MIN_EVIDENCE:
+            return None
+        return _face(landmarks, presence)
 
     def _verify(self, image: Image, landmarks: NDArray[np.float32]) -> float:
         """Short-range detector score for a face centred in the mesh's own, levelled ROI (0 if none)."""
@@ -176,7 +207,7 @@ class MeshAnalyser:
                 resized = abs(math.log(max(follow.size, 1e-6) / roi.size)) > REFIT_SCALE
                 if from_box or moved or resized:
                     landmarks2, presence2 = self._mesh(image, follow)
-                    if presence2 >= presence or presence2 >= self.options.presence_threshold:
+                    if prefer_second_fit(presence, presence2) or presence2 >= self.options.presence_threshold:
                         landmarks, presence = landmarks2, presence2
             if presence < self.options.presence_threshold:
                 continue
@@ -186,6 +217,11 @@ class MeshAnalyser:
                 continue
             out.append(_face(landmarks, presence, face.track_id))
         return out
+
+
+def prefer_second_fit(first: float, second: float) -> bool:
+    """Keep the re-centred second mesh fit (presence ``second``) over the first unless clearly worse."""
+    return second >= first - SECOND_FIT_MARGIN
 
 
 def _face(landmarks: NDArray[np.float32], presence: float, track_id: int | None = None) -> Face:

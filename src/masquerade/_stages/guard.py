@@ -2,19 +2,28 @@
 
 Runs NudeNet's bundled detector (YOLOv8n, 320 px input, shipped inside the ``nudenet`` package) with
 onnxruntime on every source image, on image targets and on sampled video frames: the first frame,
-at least one frame per second, and the first frame after every scene cut. There is no switch to turn
-it off: the only knob is the threshold, and it is validated.
+at least one frame per second and one in every ``MAX_FRAMES_BETWEEN_CHECKS`` (time and count
+together, so neither a caller's frame rate nor forged timestamps can thin the checks), the first frame
+after every scene cut, and every frame where a face to be swapped appears for the first time. There is
+no switch to turn it off: the only knob is the threshold, validated and fixed when the guard is made.
+
+A 320-px look at a whole 4000-px photo cannot see a person who fills an eighth of it, while the face
+detector still finds and swaps that person's face. So the guard looks at several views of an image
+(:func:`plan_views`): the whole image; overlapping tiles when it is large (as the face detector tiles);
+and a view around every face that will be swapped, sized to the face (the body below it included),
+so anything big enough to be swapped is big enough to be checked. Views that another view already
+shows at nearly the same scale are skipped, and all views run through the model as one batch.
 
 Pre- and post-processing follow ``nudenet.NudeDetector`` (pad to a square on the bottom/right with
 black, resize to 320, RGB in [0, 1]; each anchor takes its best class, then NMS), written here with
-numpy so a frame costs one model run and no Python loop over the 2,100 anchors.
+numpy so a view costs one model run and no Python loop over the 2,100 anchors.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import threading
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +32,7 @@ import cv2
 import numpy as np
 
 from masquerade.errors import ContentRefused, ModelError
-from masquerade.types import FrameContext, Image
+from masquerade.types import Face, FrameContext, Image
 
 LABELS: tuple[str, ...] = (
     "FEMALE_GENITALIA_COVERED", "FACE_FEMALE", "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED",
@@ -69,6 +78,30 @@ at 640x360: between two different real photos 50-85; the same photo panned 4 / 1
 3-7 / 11-24 / 19-40, brightened by 15 levels 15, with sensor-like noise 1-2. A missed cut between two
 similar shots is still caught by the once-a-second sampling; a fast pan only costs an extra check."""
 SAMPLE_INTERVAL_S = 1.0
+MAX_FRAMES_BETWEEN_CHECKS = 60
+"""A frame in every 60 is checked whatever the frame rate or the timestamps say (the time rule alone
+would check one frame in a million at a caller's ``fps=1e6``). Up to 60 fps the time rule checks more
+often, so this costs nothing on ordinary video."""
+
+TILE_ABOVE = 2560
+"""Images and frames whose longer side exceeds this are also examined in tiles: a 4000-px photo or a 4K
+frame is; 1080p and 1440p are not (their whole view, shrunk at most 8x, and the views around their
+faces cover them)."""
+TILE_SIDE = 1600
+"""Longest side of a tile: the model sees it shrunk 5x (a 4000x3000 photo: 3x3 tiles; 4K: 3x2)."""
+TILE_OVERLAP = 0.25
+"""Neighbouring tiles share a quarter of a tile, so a person cut by one tile's edge lies whole in another."""
+FACE_VIEW_SIDE = 10.0
+"""Side of the view around a face, in face sizes: the face fills a tenth of it (32 of the model's 320
+px, where NudeNet still finds faces), the body down to the knees of a standing person fits inside."""
+FACE_VIEW_DROP = 2.0
+"""How far below the face's centre the view's centre lies, in face sizes (the body is below the face):
+the view spans 3 face sizes above the face's centre, 7 below and 5 to each side."""
+COVERED_SCALE = 1.25
+"""A view is skipped when one already planned holds 90 % of it and is at most this much larger (the model
+would see the same pixels at nearly the same scale)."""
+BATCH_VIEWS = 16
+"""Views per model run (bounds the input tensor at 20 MB however many faces an image has)."""
 
 
 @dataclass(frozen=True)
@@ -173,20 +206,94 @@ def is_cut(previous: np.ndarray | None, current: np.ndarray) -> bool:
     return previous is not None and float(np.abs(current - previous).mean()) >= CUT_THRESHOLD
 
 
+# -- what the model looks at ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class View:
+    """A rectangle of the image the model examines (pixels, x1 and y1 exclusive)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def side(self) -> int:
+        return max(self.x1 - self.x0, self.y1 - self.y0)
+
+    @property
+    def area(self) -> int:
+        return max(self.x1 - self.x0, 0) * max(self.y1 - self.y0, 0)
+
+    def overlap(self, other: View) -> int:
+        w = min(self.x1, other.x1) - max(self.x0, other.x0)
+        h = min(self.y1, other.y1) - max(self.y0, other.y0)
+        return max(w, 0) * max(h, 0)
+
+
+def _spans(length: int) -> list[tuple[int, int]]:
+    """Overlapping [start, end) spans of at most TILE_SIDE covering ``length``, evenly spaced."""
+    if length <= TILE_SIDE:
+        return [(0, length)]
+    step = TILE_SIDE * (1 - TILE_OVERLAP)
+    count = math.ceil((length - TILE_SIDE) / step) + 1
+    starts = np.linspace(0, length - TILE_SIDE, count)
+    return [(round(s), round(s) + TILE_SIDE) for s in starts]
+
+
+def tile_views(height: int, width: int) -> list[View]:
+    """Overlapping tiles of a large image (none when its longer side is at most TILE_ABOVE)."""
+    if max(height, width) <= TILE_ABOVE:
+        return []
+    return [View(x0, y0, x1, y1) for y0, y1 in _spans(height) for x0, x1 in _spans(width)]
+
+
+def face_view(face: Face, height: int, width: int) -> View:
+    """The view around ``face``: FACE_VIEW_SIDE face sizes square, FACE_VIEW_DROP below, clipped."""
+    size = max(face.size, 1.0)
+    cx, cy = (float(v) for v in face.center)
+    half = FACE_VIEW_SIDE * size / 2
+    cy += FACE_VIEW_DROP * size
+    x0, y0 = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
+    x1, y1 = min(width, math.ceil(cx + half)), min(height, math.ceil(cy + half))
+    if x1 <= x0 or y1 <= y0:  # a face box outside the image: look at the nearest edge
+        x0, x1 = min(max(x0, 0), width - 1), min(max(x1, 1), width)
+        y0, y1 = min(max(y0, 0), height - 1), min(max(y1, 1), height)
+    return View(x0, y0, max(x1, x0 + 1), max(y1, y0 + 1))
+
+
+def plan_views(height: int, width: int, faces: Sequence[Face] = (), whole: bool = True) -> list[View]:
+    """The views the guard examines: the whole image and its tiles (``whole``), and one view around each
+    face, less the views another already shows at nearly the same scale."""
+    candidates = [View(0, 0, width, height), *tile_views(height, width)] if whole else []
+    candidates += sorted((face_view(f, height, width) for f in faces), key=lambda v: -v.side)
+    planned: list[View] = []
+    for view in candidates:
+        if not any(u.side <= COVERED_SCALE * view.side and u.overlap(view) >= 0.9 * view.area
+                   for u in planned):
+            planned.append(view)
+    return planned
+
+
+# -- video sampling ---------------------------------------------------------------------------------
 class FrameSampler:
-    """Decides which video frames the guard examines: first, >= 1 per second, first after a cut.
+    """Decides which video frames the guard examines: the first; then whenever the next frame would come
+    more than ``interval_s`` after the last check, or ``max_frames`` frames have passed since it; and
+    the first frame after a cut.
 
     Stateful per video; a frame index that does not grow means a new video and restarts the policy.
     Frames must arrive in order.
     """
 
-    def __init__(self, interval_s: float = SAMPLE_INTERVAL_S) -> None:
+    def __init__(self, interval_s: float = SAMPLE_INTERVAL_S,
+                 max_frames: int = MAX_FRAMES_BETWEEN_CHECKS) -> None:
         self.interval_s = interval_s
+        self.max_frames = max_frames
         self.reset()
 
     def reset(self) -> None:
         self._last_index: int | None = None
         self._last_checked: float | None = None
+        self._since = 0
         self._thumb: np.ndarray | None = None
 
     def should_check(self, ctx: FrameContext, fps: float) -> bool:
@@ -197,12 +304,14 @@ class FrameSampler:
         cut = is_cut(self._thumb, thumb)
         self._thumb = thumb
         now = _frame_time(ctx, fps)
+        self._since += 1
         # Check this frame when the next one would come more than interval_s after the last check,
         # so the gap never exceeds one second (23.976 fps: every 23 frames, 0.96 s; 30 fps: every 30).
         step = 1.0 / fps if fps > 0 else 0.0
-        due = self._last_checked is None or now - self._last_checked + step > self.interval_s + 1e-6
-        if cut or due:
+        due = self._last_checked is None or not now - self._last_checked + step <= self.interval_s + 1e-6
+        if cut or due or self._since >= self.max_frames:
             self._last_checked = now
+            self._since = 0
             return True
         return False
 
@@ -214,53 +323,95 @@ def _frame_time(ctx: FrameContext, fps: float) -> float:
     return ctx.index / fps if fps > 0 else float(ctx.index)
 
 
+@dataclass(frozen=True)
+class GuardSettings:
+    """The guard's settings, fixed when it is made."""
+
+    threshold: float = DEFAULT_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if not MIN_THRESHOLD <= self.threshold <= MAX_THRESHOLD:
+            raise ValueError(f"guard threshold must be in [{MIN_THRESHOLD}, {MAX_THRESHOLD}]: "
+                             f"{self.threshold}")
+
+
 class ContentGuard:
-    """One per run. ``check_image`` / ``check_frame`` raise ``ContentRefused`` on sexual content."""
+    """One per run. ``check_image`` raises ``ContentRefused`` on sexual content; ``video`` gives the
+    checker of one video's frames. The threshold is read-only once the guard is made."""
 
     def __init__(self, threshold: float = DEFAULT_THRESHOLD, *, threads: int | None = None) -> None:
-        if not MIN_THRESHOLD <= threshold <= MAX_THRESHOLD:
-            raise ValueError(f"guard threshold must be in [{MIN_THRESHOLD}, {MAX_THRESHOLD}]: {threshold}")
-        self.threshold = threshold
+        self._settings = GuardSettings(threshold)
         self._session = _load_session(threads)
         self._input = self._session.get_inputs()[0].name
-        self._sampler = FrameSampler()
-        self._lock = threading.Lock()
-        self.frames_checked = 0
-        """How many video frames the model examined (for timing reports)."""
+        self.views_checked = 0
+        """How many views the model examined (for timing reports)."""
 
-    def detect(self, image: Image) -> list[Detection]:
-        """All detector outputs for one BGR image (exposed and covered classes alike)."""
+    @property
+    def threshold(self) -> float:
+        return self._settings.threshold
+
+    def detect(self, image: Image, faces: Sequence[Face] = (), whole: bool = True) -> list[Detection]:
+        """All detector outputs (exposed and covered classes alike, in image pixels) over the views of
+        :func:`plan_views`: by default the whole image (tiled when large) and a view around each face."""
         if image.ndim != 3 or image.shape[2] < 3 or image.dtype != np.uint8:
             raise ValueError(f"expected a BGR uint8 image, got {image.dtype} {image.shape}")
-        blob, scale = preprocess(image)
-        output = self._session.run(None, {self._input: blob})[0]
-        return postprocess(output, scale, image.shape[1], image.shape[0])
+        views = plan_views(image.shape[0], image.shape[1], faces, whole)
+        detections: list[Detection] = []
+        for first in range(0, len(views), BATCH_VIEWS):
+            chunk = views[first : first + BATCH_VIEWS]
+            prepared = [preprocess(image[v.y0 : v.y1, v.x0 : v.x1]) for v in chunk]
+            blob = np.concatenate([b for b, _ in prepared])
+            output = self._session.run(None, {self._input: blob})[0]
+            for i, (view, (_, scale)) in enumerate(zip(chunk, prepared, strict=True)):
+                for d in postprocess(output[i : i + 1], scale, view.x1 - view.x0, view.y1 - view.y0):
+                    x, y, w, h = d.box
+                    detections.append(Detection(d.label, d.score, (x + view.x0, y + view.y0, w, h)))
+        self.views_checked += len(views)
+        return detections
 
-    def check_image(self, image: Image, label: str) -> None:
-        """Raise ``ContentRefused`` when ``image`` (a source or an image target) shows sexual content."""
-        refusal = decide(self.detect(image), self.threshold)
+    def check_image(self, image: Image, label: str, faces: Sequence[Face] = ()) -> None:
+        """Raise ``ContentRefused`` when ``image`` (a source or an image target) shows sexual content,
+        looking also around each of ``faces`` (those that will be swapped, or the source's face)."""
+        refusal = decide(self.detect(image, faces), self.threshold)
         if refusal is not None:
             raise ContentRefused(refusal.message(label))
 
-    def check_frame(self, frame: FrameContext, fps: float) -> None:
-        """Examine this video frame when the sampling policy says so; raise ``ContentRefused`` on a hit."""
-        with self._lock:
-            sampled = self._sampler.should_check(frame, fps)
+    def video(self, fps: float) -> VideoGuard:
+        """A checker for the frames of one video (its own sampling state)."""
+        return VideoGuard(self, fps)
+
+
+class VideoGuard:
+    """Checks one video's frames, in order: each sampled frame whole (tiled when large) with a view
+    around each face to be swapped, and a view around a face to be swapped on the first frame it
+    appears in (a new track), sampled or not."""
+
+    def __init__(self, guard: ContentGuard, fps: float) -> None:
+        self._guard = guard
+        self._fps = float(fps)
+        self._sampler = FrameSampler()
+        self._seen_tracks: set[int] = set()
+        self.frames_checked = 0
+        """How many frames the model examined, wholly or around a new face."""
+
+    def check(self, frame: FrameContext) -> None:
+        """Examine ``frame`` when the sampling says so or a new face is to be swapped; raise
+        ``ContentRefused`` on a hit. Call after selection: ``frame.selected`` are the faces to swap."""
+        sampled = self._sampler.should_check(frame, self._fps)
+        faces = list(frame.selected)
         if not sampled:
-            return
+            faces = [f for f in faces if f.track_id is not None and f.track_id not in self._seen_tracks]
+            if not faces:
+                return
+        self._seen_tracks.update(f.track_id for f in faces if f.track_id is not None)
         self.frames_checked += 1
-        refusal = decide(self.detect(frame.image), self.threshold)
+        refusal = decide(self._guard.detect(frame.image, faces, whole=sampled), self._guard.threshold)
         if refusal is not None:
             when = f"frame {frame.index}"
             t = frame.time
             if t is not None:
                 when += f" ({t:.2f} s)"
             raise ContentRefused(refusal.message(f"the target video at {when}"))
-
-    def reset(self) -> None:
-        """Forget the previous video's frames (the next frame is checked as a first frame)."""
-        with self._lock:
-            self._sampler.reset()
 
 
 def _load_session(threads: int | None):  # -> onnxruntime.InferenceSession

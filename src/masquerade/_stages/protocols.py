@@ -62,7 +62,8 @@ class Stages:
     The content guard and the watermark are not among them: the pipeline always adds its own."""
 
     analyser: Analyser
-    swapper: Swapper
+    swapper: Swapper | None
+    """None in an enhance-only run."""
     recognizer: Recognizer | None = None
     enhancer: Enhancer | None = None
     notices: list[str] = field(default_factory=list)

@@ -4,43 +4,27 @@
 - ``one``: the largest face. In video the chosen track is kept while it stays nearly as large as the
   largest (``ONE_KEEP_RATIO``), so two faces of similar size do not swap turns every frame.
 - ``index``: the N-th face counted from the left (0-based); none when there are fewer faces.
-- ``reference``: faces of the person in the reference embedding (from ``--reference IMAGE``, else the
-  largest face of the first frame that has one). In video each track's decision is cached: a track is
-  embedded when it first appears and again at most every ``recheck_interval`` frames; the decision
-  uses the mean of its recent distances with a hysteresis band around the threshold, so it does not
-  flicker.
+- ``reference``: faces of the person in the reference embedding (from ``--reference IMAGE`` or
+  ``--reference-frame``, else the largest face of the first frame that has one). In video the decision
+  is per track, as for ``--map`` (``identity.IdentityMapper`` with this one reference): votes with
+  hysteresis, held through crossings, made afresh after a cut.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
+from masquerade._stages.identity import RECHECK_INTERVAL, IdentityMapper
 from masquerade._stages.protocols import Detector, Recognizer
 from masquerade.config import SelectOptions
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.types import Face, Image
 
-RECHECK_INTERVAL = 25
-"""Frames between two embeddings of one track (about a second of video)."""
-HYSTERESIS = 0.04
-"""A matched track is dropped above threshold + this; an unmatched one taken below threshold - this."""
-HISTORY = 5
-"""Distances averaged per track."""
 ONE_KEEP_RATIO = 0.8
 """``one`` mode keeps its track while that face is at least this fraction of the largest's size."""
-
-
-@dataclass
-class _Decision:
-    matched: bool
-    last_check: int
-    last_seen: int
-    distances: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY))
 
 
 def largest(faces: Sequence[Face]) -> Face | None:
@@ -60,8 +44,7 @@ class FaceSelector:
 
     def __init__(self, options: SelectOptions, recognizer: Recognizer | None,
                  reference_embedding: NDArray[np.floating] | None = None, *,
-                 recheck_interval: int = RECHECK_INTERVAL, hysteresis: float = HYSTERESIS,
-                 adopt: bool = True) -> None:
+                 recheck_interval: int = RECHECK_INTERVAL, adopt: bool = True) -> None:
         """``adopt``: in ``reference`` mode without a reference embedding, take the first face seen as
         the person (a run from the start); False: the run's person was looked for elsewhere and not
         found (a segment of a video without faces), so no face is selected."""
@@ -69,18 +52,15 @@ class FaceSelector:
             raise UsageError("face selection by reference needs a recognizer")
         if options.mode == "index" and options.face_index < 0:
             raise UsageError(f"--face-index must be >= 0, got {options.face_index}")
-        if recheck_interval < 1 or hysteresis < 0:
-            raise ValueError("recheck_interval must be >= 1 and hysteresis >= 0")
+        if recheck_interval < 1:
+            raise ValueError("recheck_interval must be >= 1")
         self.options = options
         self.recognizer = recognizer
         self.threshold = (options.similarity if options.similarity is not None
                           else recognizer.default_threshold if recognizer is not None else 0.0)
         self._given = None if reference_embedding is None else np.asarray(reference_embedding, np.float32)
         self.recheck_interval = recheck_interval
-        self.hysteresis = hysteresis
         self.adopt = adopt
-        self.embeddings = 0
-        """Faces embedded so far (for tests and timing reports)."""
         self.reset()
 
     @property
@@ -88,15 +68,19 @@ class FaceSelector:
         """The reference embedding in use (given, or adopted from the first face seen)."""
         return self._reference
 
+    @property
+    def embeddings(self) -> int:
+        """Faces embedded so far (for tests and timing reports)."""
+        return self._adopted + (self._mapper.embeddings if self._mapper is not None else 0)
+
     def reset(self) -> None:
         self._reference = self._given
-        self._decisions: dict[int, _Decision] = {}
+        self._mapper: IdentityMapper | None = None
+        self._adopted = 0
         self._one_track: int | None = None
-        self._calls = 0
 
     def __call__(self, image: Image, faces: Sequence[Face]) -> list[Face]:
         """The faces to swap, in the order given."""
-        self._calls += 1
         faces = list(faces)
         if not faces:
             return []
@@ -123,67 +107,22 @@ class FaceSelector:
         return best
 
     def _by_reference(self, image: Image, faces: list[Face]) -> list[Face]:
+        assert self.recognizer is not None
         if self._reference is None:
             if not self.adopt:
                 return []
             # No reference image: the person is the largest face of the first frame that has one.
             first = largest(faces)
             assert first is not None
-            self._reference = self._embedding(image, first)
-            # Its own decision below reuses this embedding instead of computing it again.
+            self._adopted += 1
+            self._reference = np.asarray(self.recognizer.embed(image, first), np.float32)
+            # Its own decision reuses this embedding instead of computing it again.
             faces = [f.with_(embedding=self._reference) if f is first else f for f in faces]
-        chosen = []
-        for face in faces:
-            if face.track_id is None:
-                # A still image: decide on this picture alone.
-                if self._distance(image, face) <= self.threshold:
-                    chosen.append(face)
-            elif self._track_matches(image, face):
-                chosen.append(face)
-        self._forget_old_tracks()
-        return chosen
-
-    def _track_matches(self, image: Image, face: Face) -> bool:
-        tid = face.track_id
-        assert tid is not None
-        decision = self._decisions.get(tid)
-        if decision is not None:
-            decision.last_seen = self._calls
-            if self._calls - decision.last_check < self.recheck_interval:
-                return decision.matched
-        d = self._distance(image, face)
-        if decision is None:
-            decision = _Decision(matched=d <= self.threshold, last_check=self._calls, last_seen=self._calls)
-            decision.distances.append(d)
-            self._decisions[tid] = decision
-            return decision.matched
-        decision.last_check = self._calls
-        decision.distances.append(d)
-        mean = float(np.mean(decision.distances))
-        if decision.matched and mean > self.threshold + self.hysteresis:
-            decision.matched = False
-        elif not decision.matched and mean < self.threshold - self.hysteresis:
-            decision.matched = True
-        return decision.matched
-
-    # -- helpers -------------------------------------------------------------------------------------
-
-    def _embedding(self, image: Image, face: Face) -> NDArray[np.float32]:
-        if face.embedding is not None:
-            return face.embedding
-        assert self.recognizer is not None
-        self.embeddings += 1
-        return np.asarray(self.recognizer.embed(image, face), dtype=np.float32)
-
-    def _distance(self, image: Image, face: Face) -> float:
-        assert self.recognizer is not None and self._reference is not None
-        return self.recognizer.distance(self._embedding(image, face), self._reference)
-
-    def _forget_old_tracks(self) -> None:
-        """Trackers never reuse an id; a track unseen for long is gone and its decision can go."""
-        horizon = 10 * self.recheck_interval
-        for tid in [t for t, d in self._decisions.items() if self._calls - d.last_seen > horizon]:
-            del self._decisions[tid]
+        if self._mapper is None:
+            self._mapper = IdentityMapper(self.recognizer, [self._reference], self.threshold,
+                                          recheck_interval=self.recheck_interval)
+        tagged = self._mapper(image, faces)
+        return [face for face, mark in zip(faces, tagged, strict=True) if mark.person == 0]
 
 
 __all__ = ["FaceSelector", "largest", "reference_embedding"]

@@ -48,8 +48,18 @@ WORK_SIZE = 128.0
 """Face size (px) at which masks and colour fields are computed (the warp runs at full size)."""
 SHAPE_BLEND = 0.5
 """How far the inner face (eyes, brows, nose, cheeks) moves from the target's shape to the source's."""
+OUTLINE_BLEND = 0.75
+"""How far the face's outline (jaw, chin, temples) moves from the target's shape to the source's."""
+WARP_ZONE = 0.25
+"""Width of the band around the face (fraction of the face size) over which the target's jaw, neck,
+ears and hair follow the moved outline; beyond it no pixel changes."""
+BROW_COVER = 0.05
+"""How far around the target's brows the swap paints fully (fraction of the face size)."""
 POISSON_SIDE = 64
 """The Poisson field is solved on a copy at most this many pixels across (it is smooth)."""
+PLAIN_SKIN = 1.0
+"""Colour distance from the face's skin (see ``blend.colour_distance``) above which a pixel does not
+inform the light carried from the target."""
 RELIGHT_SIGMA = 0.08
 """Scale of the target shading carried onto the face (fraction of the face size)."""
 HIGHLIGHT_MARGIN = 25.0
@@ -92,8 +102,11 @@ class MeshSwapper:
     def __init__(self, options: SwapOptions = SwapOptions()) -> None:  # noqa: B008 (frozen, immutable)
         self.options = options
         self._tris = mesh.triangles()
-        fixed = mesh.hops(mesh.FACE_OVAL + mesh.lip_points())
-        self._shape_weight = np.clip(fixed / _SHAPE_FADE_RINGS, 0.0, 1.0)
+        # Per landmark, how far it moves to the source's shape: the lips not at all (the kept mouth
+        # must fit them), the outline by OUTLINE_BLEND, the inner face by SHAPE_BLEND, fading between.
+        from_lips = np.clip(mesh.hops(mesh.lip_points()) / _SHAPE_FADE_RINGS, 0.0, 1.0)
+        at_edge = np.clip(1.0 - mesh.hops(mesh.FACE_OVAL) / _SHAPE_FADE_RINGS, 0.0, 1.0)
+        self._shape_weight = from_lips * (OUTLINE_BLEND * at_edge + SHAPE_BLEND * (1.0 - at_edge))
 
     def prepare(self, sources: Sequence[tuple[Image, Face]]) -> MeshSource:
         """Pick the most frontal source face that has landmarks and precompute what every swap needs."""
@@ -151,12 +164,40 @@ class MeshSwapper:
         if face.landmarks is None or len(face.landmarks) < mesh.N_LANDMARKS or face.landmarks.shape[1] < 3:
             raise UsageError("the mesh swapper needs face-mesh landmarks (use the mesh detector)")
         lm = np.asarray(face.landmarks, dtype=np.float32)[: mesh.N_LANDMARKS]
+        shaped = self._shaped(lm, source)
+        # The target first takes the new shape (its hair, ears, jaw and neck following the moved
+        # outline), then the source face is painted onto it.
+        self._follow_shape(out, lm, shaped)
+        self._paint(out, np.column_stack([shaped, lm[:, 2]]), source)
+
+    def _follow_shape(self, out: Image, lm: NDArray[np.float32], shaped: NDArray[np.float32]) -> None:
+        """Warp ``out`` in place so the target's face has the ``shaped`` landmarks (see ``_follow``)."""
+        # The rectangle takes in the band around the face where jaw, neck and hair follow the outline.
+        rect = _roi(np.concatenate([lm[:, :2], shaped]), out.shape, _ROI_PAD + WARP_ZONE)
+        if rect is None:
+            return
+        x0, y0, x1, y1 = rect
+        roi = out[y0:y1, x0:x1]
+        full = (x1 - x0, y1 - y0)
+        scale = min(1.0, WORK_SIZE / _extent(lm[:, :2]))
+        small = (max(round(full[0] * scale), 8), max(round(full[1] * scale), 8))
+        ratio = np.array([small[0] / full[0], small[1] / full[1]], dtype=np.float32)
+        origin = np.array([x0, y0], dtype=np.float32)
+        pts = (lm[:, :2] - origin + 0.5) * ratio - 0.5
+        drawn_pts = (shaped - origin + 0.5) * ratio - 0.5
+        ids = self._raster(small, drawn_pts, lm[:, 2])
+        back = self._remap(ids, drawn_pts, pts)
+        followed = self._follow(roi, ids, back, drawn_pts, pts, _extent(pts), ratio)
+        if followed is not roi:
+            out[y0:y1, x0:x1] = followed
+
+    def _paint(self, out: Image, lm: NDArray[np.float32], source: MeshSource) -> None:
+        """Paint the source face onto the target face with landmarks ``lm`` (already shaped)."""
         rect = _roi(lm[:, :2], out.shape, _ROI_PAD)
         if rect is None:
             return
         x0, y0, x1, y1 = rect
         roi = out[y0:y1, x0:x1]  # read until the final blend, which writes the rectangle back
-        shaped = self._shaped(lm, source)
         full = (x1 - x0, y1 - y0)
         # Masks, statistics and smooth colour fields are computed at a work scale where the face is
         # about WORK_SIZE px; only the warp itself and the final blend run at full resolution.
@@ -165,8 +206,8 @@ class MeshSwapper:
         # Pixel centres map as cv2.resize maps them, so maps computed here upsample exactly.
         ratio = np.array([small[0] / full[0], small[1] / full[1]], dtype=np.float32)
         origin = np.array([x0, y0], dtype=np.float32)
-        pts = (lm[:, :2] - origin + 0.5) * ratio - 0.5  # the target as it is
-        drawn_pts = (shaped - origin + 0.5) * ratio - 0.5  # where the source's features go
+        pts = (lm[:, :2] - origin + 0.5) * ratio - 0.5  # the (shaped) target: where the source's features go
+        drawn_pts = pts  # (the same points: the target already has the source's shape)
         size = _extent(pts)
         level_img, level_pts = source.levels[self._level(source, _extent(lm[:, :2]))]
         # A closed target mouth draws no mouth opening: the source's teeth would show as a thin line.
@@ -187,8 +228,15 @@ class MeshSwapper:
         if not np.any(region):
             return
 
-        gain, offset, field = self._colour(warped_s, target_lab, region, drawn_pts, size)
+        transfer, field, skin_hue = self._colour(warped_s, target_lab, region, drawn_pts, size)
+        floor = self._floor(warped_s, target_lab, region, drawn_pts, size)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
+        # The target's own brows must not show through a soft edge beside the source's (double
+        # brows, when hair cuts the region just above them): wherever the swap may paint, they are
+        # covered in full.
+        brows = [pts[list(mesh.RIGHT_EYEBROW)], pts[list(mesh.LEFT_EYEBROW)]]
+        cover = blend.polygon_mask(region.shape, brows, grow=max(2, round(BROW_COVER * size))) & drawn
+        alpha = np.maximum(alpha, blend.feather(cover, max(1.5, 0.5 * BROW_COVER * size)))
         kept = self._kept(region.shape, pts, size, source)
         if kept is not None:
             alpha *= 1.0 - kept
@@ -199,19 +247,28 @@ class MeshSwapper:
         local = cv2.GaussianBlur(target_lab, (0, 0), sigmaX=max(1.0, 0.03 * size))
         weights = np.dstack([alpha, eyes_w, local])
 
-        # Full resolution: the same warp sampled densely, the colour maps upsampled.
+        # Full resolution: the same warp sampled densely, the colour maps upsampled; the colour work
+        # runs on the rectangle where the face is painted, the rest of the region takes ``roi`` as is.
         if scale < 1.0:
             map_x = cv2.resize(map_x, full, interpolation=cv2.INTER_LINEAR)
             map_y = cv2.resize(map_y, full, interpolation=cv2.INTER_LINEAR)
-            warped = cv2.remap(level_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-            warped = np.ascontiguousarray(warped[..., :3])
             field = cv2.resize(field, full, interpolation=cv2.INTER_LINEAR)
             weights = cv2.resize(weights, full, interpolation=cv2.INTER_LINEAR)
+        painted = blend.mask_rect(np.where(weights[..., 0] > 0, 255, 0).astype(np.uint8), margin=1)
+        if painted is None:
+            return
+        px, py, pw, ph = painted
+        part = (slice(py, py + ph), slice(px, px + pw))
+        if scale < 1.0:
+            warped = cv2.remap(level_img, map_x[part], map_y[part], cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT)
+            warped = np.ascontiguousarray(warped[..., :3])
         else:
-            warped = np.ascontiguousarray(warped_s[..., :3])
+            warped = np.ascontiguousarray(warped_s[part][..., :3])
+        field, weights, target = field[part], weights[part], roi[part]
         alpha, eyes_w, local = weights[..., 0], weights[..., 1], weights[..., 2:]
         base = blend.to_lab(warped)
-        lab = base * gain + offset + field
+        lab = blend.recolour(base, transfer, field, skin_hue)
         lab -= (lab - base) * (eyes_w[..., None] * _EYE_KEEP)
         # Dim what outshines the target's skin nearby (a soft knee) and give it that skin's hue: a
         # white glint dimmed alone would turn grey.
@@ -219,9 +276,11 @@ class MeshSwapper:
         lab[..., 0] -= 0.75 * over
         hue = np.minimum(over * (1.0 / HIGHLIGHT_MARGIN), 1.0)[..., None]
         lab[..., 1:] += (local[..., 1:] - lab[..., 1:]) * hue
+        if floor is not None:
+            blend.apply_chroma_floor(lab, floor, 1.0 - eyes_w)
         if self.options.color_transfer:
-            lab[..., 0] += self._grain(roi, base[..., 0], alpha)
-        out[y0:y1, x0:x1] = blend.alpha_blend(roi, blend.from_lab(lab), np.ascontiguousarray(alpha))
+            lab[..., 0] += self._grain(target, base[..., 0], alpha)
+        roi[part] = blend.alpha_blend(target, blend.from_lab(lab), np.ascontiguousarray(alpha))
 
     def _grain(self, roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32]) -> NDArray:
         """Fresh noise that brings a smoother source face (stretched, retouched) up to the target's grain.
@@ -248,48 +307,80 @@ class MeshSwapper:
     def _colour(
         self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
         points: NDArray[np.float32], size: float,
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], blend.Lab]:
-        """Per-channel LAB gain and offset, plus a smooth LAB field, that make the warped face the
-        target's colour (statistics), light (broad shading) and edge (Poisson)."""
+    ) -> tuple[blend.ColourGain, NDArray[np.float32], NDArray[np.float32]]:
+        """The global colour change and a smooth field of per-pixel factors that make the warped face
+        the target's colour (statistics), light (broad shading) and edge (Poisson).
+
+        Both are multiplicative (see ``blend.gain_field``): dark and grey features of the source keep
+        their darkness and stay grey instead of being pushed into blue by the skin's correction.
+        """
         lab = blend.to_lab(np.ascontiguousarray(warped[..., :3]))
-        gain, offset = np.ones(3, np.float32), np.zeros(3, np.float32)
-        field = np.zeros_like(lab)
-        if self.options.color_transfer:
-            skin = masks.bare_skin(region, points, size)
-            if np.count_nonzero(skin) > 32:
-                gain, offset = blend.colour_match(lab, skin, target_lab, skin)
-                lab = lab * gain + offset
-                field = blend.relight_field(
-                    lab, target_lab, skin, max(2.0, RELIGHT_SIGMA * size), strength=(1.0, 1.0, 1.0)
-                )
-        # Poisson over the whole region (no holes): the kept mouth and eyes must not act as boundary
-        # values, or the teeth and the dark of the mouth would bleed into the lips.
-        field += blend.poisson_field(lab + field, target_lab, region, max_side=POISSON_SIDE)
-        return gain, offset, field
+        transfer = blend.ColourGain()
+        additive = np.zeros_like(lab)
+        skin = masks.bare_skin(region, points, size)
+        if np.count_nonzero(skin) <= 32:
+            skin = region
+        sigma = max(2.0, RELIGHT_SIGMA * size)
+        skin_hue = lab[skin > 0].mean(axis=0)
+        if self.options.color_transfer and np.count_nonzero(skin) > 32:
+            transfer = blend.colour_match(lab, skin, target_lab, skin)
+            lab = transfer.apply(lab)  # the skin's change: all the statistics below look at
+            # Light is read where both faces show plain skin: the target's brows, lashes and deep eye
+            # sockets (and the source's) around the feature masks are not light, and read as light
+            # they would paint the source's lids grey.
+            plain = skin.copy()
+            for face_lab in (target_lab, lab):
+                plain[blend.colour_distance(face_lab, skin) > PLAIN_SKIN] = 0
+            if np.count_nonzero(plain) > 32:
+                skin = plain
+            additive = blend.relight_field(lab, target_lab, skin, sigma, strength=(1.0, 1.0, 1.0))
+        # The source's skin colour, smooth: the colour the corrections are meant for. Poisson is solved
+        # on it, not on the face itself, over the whole region (no holes): a brow, the dark of a kept
+        # mouth or eye on the region's edge would otherwise act as boundary values and bleed a bright
+        # or dark membrane across the face.
+        pivot = blend.masked_blur(lab, skin, sigma)
+        additive += blend.poisson_field(pivot + additive, target_lab, region, max_side=POISSON_SIDE)
+        return transfer, blend.gain_field(additive, pivot), skin_hue
+
+    def _floor(
+        self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
+        points: NDArray[np.float32], size: float,
+    ) -> blend.ChromaFloor | None:
+        """The least colour a swapped pixel may have at its lightness: no greyer or bluer than what
+        the target's face or the source's own shows there (eyes and mouth opening aside)."""
+        if not self.options.color_transfer:
+            return None
+        skin = masks.bare_skin(region, points, size)
+        if np.count_nonzero(skin) <= 32:
+            return None
+        openings = [points[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.LIPS_INNER)]
+        holes = blend.polygon_mask(region.shape, openings, grow=max(1, round(0.03 * size)))
+        face = region & ~holes
+        source_lab = blend.to_lab(np.ascontiguousarray(warped[..., :3]))
+        return blend.chroma_floor(target_lab, skin, face, source_lab, skin, face)
 
     def _shaped(self, landmarks: NDArray[np.float32], source: MeshSource) -> NDArray[np.float32]:
         """Target landmarks (x, y) with the inner face moved part of the way to the source's shape.
 
         The source mesh is posed like the target's (a 3-D similarity, so a turned head compares with
-        a turned head); the face outline and the lips stay where they are, so the blend edge and the
-        kept mouth still fit, and the move fades in over a few mesh rings from them.
+        a turned head). The inner face moves by SHAPE_BLEND, the outline by OUTLINE_BLEND (the target's
+        jaw, hair and neck follow it, see ``_follow``); the lips stay where they are so the kept mouth
+        still fits, and the move fades in over a few mesh rings from them.
         """
         pts = landmarks[:, :2].astype(np.float64)
-        if SHAPE_BLEND <= 0:
-            return pts.astype(np.float32)
         posed = mesh.pose_like(source.landmarks.astype(np.float64), landmarks[:, :3].astype(np.float64))
-        moved = pts + (SHAPE_BLEND * self._shape_weight)[:, None] * (posed[:, :2] - pts)
+        moved = pts + self._shape_weight[:, None] * (posed[:, :2] - pts)
         return moved.astype(np.float32)
 
     def _level(self, source: MeshSource, size: float) -> int:
         """The smallest pyramid level whose face is still about as large as a ``size`` px target."""
         return max(i for i, (_, p) in enumerate(source.levels) if i == 0 or _extent(p) >= 0.9 * size)
 
-    def _maps(
+    def _raster(
         self, shape: tuple[int, int], points: NDArray[np.float32], depth: NDArray[np.float32],
-        source_points: NDArray[np.float32], mouth: bool = True,
-    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.float32]]:
-        """Triangle id drawn at each pixel of a (width, height) ``shape`` and the remap into the source."""
+        mouth: bool = True,
+    ) -> NDArray[np.int32]:
+        """Triangle id drawn at each pixel of a (width, height) ``shape`` (-1 outside the mesh)."""
         w, h = shape
         tris = self._tris
         ids = np.full((h, w), -1, dtype=np.int32)
@@ -299,13 +390,88 @@ class MeshSwapper:
         fixed = np.round(points * 16).astype(np.int32)  # 4 fractional bits: sub-pixel triangle edges
         for t in order.tolist():
             cv2.fillConvexPoly(ids, fixed[tris[t]], t, cv2.LINE_8, 4)
-        coeffs = mesh.triangle_affines(points, source_points, tris).astype(np.float32)  # pixel -> source
+        return ids
+
+    def _remap(
+        self, ids: NDArray[np.int32], points: NDArray[np.float32], to_points: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """(H, W, 2): where each pixel of the mesh drawn at ``points`` lies on the mesh at ``to_points``
+        (piecewise affine per triangle; meaningless where ``ids`` < 0)."""
+        h, w = ids.shape
+        coeffs = mesh.triangle_affines(points, to_points, self._tris).astype(np.float32)
         ys, xs = np.indices((h, w), dtype=np.float32)
         c = coeffs[np.maximum(ids, 0)]  # (H, W, 6)
-        map_x = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
-        map_y = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
+        return np.dstack([c[..., 0] * xs + c[..., 1] * ys + c[..., 2],
+                          c[..., 3] * xs + c[..., 4] * ys + c[..., 5]])
+
+    def _maps(
+        self, shape: tuple[int, int], points: NDArray[np.float32], depth: NDArray[np.float32],
+        source_points: NDArray[np.float32], mouth: bool = True,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.float32]]:
+        """Triangle id drawn at each pixel of a (width, height) ``shape`` and the remap into the source."""
+        ids = self._raster(shape, points, depth, mouth)
+        remap = self._remap(ids, points, source_points)
+        map_x, map_y = np.ascontiguousarray(remap[..., 0]), np.ascontiguousarray(remap[..., 1])
         map_x[ids < 0] = -1.0
         return ids, map_x, map_y
+
+    def _follow(
+        self, roi: Image, ids: NDArray[np.int32], back: NDArray[np.float32],
+        shaped: NDArray[np.float32], target: NDArray[np.float32], size: float, ratio: NDArray[np.float32],
+    ) -> Image:
+        """``roi`` warped so the target's face takes the shaped outline, and the hair, ears, jaw and neck
+        around it follow over a band of WARP_ZONE face sizes; a copy, or ``roi`` itself when nothing moves.
+
+        Inside the mesh the warp is the mesh's own (piecewise affine, shaped -> target); outside, each
+        pixel takes the shift of the nearest mesh pixel, smoothed and fading to exactly nothing at the
+        band's outer edge, so the background beyond it keeps every pixel.
+        """
+        moved = float(np.abs(shaped[list(mesh.FACE_OVAL)] - target[list(mesh.FACE_OVAL)]).max())
+        if moved < 0.05:
+            return roi
+        h, w = ids.shape
+        inside = ids >= 0
+        grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+        # Inside a triangle the shift is a blend of its corners' shifts, so it lies within the range of
+        # the landmarks' shifts; a near-degenerate triangle's affine map (a sliver on the outline) sends
+        # its few pixels thousands of px away, and the outside would spread that into a smear that
+        # comes and goes with sub-pixel changes of the landmarks: clamp to the corners' range.
+        moves = target - shaped
+        shift = np.clip(back - grid, moves.min(axis=0), moves.max(axis=0))
+        shift = np.where(inside[..., None], shift, 0.0).astype(np.float32)
+        # Nearest mesh pixel for every pixel outside the mesh: the shift continues across the outline.
+        distance, labels = cv2.distanceTransformWithLabels(
+            np.where(inside, 0, 255).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+        seeds = shift[inside]  # row-major, as the labels of the zero pixels are numbered
+        lookup = np.zeros((labels.max() + 1, 2), np.float32)
+        lookup[labels[inside]] = seeds
+        outside = lookup[labels]
+        sigma = max(1.0, 0.05 * size)
+        outside = cv2.GaussianBlur(outside, (0, 0), sigmaX=sigma)
+        zone = max(2.0, WARP_ZONE * size)
+        t = np.clip(1.0 - distance / zone, 0.0, 1.0)
+        fade = (t * t * (3.0 - 2.0 * t))[..., None]
+        shift = np.where(inside[..., None], shift, outside * fade)
+        # Full resolution: the map (target pixel for each pixel, in full-resolution coordinates) is
+        # linear in the pixel where the shift is, so it upsamples exactly; pixels that do not move
+        # (beyond the band) keep their bytes.
+        moving = np.any(np.abs(shift) > 1e-3, axis=2)
+        if not moving.any():
+            return roi
+        full = (roi.shape[1], roi.shape[0])
+        if (w, h) != full:
+            inv = (1.0 / ratio).astype(np.float32)
+            target_px = (grid + shift + 0.5) * inv - 0.5
+            maps = cv2.resize(target_px, full, interpolation=cv2.INTER_LINEAR)
+            still = np.where(moving, 0, 255).astype(np.uint8)
+            still = cv2.resize(still, full, interpolation=cv2.INTER_NEAREST)
+            still = cv2.erode(still, np.ones((3, 3), np.uint8), iterations=max(1, round(float(inv.max()))))
+        else:
+            maps = grid + shift
+            still = np.where(moving, 0, 255).astype(np.uint8)
+        warped = cv2.remap(roi, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        np.copyto(warped, roi, where=(still > 0)[..., None])
+        return warped
 
     def _kept(
         self, shape: tuple[int, ...], points: NDArray[np.float32], size: float, source: MeshSource

@@ -42,20 +42,25 @@ class SourceEmbedding:
     """How many source faces were averaged."""
 
 
-def load_emap(path: Path) -> NDArray[np.float32]:
-    """inswapper's 512x512 embedding map: the last initializer of the graph at ``path``."""
+def load_emap(model: Path | bytes) -> NDArray[np.float32]:
+    """inswapper's 512x512 embedding map: the last initializer of the graph (the model's verified bytes,
+    or a path)."""
     import onnx
     from onnx import numpy_helper
 
+    label = "the swapper model" if isinstance(model, bytes) else Path(model).name
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        if isinstance(model, bytes):
+            graph = onnx.load_from_string(model).graph
+        else:
+            graph = onnx.load(str(model), load_external_data=False).graph
     except Exception as error:  # onnx raises DecodeError, OSError... for bad files
-        raise ModelError(f"{Path(path).name} is not a readable ONNX model ({type(error).__name__})") from None
-    if not model.graph.initializer:
-        raise ModelError(f"{Path(path).name} has no initializers, so no emap")
-    emap = numpy_helper.to_array(model.graph.initializer[-1]).astype(np.float32)
+        raise ModelError(f"{label} is not a readable ONNX model ({type(error).__name__})") from None
+    if not graph.initializer:
+        raise ModelError(f"{label} has no initializers, so no emap")
+    emap = numpy_helper.to_array(graph.initializer[-1]).astype(np.float32)
     if emap.shape != (512, 512):
-        raise ModelError(f"{Path(path).name}: last initializer is {emap.shape}, not the 512x512 emap")
+        raise ModelError(f"{label}: last initializer is {emap.shape}, not the 512x512 emap")
     return emap
 
 

@@ -7,6 +7,10 @@ Per frame (``FaceTracker.update``):
    track waits to be found again, and on every frame while nothing is tracked. Detections are matched
    to tracks by IoU; unmatched detections start new tracks; a track missed by ``max_missed``
    detection passes in a row is dropped.
+   Between detection passes, every ``scan_interval`` frames, the analyser's cheap ``scan`` (when it
+   has one: the whole-image detector passes without tiles) looks for a face no track explains: one
+   that has just come in, or turned back to the camera. It joins at once, so a newcomer is swapped
+   within ``scan_interval`` frames instead of waiting for the next full detection.
 3. *Smooth*: each track's landmarks, key points and box go through its own One-Euro filter (see
    ``geometry.smoothing``), timed in frames / fps so skipped frames are handled.
 
@@ -83,14 +87,19 @@ class FaceTracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._last_detect: int | None = None
+        self._last_scan: int | None = None
         self.detections = 0
         """Full detection passes run so far (for tests and timing reports)."""
+        self.scans = 0
+        """Cheap new-face scans run so far."""
 
     def reset(self) -> None:
         self._tracks = []
         self._next_id = 0
         self._last_detect = None
+        self._last_scan = None
         self.detections = 0
+        self.scans = 0
 
     # -- per frame -----------------------------------------------------------------------------------
 
@@ -111,6 +120,8 @@ class FaceTracker:
 
         if self._detect_due(frame_index, lost_now):
             self._detect(image, frame_index)
+        elif self._scan_due(frame_index):
+            self._scan(image, frame_index)
 
         out = []
         for t in self._tracks:
@@ -131,10 +142,29 @@ class FaceTracker:
             return since >= self.options.search_interval
         return since >= self.options.redetect_interval
 
+    def _scan_due(self, frame_index: int) -> bool:
+        if self.options.scan_interval < 1 or not hasattr(self.analyser, "scan"):
+            return False
+        last = max(v for v in (self._last_scan, self._last_detect, -10**9) if v is not None)
+        return frame_index - last >= self.options.scan_interval
+
+    def _scan(self, image: Image, frame_index: int) -> None:
+        """Start tracks (or wake lost ones) for faces the cheap scan finds that no live track holds."""
+        self._last_scan = frame_index
+        self.scans += 1
+        known = [t.face for t in self._tracks if not t.lost]
+        found = self.analyser.scan(image, known)  # type: ignore[attr-defined]
+        if found:
+            self._adopt(found, frame_index, count_misses=False)
+
     def _detect(self, image: Image, frame_index: int) -> None:
         self._last_detect = frame_index
         self.detections += 1
-        found = self.analyser.detect(image)
+        self._adopt(self.analyser.detect(image), frame_index, count_misses=True)
+
+    def _adopt(self, found: list[Face], frame_index: int, count_misses: bool) -> None:
+        """Match ``found`` faces to tracks (IoU, greedy); wake lost tracks that match, start new ones
+        for the rest. A full detection pass also counts a miss against every track it did not see."""
         # Live tracks are matched on their refined box of this frame, lost ones on their last box.
         boxes = np.stack([t.face.bbox for t in self._tracks]) if self._tracks else np.zeros((0, 4))
         dboxes = np.stack([f.bbox for f in found]) if found else np.zeros((0, 4))
@@ -157,10 +187,12 @@ class FaceTracker:
                 t.lost = False
                 t.face, t.last_frame = found[di].with_(track_id=t.track_id), frame_index
                 t.filter.reset()
-        for ti, t in enumerate(self._tracks):
-            if ti not in matched_tracks:
-                t.missed += 1
-        self._tracks = [t for t in self._tracks if t.missed < self.options.max_missed]
+        if count_misses:
+            for ti, t in enumerate(self._tracks):
+                if ti not in matched_tracks:
+                    t.missed += 1
+        kept = [t for t in self._tracks if t.missed < self.options.max_missed]
+        self._tracks = kept
         for di, face in enumerate(found):
             if di not in matched_dets:
                 self._tracks.append(_Track(self._next_id, face.with_(track_id=self._next_id), frame_index,

@@ -1,30 +1,35 @@
 """Invisible watermark carried by every output image and video frame, and its reader.
 
-Design: a keyed spread-spectrum pattern on luma, tiled so that it survives crops and re-scaling. We
-measured RivaGAN's ONNX models (``benchmarks/bench_watermark.py --rivagan``) on the frame resized to
-256 x 256: about as robust on these transforms, but 270-650 ms per 720p frame to embed on 2 shared
-cores against 0.3-0.8 ms here, 4-10 times the whole frame budget, so it could not mark every frame.
+Design: a keyed spread-spectrum pattern on luma, tiled so that it survives crops and re-scaling, in two
+layers of different grain. We measured RivaGAN's ONNX models (``benchmarks/bench_watermark.py
+--rivagan``) on the frame resized to 256 x 256: about as robust as the fine layer alone, but 270-650 ms
+per 720p frame to embed on 2 shared cores against about 3 ms here, 4-10 times the whole frame budget.
 
-- The pattern is a 32 x 32-cell tile of +-1 chips: 304 sync chips and 72 x 10 data chips carrying the
-  Golay-coded payload (``masquerade.provenance.wmcode``). The image is covered by tiles whose cell size is
-  ``min(H, W) / 128`` pixels, so the pattern scales with the image: a 50 % downscale leaves it in place
-  relative to the picture. Embedding adds the bilinearly up-sampled tile, less what is smoother than the
-  reader's high-pass (invisible to the reader, visible to us as mottling), to B, G and R alike (a luma
-  change). Its strength follows the picture (perceptual masking): about 1 grey level RMS on flat areas,
-  where a fixed noise texture shows, up to 4 on textured ones, which hide it; the mean stays within
-  PSNR 40.5 dB. The full-size pattern is computed once per frame size; a frame costs a texture map on a
-  ~180 px plane and a few uint8 OpenCV passes (about 2 ms at 720p).
-- Reading whitens luma (high-pass, divided by the local variance), then for each candidate zoom factor
-  (a crop of up to ~15 % enlarges the cells relative to the picture) resamples it to 2 px per cell, folds
-  it modulo the tile (averaging every tile in the picture) and finds the tile's offset by FFT correlation
-  with the sync chips and the magic's chips (identical in every masquerade payload). The data chips at
-  that offset give 72 soft bits, decoded by maximum likelihood. A reading is ``found`` when that
-  correlation peak is beyond anything unmarked images give (threshold measured); the payload and key id
-  come from the decoded bits (None if they cannot be read).
+- Each layer is a 32 x 32-cell tile of +-1 chips: 304 sync chips and 72 x 10 data chips carrying the
+  Golay-coded payload (``masquerade.provenance.wmcode``), its signs drawn from the layer's own key. The
+  image is covered by tiles whose cell size is a fixed fraction of its short side, so the pattern scales
+  with the picture. The *fine* layer has 128 cells across the short side: many chips, so it reads back
+  from stills, JPEG and mild re-encoding with a wide margin. The *coarse* layer has 48: a video codec at
+  a low bitrate, or a 50 % downscale followed by one, keeps the coarse layer where it erases the fine one
+  (measured by ``benchmarks/bench_watermark_grid.py``: x264 at CRF 35 on 360p frames leaves z 4 for the
+  fine layer, 7 or more for the coarse one). Embedding adds the sum of both bilinearly up-sampled tiles,
+  less what is smoother than the reader's high-pass, to B, G and R alike (a luma change). Its strength
+  follows the picture (perceptual masking): about 1 grey level RMS on flat areas, where a fixed noise
+  texture shows, up to 4 on textured ones, which hide it; the mean stays within PSNR 40.5 dB. The summed
+  pattern is computed once per frame size; a frame costs a texture map on a ~180 px plane and a few uint8
+  OpenCV passes (about 3 ms at 720p).
+- Reading, layer by layer (coarse first: it is cheap to read and survives most): luma is whitened
+  (high-pass, divided by the local variance), then for each candidate zoom factor (a crop keeping 70 % of
+  the short side enlarges the cells 1.43 times relative to the picture) it is resampled to 2 px per cell,
+  folded modulo the tile (averaging every tile in the picture) and correlated by FFT with the sync chips
+  and the magic's chips (identical in every masquerade payload) to find the tile's offset. The data chips
+  at that offset give 72 soft bits, decoded by maximum likelihood. A reading is ``found`` when a layer's
+  correlation peak is beyond anything unmarked images give (thresholds measured per layer); the payload
+  and key id come from the decoded bits (None if they cannot be read).
 - Video: ``vote`` combines per-frame readings.
 
-Limits: the reader searches zoom factors 0.97-1.17, so crops must keep at least ~86 % of the short side;
-rotation, flips and aspect-ratio changes are not searched. See the benchmark for measured rates.
+Limits: the reader searches zoom factors 0.97-1.45, so crops must keep at least ~70 % of the short side;
+rotation, flips and aspect-ratio changes are not searched. See the benchmarks for measured rates.
 """
 
 from __future__ import annotations
@@ -44,35 +49,62 @@ from masquerade.provenance import wmcode
 from masquerade.types import Image
 
 PAYLOAD_BITS: int = wmcode.PAYLOAD_BITS
-KEY_ID: int = 1
-"""Key / format version id carried in the payload's low 8 bits."""
+KEY_ID: int = wmcode.KEY_ID
 
-_CELLS = 128  # cells across the image's short side
 _TILE = 32  # cells per tile side
 _SYNC_CHIPS = _TILE * _TILE - wmcode.CODED_BITS * 10
-_PATTERN_SEED = 0x6D61_7371  # the pattern key: fixed, so any reader can read any masquerade output
+_DET = 2  # detection pixels per cell
+_DET_TILE = _TILE * _DET
+_ZOOM_RANGE = (0.97, 1.45)  # apparent cell zoom searched by the reader: crops keeping >= 70 % of a side
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One tiled pattern: its grain, its key, its share of the amplitude and how the reader finds it."""
+
+    name: str
+    cells: int
+    """Cells across the image's short side."""
+    seed: int
+    """The pattern key: fixed, so that any reader can read any masquerade output."""
+    flat_share: float
+    """Weight of this layer's pattern on flat areas (times the local amplitude)..."""
+    textured_share: float
+    """... and on the most textured ones; in between, a linear blend."""
+    zoom_step: float
+    """Log step of the zoom search: a misfit of half a step moves the farthest tile by < 1/3 cell."""
+    presence_z: float
+    """Correlation-peak z-score above which the layer is present (beyond all unmarked images measured)."""
+    noise_z: float
+    """Typical z of unmarked images: confidence 0."""
+
+    @property
+    def zooms(self) -> NDArray[np.float64]:
+        return np.exp(np.arange(np.log(_ZOOM_RANGE[0]), np.log(_ZOOM_RANGE[1]), self.zoom_step))
+
+
+# Correlation-peak z-scores (sync + magic chips, best over zooms and offsets), unmarked images: see
+# benchmarks/bench_watermark.py --false-positives for the corpus and the measured maxima.
+_COARSE = _Layer("coarse", 32, 0x6D61_7372, flat_share=1.0, textured_share=0.5, zoom_step=0.008,
+                 presence_z=6.0, noise_z=4.5)
+_FINE = _Layer("fine", 128, 0x6D61_7371, flat_share=0.5, textured_share=1.0, zoom_step=0.003,
+               presence_z=6.0, noise_z=4.5)
+_LAYERS = (_COARSE, _FINE)  # reading order
+_CLEAR_MARGIN = 6.0  # z above presence that counts as a clear read (confidence 1)
+
 # Perceptual masking: chip amplitude (grey levels) = _FLOOR + _GAIN * (texture - _KNEE), at most _CAP.
-# The reader weights flat areas most and H.264 erases weak marks there, so the floor is a compromise:
-# 1.0 left 77-81 % of frames readable after H.264 CRF 28 in our trials, 1.5 leaves all of them.
+# The reader weights flat areas most and H.264 erases weak marks there, so the floor is a compromise.
 _FLOOR, _KNEE, _GAIN, _CAP = 1.5, 0.5, 2.0, 6.0
 _MASK_SHORT = 180  # short side of the plane the texture map is computed on
 _HP_MASK, _STD_WIN, _ERODE, _SMOOTH = 1.0, 5, 3, 1.5  # high-pass, texture window, edge erosion, smoothing
 _LEVEL_STEPS = 31  # strength map quantisation (uint8 steps per grey level); 31 * _CAP < 256
-_PATTERN_HP = 1.5  # cells: sigma of the low-pass removed from the embedded pattern
-_UNIT_MAX = 1.5  # the high-passed unit pattern's range stored in the uint8 planes
+_PATTERN_HP = 1.5  # cells: sigma of the low-pass removed from each layer's embedded pattern
+_UNIT_MAX = 1.5  # the unit pattern's range stored in the uint8 planes
+_SUBSTEPS = 8  # the layers are summed in 1/8 grey levels before rounding
 _MAX_MSE = 255.0**2 / 10 ** (40.5 / 10)  # keep PSNR >= 40.5 dB
-_DET = 2  # detection pixels per cell
-_DET_TILE = _TILE * _DET
-_ZOOMS = np.exp(np.arange(np.log(0.97), np.log(1.17), 0.003))  # apparent cell zoom searched by the reader
 _SHAPES_KEPT = 2  # a 4K pattern pair is 50 MB
 _HP_SIGMA = 2.0  # detection-pixel scale of the whitening high-pass
 _NORM_SIGMA = 3.0  # and of the local variance it is divided by
-# Correlation-peak z-scores (sync + magic chips, best over zooms and offsets): unmarked frames give 4.35
-# median, 5.13 at the 99th percentile and 5.6 at most over 2,357 measured (photos, their crops, resizes,
-# JPEG, H.264, and synthetic checkers, stripes, text, noise); a marked 720p frame after H.264 CRF 28 gives
-# 13 or more.
-_PRESENCE_Z = 6.0
-_NOISE_Z, _CLEAR_Z = 4.5, 12.0  # confidence 0 and 1
 
 
 @dataclass(frozen=True)
@@ -81,14 +113,15 @@ class WatermarkReading:
     payload: int | None
     key_id: int | None
     confidence: float
-    """0..1: the strength of the correlation peak: 0.2 at the decision threshold, at most 0.15 measured on
-    unmarked images, 1 for any clear read (a 720p frame after H.264 CRF 28). A found reading may have no
-    payload when the mark is certain but its key id unreadable."""
+    """0..1: the strength of the best layer's correlation peak: 0.2 at the decision threshold, at most
+    0.15 measured on unmarked images, 1 for any clear read. A found reading may have no payload when the
+    mark is certain but its key id unreadable."""
 
 
-def _layout() -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+@lru_cache(maxsize=4)
+def _layout(seed: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Chip signs (tile) and, per cell, -1 for sync or the coded-bit index it carries."""
-    rng = np.random.default_rng(_PATTERN_SEED)
+    rng = np.random.default_rng(seed)
     signs = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), size=_TILE * _TILE)
     owner = np.full(_TILE * _TILE, -1, dtype=np.int64)
     cells = rng.permutation(_TILE * _TILE)
@@ -96,9 +129,9 @@ def _layout() -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     return signs.reshape(_TILE, _TILE), owner.reshape(_TILE, _TILE)
 
 
-def _tile(key_id: int) -> NDArray[np.float32]:
-    """The +-1 tile carrying ``key_id``'s payload."""
-    signs, owner = _layout()
+def _tile(layer: _Layer, key_id: int) -> NDArray[np.float32]:
+    """The layer's +-1 tile carrying ``key_id``'s payload."""
+    signs, owner = _layout(layer.seed)
     bits = wmcode.encode(wmcode.make_payload(key_id))
     values = np.where(owner < 0, 1.0, bits[np.maximum(owner, 0)]).astype(np.float32)
     return signs * values
@@ -110,8 +143,19 @@ def _check_image(image: Image) -> None:
         raise MediaError(f"the watermark needs a BGR uint8 image of shape (H, W, 3), got {got}")
 
 
+def _layer_pattern(tile: NDArray[np.float32], cells: int, height: int, width: int) -> NDArray[np.float32]:
+    """A tile repeated over the image with ``cells`` cells across its short side, up-sampled, high-passed."""
+    cell = min(height, width) / cells
+    rows, cols = max(1, round(height / cell)), max(1, round(width / cell))
+    reps = (-(-rows // _TILE), -(-cols // _TILE))
+    work = np.tile(tile, reps)[:rows, :cols]
+    unit = cv2.resize(work, (width, height), interpolation=cv2.INTER_LINEAR)
+    # The reader high-passes at about one cell: what is smoother is invisible to it but visible to us.
+    return unit - cv2.GaussianBlur(unit, (0, 0), _PATTERN_HP * cell)
+
+
 class WatermarkEmbedder:
-    """Adds the watermark to images. Build once per run; the full-size pattern is cached per frame size.
+    """Adds the watermark to images. Build once per run; the full-size patterns are cached per frame size.
 
     The pattern's strength follows the picture (perceptual masking): it is weak on flat areas (a plain
     backdrop, a dark suit), where a fixed noise texture would show, and stronger on textured ones, which
@@ -123,64 +167,66 @@ class WatermarkEmbedder:
     def __init__(self, key_id: int = KEY_ID) -> None:
         self.key_id = key_id
         self.payload = wmcode.make_payload(key_id)
-        self._tile = _tile(key_id)
-        self._patterns: OrderedDict[tuple[int, int], tuple[Image, Image, float]] = OrderedDict()
+        self._tiles = [(_tile(layer, key_id), layer) for layer in _LAYERS]
+        self._patterns: OrderedDict[tuple[int, int], list[tuple[Image, Image, float]]] = OrderedDict()
         self._lock = threading.Lock()  # the pattern cache may be shared by frame workers
 
     def pattern(self, height: int, width: int) -> NDArray[np.float32]:
-        """The unit (+-1 per chip, bilinearly up-sampled) pattern for an image of this size."""
-        cell = min(height, width) / _CELLS
-        rows, cols = max(1, round(height / cell)), max(1, round(width / cell))
-        reps = (-(-rows // _TILE), -(-cols // _TILE))
-        work = np.tile(self._tile, reps)[:rows, :cols]
-        unit = cv2.resize(work, (width, height), interpolation=cv2.INTER_LINEAR)
-        if _PATTERN_HP > 0:
-            # The reader high-passes at about one cell: what is smoother is invisible to it but visible to us.
-            unit -= cv2.GaussianBlur(unit, (0, 0), _PATTERN_HP * cell)
-        return unit
+        """The unit pattern (every layer's +-1 chips, up-sampled, summed) for an image of this size."""
+        return sum((_layer_pattern(t, layer.cells, height, width) for t, layer in self._tiles),
+                   np.zeros((height, width), np.float32))
 
     def strength(self, image: Image) -> NDArray[np.float32]:
-        """Chip amplitude (grey levels) the image would get, on a plane ~180 px on its short side."""
+        """Root-sum-square of the layers' chip amplitudes (grey levels), on a plane ~180 px short."""
         _check_image(image)
-        return _strength(image, self._planes(image.shape[0], image.shape[1])[2])
+        maps = _strengths(image, [p for _, _, p in self._planes(image.shape[0], image.shape[1])])
+        return np.sqrt(sum(m * m for m in maps))
 
-    def _planes(self, height: int, width: int) -> tuple[Image, Image, float]:
+    def _planes(self, height: int, width: int) -> list[tuple[Image, Image, float]]:
         key = (height, width)
         with self._lock:
             if key in self._patterns:
                 self._patterns.move_to_end(key)
                 return self._patterns[key]
-            unit = self.pattern(height, width)
-            # Positive and negative parts as uint8 (255 = one chip) so that scaling by the strength map and
-            # embedding are saturating OpenCV operations on uint8 planes.
-            pos = np.rint(np.clip(unit, 0, _UNIT_MAX) * (255 / _UNIT_MAX)).astype(np.uint8)
-            neg = np.rint(np.clip(-unit, 0, _UNIT_MAX) * (255 / _UNIT_MAX)).astype(np.uint8)
-            self._patterns[key] = (pos, neg, float(np.mean(unit * unit)))
+            planes = []
+            for tile, layer in self._tiles:
+                unit = _layer_pattern(tile, layer.cells, height, width)
+                # Positive and negative parts as uint8 (255 = _UNIT_MAX) so that scaling by the strength
+                # map and embedding are saturating OpenCV operations on uint8 planes.
+                pos = np.rint(np.clip(unit, 0, _UNIT_MAX) * (255 / _UNIT_MAX)).astype(np.uint8)
+                neg = np.rint(np.clip(-unit, 0, _UNIT_MAX) * (255 / _UNIT_MAX)).astype(np.uint8)
+                planes.append((pos, neg, float(np.mean(unit * unit))))
+            self._patterns[key] = planes
             if len(self._patterns) > _SHAPES_KEPT:
                 self._patterns.popitem(last=False)
-            return self._patterns[key]
+            return planes
 
     def __call__(self, image: Image) -> Image:
         """A new, watermarked copy of ``image`` (BGR uint8)."""
         _check_image(image)
         h, w = image.shape[:2]
-        pos, neg, power = self._planes(h, w)
-        small = np.rint(_strength(image, power) * _LEVEL_STEPS).astype(np.uint8)
-        level = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-        scale = _UNIT_MAX / (255 * _LEVEL_STEPS)
-        add = cv2.cvtColor(cv2.multiply(pos, level, scale=scale), cv2.COLOR_GRAY2BGR)
-        sub = cv2.cvtColor(cv2.multiply(neg, level, scale=scale), cv2.COLOR_GRAY2BGR)
-        out = cv2.add(image, add)
-        return cv2.subtract(out, sub, dst=out)
+        planes = self._planes(h, w)
+        # Each layer's chips times its amplitude map in 1/8 grey levels (uint8: at most 8 * _CAP * _UNIT_MAX
+        # = 72 per layer), summed, then rounded once: a faint layer is not rounded away on its own.
+        scale = _SUBSTEPS * _UNIT_MAX / (255 * _LEVEL_STEPS)
+        add = sub = None
+        for (pos, neg, _), amp in zip(planes, _strengths(image, [p for _, _, p in planes]), strict=True):
+            small = np.rint(amp * _LEVEL_STEPS).astype(np.uint8)
+            level = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+            up, down = cv2.multiply(pos, level, scale=scale), cv2.multiply(neg, level, scale=scale)
+            add, sub = (up, down) if add is None else (cv2.add(add, up, dst=add), cv2.add(sub, down, dst=sub))
+        add8 = cv2.cvtColor(cv2.convertScaleAbs(add, alpha=1 / _SUBSTEPS), cv2.COLOR_GRAY2BGR)
+        sub8 = cv2.cvtColor(cv2.convertScaleAbs(sub, alpha=1 / _SUBSTEPS), cv2.COLOR_GRAY2BGR)
+        out = cv2.add(image, add8)
+        return cv2.subtract(out, sub8, dst=out)
 
 
-def _strength(image: Image, unit_power: float) -> NDArray[np.float32]:
-    """Per-pixel chip amplitude (grey levels) on a small plane, from the luma texture around each pixel.
+def _texture_amplitude(image: Image) -> NDArray[np.float32]:
+    """Chip amplitude (grey levels) the picture hides, per pixel of a plane ~``_MASK_SHORT`` px short.
 
-    Local deviation of high-passed luma on a plane about ``_MASK_SHORT`` px on its short side (1.4 px per
-    cell, so it measures texture at the pattern's own scale), eroded so that the flat side of an edge stays
-    weak, then mapped to ``_FLOOR + _GAIN * (std - _KNEE)`` within ``[_FLOOR, _CAP]`` and smoothed. If the
-    whole picture is busy, the map is scaled down to keep the mean squared change (PSNR) within ``_MAX_MSE``.
+    Local deviation of high-passed luma on that plane (1.4 px per fine cell, so it measures texture at the
+    fine pattern's own scale), eroded so that the flat side of an edge stays weak, then mapped to
+    ``_FLOOR + _GAIN * (std - _KNEE)`` within ``[_FLOOR, _CAP]`` and smoothed.
     """
     h, w = image.shape[:2]
     f = min(1.0, _MASK_SHORT / min(h, w))
@@ -193,18 +239,34 @@ def _strength(image: Image, unit_power: float) -> NDArray[np.float32]:
     std = cv2.erode(std, np.ones((_ERODE, _ERODE), np.uint8))
     # Masking: codec grain below the knee hides nothing; texture above it hides a proportional amplitude.
     amp = np.minimum(_FLOOR + _GAIN * np.maximum(std - _KNEE, 0.0), _CAP)
-    amp = cv2.GaussianBlur(amp, (0, 0), _SMOOTH)
-    mse = float(np.mean(amp * amp)) * unit_power
-    if mse > _MAX_MSE:
-        # Scale down what the texture added, not the floor (flat areas carry most of what the reader uses):
-        # solve mean((floor + k * excess)^2) * unit_power = _MAX_MSE for k.
-        excess = amp - _FLOOR
-        a, b = float(np.mean(excess * excess)), 2 * _FLOOR * float(np.mean(excess))
-        c = _FLOOR * _FLOOR - _MAX_MSE / unit_power
-        if c >= 0:
-            return np.full_like(amp, np.sqrt(_MAX_MSE / unit_power))
-        amp = _FLOOR + excess * ((-b + np.sqrt(b * b - 4 * a * c)) / (2 * a))
-    return amp
+    return cv2.GaussianBlur(amp, (0, 0), _SMOOTH)
+
+
+def _strengths(image: Image, unit_powers: Sequence[float]) -> list[NDArray[np.float32]]:
+    """Per-layer chip amplitude maps (grey levels) on the small plane.
+
+    The texture amplitude is shared between the layers by how textured each pixel is: flat areas favour
+    the coarse layer (a video codec erases fine grain there first), textured ones the fine layer (texture
+    masks it, and it has 16 times the chips). If the picture is busy, what the texture added above the
+    floor is scaled down to keep the mean squared change (PSNR) within ``_MAX_MSE``.
+    """
+    amp = _texture_amplitude(image)
+    excess = amp - _FLOOR
+    texture = excess * (1 / (_CAP - _FLOOR))  # 0 flat .. 1 fully textured
+    shares = [layer.flat_share + (layer.textured_share - layer.flat_share) * texture for layer in _LAYERS]
+    # Mean squared change with the excess scaled by k: a k^2 + b k + c, summed over the layers.
+    a = b = c = 0.0
+    for share, power in zip(shares, unit_powers, strict=True):
+        s2 = share * share
+        a += power * float(np.mean(excess * excess * s2))
+        b += power * 2 * _FLOOR * float(np.mean(excess * s2))
+        c += power * _FLOOR * _FLOOR * float(np.mean(s2))
+    k = 1.0
+    if a + b + c > _MAX_MSE:
+        c -= _MAX_MSE
+        k = max(0.0, (-b + np.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)) if a > 0 else 0.0
+    level = amp if k == 1.0 else _FLOOR + k * excess
+    return [level * share for share in shares]
 
 
 def _wrap_blur(tile: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
@@ -217,10 +279,10 @@ def _highpass(plane: NDArray[np.float32]) -> NDArray[np.float32]:
     return plane - cv2.GaussianBlur(plane, (0, 0), _HP_SIGMA)
 
 
-@lru_cache(maxsize=1)
-def _references() -> tuple[NDArray[np.complex64], NDArray[np.float32]]:
+@lru_cache(maxsize=4)
+def _references(seed: int) -> tuple[NDArray[np.complex64], NDArray[np.float32]]:
     """Conjugate FFT of the sync reference and the (72, tile*tile) data references, at detection scale."""
-    signs, owner = _layout()
+    signs, owner = _layout(seed)
 
     def upsampled(tile: NDArray[np.float32]) -> NDArray[np.float32]:
         padded = np.pad(tile, 1, mode="wrap")
@@ -253,12 +315,10 @@ def _fold(plane: NDArray[np.float32]) -> NDArray[np.float32]:
     return padded.reshape(ph // _DET_TILE, _DET_TILE, pw // _DET_TILE, _DET_TILE).sum(axis=(0, 2))
 
 
-def _whitened(image: Image) -> NDArray[np.float32]:
-    """Luma at about the largest detection scale, high-passed and contrast-normalised."""
-    luma = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+def _whitened(luma: NDArray[np.float32], layer: _Layer) -> NDArray[np.float32]:
+    """Luma at about the layer's largest detection scale, high-passed and contrast-normalised."""
     h, w = luma.shape
-    short = _CELLS * _DET / _ZOOMS[0]
-    f = short / min(h, w)
+    f = (layer.cells * _DET / _ZOOM_RANGE[0]) / min(h, w)
     interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
     base = cv2.resize(luma, (max(1, round(w * f)), max(1, round(h * f))), interpolation=interp)
     hp = _highpass(base)
@@ -267,13 +327,13 @@ def _whitened(image: Image) -> NDArray[np.float32]:
     return hp / (cv2.GaussianBlur(hp * hp, (0, 0), _NORM_SIGMA) + 0.5)
 
 
-def _align(white: NDArray[np.float32]) -> tuple[float, NDArray[np.float32]]:
+def _align(white: NDArray[np.float32], layer: _Layer) -> tuple[float, NDArray[np.float32]]:
     """The best (z-score, folded tile rolled to the pattern's origin) over the searched zoom factors."""
-    sync_conj, _ = _references()
+    sync_conj, _ = _references(layer.seed)
     h, w = white.shape
     best: tuple[float, NDArray[np.float32]] = (0.0, np.zeros((_DET_TILE, _DET_TILE), np.float32))
-    for zoom in _ZOOMS:
-        f = (_CELLS * _DET / zoom) / min(h, w)
+    for zoom in layer.zooms:
+        f = (layer.cells * _DET / zoom) / min(h, w)
         size = (max(1, round(w * f)), max(1, round(h * f)))
         fold = _fold(cv2.resize(white, size, interpolation=cv2.INTER_LINEAR))
         corr = np.fft.irfft2(np.fft.rfft2(fold) * sync_conj, s=fold.shape)
@@ -286,22 +346,45 @@ def _align(white: NDArray[np.float32]) -> tuple[float, NDArray[np.float32]]:
     return best
 
 
+def layer_scores(image: Image) -> dict[str, float]:
+    """Each layer's correlation-peak z-score (for benchmarks and threshold measurements)."""
+    _check_image(image)
+    luma = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    return {layer.name: _align(_whitened(luma, layer), layer)[0] for layer in _LAYERS}
+
+
 def read_watermark(image: Image) -> WatermarkReading:
     """Look for a masquerade watermark. Works after re-encoding, resizing, cropping and metadata loss."""
     _check_image(image)
-    _, data = _references()
-    z, aligned = _align(_whitened(image))
-    confidence = float(np.clip((z - _NOISE_Z) / (_CLEAR_Z - _NOISE_Z), 0.0, 1.0))
-    if z < _PRESENCE_Z:
+    luma = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    confidence, found = 0.0, False
+    softs: list[NDArray[np.float32]] = []
+    for layer in _LAYERS:
+        z, aligned = _align(_whitened(luma, layer), layer)
+        low, high = layer.noise_z, layer.presence_z + _CLEAR_MARGIN
+        confidence = max(confidence, float(np.clip((z - low) / (high - low), 0.0, 1.0)))
+        if z < layer.noise_z + 1:
+            continue  # this layer's alignment is noise: its bits would only blur the others'
+        soft = _references(layer.seed)[1] @ aligned.ravel()
+        softs.append(soft * ((z - layer.noise_z) / (float(np.linalg.norm(soft)) or 1.0)))
+        found = found or z >= layer.presence_z
+        # The alignment was chosen for the magic's chips, so a decoded magic adds no evidence of its own
+        # (it passed on unmarked frames): presence rests on z alone, the decode only names the key.
+        payload = _payload(soft) if z >= layer.presence_z else None
+        if payload is not None:
+            return WatermarkReading(True, payload, payload & 0xFF, confidence)
+    if not found:
         return WatermarkReading(found=False, payload=None, key_id=None, confidence=confidence)
-    # The alignment was chosen for the magic's chips, so a decoded magic adds no evidence of its own (it
-    # passed on unmarked frames): presence rests on z alone, the decode only names the key.
-    soft = data @ aligned.ravel()
+    # Present, but no single layer names the key: pool their soft bits, weighted by their evidence.
+    payload = _payload(np.sum(softs, axis=0)) if len(softs) > 1 else None
+    return WatermarkReading(True, payload, None if payload is None else payload & 0xFF, confidence)
+
+
+def _payload(soft: NDArray[np.float32]) -> int | None:
     payload, _ = wmcode.decode(soft)
     if payload is None or payload >> 8 != wmcode.MAGIC:
         payload = wmcode.decode_key(soft)
-    key_id = None if payload is None else payload & 0xFF
-    return WatermarkReading(found=True, payload=payload, key_id=key_id, confidence=confidence)
+    return payload
 
 
 def vote(readings: Sequence[WatermarkReading]) -> WatermarkReading:

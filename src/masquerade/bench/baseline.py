@@ -71,15 +71,16 @@ def run_embedded_baseline(pipeline: Any, prepared: Any, clip: Path, output: Path
     Returns (frames, faces swapped, seconds). The mesh swapper pastes on its own region of interest
     (it has no separate crop), so only detection and threading differ from the engine here.
     """
-    stages, guard, watermark = pipeline.stages, pipeline.guard, pipeline.watermark
-    guard.reset()
+    stages, watermark = pipeline._stages, pipeline.watermark
+    guards: dict[float, Any] = {}
 
     def per_frame(ctx: Any, fps: float) -> int:
-        guard.check_frame(ctx, fps)
         image = ctx.image
         faces = stages.analyser.detect(image)
+        ctx.selected = faces
+        (guards.get(fps) or guards.setdefault(fps, pipeline.guard.video(fps))).check(ctx)
         for face in faces:
-            image = stages.swapper.swap(image, face, prepared.swapper_input)
+            image = stages.swapper.swap(image, face, prepared._swapper_input)
         ctx.image = watermark(image)
         return len(faces)
 
@@ -90,15 +91,16 @@ def run_neural_baseline(
     pipeline: Any, prepared: Any, clip: Path, output: Path, recognizer: Any, frames: int | None
 ) -> LoopResult:
     """Neural stages the roop way: detect + embed every face every frame, batch 1, full-frame paste."""
-    stages, guard, watermark = pipeline.stages, pipeline.guard, pipeline.watermark
+    stages, watermark = pipeline._stages, pipeline.watermark
     swapper, enhancer = stages.swapper, stages.enhancer
-    latent = prepared.swapper_input.latent
-    guard.reset()
+    latent = prepared._swapper_input.latent
+    guards: dict[float, Any] = {}
 
     def per_frame(ctx: Any, fps: float) -> int:
-        guard.check_frame(ctx, fps)
         image = ctx.image
         faces = stages.analyser.detect(image)
+        ctx.selected = faces
+        (guards.get(fps) or guards.setdefault(fps, pipeline.guard.video(fps))).check(ctx)
         if faces:
             recognizer.embed_many(image, faces)
         for face in faces:

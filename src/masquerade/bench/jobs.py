@@ -184,7 +184,7 @@ def neural_pipeline(
         enhancer = None
     stages = Stages(analyser=analyser, swapper=swapper, enhancer=enhancer)
     config = RunConfig(select=SelectOptions(mode="all"), swap=swap_options, runtime=backend.runtime())
-    return Pipeline(config, stages), recognizer
+    return Pipeline._with_stages(config, stages), recognizer
 
 
 def neural_job(
@@ -198,9 +198,9 @@ def neural_job(
     # A session's first runs are several times slower; with a few frames per row that would swamp
     # the figures, so every model runs once before the clock starts (steady state is measured).
     image, face = source[0][1], prepared.faces[0]
-    pipeline.stages.swapper.swap(image, face, prepared.swapper_input)
-    if pipeline.stages.enhancer is not None:
-        pipeline.stages.enhancer.enhance(image, face)
+    pipeline._stages.swapper.swap(image, face, prepared._swapper_input)
+    if pipeline._stages.enhancer is not None:
+        pipeline._stages.enhancer.enhance(image, face)
     if mode == "baseline":
         from masquerade.bench.baseline import run_neural_baseline
 
@@ -227,9 +227,9 @@ def int8_job(paths: dict[str, str], real: dict[str, bool], standins: list[str], 
 
     pipeline, _ = neural_pipeline(paths, real, Backend(threads=threads))
     store = ModelStore(Path(models_dir) if models_dir else None)
-    stages = {"inswapper_128": lambda: swapper_calibration(pipeline.stages.swapper)}
-    if pipeline.stages.enhancer is not None:
-        stages["gfpgan_1.4"] = lambda: enhancer_calibration(pipeline.stages.enhancer)
+    stages = {"inswapper_128": lambda: swapper_calibration(pipeline._stages.swapper)}
+    if pipeline._stages.enhancer is not None:
+        stages["gfpgan_1.4"] = lambda: enhancer_calibration(pipeline._stages.enhancer)
     made: dict[str, dict[str, Any]] = {}
     for name, calibrate in stages.items():
         path = Path(paths[name])

@@ -21,9 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.add_argument("--models-dir", type=Path, metavar="DIR",
                         help="model cache folder (default: $MASQUERADE_HOME/models or the per-user cache)")
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    sub.add_parser("list", help="known models: licence, size, installed or not",
-                   description="List every model masquerade knows: kind, size, whether it is installed, "
-                               "licence.")
+    sub.add_parser("list", help="known models: licence, size, installed and verified or not",
+                   description="List every model masquerade knows: kind, size, whether it is installed "
+                               "(each installed file is hashed: yes, unverified or TAMPERED), licence.")
     download = sub.add_parser(
         "download", help="download models (resumable, SHA-256 verified)",
         description="Download each named model from its known addresses, resuming a broken transfer, and "
@@ -66,16 +66,34 @@ def _size(n: int | None) -> str:
     return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
+_INSTALLED = {
+    "ok": "yes",
+    "accepted": "unverified (imported with --allow-unknown-hash)",
+    "mismatch": "TAMPERED (hash mismatch)",
+}
+
+
 def _list(store: ModelStore, args: argparse.Namespace) -> int:
     rows = [("NAME", "KIND", "SIZE", "INSTALLED", "LICENCE")]
+    tampered = []
     for spec in store.models.values():
-        installed = "yes" if store.is_installed(spec) else "no" if spec.pinned else "no (import only)"
+        status = store.status(spec)  # hashes the file: a recorded hash proves nothing
+        if status == "missing":
+            installed = "no" if spec.pinned else "no (import only)"
+        else:
+            installed = _INSTALLED[status]
+        if status == "mismatch":
+            tampered.append(spec.name)
         size = _size(store.path(spec).stat().st_size if store.is_installed(spec) else spec.size)
         rows.append((spec.name, spec.kind, size, installed, spec.licence))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
     print(f"cache: {store.root}")
+    if tampered:
+        names = " ".join(tampered)
+        print(f"warning: {names}: the file is not one masquerade accepts and will not be loaded; "
+              f"`masquerade models download {names}` replaces it", file=sys.stderr)
     return 0
 
 

@@ -96,6 +96,8 @@ def _credentials_text(entry: dict) -> str:
             failures = ", ".join(c2pa["failures"]) or c2pa["validation_state"] or "unknown"
             state = f"C2PA manifest INVALID ({failures})"
         source = (claims.get("digital_source_type") or "").rsplit("/", 1)[-1] or "no digital source type"
+        if claims.get("faces_replaced") == 0:
+            source = "no face replaced (watermark only)"
         actions = ", ".join(a for a in claims.get("actions", []) if a) or "no actions"
         return f"{state}: {actions} by {claims.get('software_agent') or 'unknown software'}, {source}"
     if entry["plain_tag"]["present"]:

@@ -3,11 +3,16 @@ workers and what each asks for, how videos are split, and where finished segment
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from masquerade.config import OptionProblem, Problems
 from masquerade.errors import UsageError
 from masquerade.split import SEGMENT_SECONDS, WARMUP_SECONDS
+
+MAX_CPUS_PER_WORKER = 256
+MAX_WARMUP_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -29,15 +34,22 @@ class ClusterOptions:
     """Folder of finished segments, kept until the output is in place so a run started again redoes
     only what is missing; None: ``cluster/`` in masquerade's cache folder."""
 
-    def __post_init__(self) -> None:
-        if self.workers is not None and self.workers < 1:
-            raise UsageError(f"--cluster-workers must be >= 1, got {self.workers}")
-        if self.cpus_per_worker < 1:
-            raise UsageError(f"--cluster-cpus must be >= 1, got {self.cpus_per_worker}")
-        if not self.segment_seconds > 0:
-            raise UsageError(f"--segment-seconds must be > 0, got {self.segment_seconds}")
-        if not 0 <= self.warmup_seconds <= 10:
-            raise UsageError(f"the warm-up must be 0 to 10 s, got {self.warmup_seconds}")
+
+def cluster_problems(options: ClusterOptions) -> list[OptionProblem]:
+    """Every cluster option out of range (the cluster's counterpart of ``config.config_problems``)."""
+    problems = Problems()
+    problems.whole("--cluster-workers", options.workers, 1)
+    problems.whole("--cluster-cpus", options.cpus_per_worker, 1, MAX_CPUS_PER_WORKER)
+    problems.number("--segment-seconds", options.segment_seconds, 0.1, math.inf, "at least 0.1 s")
+    problems.number("warmup_seconds", options.warmup_seconds, 0.0, MAX_WARMUP_SECONDS)
+    return problems.found
+
+
+def validate_cluster(options: ClusterOptions) -> None:
+    """Raise ``UsageError`` naming every invalid cluster option."""
+    problems = cluster_problems(options)
+    if problems:
+        raise UsageError("; ".join(p.message for p in problems))
 
 
 def parse_cluster(spec: str) -> str | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import ModuleType
 from typing import Any
 
 from masquerade._version import __version__
+from masquerade.api import Identities, SourcePhotos
 from masquerade.cluster.options import ClusterOptions
-from masquerade.cluster.worker import SwapWorker, WorkerInfo
+from masquerade.cluster.worker import Shipped, SwapWorker, WorkerInfo
 from masquerade.config import RunConfig
 from masquerade.errors import ClusterError, MasqueradeError, UsageError
 
@@ -15,12 +17,15 @@ MAX_RESTARTS = 4
 """Times Ray brings back a worker whose process died (then the run fails, naming it)."""
 TASK_RETRIES = 2
 """Times a task that was running on a worker that died is run again."""
+CLOSE_SECONDS = 5.0
+"""How long the end of a run waits for the workers to tidy up before stopping them."""
 
 
 class WorkerPool:
-    """The run's worker actors; ``submit`` hands a task to the least busy one."""
+    """The run's worker actors, their models loaded and the run's identities decided (by one of them,
+    for all); ``submit`` hands a task to the least busy one."""
 
-    def __init__(self, ray: ModuleType, config: RunConfig, sources: list[Any], options: ClusterOptions,
+    def __init__(self, ray: ModuleType, config: RunConfig, photos: SourcePhotos, options: ClusterOptions,
                  tasks: int) -> None:
         self.ray = ray
         gpus = 1 if config.runtime.execution_provider == "torch-cuda" else 0
@@ -29,28 +34,32 @@ class WorkerPool:
         count = min(options.workers or _fitting_workers(ray, cpus, gpus), max(tasks, 1))
         remote = ray.remote(_RayWorker).options(
             num_cpus=cpus, num_gpus=gpus, max_restarts=MAX_RESTARTS, max_task_retries=TASK_RETRIES)
-        # The source photos go to the object store once; every worker (and a restarted one) reads
-        # them from there. The driver keeps the reference alive for the whole run.
-        self._sources = [ray.put(sources)]
         self.actors = [remote.remote(config, cpus) for _ in range(count)]
         self.load = [0] * count
         self._owner: dict[Any, int] = {}
         try:
-            infos = [actor.info.remote(self._sources) for actor in self.actors]
-            self.infos: list[WorkerInfo] = self.get_all(infos)
+            self.infos: list[WorkerInfo] = self.get_all([actor.info.remote() for actor in self.actors])
+            for info in self.infos:
+                if info.version != __version__:
+                    raise ClusterError(f"the worker on {info.host} runs masquerade {info.version}, this "
+                                       f"machine {__version__}: install the same version on every node")
+            # The photos go to the object store; every worker (and a restarted one) reads them from
+            # there, with the identities one worker decided, so no worker decides them alone.
+            self._ship((photos, None))
+            decided: tuple[Identities, tuple[str, ...]] = self.call("identities")
+            self.identities, self.warnings = decided
+            self._ship((photos, self.identities))
         except BaseException:
             self.shutdown()
             raise
 
-        for info in self.infos:
-            if info.version != __version__:
-                self.shutdown()
-                raise ClusterError(f"the worker on {info.host} runs masquerade {info.version}, this "
-                                   f"machine {__version__}: install the same version on every node")
+    def _ship(self, shipped: Shipped) -> None:
+        # Named in a list, so Ray hands the reference over as it is; the driver keeps it alive.
+        self._shipped = [self.ray.put(shipped)]
 
     def submit(self, method: str, *args: Any) -> Any:
         index = min(range(len(self.actors)), key=lambda i: self.load[i])
-        ref = getattr(self.actors[index], method).remote(self._sources, *args)
+        ref = getattr(self.actors[index], method).remote(self._shipped, *args)
         self.load[index] += 1
         self._owner[ref] = index
         return ref
@@ -83,19 +92,23 @@ class WorkerPool:
                                f"segments are kept, run again to go on ({type(exc).__name__})") from None
 
     def shutdown(self) -> None:
+        """Workers remove their temporary folders, then are stopped."""
+        closing = [actor.close.remote() for actor in self.actors]
+        with contextlib.suppress(Exception):
+            self.ray.wait(closing, num_returns=len(closing), timeout=CLOSE_SECONDS)
         for actor in self.actors:
             self.ray.kill(actor)
 
 
 class _RayWorker(SwapWorker):
-    """``SwapWorker`` as a Ray actor. Tasks name the source photos by an object reference in a list
-    (so Ray hands it over as is): the photos are fetched from the object store only when a worker
-    builds its pipeline, and not kept by Ray per worker for restarts."""
+    """``SwapWorker`` as a Ray actor. Tasks name the photos by an object reference in a list (so Ray
+    hands it over as is): they are fetched from the object store only when a worker prepares its
+    job, and not kept by Ray per worker for restarts."""
 
-    def _photos(self, sources: Any) -> list[tuple[str, Any]]:
+    def _unship(self, shipped: Any) -> Shipped:
         import ray
 
-        return ray.get(sources[0])
+        return ray.get(shipped[0])
 
 
 def _fitting_workers(ray: ModuleType, cpus: int, gpus: int) -> int:

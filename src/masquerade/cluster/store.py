@@ -9,12 +9,10 @@ run did: a file that is there is complete. A run with another key never sees it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-import secrets
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +20,13 @@ from pathlib import Path
 from masquerade._version import __version__
 from masquerade.config import RunConfig
 from masquerade.errors import OutputError
+from masquerade.media.atomic import atomic_output
 from masquerade.media.segments import Segment
 from masquerade.models.download import sha256_file
 from masquerade.split import SegmentResult
+
+FORMAT = 2
+"""Of a segment's record (2: it counts the frames changed, for the label)."""
 
 
 def settings_digest(config: RunConfig, sources: Sequence[Path], segment_seconds: float,
@@ -32,14 +34,18 @@ def settings_digest(config: RunConfig, sources: Sequence[Path], segment_seconds:
     """SHA-256 of the options and inputs (other than the target) that decide a segment's pixels."""
     # Threads and workers change speed, not pixels; the model folder's files are checked by hash.
     runtime = dataclasses.replace(config.runtime, execution_threads=None, frame_workers=None, models_dir=None)
-    reference = config.select.reference
-    select = dataclasses.replace(config.select, reference=None)
+    select = config.select
+    reference = select.reference
+    mapping = [[sha256_file(e.reference), [sha256_file(p) for p in e.sources]] for e in select.mapping]
+    select = dataclasses.replace(select, reference=None, mapping=())
     settings = dataclasses.asdict(dataclasses.replace(config, runtime=runtime, select=select))
     record = {
         "version": __version__,
+        "format": FORMAT,
         "settings": settings,
         "sources": [sha256_file(Path(p)) for p in sources],
         "reference": sha256_file(Path(reference)) if reference is not None else None,
+        "mapping": mapping,
         "split": [segment_seconds, warmup_seconds],
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
@@ -94,15 +100,9 @@ class JobFolder:
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
+    """``data`` into ``path``, on disk before the rename: a file that is there is complete."""
+    with atomic_output(path) as temp, open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     return path

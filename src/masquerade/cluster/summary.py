@@ -1,38 +1,18 @@
-"""What a cluster run reports: per file, in all, and to a progress display as it goes."""
+"""What a cluster run reports: per file (as a batch does), in all, and to a progress display as it goes."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from masquerade.api import RunSummary
+from masquerade.batch import BatchSummary, FileResult
 from masquerade.cluster.worker import WorkerInfo
-from masquerade.errors import MasqueradeError
-
-
-@dataclass(frozen=True)
-class FileFailure:
-    """A target whose output could not be made (the others go on)."""
-
-    target: Path
-    output: Path
-    error: MasqueradeError
-
-    @property
-    def message(self) -> str:
-        text = str(self.error) or type(self.error).__name__
-        return text if str(self.target) in text else f"{self.target}: {text}"
 
 
 @dataclass
-class ClusterSummary:
-    """What a cluster run did, per file and in all."""
+class ClusterSummary(BatchSummary):
+    """What a cluster run did: ``results`` per target, in the order of the targets, and in all."""
 
-    files: list[RunSummary] = field(default_factory=list)
-    """The outputs in place, in the order of the targets."""
-    failures: list[FileFailure] = field(default_factory=list)
-    """Targets that failed (unreadable, refused...), in the order of the targets."""
     segments: int = 0
     """Video segments the run needed."""
     reused: int = 0
@@ -42,18 +22,19 @@ class ClusterSummary:
     workers: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds: ``plan`` (hashing and reading the targets' packets), ``start`` (connecting and the
-    workers' models), ``cut`` (the driver cutting segments out and handing them over), ``store``
-    (keeping finished segments), ``join`` (joining and labelling); and, added up over the workers,
-    ``segments`` (whole segment tasks) of which ``warmup`` (reaching each segment's first frame)."""
+    """Seconds: ``plan`` (hashing and reading the targets' packets), ``start`` (connecting, the workers'
+    models and the run's identities), ``cut`` (the driver cutting segments out and handing them over),
+    ``store`` (keeping finished segments), ``join`` (joining and labelling); and, added up over the
+    workers, ``segments`` (whole segment tasks) of which ``warmup`` (reaching each segment's first
+    frame)."""
 
     @property
     def frames(self) -> int:
-        return sum(f.frames for f in self.files)
+        return sum(r.summary.frames for r in self.done if r.summary is not None)
 
     @property
     def faces_swapped(self) -> int:
-        return sum(f.faces_swapped for f in self.files)
+        return sum(r.summary.faces_swapped for r in self.done if r.summary is not None)
 
 
 class ClusterHooks:
@@ -71,11 +52,8 @@ class ClusterHooks:
     def on_progress(self, frames: int) -> None:
         """``frames`` more frames are finished (a segment or an image)."""
 
-    def on_file(self, summary: RunSummary) -> None:
-        """One output is in place."""
-
-    def on_failure(self, failure: FileFailure) -> None:
-        """One target failed; the others go on."""
+    def on_file_end(self, result: FileResult) -> None:
+        """One target is done: its output is in place, or it failed (the others go on)."""
 
     def on_end(self, summary: ClusterSummary) -> None:
-        """Every output is in place."""
+        """Every target is done."""

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from masquerade.errors import MediaError, UsageError
 from masquerade.media import orientation
 from masquerade.media.atomic import atomic_output, write_error
-from masquerade.media.options import IMAGE_EXTENSIONS
+from masquerade.media.options import IMAGE_EXTENSIONS, check_image_quality
 from masquerade.media.probe import check_pixel_limit, check_readable, sniff_image_format
 from masquerade.types import Image
 
@@ -215,10 +215,10 @@ def check_image_extension(path: Path) -> str:
 
 def encode_image(ext: str, image: Image, alpha: NDArray[np.uint8] | None = None, quality: int = 95) -> bytes:
     """``image`` (BGR uint8) encoded as ``ext`` (.jpg/.jpeg/.png/.webp); ``alpha`` is kept for png and
-    webp (JPEG has no alpha channel). ``quality`` (1..100) applies to jpg and webp; PNG is lossless."""
+    webp (JPEG has no alpha channel). ``quality`` (40..100: the watermark's measured limit) applies to
+    jpg and webp; PNG is lossless."""
     ext = check_image_extension(Path(f"x{ext}"))
-    if not 1 <= quality <= 100:
-        raise UsageError(f"image quality must be between 1 and 100, got {quality}")
+    check_image_quality(quality)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a BGR uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
     pixels = image

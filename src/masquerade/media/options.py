@@ -30,11 +30,87 @@ _QSV_PRESET = dict(zip(PRESETS, ("veryfast", "veryfast", *PRESETS[2:]), strict=T
 _AMF_QUALITY = dict(zip(PRESETS, ("speed",) * 4 + ("balanced",) * 2 + ("quality",) * 3, strict=True))
 
 QUALITY_MAX = 51
+X264_DEFAULT_CRF = 18
+X264_DEFAULT_PRESET = "veryfast"
+
+# The worst --video-quality (0..51 scale) at which masquerade's invisible watermark still reads on at
+# least 95 % of a video's frames, per encoder and by the frame's short side (the limit of the largest
+# listed side not above it), found at 144p, 180p, 240p, 360p, 720p (landscape and portrait) and 1080p
+# by benchmarks/bench_watermark_grid.py --find-limits (each limit read on all 24 sampled frames; a pass
+# with one frame missed is not taken) and checked for every preset by its grid (table:
+# benchmarks/results-watermark-grid.txt). VP9 and AV1 were not tried beyond 44.
+# A codec keeps less of the pattern in small frames, so their limit is lower. Above it the pixels would
+# no longer carry the label: masquerade refuses rather than write an output verify cannot recognise.
+_WATERMARK_QUALITY_LIMITS: dict[str, tuple[tuple[int, int], ...]] = {
+    "libx264": ((0, 18), (180, 23), (360, 30), (720, 34), (1080, 40)),
+    "libx265": ((0, 24), (240, 28), (360, 30), (720, 34), (1080, 38)),
+    "libvpx-vp9": ((0, 24), (240, 26), (360, 34), (720, 38), (1080, 44)),
+    "libsvtav1": ((0, 18), (240, 28), (360, 34), (1080, 44)),
+}
+# Hardware encoders cannot be measured on a machine without the device: they get the limits of the
+# software encoder of their codec (their quality options take the same 0..51 number), AV1 and Apple's
+# the strictest ones.
+_HARDWARE_CODEC = {"h264": "libx264", "hevc": "libx265"}
+
+IMAGE_QUALITY_MIN = 40
+"""The lowest JPEG / WebP ``--image-quality`` accepted: below it the watermark may not read back
+(measured by benchmarks/bench_watermark.py: every sample photo reads after quality 40)."""
+
+
+def quality_limit(encoder: str, width: int, height: int) -> int:
+    """The worst ``--video-quality`` accepted for ``encoder`` at this frame size (measured)."""
+    tables = _WATERMARK_QUALITY_LIMITS
+    software = encoder if encoder in tables else _HARDWARE_CODEC.get(encoder.split("_", 1)[0])
+    short = min(width, height)
+
+    def limit(table: tuple[tuple[int, int], ...]) -> int:
+        return max(q for side, q in table if side <= short)
+
+    return limit(tables[software]) if software else min(limit(t) for t in tables.values())
+
+
+# What the default (no --video-quality) gives, on the 0..51 scale: x264/x265 CRF 18, VP9 CRF 32,
+# SVT-AV1's own CRF 35, nvenc cq 23; the other hardware encoders' own defaults have no such number.
+_DEFAULT_QUALITY = {"libx264": X264_DEFAULT_CRF, "libx265": X264_DEFAULT_CRF, "libvpx-vp9": 26,
+                    "libsvtav1": 28}
+_HARDWARE_DEFAULT_QUALITY = 23
+
+
+def video_quality(encoder: str, quality: int | None, width: int, height: int) -> int | None:
+    """The quality to encode a ``width`` x ``height`` video with: ``quality`` when given (``UsageError``
+    if the watermark would not survive it), else None for the encoder's default, or the limit where
+    that default would erase the watermark (small frames)."""
+    if quality is not None:
+        _check_quality(quality)
+        check_video_quality(encoder, quality, width, height)
+        return quality
+    limit = quality_limit(encoder, width, height)
+    default = _DEFAULT_QUALITY.get(encoder, _HARDWARE_DEFAULT_QUALITY)
+    return None if default <= limit else limit
+
+
+def check_video_quality(encoder: str, quality: int, width: int, height: int) -> None:
+    """``UsageError`` when ``quality`` would erase the watermark of a ``width`` x ``height`` video."""
+    limit = quality_limit(encoder, width, height)
+    if quality > limit:
+        raise UsageError(
+            f"video quality {quality} with {encoder} at {width}x{height} would erase the invisible "
+            f"watermark that labels the output; choose 0 (best) to {limit} for this size"
+        )
 
 
 def _check_quality(quality: int | None) -> None:
     if quality is not None and not 0 <= quality <= QUALITY_MAX:
         raise UsageError(f"video quality must be between 0 (best) and {QUALITY_MAX}, got {quality}")
+
+
+def check_image_quality(quality: int) -> None:
+    """``UsageError`` unless ``quality`` is a JPEG / WebP quality the watermark survives."""
+    if not IMAGE_QUALITY_MIN <= quality <= 100:
+        raise UsageError(
+            f"image quality must be between {IMAGE_QUALITY_MIN} and 100 (below {IMAGE_QUALITY_MIN} the "
+            f"invisible watermark that labels the output may not survive), got {quality}"
+        )
 
 
 def _scaled(quality: int, top: int, bottom: int = 0) -> str:
@@ -53,13 +129,10 @@ def _preset(encoder: str, preset: str | None, table: dict[str, str], native: set
     raise UsageError(f"unknown preset {preset!r} for {encoder}; choose one of: {choices}")
 
 
-X264_DEFAULT_CRF = 18
-X264_DEFAULT_PRESET = "veryfast"
 
 
 def encoder_options(encoder: str, quality: int | None, preset: str | None) -> dict[str, str]:
     """FFmpeg private options for ``encoder`` at ``quality`` (0..51, None = default) and ``preset``."""
-    _check_quality(quality)
     opts: dict[str, str] = {}
     family = encoder.rsplit("_", 1)[-1] if "_" in encoder else encoder
     if encoder in ("libx264", "libx265"):
@@ -108,4 +181,5 @@ def encoder_options(encoder: str, quality: int | None, preset: str | None) -> di
     else:
         known = ", ".join((*SOFTWARE_ENCODERS, *HARDWARE_ENCODERS))
         raise UsageError(f"unsupported video encoder {encoder!r}; known encoders: {known}")
+    _check_quality(quality)
     return opts

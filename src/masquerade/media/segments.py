@@ -31,6 +31,7 @@ from masquerade.media.writer import OutputMuxer, VideoWriter
 
 if TYPE_CHECKING:
     from masquerade.provenance.keys import SigningIdentity
+    from masquerade.provenance.plain_tags import EditSummary
 
 
 @dataclass(frozen=True)
@@ -213,10 +214,11 @@ class SegmentJoiner(OutputMuxer):
 
     ``reader`` is the whole input (trimmed as the run was), for the audio, subtitles and metadata;
     the first segment gives the video stream's parameters, and every other one must match them.
+    ``edit`` is what the segments' runs did together: the label says so.
     """
 
     def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions, first_segment: Path,
-                 identity: SigningIdentity | None = None) -> None:
+                 edit: EditSummary, identity: SigningIdentity | None = None) -> None:
         self._last_dts: int | None = None
         self.packets = 0
         """Video packets (frames) joined so far."""
@@ -226,7 +228,8 @@ class SegmentJoiner(OutputMuxer):
                 raise OutputError(f"segment {first_segment} has no video")
             self._template = template
             self._signature = _signature(template)
-            super().__init__(path, reader, options, identity)
+            super().__init__(path, reader, options, identity, edit.action)
+        self.edit = edit  # read when the label is signed, once the file is complete
 
     def _add_video(self) -> av.VideoStream:
         stream = self._out.add_stream_from_template(self._template)
@@ -305,15 +308,16 @@ def _signature(stream: av.VideoStream) -> tuple[object, ...]:
 
 
 def join_segments(
-    target: Path, segments: Sequence[Path], output: Path, options: EncodeOptions,
+    target: Path, segments: Sequence[Path], output: Path, options: EncodeOptions, edit: EditSummary,
     max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS, identity: SigningIdentity | None = None,
 ) -> int:
-    """Write ``output``: the encoded ``segments`` in order plus ``target``'s audio, labelled once (with
-    ``identity``, default the user's key), in place atomically. Return the number of frames joined."""
+    """Write ``output``: the encoded ``segments`` in order plus ``target``'s audio, labelled once with
+    ``edit`` (what the segments' runs did together; signed with ``identity``, default the user's key),
+    in place atomically. Return the number of frames joined."""
     if not segments:
         raise ValueError("no segments to join")
     with VideoReader(target, options.trim_start, options.trim_end, max_pixels) as reader, \
-            SegmentJoiner(output, reader, options, segments[0], identity) as joiner:
+            SegmentJoiner(output, reader, options, segments[0], edit, identity) as joiner:
         for segment in segments:
             joiner.append(segment)
     return joiner.packets

@@ -19,12 +19,12 @@ from masquerade.media import orientation
 from masquerade.media.atomic import atomic_output, write_error
 from masquerade.media.colour import FrameConverter
 from masquerade.media.encoders import check_encoder, pixel_format
-from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options
+from masquerade.media.options import VIDEO_EXTENSIONS, encoder_options, video_quality
 from masquerade.media.probe import open_input
 from masquerade.media.reader import VideoReader
 from masquerade.provenance.c2pa_label import labelling
 from masquerade.provenance.keys import SigningIdentity
-from masquerade.provenance.plain_tags import plain_metadata_tags
+from masquerade.provenance.plain_tags import EditSummary, LabelAction, plain_metadata_tags
 from masquerade.types import FrameContext
 
 _MUXER_OPTIONS = {".mp4": {"movflags": "+faststart"}, ".m4v": {"movflags": "+faststart"},
@@ -56,26 +56,31 @@ class OutputMuxer:
     a labelled output and never are one, leave it to the join (``masquerade.media.segments``)."""
 
     def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions,
-                 identity: SigningIdentity | None = None) -> None:
+                 identity: SigningIdentity | None = None, action: LabelAction = "swap") -> None:
         """``identity`` signs the C2PA label (default: :func:`label_identity`, resolved here, before the
-        first frame, so a bad key is found before the video is encoded)."""
+        first frame, so a bad key is found before the video is encoded). ``action`` is what the label says
+        was done to the faces (swapped, or only enhanced)."""
         self.path = Path(path)
         ext = check_video_extension(self.path)
         if self.path.resolve() == reader.path.resolve():
             raise UsageError(f"output {self.path} is the input video; choose another output name")
         self._reader = reader
         self._closed = False
+        self.edit = EditSummary(faces_replaced=0, frames=0, action=action)
+        """What the frames written so far had done to them (faces replaced, in how many frames)."""
         self.skipped_streams: list[str] = []
         """Input streams not copied (codec the output container cannot hold), e.g. ``"data:tmcd"``."""
         self._stack = contextlib.ExitStack()
         try:
             temp = self._stack.enter_context(atomic_output(self.path))
             if self._labelled:
-                # Every video masquerade writes is labelled as synthetic: the label is added after the
-                # muxer closes the temp file and before it is renamed into place (skipped on errors).
-                self._stack.enter_context(labelling(temp, kind="video", identity=identity))
+                # Every video masquerade writes is labelled with what was done to it: the label is
+                # added after the muxer closes the temp file and before it is renamed into place
+                # (skipped on errors), when the frames that had a face replaced are counted.
+                label = labelling(temp, kind="video", edit=lambda: self.edit, identity=identity)
+                self._stack.enter_context(label)
             self._out = self._stack.enter_context(_output_container(temp, _MUXER_OPTIONS.get(ext, {})))
-            self._out.metadata.update(plain_metadata_tags())
+            self._out.metadata.update(plain_metadata_tags(edit=EditSummary(1, 1, 1, action)))
             self._supported = self._out.supported_codecs
             self._video = self._add_video()
             # A second, demux-only view of the input supplies the packets that are copied untouched.
@@ -210,16 +215,19 @@ class VideoWriter(OutputMuxer):
     """
 
     def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions,
-                 identity: SigningIdentity | None = None) -> None:
+                 identity: SigningIdentity | None = None, action: LabelAction = "swap") -> None:
         check_encoder(options.video_encoder)
         self._encoder = options.video_encoder
-        self._codec_options = encoder_options(options.video_encoder, options.video_quality,
-                                              options.video_preset)
+        # The quality the watermark survives at this size (the limit refuses worse; a default the mark
+        # would not survive on small frames is lowered to it).
+        quality = video_quality(options.video_encoder, options.video_quality, reader.info.width,
+                                reader.info.height)
+        self._codec_options = encoder_options(options.video_encoder, quality, options.video_preset)
         self._turn = orientation.inverse(reader.orientation)
         self._pending: av.VideoFrame | None = None
         self._last_pts: int | None = None
         self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder (its delay)
-        super().__init__(path, reader, options, identity)
+        super().__init__(path, reader, options, identity, action)
 
     def _add_video(self) -> av.VideoStream:
         info, reader = self._reader.info, self._reader
@@ -270,6 +278,9 @@ class VideoWriter(OutputMuxer):
             self._pending.duration = video.pts - self._pending.pts
             self._encode(self._pending)
         self._pending = video
+        done = self.edit
+        self.edit = EditSummary(done.faces_replaced + frame.swapped, done.frames + 1,
+                                done.frames_changed + int(frame.swapped > 0), done.action)
 
     def _encode(self, frame: av.VideoFrame | None) -> None:
         try:

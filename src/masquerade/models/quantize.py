@@ -14,6 +14,10 @@ PSNR reaches ``min_psnr``. The figures are kept beside the file, keyed by the fp
 the recipe version, with the int8 file's own SHA-256: an accepted model loads at once next time (and
 is made again if the file changed), and a rejected one is not quantised again on every run (its
 int8 file is deleted).
+
+Like the model store, this never hands a file to ONNX Runtime unhashed: the fp32 model comes in as the
+bytes the store verified, and the int8 file is read once, hashed against its record and loaded from
+those same bytes (:attr:`QuantizedModel.data`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +86,8 @@ class QuantizedModel:
     report: GateReport
     made_now: bool
     """True when this call quantised the model; False when the cached file was used."""
+    data: bytes = field(repr=False, default=b"")
+    """The int8 file's bytes, hashed against its record: build the session from these."""
 
 
 def int8_model(
@@ -92,25 +98,38 @@ def int8_model(
     threads: int | None = None,
     min_psnr: float = MIN_PSNR_DB,
     on_start: Callable[[], None] | None = None,
+    *,
+    fp32_data: bytes | None = None,
 ) -> QuantizedModel:
     """The gated int8 version of the fp32 model at ``fp32_path`` (SHA-256 ``digest``), made if needed.
 
-    ``calibrate`` is called (and ``on_start`` first) only when the model has to be made. Raises
-    ModelError, naming the figures, when the int8 model's pictures fall below ``min_psnr``.
+    ``fp32_data`` is the fp32 file's bytes as the caller verified them (a run passes the model store's);
+    without it the file is read here. ``calibrate`` is called (and ``on_start`` first) only when the
+    model has to be made. Raises ModelError, naming the figures, when the int8 model's pictures fall
+    below ``min_psnr``.
     """
+    from masquerade.models.store import read_hashed
+
     stem = f"{fp32_path.stem}.int8-{digest[:16]}-r{RECIPE_VERSION}"
     path, record_path = cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.json"
     report, stamp = _read_record(record_path)
+    data = b""
+    if report is not None and report.psnr_db >= min_psnr and stamp and path.is_file():
+        data, sha = read_hashed(path)
+        if sha != stamp.get("sha256"):
+            data = b""  # not the file that passed the gate: make it again
     made_now = False
-    if report is None or (report.psnr_db >= min_psnr and not _unchanged(path, stamp)):
+    if report is None or (report.psnr_db >= min_psnr and not data):
         if on_start is not None:
             on_start()
-        data = calibrate()
+        calibration = calibrate()
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            _quantize(fp32_path, path, data.calibration)
-            report = _gate(fp32_path, path, data, threads)
-            _write_record(record_path, report, path)
+            fp32 = fp32_data if fp32_data is not None else read_hashed(fp32_path)[0]
+            _quantize(fp32, fp32_path.name, path, calibration.calibration)
+            data, sha = read_hashed(path)
+            report = _gate(fp32, data, calibration, threads)
+            _write_record(record_path, report, sha)
         except OSError as error:
             reason = error.strerror or error
             raise ModelError(f"could not write the int8 model in {cache_dir}: {reason}") from None
@@ -122,11 +141,11 @@ def int8_model(
             f"the int8 version of {fp32_path.name} strays too far from fp32 ({report.summary()}; "
             f"{min_psnr:.0f} dB needed); run without --precision int8"
         )
-    return QuantizedModel(path, report, made_now)
+    return QuantizedModel(path, report, made_now, data)
 
 
 def _read_record(path: Path) -> tuple[GateReport | None, dict[str, Any] | None]:
-    """The gate's figures and the int8 file's stamp (SHA-256, size, mtime) kept beside it."""
+    """The gate's figures and the int8 file's stamp (its SHA-256) kept beside it."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         return GateReport(**record["report"]), record.get("file")
@@ -134,29 +153,11 @@ def _read_record(path: Path) -> tuple[GateReport | None, dict[str, Any] | None]:
         return None, None
 
 
-def _write_record(path: Path, report: GateReport, model: Path) -> None:
-    from masquerade.models.download import sha256_file
-
-    stamp = None
-    if model.is_file():
-        st = model.stat()
-        stamp = {"sha256": sha256_file(model), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+def _write_record(path: Path, report: GateReport, sha256: str) -> None:
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"report": asdict(report), "file": stamp}, indent=1), encoding="utf-8")
+    tmp.write_text(json.dumps({"report": asdict(report), "file": {"sha256": sha256}}, indent=1),
+                   encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _unchanged(path: Path, stamp: dict[str, Any] | None) -> bool:
-    """True when the int8 file is the one that passed the gate (re-hashed only if size or mtime moved),
-    as the model store does for downloaded files."""
-    from masquerade.models.download import sha256_file
-
-    if stamp is None or not path.is_file():
-        return False
-    st = path.stat()
-    if st.st_size == stamp.get("size") and st.st_mtime_ns == stamp.get("mtime_ns"):
-        return True
-    return sha256_file(path) == stamp.get("sha256")
 
 
 def psnr_db(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
@@ -165,22 +166,22 @@ def psnr_db(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
     return _PSNR_CAP_DB if mse <= 0.0 else min(10.0 * np.log10(255.0**2 / mse), _PSNR_CAP_DB)
 
 
-def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[Feeds]) -> None:
+def _quantize(fp32: bytes, fp32_name: str, out_path: Path, calibration: Sequence[Feeds]) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     if not calibration:
         raise ModelError("int8 quantisation needs calibration inputs")
-    model = onnx.load(str(fp32_path))
+    model = onnx.load_from_string(fp32)
     half = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
     if any(i.type.tensor_type.elem_type in half for i in model.graph.input):
-        raise ModelError(f"{fp32_path.name} is a 16-bit model; --precision int8 quantises fp32 files "
+        raise ModelError(f"{fp32_name} is a 16-bit model; --precision int8 quantises fp32 files "
                          f"(e.g. inswapper_128, not inswapper_128_fp16)")
     for index, node in enumerate(model.graph.node):  # exclusions are by name; exported graphs may lack them
         node.name = node.name or f"{node.op_type}_{index}"
     convs = [node.name for node in model.graph.node if node.op_type == "Conv"]
     if not convs:
-        raise ModelError(f"{fp32_path.name} has no convolutions to quantise")
+        raise ModelError(f"{fp32_name} has no convolutions to quantise")
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -189,6 +190,8 @@ def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[Feeds]) -> 
         def get_next(self) -> dict[str, NDArray[Any]] | None:
             return dict(next(self._feeds, None) or {}) or None
 
+    # quantize_static reads and writes files: it gets the verified model, written into a private
+    # (0700) temporary folder, and its output is hashed when it is read back.
     with _quiet_onnxruntime(), tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quantize-") as tmp:
         named = Path(tmp) / "named.onnx"
         onnx.save(model, str(named))
@@ -203,12 +206,12 @@ def _quantize(fp32_path: Path, out_path: Path, calibration: Sequence[Feeds]) -> 
         os.replace(quantized, out_path)
 
 
-def _gate(fp32_path: Path, int8_path: Path, data: CalibrationSet, threads: int | None) -> GateReport:
+def _gate(fp32: bytes, int8: bytes, data: CalibrationSet, threads: int | None) -> GateReport:
     from masquerade.models.runtime import new_session
 
     if not data.holdout:
         raise ModelError("the int8 quality gate needs held-out inputs")
-    reference, quantized = new_session(fp32_path, "cpu", threads), new_session(int8_path, "cpu", threads)
+    reference, quantized = new_session(fp32, "cpu", threads), new_session(int8, "cpu", threads)
     scores, seconds = [], [0.0, 0.0]
     for feeds in data.holdout:
         pictures = []

@@ -84,18 +84,22 @@ def check_provider(provider: str, available: Sequence[str] | None = None) -> Non
 
 
 def new_session(
-    path: Path,
+    model: Path | bytes,
     provider: str = "cpu",
     threads: int | None = None,
     cache_dir: Path | None = None,
+    name: str | None = None,
 ) -> ort.InferenceSession:
-    """An ONNX Runtime session of the model at ``path`` that really runs on ``provider``.
+    """An ONNX Runtime session of ``model`` that really runs on ``provider``.
 
-    ``threads`` sets the intra-op thread count (None: the runtime's default). The caller keeps and
-    reuses the session; nothing is cached here.
+    ``model`` is the model's bytes (as :meth:`masquerade.models.store.ModelStore.load` read and hashed
+    them: what is hashed is what runs) or, for files masquerade made itself, a path. ``name`` names it
+    in errors. ``threads`` sets the intra-op thread count (None: the runtime's default). The caller
+    keeps and reuses the session; nothing is cached here.
     """
     import onnxruntime as ort
 
+    label = name or (Path(model).name if not isinstance(model, bytes) else "the model")
     check_provider(provider)
     if threads is not None and threads < 1:
         raise UsageError(f"--execution-threads must be at least 1, got {threads}")
@@ -107,19 +111,23 @@ def new_session(
     wanted = PROVIDER_NAMES[provider]
     try:
         session = ort.InferenceSession(
-            str(path), sess_options=options, providers=provider_list(provider),
-            provider_options=provider_options(provider, cache_dir),
+            model if isinstance(model, bytes) else str(model), sess_options=options,
+            providers=provider_list(provider), provider_options=provider_options(provider, cache_dir),
         )
     except Exception as error:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types and RuntimeError
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if not Path(path).is_file():
-            raise ModelError(f"model file {path} does not exist") from None
-        raise ModelError(f"onnxruntime could not load {Path(path).name} on {provider}: {message}") from None
+        if not isinstance(model, bytes) and not Path(model).is_file():
+            raise ModelError(f"model file {model} does not exist") from None
+        raise ModelError(f"onnxruntime could not load {label} on {provider}: {message}") from None
+    # ORT keeps the bytes it was given for a session reset we never ask for (its own TODO says so):
+    # let them go, or a 550 MB model would stay twice in memory for the whole run.
+    if getattr(session, "_model_bytes", None) is not None:
+        session._model_bytes = None
     # ORT drops a provider whose libraries fail to load (e.g. CUDA without cuDNN) and carries on.
     active: list[Any] = session.get_providers()
     if wanted not in active:
         raise ProviderUnavailable(
-            f"onnxruntime offers {provider!r} but could not start it for {Path(path).name} (it ran on "
+            f"onnxruntime offers {provider!r} but could not start it for {label} (it ran on "
             f"{', '.join(active)}); check the drivers and libraries that {PROVIDER_PACKAGES[provider]} needs"
         )
     return session

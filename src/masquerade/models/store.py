@@ -2,18 +2,23 @@
 
 Layout of the cache folder (``MASQUERADE_HOME/models`` or the platform's per-user cache):
 ``<file_name>`` the models; ``<file_name>.part`` unfinished downloads; ``archives/`` verified zips that
-still hold models not yet extracted; ``verified.json`` the hash, size and mtime of each file once it
-was verified (so a run re-hashes only files that changed); ``licences-shown.json``.
+still hold models not yet extracted; ``verified.json`` the hash last seen of each file, and which files
+the user imported with an unknown hash (``--allow-unknown-hash``); ``licences-shown.json``.
+
+Nothing in the folder is trusted for being there: a run reads each model file once, hashes exactly
+those bytes and builds its session from them (:meth:`ModelStore.load`), so a file replaced behind a
+forged ``verified.json`` entry is caught, and no file reaches ONNX Runtime or PyTorch unhashed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,6 +68,32 @@ class VerifyResult:
 
 
 @dataclass(frozen=True)
+class VerifiedModel:
+    """A model file's bytes, read once and hashed: a session is built from exactly these bytes."""
+
+    name: str
+    path: Path
+    sha256: str
+    known_hash: bool
+    """False for a file the user imported with ``--allow-unknown-hash``: loaded, but not vouched for."""
+    data: bytes = field(repr=False)
+
+    def unverified_notice(self) -> str | None:
+        """What every run using an unverified file says (None for a file with a pinned hash)."""
+        if self.known_hash:
+            return None
+        return (f"{self.name}: {self.path.name} is unverified (SHA-256 {self.sha256[:16]}..., imported with "
+                "--allow-unknown-hash); masquerade does not vouch for its results")
+
+
+def read_hashed(path: Path) -> tuple[bytes, str]:
+    """The file's bytes, read once, and the SHA-256 of exactly those bytes."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
 class ImportResult:
     name: str
     path: Path
@@ -99,23 +130,38 @@ class ModelStore:
     # -- using models -------------------------------------------------------------------------------
 
     def require(self, specs: Sequence[ModelSpec]) -> dict[str, Path]:
-        """Paths of these models, verified; one ModelNotCached names every missing file."""
+        """Paths of these models once all are there; one ModelNotCached names every missing file.
+
+        Presence only: each file is hashed when it is loaded (:meth:`load`), from the bytes loaded.
+        """
         missing = [s for s in specs if not self.is_installed(s)]
         if missing:
             raise ModelNotCached(self.missing_message(missing))
-        paths = {}
-        for spec in specs:
-            status, digest = self._check(spec)
-            if status == "mismatch":
-                raise ChecksumMismatch(
-                    f"{self.path(spec)} has SHA-256 {digest}, not one masquerade accepts for {spec.name}; "
-                    f"`masquerade models download {spec.name}` replaces it"
-                )
-            paths[spec.name] = self.path(spec)
-        return paths
+        return {spec.name: self.path(spec) for spec in specs}
+
+    def load(self, spec: ModelSpec) -> VerifiedModel:
+        """The installed file's bytes, read once and hashed; ChecksumMismatch unless the hash is one
+        masquerade pins for ``spec`` or one the user accepted at import."""
+        path = self.path(spec)
+        if not path.is_file():
+            raise ModelNotCached(self.missing_message([spec]))
+        try:
+            data, digest = read_hashed(path)
+        except OSError as error:
+            raise ModelError(f"could not read {path}: {error.strerror or error}") from None
+        status = self._status_of(spec, digest)
+        if status == "mismatch":
+            raise self._mismatch(spec, digest)
+        return VerifiedModel(spec.name, path, digest, status == "ok", data)
+
+    def _mismatch(self, spec: ModelSpec, digest: str) -> ChecksumMismatch:
+        return ChecksumMismatch(
+            f"{self.path(spec)} has SHA-256 {digest}, not one masquerade accepts for {spec.name}; "
+            f"`masquerade models download {spec.name}` replaces it"
+        )
 
     def digest(self, spec: ModelSpec) -> str:
-        """SHA-256 of the installed file (the recorded one while the file is unchanged)."""
+        """SHA-256 of the installed file (hashed now)."""
         return self._check(spec)[1]
 
     def missing_message(self, specs: Sequence[ModelSpec]) -> str:
@@ -264,33 +310,32 @@ class ModelStore:
             if not self.is_installed(spec):
                 results.append(VerifyResult(spec.name, self.path(spec), "missing"))
                 continue
-            status, digest = self._check(spec, force=True)
+            status, digest = self._check(spec)
             results.append(VerifyResult(spec.name, self.path(spec), status, digest))
         return results
 
     def status(self, spec: ModelSpec) -> Literal["ok", "accepted", "mismatch", "missing"]:
-        """Like one :meth:`verify` entry, but trusts the recorded hash of an unchanged file (cheap)."""
+        """One :meth:`verify` entry: the file is hashed (a recorded hash proves nothing about the file)."""
         return self._check(spec)[0] if self.is_installed(spec) else "missing"
 
-    def _check(self, spec: ModelSpec, force: bool = False) -> tuple[_Status, str]:
-        """Hash status of an installed file; re-hashes only when its size or mtime changed."""
-        path = self.path(spec)
-        stamps = self._read_json("verified.json")
-        stamp = stamps.get(spec.file_name)
-        st = path.stat()
-        unchanged = stamp and stamp.get("size") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns
-        digest = stamp["sha256"] if unchanged and not force else sha256_file(path)
+    def _check(self, spec: ModelSpec) -> tuple[_Status, str]:
+        """Hash status of an installed file, hashed now."""
+        digest = sha256_file(self.path(spec))
+        return self._status_of(spec, digest), digest
+
+    def _status_of(self, spec: ModelSpec, digest: str) -> _Status:
+        """ok: a hash masquerade pins; accepted: the hash the user imported with --allow-unknown-hash."""
         if digest in spec.sha256:
             self._stamp(spec, digest)
-            return "ok", digest
-        if stamp and stamp.get("user_accepted") and stamp.get("sha256") == digest:
-            return "accepted", digest
-        return "mismatch", digest
+            return "ok"
+        stamp = self._read_json("verified.json").get(spec.file_name)
+        if isinstance(stamp, dict) and stamp.get("user_accepted") and stamp.get("sha256") == digest:
+            return "accepted"
+        return "mismatch"
 
     def _stamp(self, spec: ModelSpec, digest: str, user_accepted: bool = False) -> None:
-        st = self.path(spec).stat()
         stamps = self._read_json("verified.json")
-        entry = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        entry: dict[str, Any] = {"sha256": digest}
         if user_accepted:
             entry["user_accepted"] = True
         if stamps.get(spec.file_name) != entry:

@@ -12,11 +12,12 @@ from masquerade.provenance.c2pa_label import (
     read_label,
 )
 from masquerade.provenance.keys import SigningIdentity, masquerade_home, signing_identity
-from masquerade.provenance.plain_tags import TAG_FORMATS, plain_metadata_tags
+from masquerade.provenance.plain_tags import TAG_FORMATS, EditSummary, plain_metadata_tags
 
 __all__ = [
     "C2PA_FORMATS",
     "TAG_FORMATS",
+    "EditSummary",
     "LabelReading",
     "SigningIdentity",
     "label_file",

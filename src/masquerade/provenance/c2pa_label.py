@@ -1,16 +1,20 @@
 """Content credentials on every output: a signed C2PA manifest, or a plain tag where C2PA cannot go.
 
-The manifest says the file was edited by masquerade (``c2pa.edited``, software agent masquerade and its
-version) with the IPTC digital source type ``compositeWithTrainedAlgorithmicMedia``. It is signed with
-the user's key (``masquerade.provenance.keys``). JPEG, PNG, WebP, MP4, M4V and MOV carry it; Matroska
-and WebM cannot (c2pa has no binding for them), so those get container tags saying the file is an AI
-face swap (``masquerade.provenance.plain_tags``).
+The manifest says what the run did, as an ``EditSummary``. When faces were replaced: ``c2pa.edited``
+by masquerade (software agent masquerade and its version) with the IPTC digital source type
+``compositeWithTrainedAlgorithmicMedia``, and how many faces and frames. When none was (no face
+matched): only ``c2pa.watermarked``, saying the picture is the target's, re-encoded, with masquerade's
+invisible watermark: an unchanged output never claims a face swap. It is signed with the user's key
+(``masquerade.provenance.keys``). JPEG, PNG, WebP, MP4, M4V and MOV carry it; Matroska and WebM cannot
+(c2pa has no binding for them), so those get container tags saying the same
+(``masquerade.provenance.plain_tags``).
 
 Reading never touches the network: remote manifests and OCSP are not fetched.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -23,18 +27,19 @@ from typing import Any, Literal, TypeVar
 
 from masquerade._version import __version__
 from masquerade.errors import MediaError, OutputError, UsageError
+from masquerade.provenance import wmcode
 from masquerade.provenance.keys import SigningIdentity, signing_identity
 from masquerade.provenance.plain_tags import (
     DIGITAL_SOURCE_TYPE,
     SOFTWARE,
     TAG_FORMATS,
     TAG_KEY,
-    TAG_VALUE,
+    TAG_VALUES,
+    EditSummary,
     container_tags,
+    edit_description,
     ensure_tags,
 )
-
-DESCRIPTION = "AI face swap: one or more faces were replaced by masquerade"
 
 C2PA_FORMATS: dict[str, str] = {
     ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
@@ -68,7 +73,9 @@ class LabelReading:
     validation_state: str | None = None
     """c2pa's verdict: ``Valid``, ``Trusted`` or ``Invalid`` (None without a manifest)."""
     claims: dict[str, Any] = field(default_factory=dict)
-    """actions, digital_source_type, software_agent, claim_generator, signer, issuer, description."""
+    """actions, digital_source_type, software_agent, claim_generator, signer, issuer, description, and
+    faces_replaced (a count in a C2PA manifest, a yes/no in plain tags: 0 or False for an unchanged
+    output that only carries the watermark)."""
     failures: tuple[str, ...] = ()
     """Validation failure codes (e.g. ``assertion.dataHash.mismatch`` after the pixels were edited)."""
     error: str | None = None
@@ -97,19 +104,47 @@ def label_method(path: Path) -> Literal["c2pa", "tag"]:
                      f"use one of {', '.join(sorted([*C2PA_FORMATS, *TAG_FORMATS]))}")
 
 
-def manifest_definition(version: str, kind: LabelKind) -> dict[str, Any]:
-    """The manifest masquerade signs (the c2pa.opened action and parent ingredient are added by c2pa)."""
+def manifest_definition(version: str, kind: LabelKind, edit: EditSummary) -> dict[str, Any]:
+    """The manifest masquerade signs (the c2pa.opened action and parent ingredient are added by c2pa).
+
+    It states what happened and nothing more: ``c2pa.edited`` with the AI-composite source type only
+    when faces were replaced; ``c2pa.watermarked`` always (every output carries the invisible mark).
+    """
     agent = {"name": SOFTWARE, "version": version}
-    action = {
-        "action": "c2pa.edited",
-        "softwareAgent": agent,
-        "digitalSourceType": DIGITAL_SOURCE_TYPE,
-        "description": DESCRIPTION,
-        "parameters": {"masquerade.media": kind},
+    parameters = {
+        "masquerade.media": kind,
+        "masquerade.faces_replaced": edit.faces_replaced,
+        "masquerade.frames": edit.frames,
+        "masquerade.frames_changed": edit.frames_changed,
+        "masquerade.action": edit.action,
     }
+    actions: list[dict[str, Any]] = []
+    if edit.replaced:
+        actions.append({
+            "action": "c2pa.edited",
+            "softwareAgent": agent,
+            "digitalSourceType": DIGITAL_SOURCE_TYPE,
+            "description": edit_description(edit, kind),
+            "parameters": parameters,
+        })
+    unit = "frame" if kind == "video" else "image"
+    actions.append({
+        "action": "c2pa.watermarked",
+        "softwareAgent": agent,
+        "description": f"masquerade's invisible watermark was added to every {unit}"
+        if edit.replaced else edit_description(edit, kind),
+        "parameters": parameters,
+    })
+    # c2pa.watermarked needs the soft binding it created: the watermark's name and payload.
+    payload = wmcode.make_payload(wmcode.KEY_ID).to_bytes(4, "big")
+    binding = {"alg": wmcode.SOFT_BINDING_ALG,
+               "blocks": [{"scope": {}, "value": base64.b64encode(payload).decode("ascii")}]}
     return {
         "claim_generator_info": [agent],
-        "assertions": [{"label": "c2pa.actions", "data": {"actions": [action]}}],
+        "assertions": [
+            {"label": "c2pa.actions", "data": {"actions": actions}},
+            {"label": "c2pa.soft-binding", "data": binding},
+        ],
     }
 
 
@@ -123,10 +158,16 @@ def label_identity(path: Path) -> SigningIdentity | None:
 
 
 def label_file(
-    path: Path, *, version: str = __version__, kind: LabelKind, identity: SigningIdentity | None = None
+    path: Path,
+    *,
+    version: str = __version__,
+    kind: LabelKind,
+    edit: EditSummary,
+    identity: SigningIdentity | None = None,
 ) -> None:
     """Label a finished output in place (call it on the temporary file, before the final rename).
 
+    ``edit`` says what the run did (faces replaced or not): the label claims exactly that.
     ``identity`` defaults to the user's certificate from the environment, else masquerade's own key
     (created on first use). Raises ``OutputError`` when the label cannot be written: an output is
     never left unlabelled silently. Ctrl-C (or a terminating signal turned into ``KeyboardInterrupt``)
@@ -137,25 +178,28 @@ def label_file(
         raise ValueError(f"kind must be 'image' or 'video', got {kind!r}")
     method = label_method(path)
     if method == "tag":
-        ensure_tags(path, version)
+        ensure_tags(path, version, edit)
         return
     identity = identity or signing_identity()
-    _sign_c2pa(path, C2PA_FORMATS[path.suffix.lower()], version, kind, identity)
+    _sign_c2pa(path, C2PA_FORMATS[path.suffix.lower()], manifest_definition(version, kind, edit), identity)
 
 
 @contextlib.contextmanager
-def labelling(path: Path, *, kind: LabelKind, version: str = __version__,
-              identity: SigningIdentity | None = None) -> Iterator[Path]:
+def labelling(
+    path: Path, *, kind: LabelKind, edit: Callable[[], EditSummary], version: str = __version__,
+    identity: SigningIdentity | None = None,
+) -> Iterator[Path]:
     """Label ``path`` when the block ends normally; leave it alone when the block raises.
 
     For writers built on an ``ExitStack``: enter it after ``atomic_output`` and before the muxer, so
     the muxer closes the file first, then the label is added, then the file is renamed into place.
+    ``edit`` is asked at that moment what the run did (a video's count is known only at its end).
     The signing identity is resolved on entry (``identity``, else :func:`label_identity`), so a bad
     key stops the run before any work.
     """
     identity = identity or label_identity(path)
     yield path
-    label_file(path, version=version, kind=kind, identity=identity)
+    label_file(path, version=version, kind=kind, edit=edit(), identity=identity)
 
 
 class _Stop(Exception):
@@ -233,7 +277,7 @@ def _off_the_main_thread(work: Callable[[threading.Event], T]) -> T:
     return value
 
 
-def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: SigningIdentity) -> None:
+def _sign_c2pa(path: Path, mime: str, manifest: dict[str, Any], identity: SigningIdentity) -> None:
     import c2pa
 
     from masquerade.media.atomic import shown_path, temp_path, write_error
@@ -246,7 +290,7 @@ def _sign_c2pa(path: Path, mime: str, version: str, kind: LabelKind, identity: S
             c2pa.C2paSignerInfo(identity.alg, identity.cert_chain_pem, identity.private_key_pem, None)
         )
         context = c2pa.Context(settings=c2pa.Settings.from_dict(_SIGN_SETTINGS), signer=signer)
-        with c2pa.Builder(manifest_definition(version, kind), context=context) as builder:
+        with c2pa.Builder(manifest, context=context) as builder:
             # EDIT: c2pa records the unlabelled output as the parent ingredient ("c2pa.opened"), which
             # the spec requires before a c2pa.edited action.
             builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
@@ -292,11 +336,12 @@ def read_label(path: Path) -> LabelReading:
     if reading.kind == "c2pa":
         return reading
     tags = container_tags(path)
-    if tags and tags.get(TAG_KEY) == TAG_VALUE:
+    if tags and tags.get(TAG_KEY) in TAG_VALUES:
         claims = {
             "description": tags.get("comment"),
             "software_agent": f"{SOFTWARE} {tags.get('masquerade_version', '?')}",
             "digital_source_type": tags.get("digital_source_type"),
+            "faces_replaced": tags.get(TAG_KEY) == TAG_VALUES[0],
         }
         return LabelReading(kind="tag", by_masquerade=True, claims=claims)
     return reading
@@ -359,7 +404,11 @@ def _interpret(store: dict[str, Any]) -> LabelReading:
         for item in (store.get("validation_results") or {}).get("activeManifest", {}).get("failure", [])
     )
     actions = _actions(manifest)
-    edit = next((a for a in actions if a.get("digitalSourceType")), {})
+    # The action that says what masquerade did: the AI edit when there is one, else its watermark.
+    ours = [a for a in actions if isinstance(a.get("softwareAgent"), dict)
+            and a["softwareAgent"].get("name") == SOFTWARE]
+    edit = next((a for a in actions if a.get("digitalSourceType")), None) or (ours[0] if ours else {})
+    parameters = edit.get("parameters") or {}
     agent = edit.get("softwareAgent") or {}
     if isinstance(agent, dict):
         agent = f"{agent.get('name', '')} {agent.get('version', '')}".strip()
@@ -372,6 +421,7 @@ def _interpret(store: dict[str, Any]) -> LabelReading:
         "software_agent": agent or None,
         "claim_generator": generator or None,
         "description": edit.get("description"),
+        "faces_replaced": parameters.get("masquerade.faces_replaced"),  # None: an older manifest
         "signer": signature.get("common_name"),
         "issuer": signature.get("issuer"),
         "signing_time": signature.get("time"),

@@ -16,6 +16,10 @@ from numpy.typing import NDArray
 MAGIC = 0x4D5153
 """24 bits, "MQS": marks an image as made by masquerade."""
 PAYLOAD_BITS = 32
+KEY_ID = 1
+"""Key / format version id carried in the payload's low 8 bits by every output."""
+SOFT_BINDING_ALG = "masquerade.spread-spectrum.1"
+"""The watermark's name in a C2PA soft-binding assertion (its value: the 32-bit payload, big-endian)."""
 CODED_BITS = 72
 _CRC_BITS = 4
 
