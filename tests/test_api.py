@@ -299,11 +299,11 @@ def test_refused_content_mid_video_stops_and_leaves_no_output(tmp_path, examples
     real_detect = pipeline.guard.detect
     checked: list[int] = []
 
-    def detect(image, faces=(), whole=True):
+    def detect(image, faces=(), whole=True, remember=False):
         checked.append(1)
         if len(checked) >= 3:  # a later sampled frame (>= 1 per second) shows exposed content
             return [Detection("FEMALE_BREAST_EXPOSED", 0.9, (10.0, 10.0, 50.0, 50.0))]
-        return real_detect(image, faces, whole)
+        return real_detect(image, faces, whole, remember)
 
     monkeypatch.setattr(pipeline.guard, "detect", detect)
     out = tmp_path / "out.mp4"
@@ -317,7 +317,7 @@ def test_refused_source_exits_before_any_output(tmp_path, examples_dir, capsys, 
     from masquerade._stages.guard import ContentGuard, Detection
 
     exposed = Detection("MALE_GENITALIA_EXPOSED", 0.95, (0.0, 0.0, 9.0, 9.0))
-    monkeypatch.setattr(ContentGuard, "detect", lambda self, image, *views: [exposed])
+    monkeypatch.setattr(ContentGuard, "detect", lambda self, image, *views, **kw: [exposed])
     source, target = str(examples_dir / "obama.jpg"), str(examples_dir / "biden.jpg")
     code, line = _run_bad(["swap", "-s", source, "-t", target, "-o", str(tmp_path / "o.jpg")], capsys)
     assert code == 3 and "obama.jpg" in line

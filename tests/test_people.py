@@ -270,6 +270,24 @@ def test_a_folder_batch_goes_on_past_a_broken_file(tmp_path, examples_dir, capsy
     assert code == 2 and "would both be written" in capsys.readouterr().err
 
 
+def test_a_mixed_batch_takes_video_options_for_its_videos_and_image_quality_for_its_images(
+        tmp_path, examples_dir, clips, capsys) -> None:
+    # On one target, --video-quality with an image is refused; in a batch it is for the batch's videos.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "obama.jpg").write_bytes((examples_dir / "obama.jpg").read_bytes())
+    (folder / "cuts.mp4").write_bytes(clips["cuts"].path.read_bytes())
+    out = tmp_path / "out"
+    code = main(["swap", "-q", "-s", str(examples_dir / "astronaut.png"), "-t", str(folder), "-o", str(out),
+                 "--video-quality", "20", "--image-quality", "85"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["cuts_swapped.mp4", "obama_swapped.jpg"]
+    assert all(verify_file(p).labelled for p in out.iterdir())
+    code = main(["swap", "-q", "-s", str(examples_dir / "astronaut.png"), "-t", str(folder / "obama.jpg"),
+                 "-o", str(tmp_path / "one.jpg"), "--video-quality", "20"])
+    assert code == 2 and "--video-quality" in capsys.readouterr().err
+
+
 # -- enhance ---------------------------------------------------------------------------------------------
 
 

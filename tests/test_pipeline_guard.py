@@ -45,7 +45,7 @@ def spy(pipeline, monkeypatch) -> list[tuple[int, bool]]:
     calls: list[tuple[int, bool]] = []
     real = G.ContentGuard.detect
 
-    def detect(self, image, faces=(), whole=True):
+    def detect(self, image, faces=(), whole=True, remember=False):
         calls.append((len(faces), whole))
         return real(self, image, faces, whole)
 
@@ -85,7 +85,7 @@ def test_a_hand_built_copied_or_foreign_source_is_refused(pipeline, source, obam
 
 
 def test_a_refused_source_never_becomes_a_prepared_source(pipeline, astronaut, monkeypatch):
-    monkeypatch.setattr(G.ContentGuard, "detect", lambda self, image, *views: [EXPOSED])
+    monkeypatch.setattr(G.ContentGuard, "detect", lambda self, image, *views, **kw: [EXPOSED])
     with pytest.raises(ContentRefused, match="astronaut"):
         pipeline.prepare_source([("astronaut", astronaut)])
 
@@ -127,7 +127,7 @@ def test_a_huge_fps_does_not_thin_the_guards_sampling(pipeline, source, obama, s
 def test_a_refusal_mid_video_stops_before_that_frame_is_swapped(pipeline, source, obama, monkeypatch):
     looks: list[int] = []
 
-    def detect(self, image, faces=(), whole=True):
+    def detect(self, image, faces=(), whole=True, remember=False):
         looks.append(1)
         return [EXPOSED] if len(looks) == 2 else []
 

@@ -280,6 +280,20 @@ def test_real_photos_are_never_refused_and_score_far_below_the_threshold(
     assert worst < G.DEFAULT_THRESHOLD / 2
 
 
+def test_a_still_checked_again_is_not_looked_at_twice_but_changed_pixels_are(obama):
+    guard = ContentGuard()  # its own: the count of views examined is what is tested
+    image = np.ascontiguousarray(obama[:600, :600])
+    guard.check_image(image, "target")
+    first = guard.views_checked
+    assert first >= 1
+    guard.check_image(image.copy(), "target")  # the same pixels (another array): the answers are kept
+    assert guard.views_checked == first
+    changed = image.copy()
+    changed[0, 0, 0] ^= 1
+    guard.check_image(changed, "target")  # one changed value: examined afresh
+    assert guard.views_checked == 2 * first
+
+
 def test_real_model_sees_the_faces(guard, obama, biden, astronaut):
     # Proves the model actually runs through our pre/post-processing (a broken pipeline sees nothing).
     for photo in (obama, biden, astronaut):

@@ -320,7 +320,7 @@ def test_refused_input_is_deleted(studio, files, media, monkeypatch):
     from masquerade._stages import guard
 
     # A stand-in for NudeNet: refuses pictures whose first pixel is pure magenta.
-    def detect(self, image, faces=(), whole=True):
+    def detect(self, image, faces=(), whole=True, remember=False):
         hit = tuple(image[0, 0]) == (255, 0, 255)
         return [guard.Detection("FEMALE_BREAST_EXPOSED", 0.9)] if hit else []
 
@@ -363,7 +363,7 @@ def test_a_job_whose_input_is_refused_fails_and_the_input_is_deleted(tmp_path, m
     from masquerade.studio.store import FileRecord
     from masquerade.studio.worker import JobRunner
 
-    monkeypatch.setattr(guard.ContentGuard, "detect", lambda self, image, faces=(), whole=True: (
+    monkeypatch.setattr(guard.ContentGuard, "detect", lambda self, image, *views, **kw: (
         [guard.Detection("FEMALE_GENITALIA_EXPOSED", 0.8)] if tuple(image[0, 0]) == (255, 0, 255) else []))
     data = DataDir(tmp_path)
     data.create()

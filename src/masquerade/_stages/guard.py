@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +71,9 @@ MODEL_SHA256 = "c15d8273adad2d0a92f014cc69ab2d6c311a06777a55545f2c4eb46f51911f0f
 INPUT_SIZE = 320
 REPORT_FLOOR = 0.2  # NudeNet's own floor for reporting a detection
 NMS_IOU = 0.45
+
+REMEMBERED_VIEWS = 64
+"""Views of still images whose answers a guard keeps (LRU), so a preview re-checks no frame twice."""
 
 CUT_THUMB = (32, 18)
 """Width, height of the grey thumbnail the scene-cut detector compares from frame to frame."""
@@ -316,6 +321,13 @@ class FrameSampler:
         return False
 
 
+def _digest(image: Image) -> bytes:
+    """A strong digest of an image's pixels and shape (a few ms for 720p)."""
+    digest = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=20)
+    digest.update(repr(image.shape).encode())
+    return digest.digest()
+
+
 def _frame_time(ctx: FrameContext, fps: float) -> float:
     t = ctx.time
     if t is not None:
@@ -345,34 +357,54 @@ class ContentGuard:
         self._input = self._session.get_inputs()[0].name
         self.views_checked = 0
         """How many views the model examined (for timing reports)."""
+        # What the model saw in recent still images, by (content digest, view): a live preview checks
+        # the same frame again at every change of a setting. Same pixels, same view: same answer.
+        self._seen: OrderedDict[tuple[bytes, View], list[Detection]] = OrderedDict()
+        self._seen_lock = threading.Lock()
 
     @property
     def threshold(self) -> float:
         return self._settings.threshold
 
-    def detect(self, image: Image, faces: Sequence[Face] = (), whole: bool = True) -> list[Detection]:
+    def detect(self, image: Image, faces: Sequence[Face] = (), whole: bool = True,
+               remember: bool = False) -> list[Detection]:
         """All detector outputs (exposed and covered classes alike, in image pixels) over the views of
-        :func:`plan_views`: by default the whole image (tiled when large) and a view around each face."""
+        :func:`plan_views`: by default the whole image (tiled when large) and a view around each face.
+        ``remember``: reuse (and keep) the answers for views of these very pixels seen recently."""
         if image.ndim != 3 or image.shape[2] < 3 or image.dtype != np.uint8:
             raise ValueError(f"expected a BGR uint8 image, got {image.dtype} {image.shape}")
         views = plan_views(image.shape[0], image.shape[1], faces, whole)
         detections: list[Detection] = []
+        digest = b""
+        if remember:
+            digest = _digest(image)
+            with self._seen_lock:
+                known = [v for v in views if (digest, v) in self._seen]
+                for view in known:
+                    self._seen.move_to_end((digest, view))
+                    detections += self._seen[(digest, view)]
+            views = [v for v in views if v not in known]
         for first in range(0, len(views), BATCH_VIEWS):
             chunk = views[first : first + BATCH_VIEWS]
             prepared = [preprocess(image[v.y0 : v.y1, v.x0 : v.x1]) for v in chunk]
             blob = np.concatenate([b for b, _ in prepared])
             output = self._session.run(None, {self._input: blob})[0]
             for i, (view, (_, scale)) in enumerate(zip(chunk, prepared, strict=True)):
-                for d in postprocess(output[i : i + 1], scale, view.x1 - view.x0, view.y1 - view.y0):
-                    x, y, w, h = d.box
-                    detections.append(Detection(d.label, d.score, (x + view.x0, y + view.y0, w, h)))
+                found = [Detection(d.label, d.score, (d.box[0] + view.x0, d.box[1] + view.y0, *d.box[2:]))
+                         for d in postprocess(output[i : i + 1], scale, view.x1 - view.x0, view.y1 - view.y0)]
+                detections += found
+                if remember:
+                    with self._seen_lock:
+                        self._seen[(digest, view)] = found
+                        while len(self._seen) > REMEMBERED_VIEWS:
+                            self._seen.popitem(last=False)
         self.views_checked += len(views)
         return detections
 
     def check_image(self, image: Image, label: str, faces: Sequence[Face] = ()) -> None:
         """Raise ``ContentRefused`` when ``image`` (a source or an image target) shows sexual content,
         looking also around each of ``faces`` (those that will be swapped, or the source's face)."""
-        refusal = decide(self.detect(image, faces), self.threshold)
+        refusal = decide(self.detect(image, faces, remember=True), self.threshold)
         if refusal is not None:
             raise ContentRefused(refusal.message(label))
 
