@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -30,11 +32,12 @@ def connected(address: str | None) -> Iterator[ModuleType]:
         yield ray
         return
     try:
-        if address is not None and address.startswith("ray://"):
-            ray.init(address=address)  # Ray Client passes other arguments on to the remote driver
-        else:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
-                     include_dashboard=False)
+        with _signal_handlers_kept():
+            if address is not None and address.startswith("ray://"):
+                ray.init(address=address)  # Ray Client passes other arguments on to the remote driver
+            else:
+                ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
+                         include_dashboard=False)
     except ConnectionError as exc:
         where = "a running local cluster" if address == "auto" else address or "a local cluster"
         raise UsageError(f"cannot reach {where} with Ray: {exc}") from None
@@ -42,3 +45,21 @@ def connected(address: str | None) -> Iterator[ModuleType]:
         yield ray
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """``ray.init`` installs its own SIGTERM handler (exit at once, and it stays after ``shutdown``): the
+    caller's comes back, so SIGTERM ends a cluster run as it ends a run on one machine (the CLI turns
+    it into an interrupt: the workers are stopped and the finished segments kept)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:
+                signal.signal(signum, handler)
