@@ -125,10 +125,14 @@ def make_sample_clip(path: Path = HERE / "sample.mp4") -> Path:
 
 
 def make_benchmark_clip(
-    path: Path, seconds: float, size: tuple[int, int] = (1280, 720), fps: int = 25
+    path: Path, seconds: float, size: tuple[int, int] = (1280, 720), fps: int = 25, gop: int | None = None
 ) -> Path:
-    """A clip of any length with one moving face and AAC audio, for benchmarks (made on the fly)."""
-    _write(Path(path), seconds, size, fps, _benchmark_pose, {"crf": "23", "preset": "veryfast"})
+    """A clip of any length with one moving face and AAC audio, for benchmarks (made on the fly).
+    ``gop``: a key frame every ``gop`` frames exactly (as a camera writes them), else x264's choice."""
+    options = {"crf": "23", "preset": "veryfast"}
+    if gop is not None:
+        options.update({"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"})
+    _write(Path(path), seconds, size, fps, _benchmark_pose, options)
     return Path(path)
 
 

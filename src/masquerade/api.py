@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -21,14 +21,22 @@ from masquerade.config import (
     RunConfig,
     SelectOptions,
     SwapOptions,
+    TargetKind,
     config_for_kind,
     validate,
 )
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.media.options import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from masquerade.people import People
-from masquerade.pipeline import Pipeline, PreparedSource, SourceMap
+from masquerade.pipeline import FrameBatchStep, Pipeline, PreparedSource, SourceMap
+from masquerade.provenance.plain_tags import EditSummary, LabelAction
 from masquerade.types import FrameContext, Image
+
+if TYPE_CHECKING:
+    from masquerade.media.image import LoadedImage
+    from masquerade.media.reader import VideoReader
+    from masquerade.media.writer import VideoWriter
+    from masquerade.provenance.keys import SigningIdentity
 
 PathLike = Path | str
 SourceMapping = Mapping[PathLike, PathLike | Sequence[PathLike]]
@@ -154,15 +162,32 @@ def enhance(
     return job.run(target_path, output_path)
 
 
-def check_output(config: RunConfig, sources: Sequence[Path], target: Path, output: Path) -> None:
+@dataclass(frozen=True)
+class CheckedOutput:
+    """One target and its output, checked before any work (:func:`check_output`)."""
+
+    kind: TargetKind
+    config: RunConfig
+    """The run's options for this target (in a batch: the other kind of target's left at defaults)."""
+    identity: SigningIdentity | None
+    """The key that will sign the output's label."""
+
+
+def check_output(config: RunConfig, sources: Sequence[Path], target: Path, output: Path, *,
+                 in_batch: bool = False) -> CheckedOutput:
     """What can be checked about one target and its output before any model loads: the paths, the
-    options for this kind of target, and the key that will sign the output."""
+    options for this kind of target, and the key that will sign the output. ``in_batch``: the video
+    options are for the batch's videos and the image quality for its images, so the other kind's
+    are left at their defaults for this target instead of refused."""
     from masquerade.provenance.c2pa_label import label_identity
 
-    kind = check_request(sources, target, output, config.limits, need_source=False)
+    kind: TargetKind = check_request(list(sources), target, output, config.limits,  # type: ignore[assignment]
+                                     need_source=False)
+    if in_batch:
+        config = config_for_kind(config, kind)
     validate(config, kind)
     _check_output_settings(config, kind, target)
-    label_identity(output)
+    return CheckedOutput(kind, config, label_identity(output))
 
 
 def _check_output_settings(config: RunConfig, kind: str, target: Path) -> None:
@@ -190,6 +215,45 @@ def enhance_config(config: RunConfig | None) -> RunConfig:
     return replace(config, select=select, swap=replace(config.swap, swapper=NO_SWAP))
 
 
+@dataclass(frozen=True)
+class SourcePhotos:
+    """A run's photos, read within the image limit before any model loads: what a ``Job`` is prepared
+    from (plain arrays, so a cluster ships them to workers that do not have the files)."""
+
+    sources: tuple[tuple[str, Image], ...] = ()
+    """``-s``: (label, picture) of each source photo."""
+    mapped: tuple[tuple[tuple[str, Image], tuple[tuple[str, Image], ...]], ...] = ()
+    """``--map``: ((label, reference picture), that person's source photos), per entry."""
+    reference: tuple[str, Image] | None = None
+    """``--reference``, when the run matches faces against one."""
+    paths: tuple[Path, ...] = ()
+    """Every photo's file: an output must not overwrite one."""
+
+    @classmethod
+    def read(cls, config: RunConfig, sources: Sequence[Path]) -> SourcePhotos:
+        from masquerade.media.image import read_image
+
+        max_pixels = config.limits.max_image_pixels
+        mapping = config.select.mapping
+        return cls(
+            sources=tuple((str(p), read_image(p, max_pixels).image) for p in sources),
+            mapped=tuple(((str(e.reference), read_image(e.reference, max_pixels).image),
+                          tuple((str(p), read_image(p, max_pixels).image) for p in e.sources))
+                         for e in mapping),
+            reference=_reference_image(config),
+            paths=(*sources, *(e.reference for e in mapping), *(p for e in mapping for p in e.sources)),
+        )
+
+
+@dataclass(frozen=True)
+class Identities:
+    """Whom a run's faces are matched against, decided once: ``--reference``'s embedding and each
+    ``--map`` reference's (a cluster run has one worker decide them, and ships them to the others)."""
+
+    reference: np.ndarray | None = None
+    mapped: tuple[np.ndarray, ...] = ()
+
+
 @dataclass
 class Job:
     """Sources prepared once (options checked, photos read and checked, models loaded) for one target
@@ -201,148 +265,186 @@ class Job:
     hooks: RunHooks
     warnings: tuple[str, ...] = ()
     """About the sources, repeated in each target's summary."""
-    reference_image: tuple[str, Image] | None = None
+    reference: np.ndarray | None = None
+    """``--reference``'s embedding (None without one)."""
 
     @classmethod
     def prepare(cls, config: RunConfig, sources: Sequence[Path], hooks: RunHooks | None = None,
                 pipeline: Pipeline | None = None) -> Job:
         from masquerade._stages.build import check_provider_installed
-        from masquerade.media.image import read_image
 
+        cls.check(config, sources)
+        check_provider_installed(config.runtime.execution_provider)
+        # Read every photo before loading any model, so a bad file fails fast.
+        return cls.from_photos(config, SourcePhotos.read(config, sources), hooks, pipeline)
+
+    @staticmethod
+    def check(config: RunConfig, sources: Sequence[Path]) -> None:
+        """The run's options, and whether it has the sources its action needs."""
         validate(config)
-        hooks = hooks or RunHooks()
-        mapping = config.select.mapping
         enhance_only = config.swap.swapper == NO_SWAP
         if enhance_only and sources:
             raise UsageError("enhancing only takes no source photo")
-        if not enhance_only and not sources and not mapping:
+        if not enhance_only and not sources and not config.select.mapping:
             raise UsageError("give a source image (-s) or --map REFERENCE=SOURCE")
-        check_provider_installed(config.runtime.execution_provider)
-        # Read every photo before loading any model, so a bad file fails fast.
-        max_pixels = config.limits.max_image_pixels
-        source_images = [(str(p), read_image(p, max_pixels).image) for p in sources]
-        mapped = [((str(e.reference), read_image(e.reference, max_pixels).image),
-                   [(str(p), read_image(p, max_pixels).image) for p in e.sources]) for e in mapping]
-        reference_image = _reference_image(config)
+
+    @classmethod
+    def from_photos(cls, config: RunConfig, photos: SourcePhotos, hooks: RunHooks | None = None,
+                    pipeline: Pipeline | None = None, identities: Identities | None = None) -> Job:
+        """The job for photos already read. ``identities``: decided already (see ``Identities``), else
+        found in the photos."""
+        hooks = hooks or RunHooks()
         if pipeline is not None and pipeline.config != config:
             pipeline = pipeline.reconfigured(config)  # the caller's models, this run's options
         pipeline = pipeline or Pipeline(config, on_notice=hooks.on_notice)
         for notice in pipeline.notices:
             hooks.on_notice(notice)
-        prepared = SourceMap() if enhance_only else pipeline.prepare_map(source_images, mapped)
-        warnings = different_people(pipeline, source_images, prepared.default) if prepared.default else []
+        mapped = identities.mapped if identities is not None else None
+        prepared = (SourceMap() if config.swap.swapper == NO_SWAP
+                    else pipeline.prepare_map(photos.sources, photos.mapped, mapped))
+        warnings = different_people(pipeline, photos.sources, prepared.default) if prepared.default else []
         for person in prepared.people:
-            photos = [pair for (label, _), pairs in mapped if label == person.label for pair in pairs]
-            warnings += different_people(pipeline, photos, person.source)
-        paths = (*sources, *(e.reference for e in mapping), *(p for e in mapping for p in e.sources))
-        return cls(pipeline, prepared, tuple(paths), hooks, tuple(warnings), reference_image)
+            pairs = [pair for (label, _), pairs in photos.mapped if label == person.label for pair in pairs]
+            warnings += different_people(pipeline, pairs, person.source)
+        reference = identities.reference if identities is not None else _reference(pipeline, photos.reference)
+        return cls(pipeline, prepared, photos.paths, hooks, tuple(warnings), reference)
 
     @property
-    def action(self) -> str:
+    def identities(self) -> Identities:
+        return Identities(self.reference, tuple(person.reference for person in self.sources.people))
+
+    @property
+    def action(self) -> LabelAction:
         return "enhance" if self.pipeline.config.swap.swapper == NO_SWAP else "swap"
 
     def run(self, target: Path, output: Path) -> RunSummary:
         """Process one target into ``output``."""
-        from masquerade.media.image import read_image
-        from masquerade.provenance.c2pa_label import label_identity
-
-        kind = check_request(list(self.source_paths), target, output, self.pipeline.config.limits,
-                             need_source=False)
-        # In a batch, the video options are for its videos and the image quality for its images.
-        config = config_for_kind(self.pipeline.config, kind)  # type: ignore[arg-type]
-        validate(config, kind)  # type: ignore[arg-type]
-        _check_output_settings(config, kind, target)
-        identity = label_identity(output)  # a damaged key is found now, not after the work
-        still = read_image(target, config.limits.max_image_pixels) if kind == "image" else None
-        if still is not None and still.frames > 1:
-            raise UsageError(
-                f"{target} is an animated {still.format.upper()} ({still.frames} frames); masquerade writes "
-                "still images and would keep only the first frame: convert it to a video (e.g. .mp4) and "
-                "swap that"
-            )
+        checked = check_output(self.pipeline.config, self.source_paths, target, output, in_batch=True)
+        config = checked.config
+        still = read_still(target, config) if checked.kind == "image" else None
         started = time.perf_counter()
-        reference = self._reference(target, kind, still.image if still is not None else None)
-        summary = RunSummary(output=output, kind=kind, action=self.action, warnings=list(self.warnings))
+        frame = reference_frame(target, checked.kind, still.image if still is not None else None, config)
+        reference = self.reference if frame is None else self.frame_reference(*frame)
+        summary = RunSummary(output=output, kind=checked.kind, action=self.action,
+                             warnings=list(self.warnings))
         if still is not None:
-            self._image(reference, still, output, summary, identity, config.encode)
+            self.hooks.on_start("image", 1)
+            image, swapped = self.swap_still(still.image, still.grey, reference)
+            write_still(output, image, still.alpha, swapped, config.encode, checked.identity, self.action)
+            summary.frames, summary.faces_swapped = 1, swapped
         else:
-            self._video(reference, target, output, summary, identity, config.encode)
+            self._video(reference, target, output, summary, checked.identity, config.encode)
         summary.seconds = time.perf_counter() - started
         if summary.faces_swapped == 0:
-            summary.warnings.append(
-                f"no matching face in {target}: the output shows the target unchanged (watermarked)"
-            )
+            summary.warnings.append(no_face_warning(target))
         self.hooks.on_end(summary)
         return summary
 
-    def _reference(self, target: Path, kind: str, still: Image | None) -> np.ndarray | None:
-        """The embedding ``--faces reference`` matches: ``--reference``'s, or face ``--face-index`` of
-        frame ``--reference-frame`` of this target; None: the first largest face."""
-        pipeline, select = self.pipeline, self.pipeline.config.select
-        if select.reference_frame is None:
-            return _reference(pipeline, self.reference_image)
-        if kind == "image" and select.reference_frame != 0:
-            raise UsageError(f"{target} is an image: its only frame is 0, not {select.reference_frame} "
-                             "(--reference-frame)")
-        image = still if still is not None else target_frame(target, select.reference_frame, pipeline.config)
+    def frame_reference(self, image: Image, where: str) -> np.ndarray:
+        """The embedding of face ``--face-index`` (from the left) of ``image``, the ``--reference-frame``
+        named by ``where``."""
+        pipeline = self.pipeline
         faces = pipeline.faces_from_left(image)
-        where = f"frame {select.reference_frame} of {target}"
         if not faces:
             raise NoSourceFaceError(f"no face found in {where} (--reference-frame)")
-        if select.face_index >= len(faces):
-            raise UsageError(f"{where} has {len(faces)} face(s); --face-index {select.face_index} is past "
-                             "the last (faces count from the left, from 0)")
-        return pipeline.face_embedding(image, faces[select.face_index])
+        index = pipeline.config.select.face_index
+        if index >= len(faces):
+            raise UsageError(f"{where} has {len(faces)} face(s); --face-index {index} is past the last "
+                             "(faces count from the left, from 0)")
+        return pipeline.face_embedding(image, faces[index])
 
-    def _image(self, reference, loaded, output: Path, summary: RunSummary, identity,
-               encode: EncodeOptions) -> None:
-        from masquerade.media.atomic import atomic_output
-        from masquerade.media.image import encode_image, write_bytes
-        from masquerade.provenance.c2pa_label import label_file
-        from masquerade.provenance.plain_tags import EditSummary
-
-        self.hooks.on_start("image", 1)
+    def swap_still(self, image: Image, grey: bool, reference: np.ndarray | None) -> tuple[Image, int]:
+        """One still picture swapped (or enhanced) and watermarked, and the number of faces changed."""
         selector = self.pipeline.new_selector(reference)
-        image, swapped = self.pipeline.swap_image(loaded.image, self.sources, selector)
-        if loaded.grey:  # a colour source face must not tint a black-and-white picture
+        image, swapped = self.pipeline.swap_image(image, self.sources, selector)
+        if grey:  # a colour source face must not tint a black-and-white picture
             image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-        data = encode_image(output.suffix.lower(), image, loaded.alpha, quality=encode.image_quality)
-        with atomic_output(output) as temp:
-            write_bytes(temp, data, output)
-            edit = EditSummary(faces_replaced=swapped, frames=1, frames_changed=int(swapped > 0),
-                               action=self.action)  # type: ignore[arg-type]
-            label_file(temp, version=__version__, kind="image", edit=edit, identity=identity)
-        summary.frames, summary.faces_swapped = 1, swapped
+        return image, swapped
 
-    def _video(self, reference, target: Path, output: Path, summary: RunSummary, identity,
-               encode: EncodeOptions) -> None:
-        from masquerade.engine import StreamEngine
+    def _video(self, reference: np.ndarray | None, target: Path, output: Path, summary: RunSummary,
+               identity: SigningIdentity | None, encode: EncodeOptions) -> None:
         from masquerade.media.reader import VideoReader
         from masquerade.media.writer import VideoWriter
 
-        pipeline = self.pipeline
-        limits = pipeline.config.limits
+        limits = self.pipeline.config.limits
         with VideoReader(target, encode.trim_start, encode.trim_end, limits.max_video_pixels) as reader:
             self.hooks.on_start("video", reader.info.frame_count)
-            fps = float(reader.info.fps) if reader.info.fps else 25.0
-            analyse, render = pipeline.video_stages(self.sources, fps, reference)
-            with VideoWriter(output, reader, encode, identity, self.action) as writer:  # type: ignore[arg-type]
-
-                def consume(ctx: FrameContext) -> None:
-                    writer.write(ctx)
-                    summary.frames += 1
-                    summary.faces_swapped += ctx.swapped
-                    for stage, seconds in ctx.timings.items():
-                        summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
-                    self.hooks.on_frame(ctx)
-
-                StreamEngine(depth=4).run_batches(reader.frames(), analyse, consume, pipeline.frame_batch(),
-                                                  finish=render, workers=pipeline.frame_workers())
+            stages = self.pipeline.video_stages(self.sources, fps_of(reader), reference)
+            with VideoWriter(output, reader, encode, identity, self.action) as writer:
+                self.encode_frames(reader.frames(), stages, writer, summary)
             if reader.retimed_frames:
                 summary.warnings.append(
                     f"{reader.retimed_frames} frame(s) of {target} repeat or go back in time; they were "
-                    "moved "
-                    "to play in order (by one clock tick for a repeat)")
+                    "moved to play in order (by one clock tick for a repeat)")
+
+    def encode_frames(self, frames: Iterable[FrameContext], stages: tuple[FrameBatchStep, FrameBatchStep],
+                      writer: VideoWriter, summary: RunSummary) -> None:
+        """Analyse, render and write ``frames`` on the threaded engine, adding them up in ``summary``."""
+        from masquerade.engine import StreamEngine
+
+        analyse, render = stages
+        pipeline = self.pipeline
+
+        def consume(ctx: FrameContext) -> None:
+            writer.write(ctx)
+            summary.frames += 1
+            summary.faces_swapped += ctx.swapped
+            for stage, seconds in ctx.timings.items():
+                summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
+            self.hooks.on_frame(ctx)
+
+        StreamEngine(depth=4).run_batches(frames, analyse, consume, pipeline.frame_batch(), finish=render,
+                                          workers=pipeline.frame_workers())
+
+
+def read_still(target: Path, config: RunConfig) -> LoadedImage:
+    """An image target, read within the image limit; an animated one is refused."""
+    from masquerade.media.image import read_image
+
+    still = read_image(target, config.limits.max_image_pixels)
+    if still.frames > 1:
+        raise UsageError(
+            f"{target} is an animated {still.format.upper()} ({still.frames} frames); masquerade writes "
+            "still images and would keep only the first frame: convert it to a video (e.g. .mp4) and "
+            "swap that"
+        )
+    return still
+
+
+def write_still(output: Path, image: Image, alpha: np.ndarray | None, swapped: int, encode: EncodeOptions,
+                identity: SigningIdentity | None, action: LabelAction) -> None:
+    """A finished picture into ``output``, labelled with what was done to it, atomically."""
+    from masquerade.media.atomic import atomic_output
+    from masquerade.media.image import encode_image, write_bytes
+    from masquerade.provenance.c2pa_label import label_file
+
+    data = encode_image(output.suffix.lower(), image, alpha, quality=encode.image_quality)
+    with atomic_output(output) as temp:
+        write_bytes(temp, data, output)
+        edit = EditSummary(faces_replaced=swapped, frames=1, frames_changed=int(swapped > 0), action=action)
+        label_file(temp, version=__version__, kind="image", edit=edit, identity=identity)
+
+
+def reference_frame(target: Path, kind: str, still: Image | None,
+                    config: RunConfig) -> tuple[Image, str] | None:
+    """``--reference-frame``'s picture of ``target`` and words naming it; None without the option."""
+    select = config.select
+    if select.reference_frame is None:
+        return None
+    if kind == "image" and select.reference_frame != 0:
+        raise UsageError(f"{target} is an image: its only frame is 0, not {select.reference_frame} "
+                         "(--reference-frame)")
+    image = still if still is not None else target_frame(target, select.reference_frame, config)
+    return image, f"frame {select.reference_frame} of {target}"
+
+
+def no_face_warning(target: Path) -> str:
+    return f"no matching face in {target}: the output shows the target unchanged (watermarked)"
+
+
+def fps_of(reader: VideoReader) -> float:
+    """The rate tracking and the guard's sampling count in (25 when the file does not say)."""
+    return float(reader.info.fps) if reader.info.fps else 25.0
 
 
 DIFFERENT_PEOPLE_MARGIN = 1.2
@@ -383,7 +485,8 @@ def swap_image(
     Returns the watermarked result and the number of faces swapped. For many images, build one
     ``Pipeline`` and call ``prepare_source`` once and ``swap_image`` per image instead.
     """
-    pipeline = Pipeline(config or RunConfig())
+    config = config or RunConfig()
+    pipeline = Pipeline(config)
     prepared: PreparedSource = pipeline.prepare_source(
         [(f"source {i + 1}", image) for i, image in enumerate(sources)])
     return pipeline.swap_image(target, prepared, pipeline.new_selector(_reference(pipeline)))
@@ -422,8 +525,7 @@ def find_people(target: PathLike, config: RunConfig | None = None, hooks: RunHoo
     encode = config.encode
     with VideoReader(path, encode.trim_start, encode.trim_end, config.limits.max_video_pixels) as reader:
         hooks.on_start("video", reader.info.frame_count)
-        fps = float(reader.info.fps) if reader.info.fps else 25.0
-        return pipeline.find_people(reader.frames(), fps, path, on_frame=hooks.on_frame)
+        return pipeline.find_people(reader.frames(), fps_of(reader), path, on_frame=hooks.on_frame)
 
 
 def _reference_image(config: RunConfig) -> tuple[str, Image] | None:

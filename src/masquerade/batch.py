@@ -32,6 +32,11 @@ class FileResult:
     def ok(self) -> bool:
         return self.error is None
 
+    @classmethod
+    def failure(cls, target: Path, output: Path, error: Exception) -> FileResult:
+        text = str(error) or type(error).__name__
+        return cls(target, output, error=text if str(target) in text else f"{target}: {text}")
+
 
 @dataclass
 class BatchSummary:
@@ -113,9 +118,11 @@ def enhance_many(targets: Sequence[PathLike], folder: PathLike, config: RunConfi
     return _run_many("enhance", enhance_config(config), [], targets, Path(folder), hooks or BatchHooks())
 
 
-def _run_many(action: str, config: RunConfig, sources: list[Path], targets: Sequence[PathLike],
-              folder: Path, hooks: BatchHooks) -> BatchSummary:
-    from masquerade.api import Job
+def plan_batch(action: str, config: RunConfig, targets: Sequence[PathLike],
+               folder: Path) -> list[tuple[Path, Path]]:
+    """The (target, output) pairs of a batch into ``folder``, checked before any model loads: the
+    folder, the outputs' names, the options (for the kinds of target the batch has) and the signing
+    key. Creates the folder."""
     from masquerade.provenance.c2pa_label import label_identity
 
     if folder.exists() and not folder.is_dir():
@@ -126,8 +133,16 @@ def _run_many(action: str, config: RunConfig, sources: list[Path], targets: Sequ
         validate(config, kinds.pop())  # type: ignore[arg-type]
     for _, output in plan:  # a damaged signing key stops the batch before any model loads
         label_identity(output)
-    hooks.on_batch_start(len(plan))
     folder.mkdir(parents=True, exist_ok=True)
+    return plan
+
+
+def _run_many(action: str, config: RunConfig, sources: list[Path], targets: Sequence[PathLike],
+              folder: Path, hooks: BatchHooks) -> BatchSummary:
+    from masquerade.api import Job
+
+    plan = plan_batch(action, config, targets, folder)
+    hooks.on_batch_start(len(plan))
     job = Job.prepare(config, sources, hooks, Pipeline(config, on_notice=hooks.on_notice))
     summary = BatchSummary()
     for index, (target, output) in enumerate(plan):
@@ -135,16 +150,11 @@ def _run_many(action: str, config: RunConfig, sources: list[Path], targets: Sequ
         try:
             result = FileResult(target, output, summary=job.run(target, output))
         except MasqueradeError as error:
-            result = FileResult(target, output, error=_message(target, error))
+            result = FileResult.failure(target, output, error)
         summary.results.append(result)
         hooks.on_file_end(result)
     return summary
 
 
-def _message(target: Path, error: Exception) -> str:
-    text = str(error) or type(error).__name__
-    return text if str(target) in text else f"{target}: {text}"
-
-
-__all__ = ["BatchHooks", "BatchSummary", "FileResult", "enhance_many", "expand_targets", "plan_outputs",
-           "swap_many"]
+__all__ = ["BatchHooks", "BatchSummary", "FileResult", "enhance_many", "expand_targets", "plan_batch",
+           "plan_outputs", "swap_many"]

@@ -239,7 +239,7 @@ def matches_people(config: RunConfig) -> bool:
     return config.select.mode == "reference" or bool(config.select.mapping)
 
 
-class _Problems:
+class Problems:
     """Collects :class:`OptionProblem`s, with the range checks every option shares."""
 
     def __init__(self) -> None:
@@ -279,7 +279,7 @@ def config_problems(config: RunConfig, kind: TargetKind | None = None) -> list[O
     of the other kind are then reported too (``--trim-start`` on an image). An option left at its
     default is never reported as not applying, so only what the user changed can be.
     """
-    problems = _Problems()
+    problems = Problems()
     _check_models(config, problems)
     _check_select(config, problems)
     _check_encode(config.encode, kind, problems)
@@ -302,7 +302,7 @@ def validate(config: RunConfig, kind: TargetKind | None = None) -> None:
         raise UsageError("; ".join(p.message for p in problems))
 
 
-def _check_models(config: RunConfig, problems: _Problems) -> None:
+def _check_models(config: RunConfig, problems: Problems) -> None:
     swap, enhance = config.swap, config.enhance
     problems.choice("--detector", config.detect.detector, DETECTORS)
     problems.choice("--recognizer", config.recognizer, RECOGNIZERS)
@@ -339,7 +339,7 @@ def _check_models(config: RunConfig, problems: _Problems) -> None:
             problems.add("--enhancer-fidelity", "--enhancer-fidelity applies only with --enhancer codeformer")
 
 
-def _check_select(config: RunConfig, problems: _Problems) -> None:
+def _check_select(config: RunConfig, problems: Problems) -> None:
     select = config.select
     if not problems.choice("--faces", select.mode, FACE_MODES):
         return
@@ -374,7 +374,7 @@ def _check_select(config: RunConfig, problems: _Problems) -> None:
                                      "0.42 for dlib, 0.6 for arcface)")
 
 
-def _check_encode(encode: EncodeOptions, kind: TargetKind | None, problems: _Problems) -> None:
+def _check_encode(encode: EncodeOptions, kind: TargetKind | None, problems: Problems) -> None:
     defaults = EncodeOptions()
     problems.whole("--video-quality", encode.video_quality, 0, 51)
     from masquerade.media.options import IMAGE_QUALITY_MIN
@@ -412,7 +412,7 @@ def _check_encode(encode: EncodeOptions, kind: TargetKind | None, problems: _Pro
                                         "video")
 
 
-def _check_runtime(config: RunConfig, problems: _Problems) -> None:
+def _check_runtime(config: RunConfig, problems: Problems) -> None:
     runtime = config.runtime
     problems.whole("--execution-threads", runtime.execution_threads, 1, MAX_EXECUTION_THREADS)
     problems.whole("--frame-workers", runtime.frame_workers, 1, MAX_FRAME_WORKERS)
@@ -441,7 +441,7 @@ def _check_runtime(config: RunConfig, problems: _Problems) -> None:
                                         "or --enhancer")
 
 
-def _check_internals(config: RunConfig, problems: _Problems) -> None:
+def _check_internals(config: RunConfig, problems: Problems) -> None:
     """Options the Python API has and the command line does not."""
     detect, track = config.detect, config.track
     problems.number("detect.min_score", detect.min_score, 0.0, 1.0)

@@ -47,6 +47,10 @@ class ProviderUnavailable(ModelError):
     """The requested execution provider is not available in the installed runtime."""
 
 
+class ClusterError(MasqueradeError):
+    """A cluster run could not go on: Ray unreachable, too few resources, a worker lost for good."""
+
+
 class ContentRefused(MasqueradeError):
     """The job was refused (sexual content). Never bypassable."""
 

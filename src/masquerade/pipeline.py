@@ -168,16 +168,23 @@ class Pipeline:
     def prepare_map(
         self, sources: Sequence[tuple[str, Image]],
         mapping: Sequence[tuple[tuple[str, Image], Sequence[tuple[str, Image]]]] = (),
+        references: Sequence[np.ndarray] | None = None,
     ) -> SourceMap:
         """The run's sources: ``sources`` for the faces ``--faces`` selects (may be empty when there is a
         mapping) and, per mapped person, ``((label, reference image), that person's sources)``.
 
+        ``references``: the mapped people's embeddings when they were decided already (by one worker
+        of a cluster run, for all), in the order of ``mapping``; else each reference image's.
+
         Two references of one person with different sources are a UsageError (no face could say which
         it should get); a reference without a face is a NoSourceFaceError naming it."""
+        if references is not None and len(references) != len(mapping):
+            raise ValueError(f"{len(references)} reference embeddings for {len(mapping)} mapped people")
         people = []
-        for (label, image), person_sources in mapping:
-            people.append(MappedPerson(label, self.reference_embedding(label, image),
-                                       self.prepare_source(person_sources),
+        for k, ((label, image), person_sources) in enumerate(mapping):
+            reference = (np.asarray(references[k], np.float32) if references is not None
+                         else self.reference_embedding(label, image))
+            people.append(MappedPerson(label, reference, self.prepare_source(person_sources),
                                        tuple(name for name, _ in person_sources)))
         recognizer = self._stages.recognizer
         for i, a in enumerate(people):
@@ -203,11 +210,41 @@ class Pipeline:
             raise NoSourceFaceError(f"no face found in reference image {label}") from None
 
     def new_selector(
-        self, reference: np.ndarray | None, options: SelectOptions | None = None
+        self, reference: np.ndarray | None, options: SelectOptions | None = None, *, adopt: bool = True
     ) -> FaceSelector:
         """A face selector with the run's options, or ``options`` (a live preview changes the face mode
-        without building another pipeline; reference matching needs a pipeline built for it)."""
-        return FaceSelector(options or self._config.select, self._stages.recognizer, reference)
+        without building another pipeline; reference matching needs a pipeline built for it).
+        ``adopt``: see ``FaceSelector`` (False when the run's person was looked for and not found)."""
+        return FaceSelector(options or self._config.select, self._stages.recognizer, reference, adopt=adopt)
+
+    def adopted_reference(
+        self, source: PreparedSource | SourceMap, frames: Iterable[FrameContext], fps: float
+    ) -> np.ndarray | None:
+        """The person a ``--faces reference`` video run without a reference swaps: the embedding of the
+        largest face (of those no ``--map`` person claims) in the first frame where tracking finds one;
+        None when no frame has one.
+
+        Reads only as far as that frame, tracking, identifying and selecting as ``video_stages`` does,
+        so a run split into segments can decide the person once, as a run from the start would, and
+        hand it to each segment (``adopt_reference=False`` there when it is None). It returns an
+        embedding, never a picture: nothing it reads is swapped or written.
+        """
+        from masquerade._stages.track import FaceTracker
+
+        if self._config.select.mode != "reference":
+            raise ValueError("only --faces reference swaps a person adopted from the video")
+        sources = self._sources(source)
+        selector = self._faces_selector(sources, self.new_selector(None))
+        if selector is None:  # only mapped people are swapped: there is no one to adopt
+            return None
+        tracker = FaceTracker(self._stages.analyser, self._config.track, fps=fps)
+        mapper = self._new_mapper(sources)
+        for ctx in frames:
+            ctx.faces = tracker.update(ctx.image, ctx.index)
+            self._select(ctx, selector, mapper)
+            if selector.reference is not None:
+                return selector.reference
+        return None
 
     def detect_faces(self, image: Image) -> list[Face]:
         """The faces the run's detector finds in ``image`` (with landmarks), largest first."""
@@ -279,7 +316,8 @@ class Pipeline:
 
     # -- videos -----------------------------------------------------------------------------
     def video_stages(
-        self, source: PreparedSource | SourceMap, fps: float, reference: np.ndarray | None
+        self, source: PreparedSource | SourceMap, fps: float, reference: np.ndarray | None, *,
+        output_from: int = 0, adopt_reference: bool = True,
     ) -> tuple[FrameBatchStep, FrameBatchStep]:
         """``(analyse, render)`` for one video (with its own tracker, mapper, selector and guard
         sampling).
@@ -291,13 +329,20 @@ class Pipeline:
         thread while batch k + 1 is analysed. ``render`` takes only frames that this ``analyse``
         returned, unchanged (same image, same faces): anything else is a UsageError, so no frame is
         swapped without the guard's sampling having seen it.
+
+        A segment of a longer video (``masquerade.split``) starts reading a little before its first
+        frame: frames with an index below ``output_from`` are a warm-up, tracked, identified and
+        selected (so tracking, smoothing and identities reach the segment's first frame as they would
+        in a run from the start) but not given to the guard and never rendered (``render`` refuses
+        them like any frame this ``analyse`` did not pass), so the guard's sampling starts with frame
+        ``output_from`` as a first frame. ``adopt_reference``: see ``new_selector``.
         """
         from masquerade._stages.track import FaceTracker
 
         sources = self._sources(source)
         tracker = FaceTracker(self._stages.analyser, self._config.track, fps=fps)
         mapper = self._new_mapper(sources)
-        selector = self._faces_selector(sources, self.new_selector(reference))
+        selector = self._faces_selector(sources, self.new_selector(reference, adopt=adopt_reference))
         guard = self._guard.video(fps)
         analysed: dict[int, tuple[FrameContext, Image, tuple[Face, ...]]] = {}
         lock = threading.Lock()  # render runs on worker threads while analyse goes on
@@ -308,6 +353,8 @@ class Pipeline:
                 ctx.faces = tracker.update(ctx.image, ctx.index)
                 _add(ctx, "track", start)
                 self._select(ctx, selector, mapper)
+                if ctx.index < output_from:
+                    continue  # a warm-up frame: analysed for the frames after it, never rendered
                 start = time.perf_counter()
                 guard.check(ctx)
                 _add(ctx, "guard", start)

@@ -96,6 +96,15 @@ def test_decisions_are_cached_per_track_and_rechecked_every_interval() -> None:
     assert selector.embeddings == 14
 
 
+def test_without_adopting_a_run_with_no_person_selects_nobody() -> None:
+    # A segment of a video whose person was looked for from the start and not found: no face is the
+    # person, though a segment on its own would adopt the first one it sees.
+    rec = ScriptedRecognizer({0: [0.0], 1: [0.0]})
+    frames = [[_face(100, 80, 0), _face(300, 60, 1)] for _ in range(3)]
+    assert _select(FaceSelector(SelectOptions(), rec, adopt=False), frames) == [[], [], []]
+    assert rec.calls == {}
+
+
 def test_a_track_near_the_threshold_does_not_flicker() -> None:
     rec = ScriptedRecognizer({0: [0.47, 0.53, 0.49, 0.54, 0.46, 0.52, 0.53, 0.48],
                               1: [0.53, 0.47, 0.51, 0.46]})

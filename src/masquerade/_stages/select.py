@@ -44,7 +44,10 @@ class FaceSelector:
 
     def __init__(self, options: SelectOptions, recognizer: Recognizer | None,
                  reference_embedding: NDArray[np.floating] | None = None, *,
-                 recheck_interval: int = RECHECK_INTERVAL) -> None:
+                 recheck_interval: int = RECHECK_INTERVAL, adopt: bool = True) -> None:
+        """``adopt``: in ``reference`` mode without a reference embedding, take the first face seen as
+        the person (a run from the start); False: the run's person was looked for elsewhere and not
+        found (a segment of a video without faces), so no face is selected."""
         if options.mode == "reference" and recognizer is None:
             raise UsageError("face selection by reference needs a recognizer")
         if options.mode == "index" and options.face_index < 0:
@@ -57,6 +60,7 @@ class FaceSelector:
                           else recognizer.default_threshold if recognizer is not None else 0.0)
         self._given = None if reference_embedding is None else np.asarray(reference_embedding, np.float32)
         self.recheck_interval = recheck_interval
+        self.adopt = adopt
         self.reset()
 
     @property
@@ -105,6 +109,8 @@ class FaceSelector:
     def _by_reference(self, image: Image, faces: list[Face]) -> list[Face]:
         assert self.recognizer is not None
         if self._reference is None:
+            if not self.adopt:
+                return []
             # No reference image: the person is the largest face of the first frame that has one.
             first = largest(faces)
             assert first is not None

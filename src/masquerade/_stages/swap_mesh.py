@@ -461,7 +461,13 @@ class MeshSwapper:
         h, w = ids.shape
         inside = ids >= 0
         grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
-        shift = np.where(inside[..., None], back - grid, 0.0).astype(np.float32)
+        # Inside a triangle the shift is a blend of its corners' shifts, so it lies within the range of
+        # the landmarks' shifts; a near-degenerate triangle's affine map (a sliver on the outline) sends
+        # its few pixels thousands of px away, and the outside would spread that into a smear that
+        # comes and goes with sub-pixel changes of the landmarks: clamp to the corners' range.
+        moves = target - shaped
+        shift = np.clip(back - grid, moves.min(axis=0), moves.max(axis=0))
+        shift = np.where(inside[..., None], shift, 0.0).astype(np.float32)
         # Nearest mesh pixel for every pixel outside the mesh: the shift continues across the outline.
         distance, labels = cv2.distanceTransformWithLabels(
             np.where(inside, 0, 255).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)

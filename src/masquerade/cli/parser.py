@@ -207,6 +207,38 @@ def limits_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _cluster_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluster (pip install 'masquerade[cluster]')")
+    g.add_argument("--cluster", metavar="ray[:ADDRESS]",
+                   help="run on a Ray cluster: ray starts or joins a local one, ray:auto joins a running "
+                        "one, ray://HOST:PORT connects with Ray Client; videos are split at key frames "
+                        "into segments done in parallel, with the same output (default: this machine)")
+    g.add_argument("--cluster-workers", type=int, metavar="N",
+                   help="with --cluster: workers, each loading the models once (default: as many as the "
+                        "cluster holds)")
+    g.add_argument("--cluster-cpus", type=int, metavar="N",
+                   help="with --cluster: CPUs each worker asks for (default 2; on torch-cuda each also "
+                        "takes a GPU)")
+    g.add_argument("--segment-seconds", type=float, metavar="S",
+                   help="with --cluster: shortest segment a video is split into, at the source's key "
+                        "frames (default 4)")
+    g.add_argument("--cluster-store", type=Path, metavar="DIR",
+                   help="with --cluster: where finished segments wait for their output, so a run started "
+                        "again redoes only what is missing (default: cluster/ in masquerade's cache "
+                        "folder)")
+
+
+CLUSTER_ONLY = ("cluster_workers", "cluster_cpus", "segment_seconds", "cluster_store")
+"""Arguments that apply only with ``--cluster``."""
+
+
+def check_cluster_args(args: argparse.Namespace) -> None:
+    """The cluster's options do nothing without ``--cluster``: say so instead of ignoring them."""
+    given = [f"--{name.replace('_', '-')}" for name in CLUSTER_ONLY if getattr(args, name, None) is not None]
+    if getattr(args, "cluster", None) is None and given:
+        raise UsageError(f"{', '.join(given)} only apply with --cluster")
+
+
 def swap_option_parsers() -> list[argparse.ArgumentParser]:
     """The parent parsers of every ``swap`` option (the studio validates its REST options with them)."""
     return [_faces_parser(), _map_parser(), _analysis_parser(), _models_parser(), _output_parser(),
@@ -255,6 +287,7 @@ def _target_arguments(p: argparse.ArgumentParser, done: str) -> None:
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="where to write the result (a folder for several targets)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    _cluster_arguments(p)
     p.set_defaults(func=_run_swap)
 
 

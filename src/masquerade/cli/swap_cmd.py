@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from masquerade.api import RunHooks, RunSummary, enhance, swap
-from masquerade.batch import BatchHooks, FileResult, enhance_many, swap_many
-from masquerade.cli.parser import config_from_args
+from masquerade.batch import BatchHooks, BatchSummary, FileResult, enhance_many, swap_many
+from masquerade.cli.parser import check_cluster_args, config_from_args
 from masquerade.cli.signals import interrupted_text, signal_of
 from masquerade.config import RunConfig
 from masquerade.errors import Cancelled
@@ -69,14 +71,7 @@ class BatchProgress(ProgressHooks, BatchHooks):
 
     def on_file_end(self, result: FileResult) -> None:
         super().close()
-        if result.summary is not None:
-            self.written += 1
-            for warning in result.summary.warnings:
-                self._say(f"masquerade: warning: {warning}", sys.stderr)
-            if not self.quiet:
-                self._say(f"ok: {result.target} -> {summary_line(result.summary)}", sys.stdout)
-        else:
-            self._say(f"masquerade: error: {result.error}", sys.stderr)
+        self.written += report_file(result, self.quiet, self._say)
         if self.files is not None:
             self.files.update(1)
 
@@ -93,11 +88,29 @@ class BatchProgress(ProgressHooks, BatchHooks):
             self.files = None
 
 
+def report_file(result: FileResult, quiet: bool, say: Callable[[str, TextIO], None]) -> int:
+    """Say how one file of a batch went (``say(line, stream)``); 1 if its output was written."""
+    if result.summary is None:
+        say(f"masquerade: error: {result.error}", sys.stderr)
+        return 0
+    for warning in result.summary.warnings:
+        say(f"masquerade: warning: {warning}", sys.stderr)
+    if not quiet:
+        say(f"ok: {result.target} -> {summary_line(result.summary)}", sys.stdout)
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
+    check_cluster_args(args)
     config = config_from_args(args)
     action = "enhance" if args.command == "enhance" else "swap"
     targets: list[Path] = args.target
-    if len(targets) > 1 or targets[0].is_dir() or _is_folder(args.output):
+    batch = len(targets) > 1 or targets[0].is_dir() or _is_folder(args.output)
+    if args.cluster is not None:
+        from masquerade.cli.cluster_cmd import run_on_cluster
+
+        return run_on_cluster(args, config, action, batch)
+    if batch:
         return _run_batch(args, config, action)
     hooks = ProgressHooks(args.quiet, VERBS[action][0])
     before = _file_identity(args.output)
@@ -116,11 +129,15 @@ def run(args: argparse.Namespace) -> int:
         raise Cancelled(f"{interrupted_text(signum)}; no output was written{kept}", signum) from None
     finally:
         hooks.close()
+    report_single(summary, args.quiet)
+    return 0
+
+
+def report_single(summary: RunSummary, quiet: bool) -> None:
     for warning in summary.warnings:
         print(f"masquerade: warning: {warning}", file=sys.stderr)
-    if not args.quiet:
+    if not quiet:
         print(summary_line(summary))
-    return 0
 
 
 def _is_folder(output: Path) -> bool:
@@ -141,6 +158,11 @@ def _run_batch(args: argparse.Namespace, config: RunConfig, action: str) -> int:
                         "the file in progress was not written", signal_of(interrupt)) from None
     finally:
         hooks.close()
+    return report_batch(result, args, action)
+
+
+def report_batch(result: BatchSummary, args: argparse.Namespace, action: str) -> int:
+    """The batch's last line; its exit status (1 if any file failed)."""
     failed, total = len(result.failed), len(result.results)
     files = f"file{'s' if total != 1 else ''}"
     line = f"{total - failed} of {total} {files} {VERBS[action][1]} into {args.output}"

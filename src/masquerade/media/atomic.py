@@ -99,7 +99,8 @@ def _lock(fd: int) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (someone else's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -116,7 +117,7 @@ def _stale(path: Path) -> bool:
     import fcntl
 
     match = _TEMP_NAME.match(path.name)
-    if match is None or int(match["pid"]) == os.getpid() or _process_alive(int(match["pid"])):
+    if match is None or int(match["pid"]) == os.getpid() or process_alive(int(match["pid"])):
         return False
     try:
         info = path.lstat()

@@ -45,8 +45,34 @@ class VideoInfo:
     stored_height: int
 
 
+@dataclass(frozen=True)
+class FrameWindow:
+    """A stretch of a video in its stream's own clock: what one segment of a split run reads.
+
+    A run split into segments (``masquerade.segments``) reads each part from its own small file; the
+    window keeps the numbers of the whole run, so frames, timestamps and the rate are the ones a
+    single reader of the whole video would give.
+    """
+
+    start_pts: int
+    """The first frame read."""
+    end_pts: int
+    """Frames at or after this are not read; the last frame read lasts until here."""
+    first_index: int
+    """Index of the first frame read, counted in the whole run (after trimming)."""
+    output_shift: int
+    """Subtracted from every output timestamp: the whole run's first pts when it was trimmed, else 0."""
+    fps: Fraction | None
+    """The whole video's average rate (a part's own would differ on a variable rate)."""
+
+    def __post_init__(self) -> None:
+        if self.end_pts <= self.start_pts or self.first_index < 0:
+            raise ValueError(f"empty or negative frame window {self}")
+
+
 class VideoReader:
-    """Decode a video frame by frame (bounded memory), optionally between ``trim_start`` and ``trim_end`` s.
+    """Decode a video frame by frame (bounded memory), optionally between ``trim_start`` and ``trim_end`` s,
+    or only the frames of a ``window``.
 
     Frames come out upright: a file's display rotation is applied so faces stand up for the
     detectors; ``VideoWriter`` stores them back the way the input stored them. ``pts`` are the
@@ -54,13 +80,17 @@ class VideoReader:
     """
 
     def __init__(self, path: Path, trim_start: float | None = None, trim_end: float | None = None,
-                 max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS) -> None:
+                 max_pixels: int | None = DEFAULT_MAX_VIDEO_PIXELS, *,
+                 window: FrameWindow | None = None) -> None:
         """``max_pixels``: frames larger than this (by the stream's header) are refused before decoding."""
         self.path = Path(path)
         if trim_start is not None and trim_start < 0:
             raise UsageError(f"trim start must be >= 0 s, got {trim_start}")
         if trim_end is not None and trim_end <= (trim_start or 0.0):
             raise UsageError(f"trim end ({trim_end} s) must be after trim start ({trim_start or 0.0} s)")
+        if window is not None and (trim_start is not None or trim_end is not None):
+            raise ValueError("a frame window and trims cannot be combined (the window is already trimmed)")
+        self.window = window
         self._container = open_input(self.path)
         try:
             self._setup(trim_start, trim_end, max_pixels)
@@ -87,10 +117,17 @@ class VideoReader:
         """Where the last frame yielded ends (its pts + duration); known once ``frames()`` is exhausted."""
         self.retimed_frames = 0
         """Frames whose timestamp did not increase in the file and was moved so that they play in order."""
-
-        if trim_start:
+        window = self.window
+        if window is not None:
+            self._bounds: tuple[int | None, int | None] = (window.start_pts, window.end_pts)
+        else:
+            self._bounds = (
+                self.start_pts + int(trim_start / self.time_base) if trim_start else None,
+                self.start_pts + int(trim_end / self.time_base) if trim_end is not None else None,
+            )
+        if self._bounds[0] is not None:
             # Seek to the key frame at or before the start; frames before it are decoded and dropped.
-            container.seek(self.start_pts + int(trim_start / self.time_base), stream=stream, backward=True)
+            container.seek(self._bounds[0], stream=stream, backward=True)
         self._decoded = self._decode()
         first = next(self._decoded, None)
         if first is None:
@@ -108,6 +145,10 @@ class VideoReader:
             first.colorspace, first.color_range, first.format.name, first.height
         )
         self._converter = FrameConverter(self.colour_space)
+        self.output_shift: int = (
+            window.output_shift if window is not None else self.first_pts if trim_start else 0
+        )
+        """Subtracted from every timestamp written: a trimmed output starts at 0."""
         self.info = self._make_info(first)
 
     def _make_info(self, first: av.VideoFrame) -> VideoInfo:
@@ -121,7 +162,10 @@ class VideoReader:
         start = float((self.first_pts - self.start_pts) * self.time_base) if self.trim_start else 0.0
         end = total if self.trim_end is None or total is None else min(total, self.trim_end)
         duration = None if end is None else max(end - start, 0.0)
-        if self.trim_start is None and self.trim_end is None and stream.frames > 0:
+        if self.window is not None:
+            fps = self.window.fps
+            duration = float((self.window.end_pts - self.window.start_pts) * self.time_base)
+        if self.trim_start is None and self.trim_end is None and self.window is None and stream.frames > 0:
             count: int | None = stream.frames
         else:
             count = round(duration * fps) if duration is not None and fps else None
@@ -146,8 +190,7 @@ class VideoReader:
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         """Input frames inside the trim window, in presentation order, with their stored pixels."""
-        start = self.start_pts + int(self.trim_start / self.time_base) if self.trim_start else None
-        end = self.start_pts + int(self.trim_end / self.time_base) if self.trim_end is not None else None
+        start, end = self._bounds
         last = None
         try:
             # container.decode() also sends the final empty packet, so the decoder's delayed frames come out.
@@ -162,7 +205,10 @@ class VideoReader:
                 yield frame
         except av.FFmpegError as exc:
             raise MediaError(f"{self.path} is damaged or truncated: {exc}") from exc
-        if last is not None:
+        if last is not None and self.window is not None:
+            # A part of a video: its last frame lasts until the next part starts (or the video ends).
+            self.end_pts = self.window.end_pts
+        elif last is not None:
             # A frame's own duration is its packet's, which with B-frames is not its display time;
             # the stream's declared duration is what players show, so the last frame runs to it.
             last_end = last.pts + (last.duration or 1)
@@ -193,7 +239,7 @@ class VideoReader:
         if self._first is None:
             raise RuntimeError("VideoReader.frames() can be iterated only once")
         first, self._first = self._first, None
-        index, previous, offset = 0, None, 0
+        index, previous, offset = (self.window.first_index if self.window else 0), None, 0
         step = max(int(1 / (self.info.fps * self.time_base)), 1) if self.info.fps else 1
         for frame in _chain(first, self._decoded):
             # Streams without timestamps (raw elementary streams) get a constant-rate clock.

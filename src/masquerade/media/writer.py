@@ -41,13 +41,19 @@ def check_video_extension(path: Path) -> str:
     return ext
 
 
-class VideoWriter:
-    """Encode ``FrameContext``s into ``path`` with the input's timestamps, rotation and audio.
+class OutputMuxer:
+    """What every video output shares: the atomic temporary file, the provenance label, the container
+    with its tags, and the input's audio and subtitle streams copied untouched as the video advances.
 
-    Use as a context manager: leaving the block normally calls ``close()`` (flush, remux the rest
-    of the audio, rename into place); leaving it by an exception (Ctrl-C included) removes the
+    Subclasses add the video stream (``_add_video``) and feed it; ``close()`` flushes them
+    (``_finish_video``), copies the rest of the audio, finishes the file and moves it into place.
+    Use as a context manager: leaving the block by an exception (Ctrl-C included) removes the
     temporary output, so no broken file is left behind.
     """
+
+    _labelled = True
+    """Every output is labelled as synthetic; only a split run's segment files, which are joined into
+    a labelled output and never are one, leave it to the join (``masquerade.media.segments``)."""
 
     def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions,
                  identity: SigningIdentity | None = None, action: LabelAction = "swap") -> None:
@@ -58,17 +64,7 @@ class VideoWriter:
         ext = check_video_extension(self.path)
         if self.path.resolve() == reader.path.resolve():
             raise UsageError(f"output {self.path} is the input video; choose another output name")
-        check_encoder(options.video_encoder)
-        # The quality the watermark survives at this size (the limit refuses worse; a default the mark
-        # would not survive on small frames is lowered to it).
-        quality = video_quality(options.video_encoder, options.video_quality, reader.info.width,
-                                reader.info.height, options.video_preset)
-        codec_options = encoder_options(options.video_encoder, quality, options.video_preset)
         self._reader = reader
-        self._turn = orientation.inverse(reader.orientation)
-        self._pending: av.VideoFrame | None = None
-        self._last_pts: int | None = None
-        self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder (its delay)
         self._closed = False
         self.edit = EditSummary(faces_replaced=0, frames=0, action=action)
         """What the frames written so far had done to them (faces replaced, in how many frames)."""
@@ -77,15 +73,16 @@ class VideoWriter:
         self._stack = contextlib.ExitStack()
         try:
             temp = self._stack.enter_context(atomic_output(self.path))
-            # Every video masquerade writes is labelled with what was done to it: the label is added
-            # after the muxer closes the temp file and before it is renamed into place (skipped on
-            # errors), when the frames that had a face replaced are counted.
-            label = labelling(temp, kind="video", edit=lambda: self.edit, identity=identity)
-            self._stack.enter_context(label)
+            if self._labelled:
+                # Every video masquerade writes is labelled with what was done to it: the label is
+                # added after the muxer closes the temp file and before it is renamed into place
+                # (skipped on errors), when the frames that had a face replaced are counted.
+                label = labelling(temp, kind="video", edit=lambda: self.edit, identity=identity)
+                self._stack.enter_context(label)
             self._out = self._stack.enter_context(_output_container(temp, _MUXER_OPTIONS.get(ext, {})))
             self._out.metadata.update(plain_metadata_tags(edit=EditSummary(1, 1, 1, action)))
             self._supported = self._out.supported_codecs
-            self._add_video(options.video_encoder, codec_options)
+            self._video = self._add_video()
             # A second, demux-only view of the input supplies the packets that are copied untouched.
             self._source = self._stack.enter_context(open_input(reader.path))
             self._held: av.Packet | None = None
@@ -98,27 +95,11 @@ class VideoWriter:
             self._stack.__exit__(type(exc), exc, exc.__traceback__)
             raise
 
-    def _add_video(self, encoder: str, codec_options: dict[str, str]) -> None:
-        info, reader = self._reader.info, self._reader
-        if encoder not in self._supported:
-            raise UsageError(f"{self.path.suffix} files cannot hold {encoder} video; pick another encoder")
-        stream = self._out.add_stream(encoder, rate=info.fps, options=codec_options)
-        stream.width, stream.height = info.stored_width, info.stored_height
-        stream.pix_fmt = pixel_format(encoder, info.stored_width, info.stored_height)
-        # Same clock as the input: the input's pts go through unchanged (VFR kept).
-        stream.codec_context.time_base = reader.time_base
-        stream.time_base = reader.time_base
-        # Same colour tags as the input, and pixels converted with the matrix the reader used.
-        src = reader.stream.codec_context
-        for name in ("colorspace", "color_primaries", "color_trc"):
-            with contextlib.suppress(AttributeError, ValueError):
-                setattr(stream.codec_context, name, getattr(src, name))
-        stream.codec_context.color_range = 2 if reader.colour_space.full_range else (src.color_range or 0)
-        self._converter = FrameConverter(reader.colour_space)
-        if reader.display_matrix is not None:
-            stream.set_display_matrix(orientation.matrix_values(reader.display_matrix))
-        stream.metadata.update({k: v for k, v in reader.stream.metadata.items() if k in ("language",)})
-        self._video = stream
+    def _add_video(self) -> av.VideoStream:
+        raise NotImplementedError
+
+    def _finish_video(self) -> None:
+        """Write what the video stream still holds (called once, by ``close``)."""
 
     def _copy_streams(self, ext: str, skip_audio: bool) -> Iterator[av.Packet]:
         """Add audio and subtitle streams from the input as templates; return their packet source."""
@@ -152,13 +133,14 @@ class VideoWriter:
             return
         reader = self._reader
         # The video is shifted by its first frame's time when trimmed; the copied streams move with it.
-        start = reader.first_pts * reader.time_base if reader.trim_start else Fraction(0)
+        shifted = reader.output_shift != 0
+        start = reader.output_shift * reader.time_base
         end = (
             reader.start_pts * reader.time_base + Fraction(reader.trim_end)
             if reader.trim_end is not None
             else None
         )
-        if reader.trim_start:
+        if shifted:
             self._source.seek(int(start * av.time_base), backward=True)
         finished: set[int] = set()
         for packet in self._source.demux(streams):
@@ -166,14 +148,14 @@ class VideoWriter:
                 continue
             tb = packet.time_base
             when = packet.pts * tb
-            if reader.trim_start and when < start:
+            if shifted and when < start:
                 continue
             if end is not None and when >= end:
                 finished.add(packet.stream.index)
                 if len(finished) == len(streams):
                     return  # every stream is past the window: do not read the rest of the file
                 continue
-            if reader.trim_start:
+            if shifted:
                 shift = round(start / tb)
                 packet.pts, packet.dts = packet.pts - shift, packet.dts - shift
             yield packet
@@ -200,6 +182,76 @@ class VideoWriter:
         except av.FFmpegError as exc:
             raise _write_failed(self.path, exc) from exc
 
+    def close(self) -> None:
+        """Flush the video, copy the remaining audio, finish the file and move it into place."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._finish_video()
+            self._mux_copied_until(None)
+        except BaseException as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._stack.close()  # closes output (trailer), input, then renames temp -> path
+
+    def __enter__(self) -> OutputMuxer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif not self._closed:
+            self._closed = True
+            self._stack.__exit__(exc_type, exc, tb)
+
+
+class VideoWriter(OutputMuxer):
+    """Encode ``FrameContext``s into ``path`` with the input's timestamps, rotation and audio.
+
+    Use as a context manager: leaving the block normally calls ``close()`` (flush, remux the rest
+    of the audio, rename into place); leaving it by an exception (Ctrl-C included) removes the
+    temporary output, so no broken file is left behind.
+    """
+
+    def __init__(self, path: Path, reader: VideoReader, options: EncodeOptions,
+                 identity: SigningIdentity | None = None, action: LabelAction = "swap") -> None:
+        check_encoder(options.video_encoder)
+        self._encoder = options.video_encoder
+        # The quality the watermark survives at this size (the limit refuses worse; a default the mark
+        # would not survive on small frames is lowered to it).
+        quality = video_quality(options.video_encoder, options.video_quality, reader.info.width,
+                                reader.info.height, options.video_preset)
+        self._codec_options = encoder_options(options.video_encoder, quality, options.video_preset)
+        self._turn = orientation.inverse(reader.orientation)
+        self._pending: av.VideoFrame | None = None
+        self._last_pts: int | None = None
+        self._durations: dict[int, int] = {}  # pts -> duration of frames inside the encoder (its delay)
+        super().__init__(path, reader, options, identity, action)
+
+    def _add_video(self) -> av.VideoStream:
+        info, reader = self._reader.info, self._reader
+        encoder, codec_options = self._encoder, self._codec_options
+        if encoder not in self._supported:
+            raise UsageError(f"{self.path.suffix} files cannot hold {encoder} video; pick another encoder")
+        stream = self._out.add_stream(encoder, rate=info.fps, options=codec_options)
+        stream.width, stream.height = info.stored_width, info.stored_height
+        stream.pix_fmt = pixel_format(encoder, info.stored_width, info.stored_height)
+        # Same clock as the input: the input's pts go through unchanged (VFR kept).
+        stream.codec_context.time_base = reader.time_base
+        stream.time_base = reader.time_base
+        # Same colour tags as the input, and pixels converted with the matrix the reader used.
+        src = reader.stream.codec_context
+        for name in ("colorspace", "color_primaries", "color_trc"):
+            with contextlib.suppress(AttributeError, ValueError):
+                setattr(stream.codec_context, name, getattr(src, name))
+        stream.codec_context.color_range = 2 if reader.colour_space.full_range else (src.color_range or 0)
+        self._converter = FrameConverter(reader.colour_space)
+        if reader.display_matrix is not None:
+            stream.set_display_matrix(orientation.matrix_values(reader.display_matrix))
+        stream.metadata.update({k: v for k, v in reader.stream.metadata.items() if k in ("language",)})
+        return stream
+
     def write(self, frame: FrameContext) -> None:
         """Encode one frame at its own pts (frames must come in presentation order)."""
         if self._closed:
@@ -218,7 +270,7 @@ class VideoWriter:
             raise ValueError(f"frame {frame.index}: pts {pts} does not increase (previous {self._last_pts})")
         self._last_pts = pts
         video = self._converter.from_bgr(image, self._video.pix_fmt)
-        video.pts = pts - (self._reader.first_pts if self._reader.trim_start else 0)
+        video.pts = pts - self._reader.output_shift
         video.time_base = self._reader.time_base
         # Each frame lasts until the next one: hold one frame to learn its duration (kept for the
         # last frame too, so the output's duration matches the input's).
@@ -244,26 +296,14 @@ class VideoWriter:
         if frame is not None:
             self._mux_copied_until(float(frame.pts * frame.time_base))
 
-    def close(self) -> None:
-        """Flush the encoder, copy the remaining audio, finish the file and move it into place."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self._pending is not None:
-                last = self._pending
-                end = self._reader.end_pts
-                last.duration = (
-                    end - self._last_pts if end and end > self._last_pts else self._default_duration()
-                )
-                self._encode(last)
-                self._pending = None
-            self._encode(None)  # flush: the encoder holds frames back for look-ahead
-            self._mux_copied_until(None)
-        except BaseException as exc:
-            self._stack.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        self._stack.close()  # closes output (trailer), input, then renames temp -> path
+    def _finish_video(self) -> None:
+        if self._pending is not None:
+            last = self._pending
+            end = self._reader.end_pts
+            last.duration = end - self._last_pts if end and end > self._last_pts else self._default_duration()
+            self._encode(last)
+            self._pending = None
+        self._encode(None)  # flush: the encoder holds frames back for look-ahead
 
     def _default_duration(self) -> int:
         fps = self._reader.info.fps
@@ -271,13 +311,6 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc_type is None:
-            self.close()
-        elif not self._closed:
-            self._closed = True
-            self._stack.__exit__(exc_type, exc, tb)
 
 
 @contextlib.contextmanager
