@@ -27,12 +27,16 @@ def _image(folder: Path, obama: np.ndarray) -> Path:
 
 
 @posix_only
-def test_ctrl_c_while_signing_is_not_swallowed(home, tmp_path, obama, monkeypatch):
+def test_ctrl_c_while_signing_is_not_swallowed(home, tmp_path, obama, monkeypatch, request):
     """c2pa calls back into Python for every read and write and swallows what its callbacks raise: an
     interrupt must still stop the signing, leave the file as it was, and reach the caller."""
     path = _image(tmp_path, obama)
     before = path.read_bytes()
     label_identity(path)  # the key exists before the interrupt
+    # Ctrl-C as a terminal delivers it, whatever handler the test process inherited (a shell's background
+    # job starts with SIGINT ignored; a library may have installed its own).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
     real_write = c2pa_label._WatchedFile.write
     sent = []
 
