@@ -45,9 +45,9 @@ X264_DEFAULT_PRESET = "veryfast"
 # the label: masquerade refuses rather than write an output verify cannot recognise.
 _WATERMARK_QUALITY_LIMITS: dict[str, tuple[tuple[int, int, int], ...]] = {
     "libx264": ((0, 18, 18), (180, 23, 23), (360, 28, 28), (720, 34, 34), (1080, 40, 40)),
-    "libx265": ((0, 22, 18), (180, 24, 20), (360, 30, 26), (720, 34, 34), (1080, 38, 38)),
+    "libx265": ((0, 22, 18), (180, 24, 20), (360, 30, 26), (720, 34, 30), (1080, 36, 34)),
     "libvpx-vp9": ((0, 24, 24), (240, 26, 26), (360, 34, 34), (720, 38, 38), (1080, 44, 44)),
-    "libsvtav1": ((0, 16, 16), (180, 18, 18), (240, 24, 24), (360, 30, 30), (1080, 44, 44)),
+    "libsvtav1": ((0, 16, 16), (180, 18, 18), (240, 24, 24), (360, 30, 30), (720, 34, 34), (1080, 44, 44)),
 }
 FAST_PRESETS = ("ultrafast", "superfast")
 """The presets whose encoders keep least of the watermark (their own limits in the table above)."""
