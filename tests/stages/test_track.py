@@ -221,7 +221,7 @@ class ScanningAnalyser(FakeAnalyser):
         super().__init__(*args, **kwargs)
         self.scan_frames: list[int] = []
 
-    def scan(self, image: Image, known: Sequence[Face]) -> list[Face]:
+    def scan(self, image: Image, known: Sequence[Face], previous: Image | None = None) -> list[Face]:
         self.scan_frames.append(self.frame)
         found = []
         for face in self.detect(image):
@@ -263,3 +263,41 @@ def test_no_scan_without_the_analysers_support_or_when_off() -> None:
     analyser = ScanningAnalyser(world)
     _run(FaceTracker(analyser, TrackOptions(scan_interval=0)), analyser)
     assert analyser.scan_frames == []
+
+
+def _head(photo: Image, face: Face, width: int = 40) -> Image:
+    """A square crop of ``photo`` around ``face``, twice its width, scaled so the face is ``width``
+    px wide (small: the scan's whole-image pass does not see it, only tiles do)."""
+    scale = width / face.width
+    image = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    cx, cy = (round(float(v) * scale) for v in face.center)
+    return image[cy - width:cy + width, cx - width:cx + width]
+
+
+def _coming_in(newcomer: Image, stayer: Image, frames: int, step: float) -> list[Image]:
+    """Two heads on a plain 640x360 frame: one stays at the right, one slides in across the left
+    border, ``step`` px a frame."""
+    side = len(newcomer)
+    out = []
+    for i in range(frames):
+        frame = np.full((360, 640, 3), 150, np.uint8)
+        frame[180 - side // 2:180 + side - side // 2, 440:440 + side] = stayer
+        x0 = round(-side + step * i)  # the sliding crop's left edge
+        if x0 + side > 0:
+            frame[180 - side // 2:180 + side - side // 2, max(0, x0):x0 + side] = newcomer[:, max(0, -x0):]
+        out.append(frame)
+    return out
+
+
+def test_a_face_coming_in_across_the_border_is_picked_up_within_two_frames(analyser, obama, biden) -> None:
+    heads = [_head(photo, analyser.detect(photo)[0]) for photo in (obama, biden)]
+    frames = _coming_in(*heads, frames=16, step=4.0)
+    # The first frame where a full detection pass (tiles and all) finds the newcomer.
+    visible = next(i for i, f in enumerate(frames) if any(d.center[0] < 320 for d in analyser.detect(f)))
+    # The other face is tracked from frame 0, so the next full pass is only at frame 12.
+    tracker = FaceTracker(analyser, TrackOptions(redetect_interval=12, scan_interval=2))
+    tracked = [any(f.center[0] < 320 for f in tracker.update(frame, i)) for i, frame in enumerate(frames)]
+    first = tracked.index(True)
+    assert 0 < visible < 11
+    assert first <= visible + 1  # the scan's border tiles, not the pass at frame 12
+    assert all(tracked[first:])

@@ -92,9 +92,10 @@ class BlazeFace:
         self._anchors = ssd_anchors(spec.size, spec.strides, spec.interpolated_anchor)
 
     def __call__(self, image: Image, region: tuple[float, float, float, float] | None = None,
-                 min_score: float | None = None) -> list[Detection]:
+                 min_score: float | None = None, replicate: bool = False) -> list[Detection]:
         """Raw candidates (before NMS) in ``region`` (x1, y1, x2, y2; default: the whole image),
-        letterboxed into the model's square input like MediaPipe's ImageToTensor (zero border)."""
+        letterboxed into the model's square input like MediaPipe's ImageToTensor (zero border; with
+        ``replicate``, the image's edge pixels repeated wherever the region reaches past the image)."""
         h, w = image.shape[:2]
         x1, y1, x2, y2 = region if region is not None else (0.0, 0.0, float(w), float(h))
         n = self.spec.size
@@ -102,7 +103,7 @@ class BlazeFace:
         # tensor = scale * (image - region centre) + n / 2: a centred letterbox.
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         to_tensor = np.array([[scale, 0, n / 2 - scale * cx], [0, scale, n / 2 - scale * cy]])
-        tensor = _normalise(warp_affine(image, to_tensor, (n, n)))
+        tensor = _normalise(warp_affine(image, to_tensor, (n, n), replicate=replicate))
         return self._detect(tensor, min_score, offset=(n / 2 - scale * cx, n / 2 - scale * cy),
                             scale=(scale, scale))
 

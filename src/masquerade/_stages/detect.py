@@ -19,7 +19,14 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from masquerade._stages.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFace, Detection, merge_detections
+from masquerade._stages.blazeface import (
+    FULL_RANGE,
+    SHORT_RANGE,
+    BlazeFace,
+    Detection,
+    merge_detections,
+    tiles,
+)
 from masquerade._stages.landmarks import (
     FaceMesh,
     kps5_from_mesh,
@@ -41,6 +48,19 @@ MAX_DETECT_SIDE = 4096  # larger images are detected on a downscaled copy; the m
 # the whole-image passes take the larger ones.
 SHORT_TILES = (448, 224)
 MIN_SIDE = 8
+# The scan's border tiles (short-range model, tile sides as SHORT_TILES) reach this share of their side
+# past the left and right edges, the rest padded with the edge pixels: a face that is coming in across
+# the border, up to about half of it still outside, then sits inside a tile and looks like a face to
+# the detector (cut at the tile's edge, it does not). Faces enter a frame from the sides; the top and
+# bottom edges are left out to keep the scan cheap.
+BORDER_REACH = 1 / 3
+# A border tile runs only where its part inside the image changed since the ``previous`` frame given
+# to the scan: at least BORDER_MOTION_SHARE of its sampled pixels (every BORDER_MOTION_STEP-th row and
+# column) moved by more than BORDER_MOTION_LEVEL in some channel. A face coming in changes a few
+# percent of a tile; still borders (the usual case) cost nothing.
+BORDER_MOTION_STEP = 4
+BORDER_MOTION_LEVEL = 16
+BORDER_MOTION_SHARE = 0.01
 MIN_FIRST_PRESENCE = 0.1  # mesh presence on the detector's ROI worth a second, better-centred pass
 # A face needs presence x (short-range detector score on the mesh's levelled crop) >= MIN_EVIDENCE.
 # Measured on 132 faces (synthetic groups, heads turned 60 degrees, rotated photos): >= 0.61; on the
@@ -133,15 +153,18 @@ class MeshAnalyser:
                 faces.append(face)
         return sorted(_dedup(faces), key=lambda f: float(f.center[0]))
 
-    def scan(self, image: Image, known: Sequence[Face]) -> list[Face]:
+    def scan(self, image: Image, known: Sequence[Face], previous: Image | None = None) -> list[Face]:
         """Faces that are not among ``known``, found by the full-range detector's whole-image pass
-        only (no tiles, no close-up pass): the tracker's frequent look for a face that has just come
-        in or turned back. Costs one small detector run when nothing is new; the mesh and its checks
-        run only on a box that no known face explains.
+        and the short-range one on tiles across the left and right borders (``border_candidates``):
+        the tracker's frequent look for a face that has just come in or turned back. Costs a few
+        small detector runs when nothing is new; the mesh and its checks run only on a box that no
+        known face explains. ``previous``: an earlier frame of the same video (the tracker's last
+        scan), to run only the border tiles where something moved since.
         """
         image = _as_bgr(image)
         faces: list[Face] = []
-        for det in self.candidates(image, tiles=False, short=False):
+        dets = self.candidates(image, tiles=False, short=False)
+        for det in merge_detections(dets + self.border_candidates(image, previous)):
             if any(_same_face(det.box, f.bbox) or float(iou(f.bbox, det.box[None])[0]) > 0.3
                    for f in [*known, *faces]):
                 continue
@@ -149,6 +172,32 @@ class MeshAnalyser:
             if face is not None and not any(_overlapping(face, f) for f in known):
                 faces.append(face)
         return sorted(faces, key=lambda f: float(f.center[0]))
+
+    def border_candidates(self, image: Image, previous: Image | None = None) -> list[Detection]:
+        """Raw short-range candidates on square tiles that straddle the left and right borders
+        (``BORDER_REACH`` of each tile outside, edge pixels repeated there): faces coming in across
+        the border while the whole-image passes still miss them. With ``previous`` (an earlier frame
+        of the same size), only the tiles whose inside part changed since then run."""
+        image = _as_bgr(image)
+        h, w = image.shape[:2]
+        if previous is not None:
+            previous = _as_bgr(previous)
+            if previous.shape != image.shape:
+                previous = None
+        if min(h, w) < MIN_SIDE or max(h, w) > MAX_DETECT_SIDE:
+            return []  # (a huge frame: the scan's whole-image pass and the full detection suffice)
+        dets: list[Detection] = []
+        for side in SHORT_TILES:
+            outside = side * BORDER_REACH
+            if side - outside >= w / 2:
+                continue  # the tiles would meet in the middle: the image is no wider than a face
+            ys = [(h - side) / 2] if h <= side else [t[1] for t in tiles(side, h, side)]
+            for x1 in (-outside, w - side + outside):
+                for y1 in ys:
+                    region = (x1, y1, x1 + side, y1 + side)
+                    if previous is None or _moved(image, previous, region):
+                        dets += self._short(image, region, self.options.min_score, replicate=True)
+        return dets
 
     def _mesh_face(self, image: Image, det: Detection) -> Face | None:
         """The face a detector box holds, meshed and checked, or None."""
@@ -222,6 +271,21 @@ class MeshAnalyser:
 def prefer_second_fit(first: float, second: float) -> bool:
     """Keep the re-centred second mesh fit (presence ``second``) over the first unless clearly worse."""
     return second >= first - SECOND_FIT_MARGIN
+
+
+def _moved(image: Image, previous: Image, region: tuple[float, float, float, float]) -> bool:
+    """Whether the part of ``region`` inside the image changed between ``previous`` and ``image``
+    (sampled sparsely: see BORDER_MOTION_STEP)."""
+    h, w = image.shape[:2]
+    x1, y1 = max(0, math.floor(region[0])), max(0, math.floor(region[1]))
+    x2, y2 = min(w, math.ceil(region[2])), min(h, math.ceil(region[3]))
+    step = BORDER_MOTION_STEP
+    a = image[y1:y2:step, x1:x2:step]
+    b = previous[y1:y2:step, x1:x2:step]
+    if a.size == 0:
+        return False
+    changed = (cv2.absdiff(a, b).max(axis=2) > BORDER_MOTION_LEVEL).mean()
+    return bool(changed >= BORDER_MOTION_SHARE)
 
 
 def _face(landmarks: NDArray[np.float32], presence: float, track_id: int | None = None) -> Face:

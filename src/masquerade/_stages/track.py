@@ -8,9 +8,11 @@ Per frame (``FaceTracker.update``):
    to tracks by IoU; unmatched detections start new tracks; a track missed by ``max_missed``
    detection passes in a row is dropped.
    Between detection passes, every ``scan_interval`` frames, the analyser's cheap ``scan`` (when it
-   has one: the whole-image detector passes without tiles) looks for a face no track explains: one
-   that has just come in, or turned back to the camera. It joins at once, so a newcomer is swapped
-   within ``scan_interval`` frames instead of waiting for the next full detection.
+   has one: the whole-image detector pass, and tiles across the side borders where the frame moved
+   since the last scan or detection) looks for a face no track explains: one that is coming in,
+   even still half outside, or turned back to the camera. It joins at once, so a newcomer is swapped
+   within ``scan_interval`` frames instead of waiting for the next full detection. (The tracker keeps
+   a reference to that last frame: frames must not be changed in place after ``update``.)
 3. *Smooth*: each track's landmarks, key points and box go through its own One-Euro filter (see
    ``geometry.smoothing``), timed in frames / fps so skipped frames are handled.
 
@@ -88,6 +90,8 @@ class FaceTracker:
         self._next_id = 0
         self._last_detect: int | None = None
         self._last_scan: int | None = None
+        self._last_looked: Image | None = None
+        """The frame of the last scan or detection pass: the scan's border tiles run where it moved."""
         self.detections = 0
         """Full detection passes run so far (for tests and timing reports)."""
         self.scans = 0
@@ -98,6 +102,7 @@ class FaceTracker:
         self._next_id = 0
         self._last_detect = None
         self._last_scan = None
+        self._last_looked = None
         self.detections = 0
         self.scans = 0
 
@@ -153,12 +158,14 @@ class FaceTracker:
         self._last_scan = frame_index
         self.scans += 1
         known = [t.face for t in self._tracks if not t.lost]
-        found = self.analyser.scan(image, known)  # type: ignore[attr-defined]
+        found = self.analyser.scan(image, known, previous=self._last_looked)  # type: ignore[attr-defined]
+        self._last_looked = image
         if found:
             self._adopt(found, frame_index, count_misses=False)
 
     def _detect(self, image: Image, frame_index: int) -> None:
         self._last_detect = frame_index
+        self._last_looked = image
         self.detections += 1
         self._adopt(self.analyser.detect(image), frame_index, count_misses=True)
 
