@@ -157,7 +157,7 @@ def test_chroma_floor_lifts_only_what_neither_face_shows() -> None:
     lab, skin, _ = _skin_patch(PALE, (150.0, 6.0, 12.0))
     source, source_skin, _ = _skin_patch(DARK, (50.0, 6.0, 9.0), seed=1)
     face = np.full(skin.shape, 255, np.uint8)
-    floor = blend.chroma_floor(lab, skin, face, source, source_skin, face)
+    floor = blend.chroma_floor(lab, skin, face, blend.face_gamut(source, source_skin, face))
     out = lab.copy()
     out[30:34, 10:20, 1:] = 128 - np.float32([2, 6])  # a bluish smudge at brow lightness
     before = out.copy()
@@ -165,6 +165,25 @@ def test_chroma_floor_lifts_only_what_neither_face_shows() -> None:
     assert np.all(_u(out[30:34, 10:20], PALE[1:]) > _u(before[30:34, 10:20], PALE[1:]) + 5)
     change = np.abs(out[skin > 0] - before[skin > 0])  # the skin itself is (all but) left alone
     assert change.mean() < 0.05 and change.max() < 3.0
+
+
+def test_chroma_floor_holds_when_the_skin_lightness_is_misjudged() -> None:
+    # A grey brow band at 0.6 of the skin's lightness: below it the faces show little colour, above
+    # it a lot. Lifted pixels must clear the bound of every band within a few percent of their
+    # lightness (the swapped face's skin is never exactly the target's), not sit on the bound of
+    # their own band, where a judge whose skin lightness is 5 % off finds them too grey.
+    lab, skin, _ = _skin_patch(PALE, (0.6 * PALE[0], 2.0, 3.0))
+    source, source_skin, _ = _skin_patch(DARK, (0.6 * DARK[0], 3.0, 4.0), seed=1)
+    face = np.full(skin.shape, 255, np.uint8)
+    gamut = np.minimum(blend.face_gamut(lab, skin, face), blend.face_gamut(source, source_skin, face))
+    floor = blend.chroma_floor(lab, skin, face, blend.face_gamut(source, source_skin, face))
+    rel = np.linspace(0.3, 1.3, 201, dtype=np.float32)
+    smudge = np.stack([rel * floor.lightness, np.full_like(rel, 126.0), np.full_like(rel, 126.0)], -1)[None]
+    blend.apply_chroma_floor(smudge, floor)
+    u = _u(smudge[0], floor.hue)
+    for misjudged in (0.95, 1.0, 1.05):
+        band = np.clip(np.floor(rel * misjudged / 0.1).astype(int), 0, len(gamut) - 1)
+        assert np.all(u >= gamut[band] + 0.5), misjudged
 
 
 def test_color_transfer_brings_one_real_face_towards_anothers_colour(obama, biden) -> None:

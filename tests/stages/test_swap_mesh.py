@@ -11,6 +11,7 @@ from masquerade._stages.detect import MeshAnalyser
 from masquerade._stages.swap_mesh import (
     _ROI_PAD,
     OUTLINE_BLEND,
+    OUTLINE_TURN_POWER,
     SHAPE_BLEND,
     WARP_ZONE,
     MeshSwapper,
@@ -46,7 +47,8 @@ def swapper() -> MeshSwapper:
 def unshaped() -> MeshSwapper:
     """A swapper that keeps the target's shape (no warp): the kept eyes and mouth stay pixel for pixel."""
     plain = MeshSwapper()
-    plain._shape_weight = np.zeros_like(plain._shape_weight)
+    plain._inner_weight = np.zeros_like(plain._inner_weight)
+    plain._outline_weight = np.zeros_like(plain._outline_weight)
     return plain
 
 
@@ -126,8 +128,17 @@ def test_identity_moves_towards_the_source(photos, faces, swaps) -> None:
         assert after < before - 0.08, (src, dst, before, after)
 
 
-def test_shape_moves_outline_and_inner_face_to_the_source_not_the_lips(photos, faces, swapper) -> None:
-    target = faces["biden"].landmarks
+def _turned(landmarks: np.ndarray, degrees: float) -> np.ndarray:
+    """The 3-D mesh turned about the vertical axis through its centre (yaw)."""
+    centre = landmarks.mean(axis=0)
+    x, y, z = (landmarks - centre).T
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    return (np.stack([c * x + s * z, y, c * z - s * x], axis=1) + centre).astype(np.float32)
+
+
+@pytest.mark.parametrize("yaw", [0.0, 45.0])
+def test_shape_moves_outline_and_inner_face_to_the_source_not_the_lips(photos, faces, swapper, yaw) -> None:
+    target = _turned(faces["biden"].landmarks, yaw)
     source = swapper.prepare([(photos["obama"], faces["obama"])])
     shaped = swapper._shaped(target, source)
     lips = list(mesh.lip_points())
@@ -135,10 +146,15 @@ def test_shape_moves_outline_and_inner_face_to_the_source_not_the_lips(photos, f
     posed = mesh.pose_like(source.landmarks.astype(np.float64), target.astype(np.float64))[:, :2]
     oval, inner = list(mesh.FACE_OVAL), list(mesh.RIGHT_EYE + mesh.LEFT_EYE + mesh.NOSE)
     # Each point goes its share of the way to the source's (posed like the target): the outline
-    # OUTLINE_BLEND, the inner face SHAPE_BLEND (a little less where it fades towards the lips).
+    # OUTLINE_BLEND (less as the head turns), the inner face SHAPE_BLEND (a little less where it fades
+    # towards the lips).
     share = np.linalg.norm(shaped - target[:, :2], axis=1) / np.maximum(
         np.linalg.norm(posed - target[:, :2], axis=1), 1e-6)
-    assert np.median(share[oval]) == pytest.approx(OUTLINE_BLEND, abs=0.02)
+    outline = OUTLINE_BLEND * frontality(target) ** OUTLINE_TURN_POWER
+    assert np.median(share[oval]) == pytest.approx(outline, abs=0.02)
+    # A turned head's outline is its silhouette: moved in as far as a frontal one's, it showed the
+    # backdrop inside the target's old outline (grey edges on small turned faces).
+    assert (outline < 0.7 * OUTLINE_BLEND) == (yaw > 30)
     assert np.median(share[inner]) == pytest.approx(SHAPE_BLEND, abs=0.05)
     assert np.linalg.norm(shaped - target[:, :2], axis=1)[inner].mean() > 0.005 * faces["biden"].size
 

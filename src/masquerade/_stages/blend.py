@@ -337,11 +337,20 @@ class ChromaFloor:
     hue: tuple[float, float]
     """Unit a*, b* direction of the skin's hue."""
     bound: NDArray[np.float32]
-    """Least chroma along the hue per lightness band (centres at ``FLOOR_BANDS``)."""
+    """Least chroma along the hue at each relative lightness of ``FLOOR_GRID``."""
 
 
 FLOOR_BANDS = np.linspace(0.05, 1.95, 20).astype(np.float32)
-"""Centres of the relative-lightness bands of :class:`ChromaFloor`."""
+"""Centres of the relative-lightness bands (0.1 wide) the reference faces are measured in."""
+FLOOR_GRID = np.linspace(0.0, 2.0, 81).astype(np.float32)
+"""Relative lightnesses at which :class:`ChromaFloor` holds its bound (interpolated between)."""
+FLOOR_LIGHTNESS_SLACK = 0.08
+"""How far (as a share) a face's relative lightness may be misjudged: its skin's lightness is a
+median over some skin, which differs between the target, the source and the swapped face by a few
+percent. The floor at each lightness is the strictest of the bands within that range."""
+FLOOR_MARGIN = 1.0
+"""How far above the references' least chroma (8-bit LAB units) a lifted pixel is put: on the bound
+itself, any error in the skin's hue direction or lightness would leave it just below."""
 
 
 def _skin_frame(lab: Lab, skin: BinaryMask) -> tuple[float, NDArray[np.float64]]:
@@ -358,30 +367,43 @@ def _along_hue(lab: Lab, lightness: float, hue: NDArray[np.float64]) -> tuple[ND
     return rel, u
 
 
-def chroma_floor(
-    target: Lab, target_skin: BinaryMask, target_face: BinaryMask, source: Lab, source_skin: BinaryMask,
-    source_face: BinaryMask, *, quantile: float = 0.005,
-) -> ChromaFloor:
-    """The :class:`ChromaFloor` of two faces: per lightness band, the lower of what either face shows.
+def face_gamut(
+    lab: Lab, skin: BinaryMask, face: BinaryMask, *, quantile: float = 0.005
+) -> NDArray[np.float32]:
+    """Per relative-lightness band (``FLOOR_BANDS``), the least chroma along the skin's hue that a face
+    shows (its ``quantile``), read in its own skin's frame (lightness over its skin's, chroma along its
+    skin's hue), so a dark face and a pale one compare feature for feature. Bands the face does not
+    fill take the nearest filled band's value (all -inf for an empty face)."""
+    lightness, hue = _skin_frame(lab, skin)
+    rel, u = _along_hue(lab[face > 0], lightness, hue)
+    band = np.clip(np.rint((rel - FLOOR_BANDS[0]) / 0.1).astype(int), 0, len(FLOOR_BANDS) - 1)
+    low = _band_quantiles(u, band, len(FLOOR_BANDS), quantile, min_count=20)
+    filled = np.nonzero(~np.isnan(low))[0]
+    if len(filled):
+        return low[filled[np.abs(np.arange(len(low))[:, None] - filled[None, :]).argmin(axis=1)]]
+    low[:] = -np.inf
+    return low
 
-    Each face is read in its own skin's frame (lightness over its skin's, chroma along its skin's
-    hue), so a dark face and a pale one compare feature for feature. Bands neither face fills take
-    the nearest filled band's value.
-    """
-    bounds = []
-    for lab, skin, face in ((target, target_skin, target_face), (source, source_skin, source_face)):
-        lightness, hue = _skin_frame(lab, skin)
-        rel, u = _along_hue(lab[face > 0], lightness, hue)
-        band = np.clip(np.rint((rel - FLOOR_BANDS[0]) / 0.1).astype(int), 0, len(FLOOR_BANDS) - 1)
-        low = _band_quantiles(u, band, len(FLOOR_BANDS), quantile, min_count=20)
-        filled = np.nonzero(~np.isnan(low))[0]
-        if len(filled):
-            low = low[filled[np.abs(np.arange(len(low))[:, None] - filled[None, :]).argmin(axis=1)]]
-        else:
-            low[:] = -np.inf
-        bounds.append(low)
+
+def chroma_floor(
+    target: Lab, target_skin: BinaryMask, target_face: BinaryMask, source_gamut: NDArray[np.float32],
+) -> ChromaFloor:
+    """The :class:`ChromaFloor` of two faces: per lightness, the lower of what either face shows
+    (``source_gamut``: the source's :func:`face_gamut`, measured once at its own resolution, not on
+    a resampled copy whose blurred feature edges would vouch for their own greyness)."""
+    bounds = np.minimum(face_gamut(target, target_skin, target_face), source_gamut)
     lightness, hue = _skin_frame(target, target_skin)
-    return ChromaFloor(lightness, (float(hue[0]), float(hue[1])), np.minimum(*bounds).astype(np.float32))
+    return ChromaFloor(lightness, (float(hue[0]), float(hue[1])), _strictest(bounds))
+
+
+def _strictest(bands: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Per relative lightness of ``FLOOR_GRID``, the highest band bound within the lightness slack,
+    plus the margin (the bands are steps: a pixel at a band's edge is held to its neighbour's too)."""
+    last = len(FLOOR_BANDS) - 1
+    low = np.clip(np.floor(FLOOR_GRID / (1.0 + FLOOR_LIGHTNESS_SLACK) / 0.1).astype(int), 0, last)
+    high = np.clip(np.floor(FLOOR_GRID * (1.0 + FLOOR_LIGHTNESS_SLACK) / 0.1).astype(int), 0, last)
+    strictest = [bands[a : b + 1].max() for a, b in zip(low.tolist(), high.tolist(), strict=True)]
+    return (np.asarray(strictest, np.float32) + np.float32(FLOOR_MARGIN)).astype(np.float32)
 
 
 def _band_quantiles(
@@ -409,7 +431,7 @@ def apply_chroma_floor(lab: Lab, floor: ChromaFloor, weight: NDArray[np.float32]
     lightness (greyer or bluer than either face shows) up to it, by ``weight`` (0..1) per pixel."""
     hue = np.asarray(floor.hue)
     rel, u = _along_hue(lab, floor.lightness, hue)
-    bound = np.interp(rel.ravel(), FLOOR_BANDS, floor.bound).reshape(rel.shape).astype(np.float32)
+    bound = np.interp(rel.ravel(), FLOOR_GRID, floor.bound).reshape(rel.shape).astype(np.float32)
     lift = np.maximum(bound - u, 0.0)
     if weight is not None:
         lift *= weight

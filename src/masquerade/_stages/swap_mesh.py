@@ -49,6 +49,10 @@ SHAPE_BLEND = 0.5
 """How far the inner face (eyes, brows, nose, cheeks) moves from the target's shape to the source's."""
 OUTLINE_BLEND = 0.75
 """How far the face's outline (jaw, chin, temples) moves from the target's shape to the source's."""
+OUTLINE_TURN_POWER = 2.0
+"""The outline's move is OUTLINE_BLEND times the face's frontality to this power: on a turned head the
+outline is the silhouette, whose place in the picture the mesh reads from its least certain depth,
+and moving it in shows the backdrop inside the target's old outline."""
 WARP_ZONE = 0.25
 """Width of the band around the face (fraction of the face size) over which the target's jaw, neck,
 ears and hair follow the moved outline; beyond it no pixel changes."""
@@ -102,6 +106,8 @@ class MeshSource:
     eyes_open: bool
     mouth_open: float
     """The source's inner-lip opening over its mouth width."""
+    gamut: NDArray[np.float32]
+    """The source face's least colour per lightness band (``blend.face_gamut``), at full resolution."""
 
 
 class MeshSwapper:
@@ -114,7 +120,8 @@ class MeshSwapper:
         # must fit them), the outline by OUTLINE_BLEND, the inner face by SHAPE_BLEND, fading between.
         from_lips = np.clip(mesh.hops(mesh.lip_points()) / _SHAPE_FADE_RINGS, 0.0, 1.0)
         at_edge = np.clip(1.0 - mesh.hops(mesh.FACE_OVAL) / _SHAPE_FADE_RINGS, 0.0, 1.0)
-        self._shape_weight = from_lips * (OUTLINE_BLEND * at_edge + SHAPE_BLEND * (1.0 - at_edge))
+        self._outline_weight = from_lips * at_edge
+        self._inner_weight = from_lips * (1.0 - at_edge) * SHAPE_BLEND
         # Unit white noise, tiled over the face for its grain (see ``_grain``); a fixed seed, so a
         # frame comes out the same whichever worker thread swaps it.
         self._noise = np.random.default_rng(_GRAIN_SEED).standard_normal((_GRAIN_TILE,) * 2, np.float32)
@@ -145,11 +152,13 @@ class MeshSwapper:
             # pyrDown maps pixel centre x to (x - 0.5) / 2: keep the points on the same features.
             levels.append((cv2.pyrDown(img), ((p + 0.5) / 2 - 0.5).astype(np.float32)))
         ear = min(mesh.eye_aspect_ratio(lm, "right"), mesh.eye_aspect_ratio(lm, "left"))
+        face_mask = blend.polygon_mask(crop.shape, [pts[list(mesh.FACE_OVAL)]]) & own
         return MeshSource(
             image=crop, landmarks=lm, face=face, levels=tuple(levels),
             visible=mesh.facing(lm, self._tris) >= MIN_FACING,
             eyes_open=ear >= (EYE_CLOSED_RATIO + EYE_OPEN_RATIO) / 2,
             mouth_open=mesh.mouth_open_ratio(lm),
+            gamut=_gamut(blend.to_lab(crop), face_mask, pts, _extent(pts)),
         )
 
     def swap_many(self, image: Image, faces: Sequence[Face], source: MeshSource) -> Image:
@@ -253,7 +262,7 @@ class MeshSwapper:
         edge_skin = (target_distance <= EDGE_SKIN) & (detail <= EDGE_DETAIL)
         transfer, field, skin_hue = self._colour(
             warped_s, target_lab, region, skin, plain, np.where(edge_skin, 255, 0).astype(np.uint8), size)
-        floor = self._floor(warped_s, target_lab, region, skin, drawn_pts, size)
+        floor = self._floor(target_lab, region, skin, drawn_pts, size, source)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
         # The target's own brows must not show through a soft edge beside the source's (double
         # brows, when hair cuts the region just above them): wherever the swap may paint, they are
@@ -375,18 +384,15 @@ class MeshSwapper:
         return transfer, blend.gain_field(additive, pivot), skin_hue
 
     def _floor(
-        self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
-        skin: NDArray[np.uint8], points: NDArray[np.float32], size: float,
+        self, target_lab: blend.Lab, region: NDArray[np.uint8], skin: NDArray[np.uint8],
+        points: NDArray[np.float32], size: float, source: MeshSource,
     ) -> blend.ChromaFloor | None:
         """The least colour a swapped pixel may have at its lightness: no greyer or bluer than what
         the target's face or the source's own shows there (eyes and mouth opening aside)."""
         if not self.options.color_transfer or np.count_nonzero(skin) <= 32:
             return None
-        openings = [points[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.LIPS_INNER)]
-        holes = blend.polygon_mask(region.shape, openings, grow=max(1, round(0.03 * size)))
-        face = region & ~holes
-        source_lab = blend.to_lab(np.ascontiguousarray(warped[..., :3]))
-        return blend.chroma_floor(target_lab, skin, face, source_lab, skin, face)
+        face = region & ~_openings(region.shape, points, size)
+        return blend.chroma_floor(target_lab, skin, face, source.gamut)
 
     def _shaped(self, landmarks: NDArray[np.float32], source: MeshSource) -> NDArray[np.float32]:
         """Target landmarks (x, y) with the inner face moved part of the way to the source's shape.
@@ -398,7 +404,9 @@ class MeshSwapper:
         """
         pts = landmarks[:, :2].astype(np.float64)
         posed = mesh.pose_like(source.landmarks.astype(np.float64), landmarks[:, :3].astype(np.float64))
-        moved = pts + self._shape_weight[:, None] * (posed[:, :2] - pts)
+        outline = OUTLINE_BLEND * frontality(landmarks) ** OUTLINE_TURN_POWER
+        weight = self._inner_weight + outline * self._outline_weight
+        moved = pts + weight[:, None] * (posed[:, :2] - pts)
         return moved.astype(np.float32)
 
     def _level(self, source: MeshSource, size: float) -> int:
@@ -530,6 +538,21 @@ class MeshSwapper:
             weight = amount * (1.0 - blend.fade_out(inside, 1.0 + 0.01 * size, max(1.5, 0.015 * size)))
             keep = weight if keep is None else np.maximum(keep, weight)
         return keep
+
+
+def _openings(shape: tuple[int, ...], points: NDArray[np.float32], size: float) -> NDArray[np.uint8]:
+    """0/255 mask of the eyes and the mouth opening, grown a little (lashes and lid shadows are the eye's)."""
+    openings = [points[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE, mesh.LIPS_INNER)]
+    return blend.polygon_mask(shape, openings, grow=max(1, round(0.03 * size)))
+
+
+def _gamut(
+    lab: blend.Lab, face: NDArray[np.uint8], points: NDArray[np.float32], size: float
+) -> NDArray[np.float32]:
+    """``blend.face_gamut`` of a face: its bare skin is the frame, eyes and mouth opening left out."""
+    skin = masks.bare_skin(face, points, size)
+    skin = skin if np.count_nonzero(skin) > 32 else face
+    return blend.face_gamut(lab, skin, face & ~_openings(face.shape, points, size))
 
 
 def _check_image(image: Image) -> None:
