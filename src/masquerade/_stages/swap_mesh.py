@@ -79,7 +79,6 @@ _ROI_PAD = 0.04  # margin of the region of interest around the landmarks (fracti
 _MIN_LEVEL_SIZE = 24.0  # smallest source face (px) kept in the pyramid
 _GRAIN_TILE = 256  # side of the noise tile the grain is read from (px, repeats beyond)
 _GRAIN_SEED = 0x6A41
-_GRAIN_ANCHOR = 4  # landmark the grain pattern moves with (the nose tip)
 
 
 def frontality(landmarks: NDArray[np.floating]) -> float:
@@ -229,7 +228,8 @@ class MeshSwapper:
         pts = (lm[:, :2] - origin + 0.5) * ratio - 0.5  # the (shaped) target: where the source's features go
         drawn_pts = pts  # (the same points: the target already has the source's shape)
         size = _extent(pts)
-        level_img, level_pts = source.levels[self._level(source, _extent(lm[:, :2]))]
+        level = self._level(source, _extent(lm[:, :2]))
+        level_img, level_pts = source.levels[level]
         # A closed target mouth draws no mouth opening: the source's teeth would show as a thin line.
         mouth_open = mesh.mouth_open_ratio(pts) > MOUTH_CLOSED_RATIO
         ids, map_x, map_y = self._maps(small, drawn_pts, lm[:, 2], level_pts, mouth_open)
@@ -313,23 +313,26 @@ class MeshSwapper:
         if floor is not None:
             blend.apply_chroma_floor(lab, floor, 1.0 - eyes_w)
         if self.options.color_transfer:
-            # The grain pattern is anchored on the face (its nose tip), not drawn afresh each frame:
-            # fresh noise would add flicker to a video that the input does not have.
-            ax, ay = (round(float(v)) for v in lm[_GRAIN_ANCHOR, :2])
-            offset = (y0 + py - ay, x0 + px - ax)
-            lab[..., 0] += self._grain(target, base[..., 0], alpha, offset)
+            # The grain is read where the warp reads the source's texture, scaled to about one noise
+            # sample per output pixel: it sticks to the skin as the face moves, turns or comes closer
+            # (noise drawn afresh, or slid under a turning face, would flicker where the input does not).
+            per_pixel = np.float32(2.0**level * _spread(lm[:, :2]) / _spread(source.levels[0][1]))
+            lab[..., 0] += self._grain(target, lab[..., 0], alpha,
+                                       ((map_x[part] + 0.5) * per_pixel, (map_y[part] + 0.5) * per_pixel))
         roi[part] = blend.alpha_blend(target, blend.from_lab(lab), np.ascontiguousarray(alpha))
 
     def _grain(
-        self, roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32], offset: tuple[int, int]
+        self, roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32],
+        at: tuple[NDArray[np.float32], NDArray[np.float32]],
     ) -> NDArray:
         """Noise that brings a smoother source face (stretched, retouched) up to the target's grain.
 
         Fine detail is measured as what a 1-px blur removes, on the face's opaque part, robustly (the
         target's own eyes and wrinkles are not grain); only the missing part is added, so a source as
-        sharp as the target gets none. The noise is read from a fixed tile at ``offset`` (the
-        rectangle's top-left relative to the face's anchor point), so it moves with the face and a
-        still face keeps the same grain from frame to frame.
+        sharp as the target gets none. ``lightness`` is the face as it will be pasted (recoloured: a
+        face made lighter has its own detail scaled up with it). The noise is read from a fixed,
+        repeating tile at the coordinates ``at`` (x, y per pixel, in the source face's texture), so it
+        moves with the face and a still face keeps the same grain from frame to frame.
         """
         inner = alpha[::2, ::2] > 0.9  # every other pixel is plenty for two statistics
         if np.count_nonzero(inner) < 64:
@@ -341,10 +344,9 @@ class MeshSwapper:
         if missing < 1.0:  # not visible on the 8-bit scale
             return np.zeros_like(lightness)
         # White noise of std k keeps 0.87 k once its 1-px blur is taken away (1 - 2/(2 pi) + 1/(4 pi)).
-        side = self._noise.shape[0]
-        rows = (np.arange(lightness.shape[0]) + offset[0]) % side
-        cols = (np.arange(lightness.shape[1]) + offset[1]) % side
-        return self._noise[np.ix_(rows, cols)] * np.float32(missing / 0.87)
+        # Nearest samples: white noise stays white (interpolated, its strength would vary in bands).
+        noise = cv2.remap(self._noise, at[0], at[1], cv2.INTER_NEAREST, borderMode=cv2.BORDER_WRAP)
+        return noise * np.float32(missing / 0.87)
 
     def _colour(
         self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
@@ -574,6 +576,12 @@ def _extent(points: NDArray[np.floating]) -> float:
     """Geometric mean of a point set's width and height (a face size that ignores the box detector)."""
     span = points.max(axis=0) - points.min(axis=0)
     return float(np.sqrt(max(span[0], 1.0) * max(span[1], 1.0)))
+
+
+def _spread(points: NDArray[np.floating]) -> float:
+    """Root-mean-square distance of the points from their centre: a size that does not change as the
+    face rolls (a box's does)."""
+    return float(np.sqrt(np.mean(np.sum((points - points.mean(axis=0)) ** 2, axis=1))))
 
 
 def _roi(points: NDArray[np.float32], shape: tuple[int, ...], pad: float) -> tuple[int, int, int, int] | None:
