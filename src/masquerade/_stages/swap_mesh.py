@@ -44,8 +44,10 @@ EDGE_TRIM = 0.02
 """The pasted region stops this far inside the drawn mesh (fraction of the face size)."""
 FEATHER = 0.05
 """Width of the soft edge (fraction of the face size)."""
-WORK_SIZE = 128.0
-"""Face size (px) at which masks and colour fields are computed (the warp runs at full size)."""
+WORK_SIZE = 96.0
+"""Face size (px) at which masks and colour fields are computed (the warp runs at full size). 96 px
+measured the same identity and colour-artifact scores as 128 on the quality matrix, ~10 ms less per
+300 px face."""
 SHAPE_BLEND = 0.5
 """How far the inner face (eyes, brows, nose, cheeks) moves from the target's shape to the source's."""
 OUTLINE_BLEND = 0.75
