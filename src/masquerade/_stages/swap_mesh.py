@@ -297,13 +297,19 @@ class MeshSwapper:
         alpha, eyes_w, local = weights[..., 0], weights[..., 1], weights[..., 2:]
         base = blend.to_lab(warped)
         lab = blend.recolour(base, transfer, field, skin_hue)
-        lab -= (lab - base) * (eyes_w[..., None] * _EYE_KEEP)
+        near_eyes = eyes_w > 0  # (the few pixels each of these touches, not the whole face)
+        lab[near_eyes] -= (lab[near_eyes] - base[near_eyes]) * (eyes_w[near_eyes][:, None] * _EYE_KEEP)
         # Dim what outshines the target's skin nearby (a soft knee) and give it that skin's hue: a
         # white glint dimmed alone would turn grey.
         over = np.maximum(lab[..., 0] - local[..., 0] - HIGHLIGHT_MARGIN, 0.0) * (1.0 - eyes_w)
-        lab[..., 0] -= 0.75 * over
-        hue = np.minimum(over * (1.0 / HIGHLIGHT_MARGIN), 1.0)[..., None]
-        lab[..., 1:] += (local[..., 1:] - lab[..., 1:]) * hue
+        bright = over > 0
+        if bright.any():
+            dim = over[bright]
+            shine = lab[bright]
+            shine[:, 0] -= 0.75 * dim
+            hue = np.minimum(dim * (1.0 / HIGHLIGHT_MARGIN), 1.0)[:, None]
+            shine[:, 1:] += (local[bright][:, 1:] - shine[:, 1:]) * hue
+            lab[bright] = shine
         if floor is not None:
             blend.apply_chroma_floor(lab, floor, 1.0 - eyes_w)
         if self.options.color_transfer:
