@@ -315,10 +315,19 @@ def test_scans_take_the_small_face_tiles_in_turn_instead_of_the_periodic_pass() 
     assert seen == list(range(4, 26))  # the scan at frame 4 holds tile 5; kept from then on
 
 
-def test_scan_tiles_off_keeps_the_full_detection_pass() -> None:
+class UntiledAnalyser(TilingAnalyser):
+    """No tiles for these frames (the mesh analyser's answer for a frame too large to tile)."""
+
+    def tile_regions(self, shape: tuple[int, ...]) -> list[tuple[float, float, float, float]]:
+        return []
+
+
+@pytest.mark.parametrize(("analyser_type", "scan_tiles"), [(TilingAnalyser, 0), (UntiledAnalyser, 5)])
+def test_without_tiles_to_rotate_the_full_detection_pass_stays(analyser_type, scan_tiles) -> None:
     world = [{"a": (150, 50, 80)} for _ in range(14)]
-    analyser = TilingAnalyser(world)
-    _run(FaceTracker(analyser, TrackOptions(redetect_interval=12, scan_interval=2, scan_tiles=0)), analyser)
+    analyser = analyser_type(world)
+    options = TrackOptions(redetect_interval=12, scan_interval=2, scan_tiles=scan_tiles)
+    _run(FaceTracker(analyser, options), analyser)
     assert analyser.detect_frames == [0, 12] and analyser.short_scans == []
     assert analyser.scan_frames == [2, 4, 6, 8, 10] and all(t == [] for t in analyser.scan_tiles)
 
@@ -359,3 +368,24 @@ def test_a_face_coming_in_across_the_border_is_picked_up_within_two_frames(analy
     assert 0 < visible < 11
     assert first <= visible + 1  # the scan's border tiles, not the pass at frame 12
     assert all(tracked[first:])
+
+
+def test_a_small_face_appearing_inside_the_frame_is_found_by_the_rotating_tiles(analyser, obama, biden) -> None:
+    """A 40-px face that appears in the middle of a 720p frame (too small for the scan's whole-image
+    pass) is found within one round of the small-face tiles, without any full detection pass."""
+    small, stayer = _head(obama, analyser.detect(obama)[0], 40), _head(biden, analyser.detect(biden)[0], 110)
+    frames = []
+    for i in range(28):
+        frame = np.full((720, 1280, 3), 150, np.uint8)
+        frame[300:300 + len(stayer), 1000:1000 + len(stayer)] = stayer
+        if i >= 3:
+            frame[340:340 + len(small), 600:600 + len(small)] = small
+        frames.append(frame)
+    stayer_face = analyser.detect(frames[0])
+    assert len(stayer_face) == 1 and analyser.scan(frames[3], stayer_face) == []  # the scan alone misses it
+    tracker = FaceTracker(analyser, TrackOptions())
+    found = [any(f.center[0] < 800 for f in tracker.update(frame, i)) for i, frame in enumerate(frames)]
+    first = found.index(True)
+    cycle = 2 * -(-len(analyser.tile_regions(frames[0].shape)) // TrackOptions().scan_tiles)
+    assert 3 < first <= 3 + cycle and all(found[first:])
+    assert tracker.detections == 1  # the first frame's pass only

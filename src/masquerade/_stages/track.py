@@ -135,7 +135,7 @@ class FaceTracker:
 
         if self._detect_due(frame_index, lost_now):
             followed = bool(self._tracks) and not lost_now and not any(t.lost for t in self._tracks)
-            if followed and self._rotating_tiles():
+            if followed and self._rotating_tiles(image):
                 # Every face is followed: the periodic pass only looks for newcomers, so it is a scan
                 # (plus the short-range whole-image pass, for close-ups); the small-face tiles come a
                 # few per scan.
@@ -171,10 +171,12 @@ class FaceTracker:
         last = max(v for v in (self._last_scan, self._last_detect, -10**9) if v is not None)
         return frame_index - last >= self.options.scan_interval
 
-    def _rotating_tiles(self) -> bool:
-        """Whether the scans take the analyser's small-face tiles in turn (see the module's notes)."""
+    def _rotating_tiles(self, image: Image) -> bool:
+        """Whether the scans take the analyser's small-face tiles in turn (see the module's notes):
+        it has tiles for this frame (none for a frame too large to tile: the full pass stays)."""
         return (self.options.scan_interval >= 1 and self.options.scan_tiles >= 1
-                and hasattr(self.analyser, "scan") and hasattr(self.analyser, "tile_regions"))
+                and hasattr(self.analyser, "scan") and hasattr(self.analyser, "tile_regions")
+                and bool(self.analyser.tile_regions(image.shape)))
 
     def _scan(self, image: Image, frame_index: int, whole: bool = False) -> None:
         """Start tracks (or wake lost ones) for faces the cheap scan finds that no live track holds;
@@ -183,7 +185,7 @@ class FaceTracker:
         self.scans += 1
         known = [t.face for t in self._tracks if not t.lost]
         extra: dict[str, object] = {}
-        if self._rotating_tiles():
+        if self._rotating_tiles(image):
             extra = {"tiles": self._next_tiles(image), "short": whole}
         found = self.analyser.scan(image, known, previous=self._last_looked, **extra)  # type: ignore[attr-defined]
         self._last_looked = image
