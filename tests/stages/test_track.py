@@ -370,7 +370,7 @@ def test_a_face_coming_in_across_the_border_is_picked_up_within_two_frames(analy
     assert all(tracked[first:])
 
 
-def test_a_small_face_appearing_inside_the_frame_is_found_by_the_rotating_tiles(analyser, obama, biden) -> None:
+def test_a_small_face_appearing_mid_frame_is_found_by_the_rotating_tiles(analyser, obama, biden) -> None:
     """A 40-px face that appears in the middle of a 720p frame (too small for the scan's whole-image
     pass) is found within one round of the small-face tiles, without any full detection pass."""
     small, stayer = _head(obama, analyser.detect(obama)[0], 40), _head(biden, analyser.detect(biden)[0], 110)
