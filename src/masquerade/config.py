@@ -38,6 +38,9 @@ class TrackOptions:
     scan_interval: int = 2
     """Between detection passes, look for newly arrived faces every N frames with the detector's cheap
     whole-image pass (0 = never): a face entering the frame is swapped within N frames."""
+    scan_tiles: int = 5
+    """Small-face tiles (the detector's short-range tiles) each scan looks at, in turn; while every face
+    is followed the periodic detection pass is then a scan too (0 = a full pass runs all tiles)."""
     smoothing_min_cutoff: float = 1.0
     """One-Euro filter: cut-off frequency (Hz) at rest; lower = smoother when still."""
     smoothing_beta: float = 80.0
@@ -450,5 +453,6 @@ def _check_internals(config: RunConfig, problems: Problems) -> None:
     problems.whole("track.search_interval", track.search_interval, 1)
     problems.whole("track.max_missed", track.max_missed, 0)
     problems.whole("track.scan_interval", track.scan_interval, 0)
+    problems.whole("track.scan_tiles", track.scan_tiles, 0)
     problems.number("track.smoothing_min_cutoff", track.smoothing_min_cutoff, 1e-6, 1e6, "positive")
     problems.number("track.smoothing_beta", track.smoothing_beta, 0.0, 1e6, ">= 0")

@@ -69,3 +69,18 @@ def test_warp_affine_replicate_border_matches_opencv() -> None:
     far = np.array([[0.1, 0, -500], [0, 0.1, -500]])  # samples image (5000.., 5000..): off the bottom right
     out = warp_affine(noise, far, (8, 8), replicate=True)
     assert (out == noise[-1, -1]).all()
+
+
+def test_warp_affine_shrinking_keeps_the_exact_geometry() -> None:
+    """A strong shrink (whole-factor area step, then bilinear) maps every output pixel to the same
+    image point as cv2.warpAffine would: a coordinate ramp comes out as the inverse map itself."""
+    h, w = 900, 700
+    m = np.array([[0.13, 0.02, -20.0], [-0.02, 0.13, -10.0]])  # shrinks 7.5x, turns a little
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    inv = cv2.invertAffineTransform(m)
+    grid = np.stack(np.meshgrid(np.arange(64.0), np.arange(64.0)), axis=-1)
+    expected = grid @ inv[:, :2].T + inv[:, 2]
+    inside = np.all((expected > 8) & (expected < np.array([w, h]) - 8), axis=-1)
+    for channel, ramp in enumerate((xs, ys)):
+        out = warp_affine(ramp, m, (64, 64))
+        assert np.abs(out - expected[..., channel])[inside].max() < 0.01

@@ -120,7 +120,7 @@ def test_refine_does_not_settle_on_dark_clothing(
     """Biden's suit buttons turned sideways score ~0.7 presence: a track there must be dropped."""
     import masquerade._stages.detect as detect
 
-    suit = np.ascontiguousarray(np.rot90(biden[900:1700, 250:970]))
+    suit = np.ascontiguousarray(np.rot90(biden[900:1650, 200:1000]))
     with monkeypatch.context() as m:
         m.setattr(detect, "MIN_EVIDENCE", 0.0)  # let the mesh's false face through, as a drifting track
         (ghost,) = analyser.detect(suit)

@@ -195,7 +195,8 @@ def test_real_mesh_still_face_jitter_is_reduced(analyser, small_obama) -> None:
     for name, params in (("raw", NO_SMOOTHING), ("smooth", None)):
         out, tracker = _track(analyser, frames, params)
         assert all(_ids(f) == [0] for f in out)
-        assert tracker.detections == 3
+        # One full pass; the periodic ones at frames 12 and 24 are scans (every face is followed).
+        assert tracker.detections == 1 and tracker.scans == 14
         lm = np.array([f[0].landmarks[:, :2] for f in out[5:]])
         jitter[name] = float(lm.std(axis=0).mean())
     assert jitter["raw"] > 0.05  # the noise does move the mesh ...
@@ -265,6 +266,72 @@ def test_no_scan_without_the_analysers_support_or_when_off() -> None:
     assert analyser.scan_frames == []
 
 
+class TilingAnalyser(ScanningAnalyser):
+    """The scanning fake with small-face tiles: face "small" is seen only through the tile that holds
+    it (by a scan given that tile, or by a detection pass, which runs every tile)."""
+
+    REGIONS: tuple[tuple[float, float, float, float], ...] = tuple(
+        (x, 0.0, x + 100.0, 100.0) for x in range(0, 700, 100))  # 7 tiles in a row
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scan_tiles: list[list[int]] = []
+        self.short_scans: list[int] = []
+
+    def tile_regions(self, shape: tuple[int, ...]) -> list[tuple[float, float, float, float]]:
+        return list(self.REGIONS)
+
+    def _visible(self, tiles: Sequence[tuple[float, ...]]) -> list[Face]:
+        faces = [self._true(name) for name in self.world[self.frame]]
+        return [f for f in faces if f.size > 50 or any(r[0] <= f.center[0] < r[2] for r in tiles)]
+
+    def detect(self, image: Image) -> list[Face]:
+        self.detect_frames.append(self.frame)
+        return self._visible(self.REGIONS)
+
+    def scan(self, image: Image, known: Sequence[Face], previous: Image | None = None,
+             tiles: Sequence[tuple[float, ...]] = (), short: bool = False) -> list[Face]:
+        self.scan_frames.append(self.frame)
+        self.scan_tiles.append([self.REGIONS.index(r) for r in tiles])
+        if short:
+            self.short_scans.append(self.frame)
+        return [f for f in self._visible(tiles)
+                if all(np.hypot(*(f.center - k.center)) > 0.5 * f.size for k in known)]
+
+
+def test_scans_take_the_small_face_tiles_in_turn_instead_of_the_periodic_pass() -> None:
+    # "small" (only tiles see it) appears at frame 3 in the 6th tile (x 500..600).
+    world = [{"a": (150, 50, 80)} | ({"small": (550, 50, 30)} if i >= 3 else {}) for i in range(26)]
+    analyser = TilingAnalyser(world)
+    tracker = FaceTracker(analyser, TrackOptions(redetect_interval=12, scan_interval=2, scan_tiles=3))
+    out = _run(tracker, analyser)
+    # One full pass (nothing followed yet); then scans every other frame, three tiles each, in turn,
+    # and the periodic passes at 12 and 24 are scans with the short-range whole-image pass.
+    assert analyser.detect_frames == [0]
+    assert analyser.scan_frames == list(range(2, 26, 2))
+    assert analyser.short_scans == [12, 24]
+    assert analyser.scan_tiles[:4] == [[0, 1, 2], [3, 4, 5], [6, 0, 1], [2, 3, 4]]
+    seen = [i for i, faces in enumerate(out) if len(faces) == 2]
+    assert seen == list(range(4, 26))  # the scan at frame 4 holds tile 5; kept from then on
+
+
+class UntiledAnalyser(TilingAnalyser):
+    """No tiles for these frames (the mesh analyser's answer for a frame too large to tile)."""
+
+    def tile_regions(self, shape: tuple[int, ...]) -> list[tuple[float, float, float, float]]:
+        return []
+
+
+@pytest.mark.parametrize(("analyser_type", "scan_tiles"), [(TilingAnalyser, 0), (UntiledAnalyser, 5)])
+def test_without_tiles_to_rotate_the_full_detection_pass_stays(analyser_type, scan_tiles) -> None:
+    world = [{"a": (150, 50, 80)} for _ in range(14)]
+    analyser = analyser_type(world)
+    options = TrackOptions(redetect_interval=12, scan_interval=2, scan_tiles=scan_tiles)
+    _run(FaceTracker(analyser, options), analyser)
+    assert analyser.detect_frames == [0, 12] and analyser.short_scans == []
+    assert analyser.scan_frames == [2, 4, 6, 8, 10] and all(t == [] for t in analyser.scan_tiles)
+
+
 def _head(photo: Image, face: Face, width: int = 40) -> Image:
     """A square crop of ``photo`` around ``face``, twice its width, scaled so the face is ``width``
     px wide (small: the scan's whole-image pass does not see it, only tiles do)."""
@@ -301,3 +368,24 @@ def test_a_face_coming_in_across_the_border_is_picked_up_within_two_frames(analy
     assert 0 < visible < 11
     assert first <= visible + 1  # the scan's border tiles, not the pass at frame 12
     assert all(tracked[first:])
+
+
+def test_a_small_face_appearing_mid_frame_is_found_by_the_rotating_tiles(analyser, obama, biden) -> None:
+    """A 40-px face that appears in the middle of a 720p frame (too small for the scan's whole-image
+    pass) is found within one round of the small-face tiles, without any full detection pass."""
+    small, stayer = _head(obama, analyser.detect(obama)[0], 40), _head(biden, analyser.detect(biden)[0], 110)
+    frames = []
+    for i in range(28):
+        frame = np.full((720, 1280, 3), 150, np.uint8)
+        frame[300:300 + len(stayer), 1000:1000 + len(stayer)] = stayer
+        if i >= 3:
+            frame[340:340 + len(small), 600:600 + len(small)] = small
+        frames.append(frame)
+    stayer_face = analyser.detect(frames[0])
+    assert len(stayer_face) == 1 and analyser.scan(frames[3], stayer_face) == []  # the scan alone misses it
+    tracker = FaceTracker(analyser, TrackOptions())
+    found = [any(f.center[0] < 800 for f in tracker.update(frame, i)) for i, frame in enumerate(frames)]
+    first = found.index(True)
+    cycle = 2 * -(-len(analyser.tile_regions(frames[0].shape)) // TrackOptions().scan_tiles)
+    assert 3 < first <= 3 + cycle and all(found[first:])
+    assert tracker.detections == 1  # the first frame's pass only

@@ -110,7 +110,7 @@ class BlazeFace:
     def tiled(self, image: Image, side: float, min_score: float | None = None) -> list[Detection]:
         """Raw candidates from overlapping square tiles of ``side`` image pixels (see ``tiles``).
 
-        The image is resized once so that a tile is exactly the model's input, then cut: much cheaper
+        The image is scaled once so that a tile is exactly the model's input, then cut: much cheaper
         than one warp per tile.
         """
         h, w = image.shape[:2]
@@ -119,7 +119,7 @@ class BlazeFace:
             return []
         lw, lh = max(n, round(w * n / side)), max(n, round(h * n / side))
         sx, sy = lw / w, lh / h
-        level = _normalise(cv2.resize(image, (lw, lh), interpolation=cv2.INTER_AREA))
+        level = _normalise(warp_affine(image, np.array([[sx, 0.0, 0.0], [0.0, sy, 0.0]]), (lw, lh)))
         dets: list[Detection] = []
         for x0, y0, _, _ in tiles(lw, lh, n):
             x0, y0 = round(x0), round(y0)

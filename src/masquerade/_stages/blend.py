@@ -244,8 +244,10 @@ def gain_field(
     Where the skin's colour ``pivot`` should become ``pivot + additive``, every pixel's lightness is
     multiplied by the same ratio and its chroma by the same complex factor: the skin gets exactly the
     correction, darker and less coloured features proportionally less, and none crosses grey.
-    Returns (H, W, 3): the lightness factor and the chroma factor's real and imaginary parts, each
-    capped as in :func:`colour_match`; apply it with :func:`recolour`.
+    Returns (H, W, 3): the lightness factor, the log of the chroma factor's size and its angle
+    (radians), each capped as in :func:`colour_match`; apply it with :func:`recolour`. (Log and
+    angle, not the complex factor's parts: that is the form ``recolour`` works in, and a field is
+    smooth in it too, so it upsamples as well.)
     """
     out = np.empty_like(additive, dtype=np.float32)
     base = np.maximum(pivot[..., 0], 8.0)
@@ -257,10 +259,8 @@ def gain_field(
     warm = np.complex64(0.6 + 0.8j)
     za = np.where(size < 4.0, np.where(size > 1e-3, za / np.maximum(size, 1e-3), warm) * 4.0, za)
     factor = (za + additive[..., 1] + 1j * additive[..., 2]) / za
-    magnitude = np.clip(np.abs(factor), 1.0 / max_saturation, max_saturation)
-    angle = np.clip(np.angle(factor), -np.radians(max_turn), np.radians(max_turn))
-    out[..., 1] = magnitude * np.cos(angle)
-    out[..., 2] = magnitude * np.sin(angle)
+    out[..., 1] = np.log(np.clip(np.abs(factor), 1.0 / max_saturation, max_saturation))
+    out[..., 2] = np.clip(np.angle(factor), -np.radians(max_turn), np.radians(max_turn))
     return out
 
 
@@ -291,9 +291,9 @@ def recolour(
     turn = np.full(lab.shape[:2], np.angle(transfer.chroma), np.float32)
     if field is not None:
         f_l *= field[..., 0]
-        log_size += 0.5 * np.log(np.maximum(field[..., 1] ** 2 + field[..., 2] ** 2, 1e-12))
-        turn += np.arctan2(field[..., 2], field[..., 1])
-    log_size -= np.log(f_l)
+        log_size += field[..., 1]
+        turn += field[..., 2]
+    log_size -= cv2.log(f_l)
     a, b = lab[..., 1] - 128.0, lab[..., 2] - 128.0
     if skin is not None:
         skin_l = max(float(skin[0]), 1.0)
@@ -317,8 +317,7 @@ def recolour(
         # shadow scaled up with the skin would turn blue.
         log_size *= np.where(log_size > 0.0, weight, 0.5 + 0.5 * weight)
         turn *= 0.5 + 0.5 * weight
-    size = f_l * np.exp(log_size)
-    cos, sin = size * np.cos(turn), size * np.sin(turn)
+    cos, sin = cv2.polarToCart(f_l * cv2.exp(log_size), turn)  # size * (cos, sin) of the turn
     out = np.empty_like(lab, dtype=np.float32)
     out[..., 0] = lightness * f_l
     out[..., 1] = a * cos - b * sin + 128.0

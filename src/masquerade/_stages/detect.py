@@ -153,17 +153,23 @@ class MeshAnalyser:
                 faces.append(face)
         return sorted(_dedup(faces), key=lambda f: float(f.center[0]))
 
-    def scan(self, image: Image, known: Sequence[Face], previous: Image | None = None) -> list[Face]:
+    def scan(self, image: Image, known: Sequence[Face], previous: Image | None = None,
+             tiles: Sequence[tuple[float, float, float, float]] = (), short: bool = False) -> list[Face]:
         """Faces that are not among ``known``, found by the full-range detector's whole-image pass
         and the short-range one on tiles across the left and right borders (``border_candidates``):
         the tracker's frequent look for a face that has just come in or turned back. Costs a few
         small detector runs when nothing is new; the mesh and its checks run only on a box that no
         known face explains. ``previous``: an earlier frame of the same video (the tracker's last
-        scan), to run only the border tiles where something moved since.
+        scan), to run only the border tiles where something moved since. ``tiles``: some of the
+        small-face tiles (``tile_regions``) to look at as well, so a tracker can spread the small-face
+        search over its scans instead of paying for all of it in one frame. ``short``: also the
+        short-range whole-image pass (faces that fill most of the frame).
         """
         image = _as_bgr(image)
         faces: list[Face] = []
-        dets = self.candidates(image, tiles=False, short=False)
+        dets = self.candidates(image, tiles=False, short=short)
+        min_score = self.options.min_score
+        dets += [d for region in tiles for d in self._short(image, region, min_score)]
         for det in merge_detections(dets + self.border_candidates(image, previous)):
             if any(_same_face(det.box, f.bbox) or float(iou(f.bbox, det.box[None])[0]) > 0.3
                    for f in [*known, *faces]):
@@ -172,6 +178,15 @@ class MeshAnalyser:
             if face is not None and not any(_overlapping(face, f) for f in known):
                 faces.append(face)
         return sorted(faces, key=lambda f: float(f.center[0]))
+
+    def tile_regions(self, shape: tuple[int, ...]) -> list[tuple[float, float, float, float]]:
+        """The small-face tiles ``detect`` runs the short-range model on, as image regions
+        (x1, y1, x2, y2), for an image of ``shape``; [] when tiles are off or the image is too large
+        (``detect`` then works on a downscaled copy)."""
+        h, w = shape[:2]
+        if not self.options.tiles or max(h, w) > MAX_DETECT_SIDE or min(h, w) < MIN_SIDE:
+            return []
+        return [region for side in SHORT_TILES for region in tiles(w, h, side)]
 
     def border_candidates(self, image: Image, previous: Image | None = None) -> list[Detection]:
         """Raw short-range candidates on square tiles that straddle the left and right borders

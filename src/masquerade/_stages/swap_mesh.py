@@ -27,6 +27,7 @@ from masquerade._stages import swap_mesh_masks as masks
 from masquerade.config import SwapOptions
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.geometry import mesh
+from masquerade.geometry.raster import triangle_ids
 from masquerade.types import Face, Image
 
 EYE_CLOSED_RATIO = 0.10
@@ -43,8 +44,10 @@ EDGE_TRIM = 0.02
 """The pasted region stops this far inside the drawn mesh (fraction of the face size)."""
 FEATHER = 0.05
 """Width of the soft edge (fraction of the face size)."""
-WORK_SIZE = 128.0
-"""Face size (px) at which masks and colour fields are computed (the warp runs at full size)."""
+WORK_SIZE = 96.0
+"""Face size (px) at which masks and colour fields are computed (the warp runs at full size). 96 px
+measured the same identity and colour-artifact scores as 128 on the quality matrix, ~10 ms less per
+300 px face."""
 SHAPE_BLEND = 0.5
 """How far the inner face (eyes, brows, nose, cheeks) moves from the target's shape to the source's."""
 OUTLINE_BLEND = 0.75
@@ -303,13 +306,19 @@ class MeshSwapper:
         alpha, eyes_w, local = weights[..., 0], weights[..., 1], weights[..., 2:]
         base = blend.to_lab(warped)
         lab = blend.recolour(base, transfer, field, skin_hue)
-        lab -= (lab - base) * (eyes_w[..., None] * _EYE_KEEP)
+        near_eyes = eyes_w > 0  # (the few pixels each of these touches, not the whole face)
+        lab[near_eyes] -= (lab[near_eyes] - base[near_eyes]) * (eyes_w[near_eyes][:, None] * _EYE_KEEP)
         # Dim what outshines the target's skin nearby (a soft knee) and give it that skin's hue: a
         # white glint dimmed alone would turn grey.
         over = np.maximum(lab[..., 0] - local[..., 0] - HIGHLIGHT_MARGIN, 0.0) * (1.0 - eyes_w)
-        lab[..., 0] -= 0.75 * over
-        hue = np.minimum(over * (1.0 / HIGHLIGHT_MARGIN), 1.0)[..., None]
-        lab[..., 1:] += (local[..., 1:] - lab[..., 1:]) * hue
+        bright = over > 0
+        if bright.any():
+            dim = over[bright]
+            shine = lab[bright]
+            shine[:, 0] -= 0.75 * dim
+            hue = np.minimum(dim * (1.0 / HIGHLIGHT_MARGIN), 1.0)[:, None]
+            shine[:, 1:] += (local[bright][:, 1:] - shine[:, 1:]) * hue
+            lab[bright] = shine
         if floor is not None:
             blend.apply_chroma_floor(lab, floor, 1.0 - eyes_w)
         if self.options.color_transfer:
@@ -420,16 +429,10 @@ class MeshSwapper:
         mouth: bool = True,
     ) -> NDArray[np.int32]:
         """Triangle id drawn at each pixel of a (width, height) ``shape`` (-1 outside the mesh)."""
-        w, h = shape
-        tris = self._tris
-        ids = np.full((h, w), -1, dtype=np.int32)
-        order = np.argsort(-depth[tris].mean(axis=1))  # far (large z) first, near last
+        order = np.argsort(-depth[self._tris].mean(axis=1))  # far (large z) first, near last
         if not mouth:
             order = order[(order < mesh.MOUTH_FILL.start) | (order >= mesh.MOUTH_FILL.stop)]
-        fixed = np.round(points * 16).astype(np.int32)  # 4 fractional bits: sub-pixel triangle edges
-        for t in order.tolist():
-            cv2.fillConvexPoly(ids, fixed[tris[t]], t, cv2.LINE_8, 4)
-        return ids
+        return triangle_ids(shape, points, self._tris, order)
 
     def _remap(
         self, ids: NDArray[np.int32], points: NDArray[np.float32], to_points: NDArray[np.float32]
@@ -491,26 +494,15 @@ class MeshSwapper:
         t = np.clip(1.0 - distance / zone, 0.0, 1.0)
         fade = (t * t * (3.0 - 2.0 * t))[..., None]
         shift = np.where(inside[..., None], shift, outside * fade)
-        # Full resolution: the map (target pixel for each pixel, in full-resolution coordinates) is
-        # linear in the pixel where the shift is, so it upsamples exactly; pixels that do not move
-        # (beyond the band) keep their bytes.
-        moving = np.any(np.abs(shift) > 1e-3, axis=2)
-        if not moving.any():
-            return roi
+        # Full resolution: the shift upsamples linearly; pixels that do not move (beyond the band, where
+        # the shift and its neighbours are exactly 0) get whole-pixel coordinates, which the bilinear
+        # remap copies bit for bit.
         full = (roi.shape[1], roi.shape[0])
         if (w, h) != full:
-            inv = (1.0 / ratio).astype(np.float32)
-            target_px = (grid + shift + 0.5) * inv - 0.5
-            maps = cv2.resize(target_px, full, interpolation=cv2.INTER_LINEAR)
-            still = np.where(moving, 0, 255).astype(np.uint8)
-            still = cv2.resize(still, full, interpolation=cv2.INTER_NEAREST)
-            still = cv2.erode(still, np.ones((3, 3), np.uint8), iterations=max(1, round(float(inv.max()))))
-        else:
-            maps = grid + shift
-            still = np.where(moving, 0, 255).astype(np.uint8)
-        warped = cv2.remap(roi, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        np.copyto(warped, roi, where=(still > 0)[..., None])
-        return warped
+            shift = cv2.resize(shift * (1.0 / ratio).astype(np.float32), full, interpolation=cv2.INTER_LINEAR)
+        ys, xs = np.indices((full[1], full[0]), dtype=np.float32)
+        return cv2.remap(roi, xs + shift[..., 0], ys + shift[..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
 
     def _kept(
         self, shape: tuple[int, ...], points: NDArray[np.float32], size: float, source: MeshSource
