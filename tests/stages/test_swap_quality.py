@@ -93,16 +93,13 @@ def test_no_grey_smudge_between_brows_and_eyes(photos, portrait_faces, analyser,
         assert float(lightness[band > 0].mean()) / skin > 0.64
 
 
-@pytest.mark.parametrize(("scene", "limit"), [("group_photo", 0.8), ("turned_group", 1.2)])
-def test_small_faces_get_no_grey_edges(
-    request, photos, portrait_faces, analyser, swapper, scene, limit
-) -> None:
+@pytest.mark.parametrize("scene", ["group_photo", "turned_group"])
+def test_small_faces_get_no_grey_edges(request, photos, portrait_faces, analyser, swapper, scene) -> None:
     # obama2 onto the 43-176 px faces of the group photos: the top edge of its black brows came out
-    # grey on a pale 96 px face (1.12 %: the colour floor read the source from its blurred, shrunk
-    # copy and put lifted pixels exactly on the bound), and the moved outline of heads turned away
-    # showed the backdrop inside the old one (0.85-1.01 %). Measured after: group at most 0.38 %;
-    # turned at most 0.70 % before main's landmark changes were merged, 1.08 % (face #6, the brow
-    # tops again; main alone: 1.05 %) after: the 0.8 % goal is not met there yet.
+    # grey on small pale faces (1.05-1.12 %: the colour floor read the source from its blurred, shrunk
+    # copy, in another skin frame than the face is judged in, and put lifted pixels exactly on the
+    # bound), and the moved outline of heads turned away showed the backdrop inside the old one
+    # (0.85-1.01 %). Measured after: at most 0.12 % (group) and 0.66 % (turned).
     image = request.getfixturevalue(scene)[0]
     faces = analyser.detect(image)
     source = portrait_faces["obama2"]
@@ -111,4 +108,4 @@ def test_small_faces_get_no_grey_edges(
     for i, face in enumerate(faces):
         refit = refits[i].landmarks if len(refits) == len(faces) else None
         score = quality.artifact_share(out, image, face.landmarks, photos["obama2"], source.landmarks, refit)
-        assert score <= limit, (scene, i, face.size, score)
+        assert score <= 0.8, (scene, i, face.size, score)

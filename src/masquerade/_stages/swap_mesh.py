@@ -403,7 +403,7 @@ class MeshSwapper:
         if not self.options.color_transfer or np.count_nonzero(skin) <= 32:
             return None
         face = region & ~_openings(region.shape, points, size)
-        return blend.chroma_floor(target_lab, skin, face, source.gamut)
+        return blend.chroma_floor(target_lab, _frame(skin, points, size), face, source.gamut)
 
     def _shaped(self, landmarks: NDArray[np.float32], source: MeshSource) -> NDArray[np.float32]:
         """Target landmarks (x, y) with the inner face moved part of the way to the source's shape.
@@ -545,8 +545,16 @@ def _gamut(
 ) -> NDArray[np.float32]:
     """``blend.face_gamut`` of a face: its bare skin is the frame, eyes and mouth opening left out."""
     skin = masks.bare_skin(face, points, size)
-    skin = skin if np.count_nonzero(skin) > 32 else face
+    skin = _frame(skin if np.count_nonzero(skin) > 32 else face, points, size)
     return blend.face_gamut(lab, skin, face & ~_openings(face.shape, points, size))
+
+
+def _frame(skin: NDArray[np.uint8], points: NDArray[np.float32], size: float) -> NDArray[np.uint8]:
+    """The skin a face's colours are read against (lightness relative to it, chroma along its hue):
+    the cheeks and nose ridge where ``skin`` has them (the whole bare skin's median is darker on a
+    strongly shaded face, and the target's, the source's and the swapped face's would differ)."""
+    samples = masks.skin_samples(skin.shape, points, size) & skin
+    return samples if np.count_nonzero(samples) > 32 else skin
 
 
 def _check_image(image: Image) -> None:

@@ -23,9 +23,7 @@ def hair(lab: Lab, points: NDArray[np.float32], region: NDArray[np.uint8], size:
     smile lines look as unlike the cheeks as hair does, and cutting them out would keep the target's
     own face.
     """
-    samples = np.zeros(region.shape, np.uint8)
-    for i in mesh.SKIN_SAMPLES:
-        cv2.circle(samples, (round(points[i, 0]), round(points[i, 1])), max(2, round(0.04 * size)), 255, -1)
+    samples = skin_samples(region.shape, points, size, min_radius=2)
     sigma = max(1.0, 0.012 * size)
     distance = cv2.GaussianBlur(blend.colour_distance(lab, samples & region), (0, 0), sigmaX=sigma)
     # Along the outline, shading is deeper (the jaw's shadow, a cheek turning away): count lightness
@@ -46,6 +44,17 @@ def hair(lab: Lab, points: NDArray[np.float32], region: NDArray[np.uint8], size:
     bad = ((distance > HAIR_DISTANCE) & upper) | ((shaded > HAIR_DISTANCE) & band)
     bad = np.where(bad, 255, 0).astype(np.uint8)
     return blend.reachable_from_outside(bad, region)
+
+
+def skin_samples(shape: tuple[int, ...], points: NDArray[np.float32], size: float,
+                 min_radius: int = 1) -> NDArray[np.uint8]:
+    """0/255 mask of small discs on the cheeks and the nose's ridge (``mesh.SKIN_SAMPLES``): the skin
+    whose colour stands for the face's."""
+    samples = np.zeros(shape[:2], np.uint8)
+    for i in mesh.SKIN_SAMPLES:
+        centre = (round(float(points[i, 0])), round(float(points[i, 1])))
+        cv2.circle(samples, centre, max(min_radius, round(0.04 * size)), 255, -1)
+    return samples
 
 
 def bare_skin(region: NDArray[np.uint8], points: NDArray[np.float32], size: float) -> NDArray[np.uint8]:
