@@ -19,7 +19,7 @@ from masquerade.geometry.smoothing import OneEuroParams
 from masquerade.types import Face, Image
 
 NO_SMOOTHING = OneEuroParams(min_cutoff=1e9, beta=0.0, local_beta=0.0)
-SMOOTH = TrackOptions(redetect_interval=12, smoothing_min_cutoff=1.0, smoothing_beta=80.0)
+SMOOTH = TrackOptions(redetect_interval=12, smoothing_min_cutoff=1.0, smoothing_beta=20.0)
 """The tuned filter (geometry.smoothing's defaults), given explicitly."""
 BLANK = np.zeros((8, 8, 3), np.uint8)
 TEMPLATE = np.random.default_rng(0).uniform(-0.5, 0.5, (468, 2))

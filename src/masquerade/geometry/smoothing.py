@@ -32,7 +32,7 @@ def smoothing_factor(cutoff: NDArray[np.float64] | float, dt: float) -> NDArray[
 class OneEuroParams:
     min_cutoff: float = 1.0
     """Cut-off (Hz) when still: lower = smoother at rest, more lag when motion starts."""
-    beta: float = 80.0
+    beta: float = 20.0
     """Cut-off increase (Hz) per face-size/s of the whole set's speed: higher = less lag on fast motion.
     Steady lag on a linear motion is about ``scale / (2 pi beta)`` pixels, whatever the speed."""
     local_beta: float = 10.0
