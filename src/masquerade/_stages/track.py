@@ -101,6 +101,8 @@ class FaceTracker:
         """The frame of the last scan or detection pass: the scan's border tiles run where it moved."""
         self._tile_cursor = 0
         """The small-face tile the next scan starts with (see ``_next_tiles``)."""
+        self._tiles: tuple[tuple[int, ...], list[tuple[float, float, float, float]]] | None = None
+        """The analyser's tiles and the frame size they are for."""
         self.detections = 0
         """Full detection passes run so far (for tests and timing reports)."""
         self.scans = 0
@@ -175,8 +177,15 @@ class FaceTracker:
         """Whether the scans take the analyser's small-face tiles in turn (see the module's notes):
         it has tiles for this frame (none for a frame too large to tile: the full pass stays)."""
         return (self.options.scan_interval >= 1 and self.options.scan_tiles >= 1
-                and hasattr(self.analyser, "scan") and hasattr(self.analyser, "tile_regions")
-                and bool(self.analyser.tile_regions(image.shape)))
+                and hasattr(self.analyser, "scan") and bool(self._tile_regions(image)))
+
+    def _tile_regions(self, image: Image) -> list[tuple[float, float, float, float]]:
+        """The analyser's small-face tiles for frames of this size (asked once per size)."""
+        if not hasattr(self.analyser, "tile_regions"):
+            return []
+        if self._tiles is None or self._tiles[0] != image.shape[:2]:
+            self._tiles = (image.shape[:2], self.analyser.tile_regions(image.shape))
+        return self._tiles[1]
 
     def _scan(self, image: Image, frame_index: int, whole: bool = False) -> None:
         """Start tracks (or wake lost ones) for faces the cheap scan finds that no live track holds;
@@ -194,7 +203,7 @@ class FaceTracker:
 
     def _next_tiles(self, image: Image) -> list[tuple[float, float, float, float]]:
         """The small-face tiles this scan looks at: the next ``scan_tiles`` in turn."""
-        regions = self.analyser.tile_regions(image.shape)
+        regions = self._tile_regions(image)
         if not regions:
             return []
         start = self._tile_cursor % len(regions)
