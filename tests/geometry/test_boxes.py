@@ -84,3 +84,9 @@ def test_warp_affine_shrinking_keeps_the_exact_geometry() -> None:
     for channel, ramp in enumerate((xs, ys)):
         out = warp_affine(ramp, m, (64, 64))
         assert np.abs(out - expected[..., channel])[inside].max() < 0.01
+
+
+def test_warp_affine_shrinks_an_image_thinner_than_one_shrink_step() -> None:
+    strip = np.full((3, 50, 3), 100, np.uint8)  # 3 px tall, shrunk 10x
+    out = warp_affine(strip, np.array([[0.1, 0, 0], [0, 0.1, 0]]), (8, 8), replicate=True)
+    assert out.shape == (8, 8, 3) and (out == 100).all()

@@ -33,7 +33,9 @@ def warp_affine(
     corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], dtype=np.float64) @ inv[:, :2].T + inv[:, 2]
     x1, y1 = np.floor(corners.min(axis=0)).astype(int)
     x2, y2 = np.ceil(corners.max(axis=0)).astype(int)
-    k = math.ceil(0.5 / scale)  # whole shrink factor; what is left is between 0.5x and 1x
+    # Whole shrink factor (what is left is between 0.5x and 1x), no larger than the image: a strip
+    # thinner than one step has nothing to alias.
+    k = min(math.ceil(0.5 / scale), image.shape[0], image.shape[1])
     # One shrunk pixel more on every side: the bilinear warp samples between pixel centres.
     x1, y1 = max(x1 - k, 0), max(y1 - k, 0)
     x2, y2 = min(x2 + k, image.shape[1]), min(y2 + k, image.shape[0])
@@ -57,12 +59,9 @@ def warp_affine(
 
 
 def _whole_span(start: int, stop: int, k: int, limit: int) -> tuple[int, int]:
-    """``start``..``stop`` grown to a multiple of ``k`` pixels inside 0..``limit`` (cut to one if the
-    image is too small), at least ``k`` long where the image allows."""
+    """``start``..``stop`` grown to a multiple of ``k`` pixels inside 0..``limit`` (``k`` <= ``limit``),
+    at least ``k`` long."""
     length = max(k, -(-(stop - start) // k) * k)
     stop = min(start + length, limit)
     start = max(stop - length, 0)
-    stop = start + (stop - start) // k * k
-    if stop <= start:  # the image is narrower than one shrink step
-        return 0, limit
-    return start, stop
+    return start, start + (stop - start) // k * k
