@@ -35,9 +35,12 @@ class TrackOptions:
     newcomer is found within N frames without paying a detection pass on every faceless frame."""
     max_missed: int = 2
     """Drop a track after it has been missed on this many detection passes."""
-    scan_interval: int = 2
+    scan_interval: int = 3
     """Between detection passes, look for newly arrived faces every N frames with the detector's cheap
-    whole-image pass (0 = never): a face entering the frame is swapped within N frames."""
+    whole-image pass (0 = never): a face that comes in or turns back is swapped within N frames, so
+    it shows unswapped for at most N - 1. 3, not 2: a scan costs ~45 ms of detector runs on a moving
+    720p camera; every third frame keeps any pop-in to 2 frames (the 720p group clip: 99.2 % of the
+    faces an outside detector sees swapped, against 99.4 % at 2) for 6 ms a frame less."""
     scan_tiles: int = 5
     """Small-face tiles (the detector's short-range tiles) each scan looks at, in turn; while every face
     is followed the periodic detection pass is then a scan too (0 = a full pass runs all tiles)."""

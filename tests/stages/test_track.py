@@ -196,7 +196,7 @@ def test_real_mesh_still_face_jitter_is_reduced(analyser, small_obama) -> None:
         out, tracker = _track(analyser, frames, params)
         assert all(_ids(f) == [0] for f in out)
         # One full pass; the periodic ones at frames 12 and 24 are scans (every face is followed).
-        assert tracker.detections == 1 and tracker.scans == 14
+        assert tracker.detections == 1 and tracker.scans == (len(frames) - 1) // SMOOTH.scan_interval
         lm = np.array([f[0].landmarks[:, :2] for f in out[5:]])
         jitter[name] = float(lm.std(axis=0).mean())
     assert jitter["raw"] > 0.05  # the noise does move the mesh ...
@@ -374,8 +374,10 @@ def test_a_small_face_appearing_mid_frame_is_found_by_the_rotating_tiles(analyse
     """A 40-px face that appears in the middle of a 720p frame (too small for the scan's whole-image
     pass) is found within one round of the small-face tiles, without any full detection pass."""
     small, stayer = _head(obama, analyser.detect(obama)[0], 40), _head(biden, analyser.detect(biden)[0], 110)
+    options = TrackOptions()
+    cycle = options.scan_interval * -(-len(analyser.tile_regions((720, 1280))) // options.scan_tiles)
     frames = []
-    for i in range(28):
+    for i in range(3 + cycle + 3):
         frame = np.full((720, 1280, 3), 150, np.uint8)
         frame[300:300 + len(stayer), 1000:1000 + len(stayer)] = stayer
         if i >= 3:
@@ -383,9 +385,8 @@ def test_a_small_face_appearing_mid_frame_is_found_by_the_rotating_tiles(analyse
         frames.append(frame)
     stayer_face = analyser.detect(frames[0])
     assert len(stayer_face) == 1 and analyser.scan(frames[3], stayer_face) == []  # the scan alone misses it
-    tracker = FaceTracker(analyser, TrackOptions())
+    tracker = FaceTracker(analyser, options)
     found = [any(f.center[0] < 800 for f in tracker.update(frame, i)) for i, frame in enumerate(frames)]
     first = found.index(True)
-    cycle = 2 * -(-len(analyser.tile_regions(frames[0].shape)) // TrackOptions().scan_tiles)
     assert 3 < first <= 3 + cycle and all(found[first:])
     assert tracker.detections == 1  # the first frame's pass only

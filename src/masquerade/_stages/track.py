@@ -17,8 +17,8 @@ Per frame (``FaceTracker.update``):
    ``scan_tiles`` of them in turn, and while every track is followed the periodic pass is such a scan
    too (with the short-range whole-image pass; it counts no misses: refine checks every followed face
    on every frame): the small-face search costs a few detector runs per scan instead of a 60-run
-   detection pass every ``redetect_interval`` frames; at 720p the tiles come round every 22 frames
-   instead of every 12 (at 1080p, 46). Full detection passes remain for the first frame and for
+   detection pass every ``redetect_interval`` frames; at 720p the tiles come round every 33 frames
+   instead of every 12 (at 1080p, 69). Full detection passes remain for the first frame and for
    lost faces.
 3. *Smooth*: each track's landmarks, key points and box go through its own One-Euro filter (see
    ``geometry.smoothing``), timed in frames / fps so skipped frames are handled.
