@@ -430,7 +430,11 @@ def apply_chroma_floor(lab: Lab, floor: ChromaFloor, weight: NDArray[np.float32]
     lightness (greyer or bluer than either face shows) up to it, by ``weight`` (0..1) per pixel."""
     hue = np.asarray(floor.hue)
     rel, u = _along_hue(lab, floor.lightness, hue)
-    bound = np.interp(rel.ravel(), FLOOR_GRID, floor.bound).reshape(rel.shape).astype(np.float32)
+    # FLOOR_GRID is uniform: the interpolation is an index and a mix (np.interp searches the grid).
+    at = np.clip(rel * np.float32((len(FLOOR_GRID) - 1) / FLOOR_GRID[-1]), 0.0, len(FLOOR_GRID) - 1.0)
+    below = np.minimum(at.astype(np.intp), len(FLOOR_GRID) - 2)
+    step = np.diff(floor.bound, append=floor.bound[-1]).astype(np.float32)
+    bound = floor.bound[below] + (at - below) * step[below]
     lift = np.maximum(bound - u, 0.0)
     if weight is not None:
         lift *= weight

@@ -103,6 +103,8 @@ class MeshSource:
     levels: tuple[tuple[NDArray[np.uint8], NDArray[np.float32]], ...]
     """(BGRA image, (468, 2) points) at full, half, quarter... resolution, to sample without aliasing;
     alpha is 0 where hair covers the source's face."""
+    colours: tuple[NDArray[np.uint8], ...]
+    """The levels' BGR channels alone, contiguous: what the full-resolution warp samples."""
     visible: NDArray[np.bool_]
     """Per mesh triangle: does it face the camera squarely enough in the source to trust its texture."""
     eyes_open: bool
@@ -157,6 +159,7 @@ class MeshSwapper:
         face_mask = blend.polygon_mask(crop.shape, [pts[list(mesh.FACE_OVAL)]]) & own
         return MeshSource(
             image=crop, landmarks=lm, face=face, levels=tuple(levels),
+            colours=tuple(np.ascontiguousarray(img[..., :3]) for img, _ in levels),
             visible=mesh.facing(lm, self._tris) >= MIN_FACING,
             eyes_open=ear >= (EYE_CLOSED_RATIO + EYE_OPEN_RATIO) / 2,
             mouth_open=mesh.mouth_open_ratio(lm),
@@ -297,17 +300,19 @@ class MeshSwapper:
         px, py, pw, ph = painted
         part = (slice(py, py + ph), slice(px, px + pw))
         if scale < 1.0:
-            warped = cv2.remap(level_img, map_x[part], map_y[part], cv2.INTER_LINEAR,
+            warped = cv2.remap(source.colours[level], map_x[part], map_y[part], cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT)
-            warped = np.ascontiguousarray(warped[..., :3])
         else:
             warped = np.ascontiguousarray(warped_s[part][..., :3])
         field, weights, target = field[part], weights[part], roi[part]
         alpha, eyes_w, local = weights[..., 0], weights[..., 1], weights[..., 2:]
         base = blend.to_lab(warped)
         lab = blend.recolour(base, transfer, field, skin_hue)
-        near_eyes = eyes_w > 0  # (the few pixels each of these touches, not the whole face)
-        lab[near_eyes] -= (lab[near_eyes] - base[near_eyes]) * (eyes_w[near_eyes][:, None] * _EYE_KEEP)
+        eyes_rect = blend.mask_rect(np.where(eyes_w > 0, 255, 0).astype(np.uint8))
+        if eyes_rect is not None:  # (the rectangle around the eyes, not the whole face)
+            ex, ey, ew, eh = eyes_rect
+            near = (slice(ey, ey + eh), slice(ex, ex + ew))
+            lab[near] -= (lab[near] - base[near]) * (eyes_w[near][..., None] * _EYE_KEEP)
         # Dim what outshines the target's skin nearby (a soft knee) and give it that skin's hue: a
         # white glint dimmed alone would turn grey.
         over = np.maximum(lab[..., 0] - local[..., 0] - HIGHLIGHT_MARGIN, 0.0) * (1.0 - eyes_w)
