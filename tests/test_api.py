@@ -423,3 +423,17 @@ def test_source_photos_of_different_people_are_named(pipeline, obama, obama2, bi
     (warning,) = different_people(pipeline, mixed, pipeline.prepare_source(mixed))
     assert "biden.jpg (distance 0." in warning and "differ from obama.jpg" in warning
     assert "obama2.jpg" not in warning
+
+
+@pytest.mark.parametrize(("swapper", "enhancer", "cpus", "expect"), [
+    ("mesh", "none", 1, 2), ("mesh", "none", 2, 2), ("mesh", "none", 8, 4), ("mesh", "none", 32, 4),
+    ("mesh", "gfpgan_1.4", 2, 1), ("inswapper_128", "none", 2, 1), ("inswapper_128", "none", 6, 3),
+])
+def test_default_render_workers_follow_the_cores_and_the_swapper(swapper, enhancer, cpus, expect):
+    """Half the cores, 1 to 4; the embedded swap without an enhancer gets a second thread even on 2
+    cores (its NumPy and OpenCV work runs beside the first thread's), a neural model never does."""
+    from masquerade.config import EnhanceOptions, SwapOptions
+    from masquerade.pipeline import default_frame_workers
+
+    config = RunConfig(swap=SwapOptions(swapper=swapper), enhance=EnhanceOptions(enhancer=enhancer))
+    assert default_frame_workers(config, cpus) == expect

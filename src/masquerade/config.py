@@ -140,7 +140,7 @@ class RuntimeOptions:
     model, repaid on long videos; the batch stays dynamic)."""
     frame_workers: int | None = None
     """Threads that swap, enhance and watermark batches while the next one is analysed; None: half
-    the cores, 1 to 4."""
+    the cores, 1 to 4 (at least 2 for the embedded swap without an enhancer)."""
     frame_batch: int | None = None
     """Video frames per processing batch (the swapper gets all their faces in one call); None: 8 on
     the PyTorch providers, 1 elsewhere."""

@@ -149,7 +149,7 @@ def _runtime_arguments(g: Any, render: bool = True) -> None:
                             "off on long videos)")
         g.add_argument("--frame-workers", type=int, metavar="N",
                        help="threads that swap, enhance and watermark frames, 1 to 32 (default: half the "
-                            "cores, 1 to 4)")
+                            "cores, 1 to 4; at least 2 for the embedded swap without an enhancer)")
         g.add_argument("--frame-batch", type=int, metavar="N",
                        help="video frames per swap batch, 1 to 256 (default: 8 on torch providers, else 1)")
         g.add_argument("--precision", choices=PRECISIONS, default="auto",

@@ -24,7 +24,7 @@ from masquerade._version import __version__
 from masquerade.api import Identities, Job, SourcePhotos
 from masquerade.config import RunConfig
 from masquerade.media.segments import Segment, SegmentPlan
-from masquerade.pipeline import Pipeline
+from masquerade.pipeline import Pipeline, default_frame_workers
 from masquerade.split import Person, SegmentResult, decide_person, swap_segment
 from masquerade.types import Image
 
@@ -61,7 +61,7 @@ def worker_config(config: RunConfig, cpus: int) -> RunConfig:
     return dataclasses.replace(config, runtime=dataclasses.replace(
         runtime,
         execution_threads=runtime.execution_threads or cpus,
-        frame_workers=runtime.frame_workers or max(1, cpus // 2),
+        frame_workers=runtime.frame_workers or default_frame_workers(config, cpus),
     ))
 
 
