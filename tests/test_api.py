@@ -378,7 +378,10 @@ def test_the_engine_hands_the_swapper_batches_of_frames(tmp_path, examples_dir, 
     assert calls[:-1] == [5] * (len(calls) - 1) and 1 <= calls[-1] <= 5
 
 
-def test_frame_batches_swap_exactly_as_frame_by_frame(examples_dir, astronaut):
+def test_frame_batches_analyse_every_other_frame_and_stay_close_to_frame_by_frame(examples_dir, astronaut):
+    """In a batch the embedded swap analyses a face afresh on every other frame and carries that
+    analysis to the frame after it: the fresh frames are exactly a frame-by-frame run's, the carried
+    ones within the analysis' own change from one frame to the next."""
     from masquerade.media.reader import VideoReader
 
     results = []
@@ -389,8 +392,12 @@ def test_frame_batches_swap_exactly_as_frame_by_frame(examples_dir, astronaut):
         with VideoReader(examples_dir / "sample.mp4", None, 2.0) as reader:
             results.append([ctx.image for ctx in pipeline.swap_frames(reader.frames(), source, 25.0)])
     assert len(results[0]) == len(results[1]) == 50
-    for a, b in zip(*results, strict=True):
-        np.testing.assert_array_equal(a, b)
+    for index, (a, b) in enumerate(zip(*results, strict=True)):
+        if index % 5 % 2 == 0:  # first, third and fifth frame of a batch of 5: analysed afresh
+            np.testing.assert_array_equal(a, b)
+        else:
+            error = np.mean((a.astype(float) - b) ** 2)
+            assert error == 0 or 10 * np.log10(255**2 / error) > 40, (index, error)
 
 
 def test_render_workers_give_the_same_frames_as_one_thread(examples_dir, astronaut):

@@ -396,13 +396,16 @@ class Pipeline:
 
     def frame_batch(self) -> int:
         """Frames per processing batch: ``--frame-batch``, else 8 on the PyTorch providers (the GPU
-        gains from batching) and 1 elsewhere (ONNX Runtime's swap graphs pin batch 1)."""
+        gains from batching), 2 for the embedded swap (it analyses a face on every other frame of a
+        batch, see ``MeshSwapper.swap_batch``) and 1 elsewhere (ONNX Runtime's swap graphs pin batch 1)."""
         from masquerade._backends import TORCH_PROVIDERS
 
         runtime = self._config.runtime
         if runtime.frame_batch is not None:
             return runtime.frame_batch
-        return 8 if runtime.execution_provider in TORCH_PROVIDERS else 1
+        if runtime.execution_provider in TORCH_PROVIDERS:
+            return 8
+        return 2 if self._config.swap.swapper == "mesh" else 1
 
     def frame_workers(self) -> int:
         """Threads that render batches: ``--frame-workers``, else ``default_frame_workers``."""

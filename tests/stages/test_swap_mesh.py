@@ -311,3 +311,53 @@ def test_face_partly_outside_the_image(photos, faces, swapper) -> None:
     away = _outside(face, target.shape)
     assert np.array_equal(out[away], target[away])
     assert not np.array_equal(out, target)  # the visible part was swapped
+
+
+def _moved_frame(image: np.ndarray, face: Face, degrees: float, shift: float,
+                 zoom: float = 1.0) -> np.ndarray:
+    """The next frame of a moving head: ``image`` rolled about the face's nose, zoomed and shifted."""
+    matrix = cv2.getRotationMatrix2D(tuple(float(v) for v in face.landmarks[4, :2]), degrees, zoom)
+    matrix[0, 2] += shift
+    return cv2.warpAffine(image, matrix, image.shape[1::-1], flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)
+
+
+def _inner(face: Face) -> tuple[slice, slice]:
+    x0, y0, x1, y1 = face.bbox.astype(int)
+    return slice(y0 + (y1 - y0) // 4, y1 - (y1 - y0) // 4), slice(x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4)
+
+
+def test_a_tracked_face_carries_its_analysis_to_the_next_frame(photos, faces, swapper) -> None:
+    # Two frames of a moving head in one batch: the second takes the first's work-scale analysis along
+    # the mesh's motion. It paints what a fresh analysis paints, within the frame-to-frame change of
+    # the analysis itself, and still only around the face.
+    source = swapper.prepare([(photos["biden"], faces["biden"])])
+    first, face = photos["obama2"], faces["obama2"].with_(track_id=7)
+    second = _moved_frame(first, face, 2.0, 6.0)
+    (moved,) = MeshAnalyser().detect(second)
+    moved = moved.with_(track_id=7)
+    batch = swapper.swap_batch([first, second], [[face], [moved]], source)
+    np.testing.assert_array_equal(batch[0], swapper.swap(first, face, source))  # analysed afresh
+    fresh = swapper.swap(second, moved, source)
+    change = np.abs(batch[1].astype(int) - fresh)[_inner(moved)].max(axis=2)
+    assert change.mean() < 1.0 and np.percentile(change, 99) < 12, (change.mean(), np.percentile(change, 99))
+    assert np.array_equal(batch[1][_outside(moved, second.shape)], second[_outside(moved, second.shape)])
+    swapped = np.abs(batch[1].astype(int) - second)[_inner(moved)].max(axis=2)
+    assert swapped.mean() > 10 * change.mean()  # (the face did change: the swap is there)
+
+
+@pytest.mark.parametrize("case", ["jumped", "untracked"])
+def test_a_face_that_changed_or_has_no_track_is_analysed_afresh(photos, faces, swapper, case) -> None:
+    # A track that lands on a face 30 % larger (a cut, another person) or faces without a track id
+    # (still images) get their own analysis: the same pixels as a swap of that frame alone.
+    source = swapper.prepare([(photos["biden"], faces["biden"])])
+    first, face = photos["obama2"], faces["obama2"]
+    second = _moved_frame(first, face, 0.0, 0.0, zoom=1.3)
+    (moved,) = MeshAnalyser().detect(second)
+    if case == "jumped":
+        face, moved = face.with_(track_id=3), moved.with_(track_id=3)
+    else:
+        second, moved = _moved_frame(first, face, 2.0, 6.0), None
+        (moved,) = MeshAnalyser().detect(second)
+    batch = swapper.swap_batch([first, second], [[face], [moved]], source)
+    np.testing.assert_array_equal(batch[1], swapper.swap(second, moved, source))

@@ -10,11 +10,13 @@ the target's. The warped face is recoloured in LAB (clamped statistics), given t
 shading, Poisson-corrected on a down-scaled region of interest so it meets the target's skin along the
 edge, and alpha-blended with a feathered mask. The target's open mouth interior is kept (speech
 survives) and so are its eyes while closed (blinks survive). Only a rectangle around the face is read
-or written.
+or written. In a batch of video frames a tracked face's work-scale analysis (where to paint, how to
+recolour) is made on every other frame and carried along the mesh to the next (``swap_batch``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -76,6 +78,13 @@ RELIGHT_SIGMA = 0.08
 """Scale of the target shading carried onto the face (fraction of the face size)."""
 HIGHLIGHT_MARGIN = 25.0
 """How much brighter (8-bit LAB lightness) than the target's local skin the swapped face may get."""
+CARRIED_FRAMES = 1
+"""In a batch of video frames, how many frames after the one it was made on a face's work-scale
+analysis is carried to (see ``MeshSwapper.swap_batch``): 1, every other frame analysed afresh."""
+CARRY_MOVE = 0.1
+"""A face whose landmarks moved by more than this (median, fraction of its size, in its own rectangle,
+so not counting where the rectangle went) or changed size by more than this (log ratio) since the
+analysis is analysed afresh: another face has taken the track, or the picture cut."""
 _SHAPE_FADE_RINGS = 3.0  # mesh rings over which the shape move fades in from the outline and lips
 _EYE_KEEP = np.array([0.25, 0.7, 0.7], np.float32)  # share of the L, a, b change the eyes do not take
 _ROI_PAD = 0.04  # margin of the region of interest around the landmarks (fraction of the face size)
@@ -177,15 +186,34 @@ class MeshSwapper:
     def swap_batch(
         self, images: Sequence[Image], faces: Sequence[Sequence[Face]], source: MeshSource
     ) -> list[Image]:
-        """Frame by frame: the mesh warp has nothing to gain from batching."""
-        return [self.swap_many(image, fs, source) for image, fs in zip(images, faces, strict=True)]
+        """Consecutive frames of a video, frame by frame. A tracked face (``track_id``) is analysed at
+        work scale (where to paint, how to recolour) on one frame and that analysis is carried along
+        the mesh's motion to the next ``CARRIED_FRAMES`` frames of the batch (see ``_carried``): a
+        frame later the face's colour and light have not changed, and the analysis is half the swap's
+        cost. Batches are the engine's, so a frame comes out the same whichever thread renders it."""
+        out_images = []
+        looks: dict[int, _Look] = {}
+        for image, frame_faces in zip(images, faces, strict=True):
+            _check_image(image)
+            out = image.copy()
+            kept: dict[int, _Look] = {}
+            for face in frame_faces:
+                previous = looks.get(face.track_id) if face.track_id is not None else None
+                look = self._swap_into(out, face, source, previous)
+                if look is not None and face.track_id is not None and look.age < CARRIED_FRAMES:
+                    kept[face.track_id] = look
+            looks = kept
+            out_images.append(out)
+        return out_images
 
     def swap(self, image: Image, face: Face, source: MeshSource) -> Image:
         """A new image with ``face`` replaced by the source face; only a rectangle around it changes."""
         return self.swap_many(image, [face], source)
 
-    def _swap_into(self, out: Image, face: Face, source: MeshSource) -> None:
-        """Replace ``face`` in ``out`` in place (only a rectangle around it is read and written)."""
+    def _swap_into(self, out: Image, face: Face, source: MeshSource,
+                   previous: _Look | None = None) -> _Look | None:
+        """Replace ``face`` in ``out`` in place (only a rectangle around it is read and written); the
+        face's work-scale analysis, or None if nothing was painted (see ``_paint``)."""
         if face.landmarks is None or len(face.landmarks) < mesh.N_LANDMARKS or face.landmarks.shape[1] < 3:
             raise UsageError("the mesh swapper needs face-mesh landmarks (use the mesh detector)")
         lm = np.asarray(face.landmarks, dtype=np.float32)[: mesh.N_LANDMARKS]
@@ -193,7 +221,7 @@ class MeshSwapper:
         # The target first takes the new shape (its hair, ears, jaw and neck following the moved
         # outline), then the source face is painted onto it.
         self._follow_shape(out, lm, shaped)
-        self._paint(out, np.column_stack([shaped, lm[:, 2]]), source)
+        return self._paint(out, np.column_stack([shaped, lm[:, 2]]), source, previous)
 
     def _follow_shape(self, out: Image, lm: NDArray[np.float32], shaped: NDArray[np.float32]) -> None:
         """Warp ``out`` in place so the target's face has the ``shaped`` landmarks (see ``_follow``)."""
@@ -216,11 +244,15 @@ class MeshSwapper:
         if followed is not roi:
             out[y0:y1, x0:x1] = followed
 
-    def _paint(self, out: Image, lm: NDArray[np.float32], source: MeshSource) -> None:
-        """Paint the source face onto the target face with landmarks ``lm`` (already shaped)."""
+    def _paint(self, out: Image, lm: NDArray[np.float32], source: MeshSource,
+               previous: _Look | None = None) -> _Look | None:
+        """Paint the source face onto the target face with landmarks ``lm`` (already shaped); return
+        what the work-scale analysis found (None if nothing was painted). With ``previous`` (the same
+        face's look in the frame before), that look is carried along the mesh instead of analysing
+        this frame afresh, unless the face changed too much in between (see ``_carries``)."""
         rect = _roi(lm[:, :2], out.shape, _ROI_PAD)
         if rect is None:
-            return
+            return None
         x0, y0, x1, y1 = rect
         roi = out[y0:y1, x0:x1]  # read until the final blend, which writes the rectangle back
         full = (x1 - x0, y1 - y0)
@@ -240,47 +272,21 @@ class MeshSwapper:
         mouth_open = mesh.mouth_open_ratio(pts) > MOUTH_CLOSED_RATIO
         ids, map_x, map_y = self._maps(small, drawn_pts, lm[:, 2], level_pts, mouth_open)
         warped_s = cv2.remap(level_img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        roi_s = roi if scale == 1.0 else cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
-        target_lab = blend.to_lab(roi_s)
-
-        # Where the swap may paint: mesh triangles the source shows squarely, minus hair on either face.
-        drawn = np.zeros(ids.shape, np.uint8)
-        inside = ids >= 0
-        drawn[inside] = np.where(source.visible[ids[inside]], 255, 0)
-        drawn = blend.fill_holes(drawn)  # keep interior folds (the sides of the nose)
-        drawn[warped_s[..., 3] < 128] = 0
-        drawn[masks.hair(target_lab, pts, drawn, size) > 0] = 0  # the target's hair stays
-        region = blend.erode(blend.fill_holes(drawn), max(1, round(EDGE_TRIM * size)))
-        if not np.any(region):
-            return
-
-        skin = masks.bare_skin(region, pts, size)
-        if np.count_nonzero(skin) <= 32:
-            skin = region
-        # The target's plain skin (not its brows, lashes, hair or eye sockets) and its colour nearby.
-        target_distance = blend.colour_distance(target_lab, skin)
-        plain = skin & np.where(target_distance <= PLAIN_SKIN, 255, 0).astype(np.uint8)
-        local = blend.masked_blur(target_lab, plain if np.count_nonzero(plain) > 32 else skin,
-                                  max(1.0, 0.03 * size))
-        # What the face's edge may meet: skin, and no feature darker or brighter than the skin beside
-        # it (a brow's tail, grey hair at a temple, a lash line the edge runs through).
-        detail = np.abs(target_lab[..., 0] - local[..., 0])
-        edge_skin = (target_distance <= EDGE_SKIN) & (detail <= EDGE_DETAIL)
-        transfer, field, skin_hue = self._colour(
-            warped_s, target_lab, region, skin, plain, np.where(edge_skin, 255, 0).astype(np.uint8), size)
-        floor = self._floor(target_lab, region, skin, drawn_pts, size, source)
-        alpha = blend.feather(region, max(2.0, FEATHER * size))
-        # The target's own brows must not show through a soft edge beside the source's (double
-        # brows, when hair cuts the region just above them): wherever the swap may paint, they are
-        # covered in full.
-        brows = [pts[list(mesh.RIGHT_EYEBROW)], pts[list(mesh.LEFT_EYEBROW)]]
-        cover = blend.polygon_mask(region.shape, brows, grow=max(2, round(BROW_COVER * size))) & drawn
-        alpha = np.maximum(alpha, blend.feather(cover, max(1.5, 0.5 * BROW_COVER * size)))
-        kept = self._kept(region.shape, pts, size, source)
+        if previous is not None and _carries(previous, pts, lm[:, :2]):
+            look: _Look | None = _carried(previous, self._remap(ids, pts, previous.points), ids >= 0, pts,
+                                          lm[:, :2])
+        else:
+            roi_s = roi if scale == 1.0 else cv2.resize(roi, small, interpolation=cv2.INTER_AREA)
+            look = self._analyse(roi_s, ids, warped_s, pts, size, source, lm[:, :2])
+        if look is None:
+            return None
+        transfer, skin_hue, floor, field = look.transfer, look.skin_hue, look.floor, look.field
+        alpha, local = look.alpha.copy(), look.local
+        kept = self._kept(ids.shape, pts, size, source)
         if kept is not None:
             alpha *= 1.0 - kept
         # The eyes keep their own colour: a skin-to-skin shift turns the whites grey or blue.
-        eyes = blend.polygon_mask(region.shape, [drawn_pts[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE)])
+        eyes = blend.polygon_mask(ids.shape, [drawn_pts[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE)])
         eyes_w = 1.0 - blend.fade_out(eyes, 0.0, max(1.5, 0.02 * size))
         # The source's own highlights (a shiny nose under another light) must not outshine the target's
         # skin nearby (``local``: its skin, not its brows, lashes or eye sockets, or the source's lids
@@ -296,7 +302,7 @@ class MeshSwapper:
             weights = cv2.resize(weights, full, interpolation=cv2.INTER_LINEAR)
         painted = blend.mask_rect(np.where(weights[..., 0] > 0, 255, 0).astype(np.uint8), margin=1)
         if painted is None:
-            return
+            return None
         px, py, pw, ph = painted
         part = (slice(py, py + ph), slice(px, px + pw))
         if scale < 1.0:
@@ -334,6 +340,52 @@ class MeshSwapper:
             lab[..., 0] += self._grain(target, lab[..., 0], alpha,
                                        ((map_x[part] + 0.5) * per_pixel, (map_y[part] + 0.5) * per_pixel))
         roi[part] = blend.alpha_blend(target, blend.from_lab(lab), np.ascontiguousarray(alpha))
+        return look
+
+    def _analyse(
+        self, roi_s: Image, ids: NDArray[np.int32], warped_s: NDArray[np.uint8], pts: NDArray[np.float32],
+        size: float, source: MeshSource, where: NDArray[np.float32],
+    ) -> _Look | None:
+        """The work-scale analysis of one face: where the swap may paint and how the source's colour
+        becomes the target's (``roi_s``: the target's rectangle at work scale, ``warped_s``: the source
+        warped onto it, ``pts``: the shaped landmarks there, ``where``: in the image). None when there
+        is nowhere to paint."""
+        target_lab = blend.to_lab(roi_s)
+        drawn_pts = pts
+        # Where the swap may paint: mesh triangles the source shows squarely, minus hair on either face.
+        drawn = np.zeros(ids.shape, np.uint8)
+        inside = ids >= 0
+        drawn[inside] = np.where(source.visible[ids[inside]], 255, 0)
+        drawn = blend.fill_holes(drawn)  # keep interior folds (the sides of the nose)
+        drawn[warped_s[..., 3] < 128] = 0
+        drawn[masks.hair(target_lab, pts, drawn, size) > 0] = 0  # the target's hair stays
+        region = blend.erode(blend.fill_holes(drawn), max(1, round(EDGE_TRIM * size)))
+        if not np.any(region):
+            return None
+
+        skin = masks.bare_skin(region, pts, size)
+        if np.count_nonzero(skin) <= 32:
+            skin = region
+        # The target's plain skin (not its brows, lashes, hair or eye sockets) and its colour nearby.
+        target_distance = blend.colour_distance(target_lab, skin)
+        plain = skin & np.where(target_distance <= PLAIN_SKIN, 255, 0).astype(np.uint8)
+        local = blend.masked_blur(target_lab, plain if np.count_nonzero(plain) > 32 else skin,
+                                  max(1.0, 0.03 * size))
+        # What the face's edge may meet: skin, and no feature darker or brighter than the skin beside
+        # it (a brow's tail, grey hair at a temple, a lash line the edge runs through).
+        detail = np.abs(target_lab[..., 0] - local[..., 0])
+        edge_skin = (target_distance <= EDGE_SKIN) & (detail <= EDGE_DETAIL)
+        transfer, field, skin_hue = self._colour(
+            warped_s, target_lab, region, skin, plain, np.where(edge_skin, 255, 0).astype(np.uint8), size)
+        floor = self._floor(target_lab, region, skin, drawn_pts, size, source)
+        alpha = blend.feather(region, max(2.0, FEATHER * size))
+        # The target's own brows must not show through a soft edge beside the source's (double
+        # brows, when hair cuts the region just above them): wherever the swap may paint, they are
+        # covered in full.
+        brows = [pts[list(mesh.RIGHT_EYEBROW)], pts[list(mesh.LEFT_EYEBROW)]]
+        cover = blend.polygon_mask(region.shape, brows, grow=max(2, round(BROW_COVER * size))) & drawn
+        alpha = np.maximum(alpha, blend.feather(cover, max(1.5, 0.5 * BROW_COVER * size)))
+        return _Look(pts, _extent(where), where.mean(axis=0), transfer, skin_hue, floor, field, alpha, local)
 
     def _grain(
         self, roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32],
@@ -570,6 +622,61 @@ def _check_image(image: Image) -> None:
 def _ramp(value: float, low: float, high: float) -> float:
     """0 at or below ``low``, 1 at or above ``high``, linear in between."""
     return float(np.clip((value - low) / (high - low), 0.0, 1.0))
+
+
+@dataclass(frozen=True, eq=False)
+class _Look:
+    """What the work-scale analysis of one face in one frame found (``MeshSwapper._analyse``), on the
+    face's rectangle at work scale."""
+
+    points: NDArray[np.float32]
+    """The (shaped) landmarks on the rectangle."""
+    size: float
+    """The face's size in the image (px)."""
+    centre: NDArray[np.float32]
+    """The landmarks' centre in the image."""
+    transfer: blend.ColourGain
+    skin_hue: NDArray[np.float32]
+    floor: blend.ChromaFloor | None
+    field: NDArray[np.float32]
+    """The per-pixel colour factors (``blend.gain_field``)."""
+    alpha: NDArray[np.float32]
+    """Where the swap paints, before the frame's own kept mouth and eyes (0 outside the mesh)."""
+    local: NDArray[np.float32]
+    """The target's plain skin nearby (LAB)."""
+    age: int = 0
+    """Frames it has been carried over since the analysis."""
+
+
+def _carries(previous: _Look, points: NDArray[np.float32], where: NDArray[np.float32]) -> bool:
+    """Whether ``previous`` may be carried to a face with ``points`` on its work-scale rectangle and
+    ``where`` in the image: it has not jumped, grown or shrunk, or changed shape much (CARRY_MOVE)."""
+    size = _extent(where)
+    if abs(math.log(size / max(previous.size, 1e-6))) > CARRY_MOVE:
+        return False
+    if float(np.linalg.norm(where.mean(axis=0) - previous.centre)) > 2 * CARRY_MOVE * size:
+        return False
+    return float(np.median(np.linalg.norm(points - previous.points, axis=1))) <= CARRY_MOVE * _extent(points)
+
+
+def _carried(previous: _Look, back: NDArray[np.float32], inside: NDArray[np.bool_],
+             points: NDArray[np.float32], where: NDArray[np.float32]) -> _Look:
+    """``previous`` carried onto this frame's rectangle: inside the mesh each pixel takes the value at
+    ``back``, where the same point of the face was (piecewise affine, per triangle); outside it the
+    smooth fields follow the face's centre and size, and nothing is painted."""
+    h, w = inside.shape
+    ys, xs = np.indices((h, w), dtype=np.float32)
+    shrink = np.float32(_extent(previous.points) / max(_extent(points), 1e-6))
+    centre, centre_before = points.mean(axis=0), previous.points.mean(axis=0)
+    map_x = np.where(inside, back[..., 0], (xs - centre[0]) * shrink + centre_before[0]).astype(np.float32)
+    map_y = np.where(inside, back[..., 1], (ys - centre[1]) * shrink + centre_before[1]).astype(np.float32)
+
+    def carry(values: NDArray[np.float32]) -> NDArray[np.float32]:
+        return cv2.remap(values, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    return _Look(points, _extent(where), where.mean(axis=0), previous.transfer, previous.skin_hue,
+                 previous.floor, carry(previous.field), carry(previous.alpha) * inside, carry(previous.local),
+                 previous.age + 1)
 
 
 def _robust_std(values: NDArray[np.float32]) -> float:
