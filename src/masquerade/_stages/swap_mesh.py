@@ -82,9 +82,10 @@ CARRIED_FRAMES = 1
 """In a batch of video frames, how many frames after the one it was made on a face's work-scale
 analysis is carried to (see ``MeshSwapper.swap_batch``): 1, every other frame analysed afresh."""
 CARRY_MOVE = 0.1
-"""A face whose landmarks moved by more than this (median, fraction of its size, in its own rectangle,
-so not counting where the rectangle went) or changed size by more than this (log ratio) since the
-analysis is analysed afresh: another face has taken the track, or the picture cut."""
+"""A face that since the analysis changed shape by more than this (its landmarks' median move on its
+own rectangle, as a fraction of its size), changed size by more than this (log ratio) or moved in the
+image by more than twice this (its centre, in face sizes) is analysed afresh: another face has taken
+the track, or the picture cut."""
 _SHAPE_FADE_RINGS = 3.0  # mesh rings over which the shape move fades in from the outline and lips
 _EYE_KEEP = np.array([0.25, 0.7, 0.7], np.float32)  # share of the L, a, b change the eyes do not take
 _ROI_PAD = 0.04  # margin of the region of interest around the landmarks (fraction of the face size)
@@ -189,8 +190,8 @@ class MeshSwapper:
         """Consecutive frames of a video, frame by frame. A tracked face (``track_id``) is analysed at
         work scale (where to paint, how to recolour) on one frame and that analysis is carried along
         the mesh's motion to the next ``CARRIED_FRAMES`` frames of the batch (see ``_carried``): a
-        frame later the face's colour and light have not changed, and the analysis is half the swap's
-        cost. Batches are the engine's, so a frame comes out the same whichever thread renders it."""
+        frame later the face's colour and light have not changed, and the analysis is about 40 % of the
+        swap's cost. Batches are the engine's, so a frame comes out the same whichever thread renders it."""
         out_images = []
         looks: dict[int, _Look] = {}
         for image, frame_faces in zip(images, faces, strict=True):
