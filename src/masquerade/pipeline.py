@@ -405,7 +405,11 @@ class Pipeline:
             return runtime.frame_batch
         if runtime.execution_provider in TORCH_PROVIDERS:
             return 8
-        return 2 if self._config.swap.swapper == "mesh" else 1
+        if self._config.swap.swapper == "mesh":
+            from masquerade._stages.swap_mesh import VIDEO_BATCH
+
+            return VIDEO_BATCH
+        return 1
 
     def frame_workers(self) -> int:
         """Threads that render batches: ``--frame-workers``, else ``default_frame_workers``."""

@@ -81,6 +81,8 @@ HIGHLIGHT_MARGIN = 25.0
 CARRIED_FRAMES = 1
 """In a batch of video frames, how many frames after the one it was made on a face's work-scale
 analysis is carried to (see ``MeshSwapper.swap_batch``): 1, every other frame analysed afresh."""
+VIDEO_BATCH = CARRIED_FRAMES + 1
+"""Frames per batch the engine gives the embedded swap: one analysis and the frames it is carried to."""
 CARRY_MOVE = 0.1
 """A face that since the analysis changed shape by more than this (its landmarks' median move on its
 own rectangle, as a fraction of its size), changed size by more than this (log ratio) or moved in the
@@ -178,11 +180,7 @@ class MeshSwapper:
 
     def swap_many(self, image: Image, faces: Sequence[Face], source: MeshSource) -> Image:
         """A new image with every face in ``faces`` replaced (one after another, one frame copy)."""
-        _check_image(image)
-        out = image.copy()
-        for face in faces:
-            self._swap_into(out, face, source)
-        return out
+        return self.swap_batch([image], [faces], source)[0]
 
     def swap_batch(
         self, images: Sequence[Image], faces: Sequence[Sequence[Face]], source: MeshSource
@@ -282,10 +280,9 @@ class MeshSwapper:
         if look is None:
             return None
         transfer, skin_hue, floor, field = look.transfer, look.skin_hue, look.floor, look.field
-        alpha, local = look.alpha.copy(), look.local
+        local = look.local
         kept = self._kept(ids.shape, pts, size, source)
-        if kept is not None:
-            alpha *= 1.0 - kept
+        alpha = look.alpha if kept is None else look.alpha * (1.0 - kept)
         # The eyes keep their own colour: a skin-to-skin shift turns the whites grey or blue.
         eyes = blend.polygon_mask(ids.shape, [drawn_pts[list(i)] for i in (mesh.RIGHT_EYE, mesh.LEFT_EYE)])
         eyes_w = 1.0 - blend.fade_out(eyes, 0.0, max(1.5, 0.02 * size))
@@ -352,7 +349,6 @@ class MeshSwapper:
         warped onto it, ``pts``: the shaped landmarks there, ``where``: in the image). None when there
         is nowhere to paint."""
         target_lab = blend.to_lab(roi_s)
-        drawn_pts = pts
         # Where the swap may paint: mesh triangles the source shows squarely, minus hair on either face.
         drawn = np.zeros(ids.shape, np.uint8)
         inside = ids >= 0
@@ -378,7 +374,7 @@ class MeshSwapper:
         edge_skin = (target_distance <= EDGE_SKIN) & (detail <= EDGE_DETAIL)
         transfer, field, skin_hue = self._colour(
             warped_s, target_lab, region, skin, plain, np.where(edge_skin, 255, 0).astype(np.uint8), size)
-        floor = self._floor(target_lab, region, skin, drawn_pts, size, source)
+        floor = self._floor(target_lab, region, skin, pts, size, source)
         alpha = blend.feather(region, max(2.0, FEATHER * size))
         # The target's own brows must not show through a soft edge beside the source's (double
         # brows, when hair cuts the region just above them): wherever the swap may paint, they are
