@@ -83,6 +83,21 @@ def test_batches_are_consecutive_full_and_leave_in_order():
     assert out == [x * 10 for x in range(23)]
 
 
+def test_batches_can_line_up_with_item_numbers_from_any_start():
+    """A run that starts on item 40 batches as a run from 0 does, so a segment renders as the whole."""
+    seen: list[list[int]] = []
+    out: list[int] = []
+
+    def process(items: list[int]) -> list[int]:
+        seen.append(list(items))
+        return items
+
+    StreamEngine(depth=2).run_batches(range(40, 50), process, out.append, batch=3,
+                                      begins=lambda x: x % 3 == 0)
+    assert seen == [[40, 41], [42, 43, 44], [45, 46, 47], [48, 49]]
+    assert out == list(range(40, 50))
+
+
 def test_a_batch_process_must_answer_every_item():
     with pytest.raises(ValueError, match="2 results for 3 items"):
         StreamEngine(depth=2).run_batches(range(9), lambda items: items[:2], lambda _: None, batch=3)

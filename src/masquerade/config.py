@@ -143,8 +143,8 @@ class RuntimeOptions:
     the cores, 1 to 4 (at least 2 for the embedded swap without an enhancer)."""
     frame_batch: int | None = None
     """Video frames per processing batch (the swapper gets all their faces in one call); None: 8 on
-    the PyTorch providers, 2 for the embedded swap (it analyses a face on every other frame of a
-    batch), 1 elsewhere."""
+    the PyTorch providers, 3 for the embedded swap (it analyses a face on one frame of a batch and
+    carries that to the others), 1 elsewhere."""
     precision: Precision = "auto"
     """Arithmetic of the neural models. ``auto``: fp16 on torch-cuda, else the model file's own.
     ``fp16``/``bf16``: the PyTorch providers only. ``int8``: the cpu provider only; the swapper and the

@@ -56,12 +56,14 @@ class StreamEngine(Generic[T, U]):
         batch: int,
         finish: Callable[[list[U]], list[U]] | None = None,
         workers: int = 1,
+        begins: Callable[[T], bool] | None = None,
     ) -> None:
-        """``process`` gets up to ``batch`` consecutive items (fewer only at the end) on the calling
-        thread, in order, and returns one result per item. ``finish``, when given, then takes each
-        batch of results on one of ``workers`` threads, so batch k is finished while batch k + 1 is
-        processed (for work that does not depend on the frames before it); results still leave in
-        order."""
+        """``process`` gets up to ``batch`` consecutive items on the calling thread, in order, and
+        returns one result per item; a batch is shorter only at the end, or when the next item
+        ``begins`` one (so batches can line up with frame numbers whatever frame a run starts on).
+        ``finish``, when given, then takes each batch of results on one of ``workers`` threads, so
+        batch k is finished while batch k + 1 is processed (for work that does not depend on the
+        frames before it); results still leave in order."""
         if batch < 1 or workers < 1:
             raise ValueError("batch must be >= 1 and workers >= 1")
         stop = threading.Event()
@@ -110,7 +112,7 @@ class StreamEngine(Generic[T, U]):
             # decoder never outlives the reader it decodes from.
             for thread in threads:
                 thread.start()
-            for items in _chunks(_drain(inbox, stop), batch):
+            for items in chunks(_drain(inbox, stop), batch, begins):
                 if consumer_error:
                     break
                 results = process(items)  # type: ignore[arg-type]
@@ -155,10 +157,15 @@ def _checked(finish: Callable[[list[U]], list[U]], results: list[U]) -> list[U]:
     return finished
 
 
-def _chunks(items: Iterator[object], size: int) -> Iterator[list[object]]:
-    """Consecutive lists of ``size`` items (the last may be shorter)."""
+def chunks(items: Iterator[object], size: int,
+            begins: Callable[[T], bool] | None = None) -> Iterator[list[object]]:
+    """Consecutive lists of ``size`` items; one is shorter at the end, or before an item that
+    ``begins`` a list."""
     chunk: list[object] = []
     for item in items:
+        if chunk and begins is not None and begins(item):  # type: ignore[arg-type]
+            yield chunk
+            chunk = []
         chunk.append(item)
         if len(chunk) == size:
             yield chunk

@@ -396,8 +396,9 @@ class Pipeline:
 
     def frame_batch(self) -> int:
         """Frames per processing batch: ``--frame-batch``, else 8 on the PyTorch providers (the GPU
-        gains from batching), 2 for the embedded swap (it analyses a face on every other frame of a
-        batch, see ``MeshSwapper.swap_batch``) and 1 elsewhere (ONNX Runtime's swap graphs pin batch 1)."""
+        gains from batching), 3 for the embedded swap (it analyses a face on one frame of a batch and
+        carries that to the others, see ``MeshSwapper.swap_batch``) and 1 elsewhere (ONNX Runtime's
+        swap graphs pin batch 1)."""
         from masquerade._backends import TORCH_PROVIDERS
 
         runtime = self._config.runtime
@@ -411,6 +412,12 @@ class Pipeline:
             return VIDEO_BATCH
         return 1
 
+    def begins_batch(self, ctx: FrameContext) -> bool:
+        """Whether frame ``ctx`` starts a processing batch. Batches line up with frame numbers (every
+        ``frame_batch()``-th frame starts one), so a run that starts mid-video (a cluster segment)
+        batches its frames, and so renders them, exactly as a run over the whole video does."""
+        return ctx.index % self.frame_batch() == 0
+
     def frame_workers(self) -> int:
         """Threads that render batches: ``--frame-workers``, else ``default_frame_workers``."""
         workers = self._config.runtime.frame_workers
@@ -421,16 +428,11 @@ class Pipeline:
         reference: np.ndarray | None = None,
     ) -> Iterator[FrameContext]:
         """Sequential generator form of the video path (the file API runs it threaded)."""
+        from masquerade.engine import chunks
+
         process = self.video_processor(source, fps, reference)
-        size = self.frame_batch()
-        batch: list[FrameContext] = []
-        for ctx in frames:
-            batch.append(ctx)
-            if len(batch) == size:
-                yield from process(batch)
-                batch = []
-        if batch:
-            yield from process(batch)
+        for batch in chunks(iter(frames), self.frame_batch(), self.begins_batch):
+            yield from process(batch)  # type: ignore[arg-type]
 
     # -- people -----------------------------------------------------------------------------
     def find_people(self, frames: Iterable[FrameContext], fps: float, target: Path | None = None,

@@ -11,7 +11,7 @@ shading, Poisson-corrected on a down-scaled region of interest so it meets the t
 edge, and alpha-blended with a feathered mask. The target's open mouth interior is kept (speech
 survives) and so are its eyes while closed (blinks survive). Only a rectangle around the face is read
 or written. In a batch of video frames a tracked face's work-scale analysis (where to paint, how to
-recolour) is made on every other frame and carried along the mesh to the next (``swap_batch``).
+recolour) is made on every third frame and carried along the mesh to the next two (``swap_batch``).
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ RELIGHT_SIGMA = 0.08
 """Scale of the target shading carried onto the face (fraction of the face size)."""
 HIGHLIGHT_MARGIN = 25.0
 """How much brighter (8-bit LAB lightness) than the target's local skin the swapped face may get."""
-CARRIED_FRAMES = 1
+CARRIED_FRAMES = 2
 """In a batch of video frames, how many frames after the one it was made on a face's work-scale
-analysis is carried to (see ``MeshSwapper.swap_batch``): 1, every other frame analysed afresh."""
+analysis is carried to (see ``MeshSwapper.swap_batch``): 2, every third frame analysed afresh."""
 VIDEO_BATCH = CARRIED_FRAMES + 1
 """Frames per batch the engine gives the embedded swap: one analysis and the frames it is carried to."""
 CARRY_MOVE = 0.1
