@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -138,7 +138,7 @@ class MeshSwapper:
         at_edge = np.clip(1.0 - mesh.hops(mesh.FACE_OVAL) / _SHAPE_FADE_RINGS, 0.0, 1.0)
         self._outline_weight = from_lips * at_edge
         self._inner_weight = from_lips * (1.0 - at_edge) * SHAPE_BLEND
-        # Unit white noise, tiled over the face for its grain (see ``_grain``); a fixed seed, so a
+        # Unit white noise, tiled over the face for its grain (see ``_paint``); a fixed seed, so a
         # frame comes out the same whichever worker thread swaps it.
         self._noise = np.random.default_rng(_GRAIN_SEED).standard_normal((_GRAIN_TILE,) * 2, np.float32)
 
@@ -334,9 +334,16 @@ class MeshSwapper:
             # The grain is read where the warp reads the source's texture, scaled to about one noise
             # sample per output pixel: it sticks to the skin as the face moves, turns or comes closer
             # (noise drawn afresh, or slid under a turning face, would flicker where the input does not).
-            per_pixel = np.float32(2.0**level * _spread(lm[:, :2]) / _spread(source.levels[0][1]))
-            lab[..., 0] += self._grain(target, lab[..., 0], alpha,
-                                       ((map_x[part] + 0.5) * per_pixel, (map_y[part] + 0.5) * per_pixel))
+            if look.grain is None:  # measured on the frame the analysis is made on, then carried
+                look = replace(look, grain=self._missing_grain(target, lab[..., 0], alpha))
+            if look.grain >= 1.0:  # below that, not visible on the 8-bit scale
+                per_pixel = np.float32(2.0**level * _spread(lm[:, :2]) / _spread(source.levels[0][1]))
+                at = ((map_x[part] + 0.5) * per_pixel, (map_y[part] + 0.5) * per_pixel)
+                # White noise of std k keeps 0.87 k once its 1-px blur is taken away (1 - 2/(2 pi) +
+                # 1/(4 pi)). Nearest samples: white noise stays white (interpolated, its strength would
+                # vary in bands).
+                noise = cv2.remap(self._noise, at[0], at[1], cv2.INTER_NEAREST, borderMode=cv2.BORDER_WRAP)
+                lab[..., 0] += noise * np.float32(look.grain / 0.87)
         roi[part] = blend.alpha_blend(target, blend.from_lab(lab), np.ascontiguousarray(alpha))
         return look
 
@@ -384,32 +391,25 @@ class MeshSwapper:
         alpha = np.maximum(alpha, blend.feather(cover, max(1.5, 0.5 * BROW_COVER * size)))
         return _Look(pts, _extent(where), where.mean(axis=0), transfer, skin_hue, floor, field, alpha, local)
 
-    def _grain(
-        self, roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32],
-        at: tuple[NDArray[np.float32], NDArray[np.float32]],
-    ) -> NDArray:
-        """Noise that brings a smoother source face (stretched, retouched) up to the target's grain.
+    @staticmethod
+    def _missing_grain(roi: Image, lightness: NDArray[np.float32], alpha: NDArray[np.float32]) -> float:
+        """How much grain (std, LAB lightness) a smoother source face (stretched, retouched) lacks
+        against the target: the swap adds that much noise.
 
         Fine detail is measured as what a 1-px blur removes, on the face's opaque part, robustly (the
         target's own eyes and wrinkles are not grain); only the missing part is added, so a source as
         sharp as the target gets none. ``lightness`` is the face as it will be pasted (recoloured: a
         face made lighter has its own detail scaled up with it). The noise is read from a fixed,
-        repeating tile at the coordinates ``at`` (x, y per pixel, in the source face's texture), so it
-        moves with the face and a still face keeps the same grain from frame to frame.
+        repeating tile where the warp reads the source's texture, so it moves with the face and a still
+        face keeps the same grain from frame to frame.
         """
         inner = alpha[::2, ::2] > 0.9  # every other pixel is plenty for two statistics
         if np.count_nonzero(inner) < 64:
-            return np.zeros_like(lightness)
+            return 0.0
         target = cv2.cvtColor(roi, cv2.COLOR_BGR2LAB)[..., 0].astype(np.float32)
         fine_t = _robust_std((target - cv2.GaussianBlur(target, (0, 0), 1.0))[::2, ::2][inner])
         fine_s = _robust_std((lightness - cv2.GaussianBlur(lightness, (0, 0), 1.0))[::2, ::2][inner])
-        missing = np.sqrt(max(fine_t**2 - fine_s**2, 0.0))
-        if missing < 1.0:  # not visible on the 8-bit scale
-            return np.zeros_like(lightness)
-        # White noise of std k keeps 0.87 k once its 1-px blur is taken away (1 - 2/(2 pi) + 1/(4 pi)).
-        # Nearest samples: white noise stays white (interpolated, its strength would vary in bands).
-        noise = cv2.remap(self._noise, at[0], at[1], cv2.INTER_NEAREST, borderMode=cv2.BORDER_WRAP)
-        return noise * np.float32(missing / 0.87)
+        return float(np.sqrt(max(fine_t**2 - fine_s**2, 0.0)))
 
     def _colour(
         self, warped: NDArray[np.uint8], target_lab: blend.Lab, region: NDArray[np.uint8],
@@ -643,6 +643,9 @@ class _Look:
     """The target's plain skin nearby (LAB)."""
     age: int = 0
     """Frames it has been carried over since the analysis."""
+    grain: float | None = None
+    """The grain the source lacks (``MeshSwapper._missing_grain``), measured at full resolution on the
+    frame of the analysis; None until then."""
 
 
 def _carries(previous: _Look, points: NDArray[np.float32], where: NDArray[np.float32]) -> bool:
@@ -673,7 +676,7 @@ def _carried(previous: _Look, back: NDArray[np.float32], inside: NDArray[np.bool
 
     return _Look(points, _extent(where), where.mean(axis=0), previous.transfer, previous.skin_hue,
                  previous.floor, carry(previous.field), carry(previous.alpha) * inside, carry(previous.local),
-                 previous.age + 1)
+                 previous.age + 1, previous.grain)
 
 
 def _robust_std(values: NDArray[np.float32]) -> float:
