@@ -151,7 +151,7 @@ def _runtime_arguments(g: Any, render: bool = True) -> None:
                        help="threads that swap, enhance and watermark frames, 1 to 32 (default: half the "
                             "cores, 1 to 4; at least 2 for the embedded swap without an enhancer)")
         g.add_argument("--frame-batch", type=int, metavar="N",
-                       help="video frames per swap batch, 1 to 256 (default: 8 on torch providers, 2 for "
+                       help="video frames per swap batch, 1 to 256 (default: 8 on torch providers, 3 for "
                             "the embedded swap, else 1)")
         g.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="neural model arithmetic: auto (default: fp16 on torch-cuda, else the file's "
