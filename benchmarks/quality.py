@@ -168,7 +168,7 @@ def run_clip(photos, args: argparse.Namespace) -> dict:
     return {"frames": len(frames), "fps": round(len(frames) / seconds, 1),
             "detections": coverage.detections, "swapped": coverage.swapped, "share": round(coverage.share, 3),
             "longest_gap": coverage.longest_gap, "start_jump": round(coverage.start_jump, 2),
-            "flicker_ratio": round(float(coverage.flicker_ratio), 2)}
+            "flicker_ratio": round(float(coverage.flicker_ratio), 3)}
 
 
 def _summary(rows: list[dict], label: str) -> str:

@@ -15,6 +15,7 @@ from masquerade._stages.swap_mesh import (
     SHAPE_BLEND,
     WARP_ZONE,
     MeshSwapper,
+    _similarity,
     frontality,
 )
 from masquerade.config import SwapOptions
@@ -361,3 +362,41 @@ def test_a_face_that_changed_or_has_no_track_is_analysed_afresh(photos, faces, s
         (moved,) = MeshAnalyser().detect(second)
     batch = swapper.swap_batch([first, second], [[face], [moved]], source)
     np.testing.assert_array_equal(batch[1], swapper.swap(second, moved, source))
+
+
+def test_a_similarity_is_recovered_from_points_it_moved() -> None:
+    rng = np.random.default_rng(5)
+    points = rng.uniform(0, 200, (50, 2))
+    angle = np.radians(7.0)
+    linear = 1.1 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    found, offset = _similarity(points, points @ linear.T + [12.0, -3.0])
+    np.testing.assert_allclose(found, linear, atol=1e-9)
+    np.testing.assert_allclose(offset, [12.0, -3.0], atol=1e-7)
+
+
+def test_the_surroundings_warp_is_carried_with_a_moving_head_and_remade_for_a_new_shape(
+        photos, faces, swapper) -> None:
+    # The warp that makes jaw, neck and hair follow the shaped outline, made on one frame, carried to
+    # the next frame of a head that rolled, came closer and moved: the pixels of a warp made afresh
+    # there, but for sub-pixel shifts along sharp edges. A jaw that moved on its own is warped afresh.
+    source = swapper.prepare([(photos["biden"], faces["biden"])])
+    first, face = photos["obama2"], faces["obama2"]
+    second = _moved_frame(first, face, 3.0, 8.0, zoom=1.04)
+    (moved,) = MeshAnalyser().detect(second)
+    lm1, lm2 = (np.asarray(f.landmarks, np.float32) for f in (face, moved))
+    made = swapper._follow_shape(first.copy(), lm1, swapper._shaped(lm1, source))
+    assert made is not None
+    carried, fresh = second.copy(), second.copy()
+    shaped2 = swapper._shaped(lm2, source)
+    assert swapper._follow_shape(carried, lm2, shaped2, made) is made  # carried: the warp it was made as
+    assert swapper._follow_shape(fresh, lm2, shaped2) is not made
+    warped = np.abs(fresh.astype(int) - second).max(axis=2) > 0
+    assert warped.sum() > 10_000  # (the outline did move the surroundings)
+    change = np.abs(carried.astype(int) - fresh).max(axis=2)[warped]
+    assert change.mean() < 2.0 and np.percentile(change, 99) < 16, (change.mean(), np.percentile(change, 99))
+    away = _outside(moved, second.shape)
+    assert np.array_equal(carried[away], second[away])  # and nothing beyond the band moved
+    jaw = lm2.copy()
+    jaw[list(mesh.FACE_OVAL), 1] += 3.0 * (lm2[list(mesh.FACE_OVAL), 1] > lm2[:, 1].mean())  # the chin drops
+    anew = second.copy()
+    assert swapper._follow_shape(anew, jaw, swapper._shaped(jaw, source), made) is not made

@@ -11,7 +11,8 @@ shading, Poisson-corrected on a down-scaled region of interest so it meets the t
 edge, and alpha-blended with a feathered mask. The target's open mouth interior is kept (speech
 survives) and so are its eyes while closed (blinks survive). Only a rectangle around the face is read
 or written. In a batch of video frames a tracked face's work-scale analysis (where to paint, how to
-recolour) is made on every third frame and carried along the mesh to the next two (``swap_batch``).
+recolour) is made on every third frame and carried along the mesh to the next two (``swap_batch``);
+so is the warp that makes the jaw, neck and hair follow the new outline, while the face only moves.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ CARRIED_FRAMES = 2
 analysis is carried to (see ``MeshSwapper.swap_batch``): 2, every third frame analysed afresh."""
 VIDEO_BATCH = CARRIED_FRAMES + 1
 """Frames per batch the engine gives the embedded swap: one analysis and the frames it is carried to."""
+FOLLOW_TOLERANCE = 1.0
+"""How far (image px) the warp carried from an earlier frame may put any landmark's shift from this
+frame's own, for the warp to be carried instead of made afresh: about the mesh's own frame-to-frame
+jitter (0.4-0.7 px median on the group clip's 115 px faces)."""
 CARRY_MOVE = 0.1
 """A face that since the analysis changed shape by more than this (its landmarks' median move on its
 own rectangle, as a fraction of its size), changed size by more than this (log ratio) or moved in the
@@ -219,29 +224,42 @@ class MeshSwapper:
         shaped = self._shaped(lm, source)
         # The target first takes the new shape (its hair, ears, jaw and neck following the moved
         # outline), then the source face is painted onto it.
-        self._follow_shape(out, lm, shaped)
-        return self._paint(out, np.column_stack([shaped, lm[:, 2]]), source, previous)
+        follow = self._follow_shape(out, lm, shaped, previous.follow if previous is not None else None)
+        look = self._paint(out, np.column_stack([shaped, lm[:, 2]]), source, previous)
+        return look if look is None else replace(look, follow=follow)
 
-    def _follow_shape(self, out: Image, lm: NDArray[np.float32], shaped: NDArray[np.float32]) -> None:
-        """Warp ``out`` in place so the target's face has the ``shaped`` landmarks (see ``_follow``)."""
+    def _follow_shape(self, out: Image, lm: NDArray[np.float32], shaped: NDArray[np.float32],
+                      previous: _Follow | None = None) -> _Follow | None:
+        """Warp ``out`` in place so the target's face has the ``shaped`` landmarks (see
+        ``_follow_field``); the work-scale warp made for it, or None if nothing moved. With ``previous``
+        (the warp made for the same face a frame or two before), that warp is carried along the face's
+        motion (``_Follow.carry``) instead of made afresh, if it then still shifts every landmark to
+        within FOLLOW_TOLERANCE px of this frame's own; ``previous`` is then returned (a warp is always
+        carried from the frame it was made on)."""
         # The rectangle takes in the band around the face where jaw, neck and hair follow the outline.
         rect = _roi(np.concatenate([lm[:, :2], shaped]), out.shape, _ROI_PAD + WARP_ZONE)
         if rect is None:
-            return
+            return None
         x0, y0, x1, y1 = rect
-        roi = out[y0:y1, x0:x1]
         full = (x1 - x0, y1 - y0)
         scale = min(1.0, WORK_SIZE / _extent(lm[:, :2]))
         small = (max(round(full[0] * scale), 8), max(round(full[1] * scale), 8))
         ratio = np.array([small[0] / full[0], small[1] / full[1]], dtype=np.float32)
         origin = np.array([x0, y0], dtype=np.float32)
-        pts = (lm[:, :2] - origin + 0.5) * ratio - 0.5
-        drawn_pts = (shaped - origin + 0.5) * ratio - 0.5
-        ids = self._raster(small, drawn_pts, lm[:, 2])
-        back = self._remap(ids, drawn_pts, pts)
-        followed = self._follow(roi, ids, back, drawn_pts, pts, _extent(pts), ratio)
-        if followed is not roi:
-            out[y0:y1, x0:x1] = followed
+        moves = lm[:, :2] - shaped  # the warp takes the pixel at each shaped landmark from the target's
+        if float(np.abs(moves[list(mesh.FACE_OVAL)] * ratio).max()) < 0.05:
+            return None  # the outline stays (under a 20th of a work pixel)
+        shift = previous.carry(shaped, moves, origin, ratio, small) if previous is not None else None
+        follow = previous
+        if shift is None:
+            pts = (lm[:, :2] - origin + 0.5) * ratio - 0.5
+            drawn_pts = (shaped - origin + 0.5) * ratio - 0.5
+            ids = self._raster(small, drawn_pts, lm[:, 2])
+            back = self._remap(ids, drawn_pts, pts)
+            shift = _follow_field(ids, back, drawn_pts, pts, _extent(pts))
+            follow = _Follow(shaped, moves, origin, ratio, shift)
+        out[y0:y1, x0:x1] = _warp_following(out[y0:y1, x0:x1], shift, ratio)
+        return follow
 
     def _paint(self, out: Image, lm: NDArray[np.float32], source: MeshSource,
                previous: _Look | None = None) -> _Look | None:
@@ -511,53 +529,6 @@ class MeshSwapper:
         map_x[ids < 0] = -1.0
         return ids, map_x, map_y
 
-    def _follow(
-        self, roi: Image, ids: NDArray[np.int32], back: NDArray[np.float32],
-        shaped: NDArray[np.float32], target: NDArray[np.float32], size: float, ratio: NDArray[np.float32],
-    ) -> Image:
-        """``roi`` warped so the target's face takes the shaped outline, and the hair, ears, jaw and neck
-        around it follow over a band of WARP_ZONE face sizes; a copy, or ``roi`` itself when nothing moves.
-
-        Inside the mesh the warp is the mesh's own (piecewise affine, shaped -> target); outside, each
-        pixel takes the shift of the nearest mesh pixel, smoothed and fading to exactly nothing at the
-        band's outer edge, so the background beyond it keeps every pixel.
-        """
-        moved = float(np.abs(shaped[list(mesh.FACE_OVAL)] - target[list(mesh.FACE_OVAL)]).max())
-        if moved < 0.05:
-            return roi
-        h, w = ids.shape
-        inside = ids >= 0
-        grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
-        # Inside a triangle the shift is a blend of its corners' shifts, so it lies within the range of
-        # the landmarks' shifts; a near-degenerate triangle's affine map (a sliver on the outline) sends
-        # its few pixels thousands of px away, and the outside would spread that into a smear that
-        # comes and goes with sub-pixel changes of the landmarks: clamp to the corners' range.
-        moves = target - shaped
-        shift = np.clip(back - grid, moves.min(axis=0), moves.max(axis=0))
-        shift = np.where(inside[..., None], shift, 0.0).astype(np.float32)
-        # Nearest mesh pixel for every pixel outside the mesh: the shift continues across the outline.
-        distance, labels = cv2.distanceTransformWithLabels(
-            np.where(inside, 0, 255).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-        seeds = shift[inside]  # row-major, as the labels of the zero pixels are numbered
-        lookup = np.zeros((labels.max() + 1, 2), np.float32)
-        lookup[labels[inside]] = seeds
-        outside = lookup[labels]
-        sigma = max(1.0, 0.05 * size)
-        outside = cv2.GaussianBlur(outside, (0, 0), sigmaX=sigma)
-        zone = max(2.0, WARP_ZONE * size)
-        t = np.clip(1.0 - distance / zone, 0.0, 1.0)
-        fade = (t * t * (3.0 - 2.0 * t))[..., None]
-        shift = np.where(inside[..., None], shift, outside * fade)
-        # Full resolution: the shift upsamples linearly; pixels that do not move (beyond the band, where
-        # the shift and its neighbours are exactly 0) get whole-pixel coordinates, which the bilinear
-        # remap copies bit for bit.
-        full = (roi.shape[1], roi.shape[0])
-        if (w, h) != full:
-            shift = cv2.resize(shift * (1.0 / ratio).astype(np.float32), full, interpolation=cv2.INTER_LINEAR)
-        ys, xs = np.indices((full[1], full[0]), dtype=np.float32)
-        return cv2.remap(roi, xs + shift[..., 0], ys + shift[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-
     def _kept(
         self, shape: tuple[int, ...], points: NDArray[np.float32], size: float, source: MeshSource
     ) -> NDArray[np.float32] | None:
@@ -646,6 +617,106 @@ class _Look:
     grain: float | None = None
     """The grain the source lacks (``MeshSwapper._missing_grain``), measured at full resolution on the
     frame of the analysis; None until then."""
+    follow: _Follow | None = None
+    """The warp the face's surroundings took to its shaped outline on this frame (``_follow_shape``)."""
+
+
+def _follow_field(ids: NDArray[np.int32], back: NDArray[np.float32], shaped: NDArray[np.float32],
+                  target: NDArray[np.float32], size: float) -> NDArray[np.float32]:
+    """The work-scale shift (H, W, 2; work px) that warps the target's face to the shaped outline and
+    makes the hair, ears, jaw and neck around it follow over a band of WARP_ZONE face sizes.
+
+    Inside the mesh the warp is the mesh's own (piecewise affine, shaped -> target: ``back``); outside,
+    each pixel takes the shift of the nearest mesh pixel, smoothed and fading to exactly nothing at the
+    band's outer edge, so the background beyond it keeps every pixel.
+    """
+    h, w = ids.shape
+    inside = ids >= 0
+    grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+    # Inside a triangle the shift is a blend of its corners' shifts, so it lies within the range of
+    # the landmarks' shifts; a near-degenerate triangle's affine map (a sliver on the outline) sends
+    # its few pixels thousands of px away, and the outside would spread that into a smear that
+    # comes and goes with sub-pixel changes of the landmarks: clamp to the corners' range.
+    moves = target - shaped
+    shift = np.clip(back - grid, moves.min(axis=0), moves.max(axis=0))
+    shift = np.where(inside[..., None], shift, 0.0).astype(np.float32)
+    # Nearest mesh pixel for every pixel outside the mesh: the shift continues across the outline.
+    distance, labels = cv2.distanceTransformWithLabels(
+        np.where(inside, 0, 255).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+    seeds = shift[inside]  # row-major, as the labels of the zero pixels are numbered
+    lookup = np.zeros((labels.max() + 1, 2), np.float32)
+    lookup[labels[inside]] = seeds
+    outside = lookup[labels]
+    sigma = max(1.0, 0.05 * size)
+    outside = cv2.GaussianBlur(outside, (0, 0), sigmaX=sigma)
+    zone = max(2.0, WARP_ZONE * size)
+    t = np.clip(1.0 - distance / zone, 0.0, 1.0)
+    fade = (t * t * (3.0 - 2.0 * t))[..., None]
+    return np.where(inside[..., None], shift, outside * fade)
+
+
+def _warp_following(roi: Image, shift: NDArray[np.float32], ratio: NDArray[np.float32]) -> Image:
+    """``roi`` warped by the work-scale ``shift`` (``_follow_field``), at full resolution: a copy."""
+    # The shift upsamples linearly; pixels that do not move (beyond the band, where the shift and its
+    # neighbours are exactly 0) get whole-pixel coordinates, which the bilinear remap copies bit for bit.
+    full = (roi.shape[1], roi.shape[0])
+    if shift.shape[1::-1] != full:
+        shift = cv2.resize(shift * (1.0 / ratio).astype(np.float32), full, interpolation=cv2.INTER_LINEAR)
+    ys, xs = np.indices((full[1], full[0]), dtype=np.float32)
+    return cv2.remap(roi, xs + shift[..., 0], ys + shift[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+@dataclass(frozen=True, eq=False)
+class _Follow:
+    """The warp that makes a target's surroundings follow the shaped outline (``_follow_field``), as
+    made on one frame."""
+
+    shaped: NDArray[np.float32]
+    """The shaped landmarks (image px) it was made for."""
+    moves: NDArray[np.float32]
+    """Target minus shaped landmarks (image px): the shift at each shaped landmark."""
+    origin: NDArray[np.float32]
+    """The image position of its rectangle."""
+    ratio: NDArray[np.float32]
+    """Work px per image px, x and y."""
+    shift: NDArray[np.float32]
+    """(H, W, 2) shift on the rectangle at work scale (work px)."""
+
+    def carry(self, shaped: NDArray[np.float32], moves: NDArray[np.float32], origin: NDArray[np.float32],
+              ratio: NDArray[np.float32], small: tuple[int, int]) -> NDArray[np.float32] | None:
+        """This warp's shift moved, turned and scaled as the face did (the similarity that best maps
+        its shaped landmarks onto ``shaped``), on the rectangle at ``origin`` with ``ratio`` and work
+        size ``small``; None when that leaves a landmark's shift more than FOLLOW_TOLERANCE px from
+        ``moves`` (the jaw opened, the head turned: the shape changed, not only the pose)."""
+        linear, offset = _similarity(self.shaped, shaped)
+        if float(np.linalg.norm(moves - self.moves @ linear.T, axis=1).max()) > FOLLOW_TOLERANCE:
+            return None
+        # New work px -> image px -> the image px it was before -> its work px.
+        to_image = np.diag(1.0 / ratio.astype(np.float64))
+        back = np.linalg.inv(linear)
+        m = np.diag(self.ratio.astype(np.float64)) @ back @ to_image
+        c = (np.diag(self.ratio.astype(np.float64)) @ (back @ ((0.5 / ratio - 0.5) + origin - offset)
+                                                        - self.origin + 0.5) - 0.5)
+        shift = cv2.warpAffine(self.shift, np.column_stack([m, c]), small,
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+        # Its vectors turn and scale with the face, in this rectangle's work px.
+        turn = np.diag(ratio.astype(np.float64)) @ linear @ np.diag(1.0 / self.ratio.astype(np.float64))
+        return cv2.transform(shift, turn).astype(np.float32)
+
+
+def _similarity(
+    a: NDArray[np.floating], b: NDArray[np.floating]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The 2x2 linear part and offset of the similarity (no reflection) that best maps points ``a``
+    onto ``b`` (least squares, Umeyama)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    centre_a, centre_b = a.mean(axis=0), b.mean(axis=0)
+    a0, b0 = a - centre_a, b - centre_b
+    u, singular, vt = np.linalg.svd(b0.T @ a0)
+    flip = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    linear = (singular * np.diag(flip)).sum() / max(float((a0**2).sum()), 1e-12) * (u @ flip @ vt)
+    return linear, centre_b - linear @ centre_a
 
 
 def _carries(previous: _Look, points: NDArray[np.float32], where: NDArray[np.float32]) -> bool:
