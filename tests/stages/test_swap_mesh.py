@@ -400,3 +400,18 @@ def test_the_surroundings_warp_is_carried_with_a_moving_head_and_remade_for_a_ne
     jaw[list(mesh.FACE_OVAL), 1] += 3.0 * (lm2[list(mesh.FACE_OVAL), 1] > lm2[:, 1].mean())  # the chin drops
     anew = second.copy()
     assert swapper._follow_shape(anew, jaw, swapper._shaped(jaw, source), made) is not made
+
+
+def test_the_surroundings_warp_of_a_face_at_the_image_border_is_not_carried(photos, faces, swapper) -> None:
+    # Cut by the border, the warp's rectangle misses part of the band that comes into view as the face
+    # moves in: the warp is applied but not kept for the next frame.
+    source = swapper.prepare([(photos["biden"], faces["biden"])])
+    face = faces["obama2"]
+    dx = -float(face.bbox[0]) - 30.0  # the face's left edge 30 px outside the image
+    photo = photos["obama2"]
+    image = cv2.warpAffine(photo, np.float32([[1, 0, dx], [0, 1, 0]]), photo.shape[1::-1],
+                           borderMode=cv2.BORDER_REFLECT)
+    lm = np.asarray(face.landmarks, np.float32) + np.float32([dx, 0.0, 0.0])
+    out = image.copy()
+    assert swapper._follow_shape(out, lm, swapper._shaped(lm, source)) is None
+    assert not np.array_equal(out, image)

@@ -231,7 +231,8 @@ class MeshSwapper:
     def _follow_shape(self, out: Image, lm: NDArray[np.float32], shaped: NDArray[np.float32],
                       previous: _Follow | None = None) -> _Follow | None:
         """Warp ``out`` in place so the target's face has the ``shaped`` landmarks (see
-        ``_follow_field``); the work-scale warp made for it, or None if nothing moved. With ``previous``
+        ``_follow_field``); the work-scale warp made for it, or None if nothing moved or the image
+        border cuts its rectangle (it is then not carried). With ``previous``
         (the warp made for the same face a frame or two before), that warp is carried along the face's
         motion (``_Follow.carry``) instead of made afresh, if it then still shifts every landmark to
         within FOLLOW_TOLERANCE px of this frame's own; ``previous`` is then returned (a warp is always
@@ -257,7 +258,10 @@ class MeshSwapper:
             ids = self._raster(small, drawn_pts, lm[:, 2])
             back = self._remap(ids, drawn_pts, pts)
             shift = _follow_field(ids, back, drawn_pts, pts, _extent(pts))
-            follow = _Follow(shaped, moves, origin, ratio, shift)
+            # A rectangle the image border cut holds only part of the band: not carried (what lay
+            # beyond the border would come into view as the face moves in).
+            inside = x0 > 0 and y0 > 0 and x1 < out.shape[1] and y1 < out.shape[0]
+            follow = _Follow(shaped, moves, origin, ratio, shift) if inside else None
         out[y0:y1, x0:x1] = _warp_following(out[y0:y1, x0:x1], shift, ratio)
         return follow
 
@@ -698,8 +702,10 @@ class _Follow:
         m = np.diag(self.ratio.astype(np.float64)) @ back @ to_image
         c = (np.diag(self.ratio.astype(np.float64)) @ (back @ ((0.5 / ratio - 0.5) + origin - offset)
                                                         - self.origin + 0.5) - 0.5)
+        # Beyond the rectangle it was made on (which the image border did not cut), 0: the band has
+        # faded out there (replicated, so rounding at the edge cannot tear the warp).
         shift = cv2.warpAffine(self.shift, np.column_stack([m, c]), small,
-                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT)
+                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
         # Its vectors turn and scale with the face, in this rectangle's work px.
         turn = np.diag(ratio.astype(np.float64)) @ linear @ np.diag(1.0 / self.ratio.astype(np.float64))
         return cv2.transform(shift, turn).astype(np.float32)
