@@ -231,12 +231,13 @@ class MeshSwapper:
     def _follow_shape(self, out: Image, lm: NDArray[np.float32], shaped: NDArray[np.float32],
                       previous: _Follow | None = None) -> _Follow | None:
         """Warp ``out`` in place so the target's face has the ``shaped`` landmarks (see
-        ``_follow_field``); the work-scale warp made for it, or None if nothing moved or the image
-        border cuts its rectangle (it is then not carried). With ``previous``
-        (the warp made for the same face a frame or two before), that warp is carried along the face's
-        motion (``_Follow.carry``) instead of made afresh, if it then still shifts every landmark to
-        within FOLLOW_TOLERANCE px of this frame's own; ``previous`` is then returned (a warp is always
-        carried from the frame it was made on)."""
+        ``_follow_field``). With ``previous`` (the warp made for the same face a frame or two before),
+        that warp is carried along the face's motion (``_Follow.carry``) instead of made afresh, if it
+        then still shifts every landmark to within FOLLOW_TOLERANCE px of this frame's own.
+
+        Returns the warp to carry to the next frame: ``previous`` when it was carried (a warp is always
+        carried from the frame it was made on), the new one, or None when nothing moved or the image
+        border cut the new one's rectangle."""
         # The rectangle takes in the band around the face where jaw, neck and hair follow the outline.
         rect = _roi(np.concatenate([lm[:, :2], shaped]), out.shape, _ROI_PAD + WARP_ZONE)
         if rect is None:
@@ -622,7 +623,8 @@ class _Look:
     """The grain the source lacks (``MeshSwapper._missing_grain``), measured at full resolution on the
     frame of the analysis; None until then."""
     follow: _Follow | None = None
-    """The warp the face's surroundings took to its shaped outline on this frame (``_follow_shape``)."""
+    """The warp that made the face's surroundings follow its shaped outline on this frame, as made
+    on this frame or the one it was carried from (``_follow_shape``); None: none to carry."""
 
 
 def _follow_field(ids: NDArray[np.int32], back: NDArray[np.float32], shaped: NDArray[np.float32],
