@@ -168,7 +168,8 @@ def run_clip(photos, args: argparse.Namespace) -> dict:
     return {"frames": len(frames), "fps": round(len(frames) / seconds, 1),
             "detections": coverage.detections, "swapped": coverage.swapped, "share": round(coverage.share, 3),
             "longest_gap": coverage.longest_gap, "start_jump": round(coverage.start_jump, 2),
-            "flicker_ratio": round(float(coverage.flicker_ratio), 3)}
+            "flicker_ratio": round(float(coverage.flicker_ratio), 3),
+            "band_flicker_ratio": round(float(coverage.band_flicker_ratio), 3)}
 
 
 def _summary(rows: list[dict], label: str) -> str:
@@ -213,7 +214,8 @@ def format_report(result: dict, compare: dict | None = None) -> str:
                      f"detector (dlib HOG) faces {c['detections']}, swapped {c['swapped']} "
                      f"({100 * c['share']:.1f} %), "
                      f"longest unswapped run {c['longest_gap']} frames, start colour jump {c['start_jump']}, "
-                     f"flicker output/input {c['flicker_ratio']}")
+                     f"flicker output/input {c['flicker_ratio']} inside the faces, "
+                     f"{c.get('band_flicker_ratio', '-')} in the band around them")
     return "\n".join(lines)
 
 

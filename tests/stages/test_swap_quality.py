@@ -109,3 +109,35 @@ def test_small_faces_get_no_grey_edges(request, photos, portrait_faces, analyser
         refit = refits[i].landmarks if len(refits) == len(faces) else None
         score = quality.artifact_share(out, image, face.landmarks, photos["obama2"], source.landmarks, refit)
         assert score <= 0.8, (scene, i, face.size, score)
+
+
+def test_clip_coverage_tells_flicker_inside_a_face_from_flicker_around_it(photos) -> None:
+    # Three frames of a still portrait drifting 2 px a frame, "swapped" by brightening the middle of the
+    # face. Noise added only around the face raises the band's flicker and leaves the face's alone.
+    import cv2
+    import dlib
+
+    photo = photos["obama"]
+    frames = [cv2.warpAffine(photo, np.float32([[1, 0, 2 * k], [0, 1, 0]]), photo.shape[1::-1],
+                             borderMode=cv2.BORDER_REFLECT) for k in range(3)]
+    rects = [dlib.get_frontal_face_detector()(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), 1)[0] for f in frames]
+    swapped = []
+    for frame, r in zip(frames, rects, strict=True):
+        out = frame.copy()
+        ys, xs = quality._inner(np.array([r.left(), r.top(), r.right(), r.bottom()]), frame.shape)
+        out[ys, xs] = cv2.add(out[ys, xs], (40, 40, 40, 0))
+        swapped.append(out)
+    calm = quality.clip_coverage(frames, swapped, frames)
+    assert (calm.detections, calm.swapped) == (3, 3)
+    assert calm.band_flicker_ratio == pytest.approx(1.0, abs=0.01)
+    rng = np.random.default_rng(3)
+    noisy = []
+    for out, r in zip(swapped, rects, strict=True):
+        around, ring = quality._band(np.array([r.left(), r.top(), r.right(), r.bottom()], float), out.shape)
+        out = out.copy()
+        part = out[around]
+        part[ring] = np.clip(part[ring] + rng.normal(0, 12, part[ring].shape), 0, 255).astype(np.uint8)
+        noisy.append(out)
+    shaky = quality.clip_coverage(frames, noisy, frames)
+    assert shaky.band_flicker_ratio > 1.5 * calm.band_flicker_ratio
+    assert shaky.flicker_ratio == pytest.approx(calm.flicker_ratio, abs=0.01)

@@ -233,6 +233,9 @@ class ClipCoverage:
     """Largest change of a swapped face's mean colour (LAB units) from frame 0 to 1 beyond the input's."""
     flicker_ratio: float
     """Mean frame-to-frame change inside swapped faces, output over input (1 = no added flicker)."""
+    band_flicker_ratio: float
+    """The same in the band around them (the detector's box grown by BAND of its width, the box
+    left out), where the swap makes jaw, neck and hair follow the new outline."""
 
     @property
     def share(self) -> float:
@@ -257,6 +260,28 @@ def _inner(box: NDArray, shape: tuple[int, ...]) -> tuple[slice, slice]:
     return ys, xs
 
 
+BAND = 0.3
+"""Width of the band around a face box that ``ClipCoverage.band_flicker_ratio`` looks at (of the
+box's width)."""
+
+
+def _band(box: NDArray, shape: tuple[int, ...]) -> tuple[tuple[slice, slice], NDArray[np.bool_]]:
+    """The rectangle of ``box`` grown by BAND, and the mask of its pixels outside ``box``."""
+    x1, y1, x2, y2 = box
+    grow = BAND * (x2 - x1)
+    ox1, oy1 = int(max(x1 - grow, 0)), int(max(y1 - grow, 0))
+    ox2, oy2 = int(min(x2 + grow, shape[1])), int(min(y2 + grow, shape[0]))
+    mask = np.ones((max(oy2 - oy1, 0), max(ox2 - ox1, 0)), bool)
+    mask[max(int(y1) - oy1, 0):max(int(y2) - oy1, 0), max(int(x1) - ox1, 0):max(int(x2) - ox1, 0)] = False
+    return (slice(oy1, oy2), slice(ox1, ox2)), mask
+
+
+def _change(a: Image, b: Image, where: tuple[slice, slice], mask: NDArray[np.bool_] | None = None) -> float:
+    """Mean absolute difference of ``a`` and ``b`` on the rectangle ``where`` (only ``mask`` of it)."""
+    diff = np.abs(a[where].astype(np.float32) - b[where])
+    return float(diff.mean() if mask is None else diff[mask].mean()) if diff.size else 0.0
+
+
 def clip_coverage(
     inputs: Sequence[Image], outputs: Sequence[Image], marked: Sequence[Image], upsample: int = 1
 ) -> ClipCoverage:
@@ -270,7 +295,7 @@ def clip_coverage(
     tracks: list[tuple[NDArray, int]] = []  # (last box, current unswapped run)
     detections = swapped = longest = 0
     jumps: list[float] = []
-    change_in = change_out = 0.0
+    change_in = change_out = band_in = band_out = 0.0
     previous: list[NDArray] = []
     for index, (src, out, mark) in enumerate(zip(inputs, outputs, marked, strict=True)):
         rgb = cv2.cvtColor(src, cv2.COLOR_BGR2RGB)
@@ -296,9 +321,12 @@ def clip_coverage(
             if ok and index > 0:
                 for k, prev_box in enumerate(previous):
                     if _boxes_iou(prev_box[None], box[None])[0, 0] > 0.5:
-                        a = np.abs(out[ys, xs].astype(np.float32) - outputs[index - 1][ys, xs]).mean()
-                        b = np.abs(src[ys, xs].astype(np.float32) - inputs[index - 1][ys, xs]).mean()
-                        change_out, change_in = change_out + a, change_in + b
+                        change_out += _change(out, outputs[index - 1], (ys, xs))
+                        change_in += _change(src, inputs[index - 1], (ys, xs))
+                        around, ring = _band(box, src.shape)
+                        if ring.any():
+                            band_out += _change(out, outputs[index - 1], around, ring)
+                            band_in += _change(src, inputs[index - 1], around, ring)
                         if index == 1:
                             lab = [blend.to_lab(np.ascontiguousarray(f[ys, xs])).reshape(-1, 3).mean(axis=0)
                                    for f in (out, outputs[0], src, inputs[0])]
@@ -308,4 +336,4 @@ def clip_coverage(
         tracks = new_tracks
         previous = [t[0] for t in new_tracks]
     return ClipCoverage(detections, swapped, longest, max(jumps, default=0.0),
-                        change_out / max(change_in, 1e-9))
+                        change_out / max(change_in, 1e-9), band_out / max(band_in, 1e-9))
