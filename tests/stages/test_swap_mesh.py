@@ -15,7 +15,6 @@ from masquerade._stages.swap_mesh import (
     SHAPE_BLEND,
     WARP_ZONE,
     MeshSwapper,
-    _similarity,
     frontality,
 )
 from masquerade.config import SwapOptions
@@ -362,16 +361,6 @@ def test_a_face_that_changed_or_has_no_track_is_analysed_afresh(photos, faces, s
         (moved,) = MeshAnalyser().detect(second)
     batch = swapper.swap_batch([first, second], [[face], [moved]], source)
     np.testing.assert_array_equal(batch[1], swapper.swap(second, moved, source))
-
-
-def test_a_similarity_is_recovered_from_points_it_moved() -> None:
-    rng = np.random.default_rng(5)
-    points = rng.uniform(0, 200, (50, 2))
-    angle = np.radians(7.0)
-    linear = 1.1 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    found, offset = _similarity(points, points @ linear.T + [12.0, -3.0])
-    np.testing.assert_allclose(found, linear, atol=1e-9)
-    np.testing.assert_allclose(offset, [12.0, -3.0], atol=1e-7)
 
 
 def test_the_surroundings_warp_is_carried_with_a_moving_head_and_remade_for_a_new_shape(

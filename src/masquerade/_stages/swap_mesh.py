@@ -30,6 +30,7 @@ from masquerade._stages import swap_mesh_masks as masks
 from masquerade.config import SwapOptions
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.geometry import mesh
+from masquerade.geometry.align import estimate_similarity
 from masquerade.geometry.raster import triangle_ids
 from masquerade.types import Face, Image
 
@@ -695,7 +696,8 @@ class _Follow:
         its shaped landmarks onto ``shaped``), on the rectangle at ``origin`` with ``ratio`` and work
         size ``small``; None when that leaves a landmark's shift more than FOLLOW_TOLERANCE px from
         ``moves`` (the jaw opened, the head turned: the shape changed, not only the pose)."""
-        linear, offset = _similarity(self.shaped, shaped)
+        similarity = estimate_similarity(self.shaped, shaped)
+        linear, offset = similarity[:, :2], similarity[:, 2]
         if float(np.linalg.norm(moves - self.moves @ linear.T, axis=1).max()) > FOLLOW_TOLERANCE:
             return None
         # New work px -> image px -> the image px it was before -> its work px.
@@ -711,20 +713,6 @@ class _Follow:
         # Its vectors turn and scale with the face, in this rectangle's work px.
         turn = np.diag(ratio.astype(np.float64)) @ linear @ np.diag(1.0 / self.ratio.astype(np.float64))
         return cv2.transform(shift, turn).astype(np.float32)
-
-
-def _similarity(
-    a: NDArray[np.floating], b: NDArray[np.floating]
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """The 2x2 linear part and offset of the similarity (no reflection) that best maps points ``a``
-    onto ``b`` (least squares, Umeyama)."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    centre_a, centre_b = a.mean(axis=0), b.mean(axis=0)
-    a0, b0 = a - centre_a, b - centre_b
-    u, singular, vt = np.linalg.svd(b0.T @ a0)
-    flip = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
-    linear = (singular * np.diag(flip)).sum() / max(float((a0**2).sum()), 1e-12) * (u @ flip @ vt)
-    return linear, centre_b - linear @ centre_a
 
 
 def _carries(previous: _Look, points: NDArray[np.float32], where: NDArray[np.float32]) -> bool:
