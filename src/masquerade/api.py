@@ -394,7 +394,7 @@ class Job:
             self.hooks.on_frame(ctx)
 
         StreamEngine(depth=4).run_batches(frames, analyse, consume, pipeline.frame_batch(), finish=render,
-                                          workers=pipeline.frame_workers(), begins=pipeline.begins_batch)
+                                          workers=pipeline.frame_workers(), begins=pipeline.batch_starts())
 
 
 def read_still(target: Path, config: RunConfig) -> LoadedImage:

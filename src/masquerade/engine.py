@@ -112,7 +112,7 @@ class StreamEngine(Generic[T, U]):
             # decoder never outlives the reader it decodes from.
             for thread in threads:
                 thread.start()
-            for items in chunks(_drain(inbox, stop), batch, begins):
+            for items in chunks(_drain(inbox, stop), batch, begins):  # type: ignore[arg-type]
                 if consumer_error:
                     break
                 results = process(items)  # type: ignore[arg-type]
@@ -157,13 +157,12 @@ def _checked(finish: Callable[[list[U]], list[U]], results: list[U]) -> list[U]:
     return finished
 
 
-def chunks(items: Iterator[object], size: int,
-            begins: Callable[[T], bool] | None = None) -> Iterator[list[object]]:
+def chunks(items: Iterable[T], size: int, begins: Callable[[T], bool] | None = None) -> Iterator[list[T]]:
     """Consecutive lists of ``size`` items; one is shorter at the end, or before an item that
     ``begins`` a list."""
-    chunk: list[object] = []
+    chunk: list[T] = []
     for item in items:
-        if chunk and begins is not None and begins(item):  # type: ignore[arg-type]
+        if chunk and begins is not None and begins(item):
             yield chunk
             chunk = []
         chunk.append(item)

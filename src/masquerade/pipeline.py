@@ -412,11 +412,12 @@ class Pipeline:
             return VIDEO_BATCH
         return 1
 
-    def begins_batch(self, ctx: FrameContext) -> bool:
-        """Whether frame ``ctx`` starts a processing batch. Batches line up with frame numbers (every
+    def batch_starts(self) -> Callable[[FrameContext], bool]:
+        """Whether a frame starts a processing batch. Batches line up with frame numbers (every
         ``frame_batch()``-th frame starts one), so a run that starts mid-video (a cluster segment)
         batches its frames, and so renders them, exactly as a run over the whole video does."""
-        return ctx.index % self.frame_batch() == 0
+        size = self.frame_batch()
+        return lambda ctx: ctx.index % size == 0
 
     def frame_workers(self) -> int:
         """Threads that render batches: ``--frame-workers``, else ``default_frame_workers``."""
@@ -431,8 +432,8 @@ class Pipeline:
         from masquerade.engine import chunks
 
         process = self.video_processor(source, fps, reference)
-        for batch in chunks(iter(frames), self.frame_batch(), self.begins_batch):
-            yield from process(batch)  # type: ignore[arg-type]
+        for batch in chunks(frames, self.frame_batch(), self.batch_starts()):
+            yield from process(batch)
 
     # -- people -----------------------------------------------------------------------------
     def find_people(self, frames: Iterable[FrameContext], fps: float, target: Path | None = None,
