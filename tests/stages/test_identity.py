@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import pytest
 
@@ -114,11 +115,49 @@ def test_each_track_gets_its_person_and_strangers_get_none() -> None:
 
 def test_decisions_are_per_track_one_odd_frame_does_not_flip_it() -> None:
     recognizer = ColourRecognizer()
-    mapper = IdentityMapper(recognizer, [reference("a"), reference("b")], 0.3, recheck_interval=1)
+    mapper = IdentityMapper(recognizer, [reference("a"), reference("b")], 0.3, recheck_interval=1,
+                            steady_interval=1)
     frames = [frame([("a", 20 + 2 * i, 50, 0)], looks={0: "b"} if i == 12 else None) for i in range(20)]
     assert run(mapper, frames) == [{0: 0}] * 20
-    # Embedded on frames 0, 1, 2, 4 and 8 of the track, then every frame (recheck_interval=1).
+    # Embedded on frames 0, 1, 2, 4 and 8 of the track, then every frame (both intervals 1), frame 12 too.
     assert recognizer.calls == 5 + 11
+
+
+def _textured(texture: np.ndarray, score: float = 1.0) -> tuple[Image, list[Face]]:
+    """Person a's colour over a grey ``texture`` (64 x 64, 0..1) at (100, 50), tracked as 0."""
+    image = np.full((240, 400, 3), 128, np.uint8)
+    tone = np.asarray(COLOURS["a"], np.float32)
+    image[50:50 + SIZE, 100:100 + SIZE] = (tone * (0.6 + 0.4 * texture[..., None])).astype(np.uint8)
+    box = np.float32([100, 50, 100 + SIZE, 50 + SIZE])
+    return image, [Face(bbox=box, kps5=np.zeros((5, 2)), score=score, track_id=0)]
+
+
+def test_a_steady_track_is_rechecked_seldom_unless_its_look_or_view_changes() -> None:
+    rng = np.random.default_rng(3)
+    before, after = (cv2.GaussianBlur(rng.random((SIZE, SIZE)).astype(np.float32), (0, 0), 3) for _ in "ab")
+    before, after = ((t - t.min()) / (t.max() - t.min()) for t in (before, after))
+
+    def checks(frames: list[tuple[Image, list[Face]]]) -> list[int]:
+        recognizer = ColourRecognizer()
+        mapper = IdentityMapper(recognizer, [reference("a"), reference("b")], 0.3)  # intervals 12 and 48
+        embedded = []
+        for index, (image, faces) in enumerate(frames):
+            calls = recognizer.calls
+            assert [f.person for f in mapper(image, faces)] == [0]
+            if recognizer.calls > calls:
+                embedded.append(index)
+        return embedded
+
+    # Clear votes, the same look: after the first checks, one every 48 frames instead of every 12.
+    assert checks([_textured(before) for _ in range(100)]) == [0, 1, 2, 4, 8, 56]
+    # The face slowly changes its look over frames 10-40 (never a cut from one frame to the next): checked
+    # at the ordinary interval while it changes (20, 32); the last stretch (32-44) is a small change, so
+    # the track is steady again and waits 48 frames from its last check.
+    morph = [_textured(before + (after - before) * min(max((i - 10) / 30, 0.0), 1.0)) for i in range(100)]
+    assert checks(morph) == [0, 1, 2, 4, 8, 20, 32, 80]
+    # The detector's confidence (part of how well a frame shows the face) rises on frame 30: the better
+    # view gets a vote at once (the ordinary interval since the last check has passed), then 48 frames.
+    assert checks([_textured(before, 0.5 if i < 30 else 1.0) for i in range(100)]) == [0, 1, 2, 4, 8, 30, 78]
 
 
 def test_a_wrong_first_look_is_corrected_within_a_frame_or_two() -> None:

@@ -88,12 +88,16 @@ def test_bad_selection_options_are_refused() -> None:
 
 
 def test_decisions_are_cached_per_track_and_rechecked_every_interval() -> None:
-    rec = ScriptedRecognizer({0: [0.3], 1: [0.8]})
-    selector = FaceSelector(SelectOptions(), rec, REF, recheck_interval=5)
-    frames = [[_face(100, 80, 0), _face(300, 80, 1)] for _ in range(20)]
-    assert _select(selector, frames) == [[0]] * 20
-    assert rec.calls == {0: 7, 1: 7}  # frames 0, 1, 2, 4, 8 of a new track, then every 5: 13, 18
-    assert selector.embeddings == 14
+    # Track 0 sits near the threshold (0.45 against 0.5: no clear vote), so it is rechecked every
+    # interval. Track 1 is clearly someone else and looks the same all along: a steady track, rechecked
+    # only every steady interval.
+    rec = ScriptedRecognizer({0: [0.45], 1: [0.8]})
+    selector = FaceSelector(SelectOptions(), rec, REF, recheck_interval=5, steady_interval=15)
+    frames = [[_face(100, 80, 0), _face(300, 80, 1)] for _ in range(30)]
+    assert _select(selector, frames) == [[0]] * 30
+    # Frames 0, 1, 2, 4 and 8 of a new track, then track 0 every 5 (13, 18, 23, 28), track 1 on 23 only.
+    assert rec.calls == {0: 9, 1: 6}
+    assert selector.embeddings == 15
 
 
 def test_without_adopting_a_run_with_no_person_selects_nobody() -> None:
@@ -212,4 +216,6 @@ def test_tracked_video_keeps_one_decision_per_person(obama, obama2, biden, analy
         chosen = selector(frame, faces)
         assert [f.track_id for f in faces] == [0, 1]
         assert [f.track_id for f in chosen] == [0]  # obama, on the left, every frame
-    assert selector.embeddings == 2 * 6  # each track on frames 0, 1, 2, 4, 8 and 18 only
+    # Each track on frames 0, 1, 2, 4 and 8 only: clear votes and an unchanged look make both steady,
+    # so the recheck due on frame 18 (recheck_interval=10) waits for the steady interval (48 frames).
+    assert selector.embeddings == 2 * 5

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from masquerade._stages.identity import RECHECK_INTERVAL, IdentityMapper
+from masquerade._stages.identity import RECHECK_INTERVAL, STEADY_INTERVAL, IdentityMapper
 from masquerade._stages.protocols import Detector, Recognizer
 from masquerade.config import SelectOptions
 from masquerade.errors import NoSourceFaceError, UsageError
@@ -44,7 +44,8 @@ class FaceSelector:
 
     def __init__(self, options: SelectOptions, recognizer: Recognizer | None,
                  reference_embedding: NDArray[np.floating] | None = None, *,
-                 recheck_interval: int = RECHECK_INTERVAL, adopt: bool = True) -> None:
+                 recheck_interval: int = RECHECK_INTERVAL, steady_interval: int = STEADY_INTERVAL,
+                 adopt: bool = True) -> None:
         """``adopt``: in ``reference`` mode without a reference embedding, take the first face seen as
         the person (a run from the start); False: the run's person was looked for elsewhere and not
         found (a segment of a video without faces), so no face is selected."""
@@ -60,6 +61,7 @@ class FaceSelector:
                           else recognizer.default_threshold if recognizer is not None else 0.0)
         self._given = None if reference_embedding is None else np.asarray(reference_embedding, np.float32)
         self.recheck_interval = recheck_interval
+        self.steady_interval = steady_interval
         self.adopt = adopt
         self.reset()
 
@@ -120,7 +122,8 @@ class FaceSelector:
             faces = [f.with_(embedding=self._reference) if f is first else f for f in faces]
         if self._mapper is None:
             self._mapper = IdentityMapper(self.recognizer, [self._reference], self.threshold,
-                                          recheck_interval=self.recheck_interval)
+                                          recheck_interval=self.recheck_interval,
+                                          steady_interval=self.steady_interval)
         tagged = self._mapper(image, faces)
         return [face for face, mark in zip(faces, tagged, strict=True) if mark.person == 0]
 
