@@ -236,3 +236,20 @@ def test_scan_finds_only_faces_no_known_face_explains(analyser: MeshAnalyser, gr
     assert len(found) == 2
     for face in found:
         assert any(np.abs(face.bbox - b.bbox).max() < 0.1 * b.size for b in big)
+
+
+def test_border_tiles_run_only_where_the_frame_changed(analyser: MeshAnalyser, monkeypatch) -> None:
+    frame = np.random.default_rng(0).integers(0, 255, (360, 640, 3), np.uint8)
+    ran: list[tuple[float, ...]] = []
+    monkeypatch.setattr(analyser, "_short", lambda image, region, *args, **kwargs: ran.append(region) or [])
+    analyser.border_candidates(frame)  # no earlier frame: every border tile runs
+    assert {r[0] < 0 for r in ran} == {True, False}  # tiles on both sides
+    every = len(ran)
+    ran.clear()
+    analyser.border_candidates(frame, previous=frame.copy())
+    assert ran == []  # nothing moved: no tile
+    moved = frame.copy()
+    moved[20:80, 600:640] = 255 - moved[20:80, 600:640]  # something comes in at the top right
+    analyser.border_candidates(moved, previous=frame)
+    assert ran and len(ran) < every / 2 and all(r[0] > 0 for r in ran)
+    assert all(r[1] < 80 and r[3] > 20 for r in ran)  # only the tiles holding the change
