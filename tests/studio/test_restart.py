@@ -6,7 +6,7 @@ import signal
 import sqlite3
 import time
 
-from studiokit import ServerProcess, alive, worker_pids
+from studiokit import ServerProcess, alive, make_media, worker_pids
 
 
 def _attempts(data_dir) -> dict[str, int]:
@@ -14,7 +14,11 @@ def _attempts(data_dir) -> dict[str, int]:
         return dict(db.execute("SELECT id, attempts FROM jobs"))
 
 
-def test_sigkill_mid_job_restart_loses_nothing_runs_nothing_twice_and_ctrl_c_requeues(tmp_path, media):
+def test_sigkill_mid_job_restart_loses_nothing_runs_nothing_twice_and_ctrl_c_requeues(tmp_path):
+    # A clip long enough (64 frames, about 2 s a target here) that the kill lands while the second target
+    # is under way on a fast machine too: with the shared 16-frame clip that window was shorter than a
+    # progress report.
+    media = make_media(tmp_path / "media", clip_frames=64)
     data_dir = tmp_path / "data"
     first = ServerProcess(data_dir)
     source, clip, target = (first.upload(media[k]) for k in ("source", "clip", "target"))
