@@ -20,6 +20,7 @@ from masquerade._stages.swap_mesh import (
 from masquerade.config import SwapOptions
 from masquerade.errors import NoSourceFaceError, UsageError
 from masquerade.geometry import mesh
+from masquerade.geometry.raster import SLIVER_REACH
 from masquerade.types import Face
 
 PAIRS = (("obama", "biden"), ("biden", "obama2"), ("astronaut", "obama"), ("obama", "astronaut"))
@@ -300,6 +301,42 @@ def test_triangles_are_drawn_far_to_near_on_a_turned_head(faces, swapper) -> Non
     # whose edge only grazes the pixel may also claim it: rasterisation includes edge pixels).
     assert np.mean(depth[drawn[overlapped]] <= nearest[overlapped] + 1e-6) > 0.99
 
+
+
+def _turned(lm: np.ndarray, degrees: float) -> np.ndarray:
+    """``lm`` turned about its vertical axis, centred on (200, 200)."""
+    centre = lm.mean(axis=0)
+    x, z = lm[:, 0] - centre[0], lm[:, 2] - centre[2]
+    a = np.radians(degrees)
+    return np.stack([x * np.cos(a) + z * np.sin(a) + 200, lm[:, 1] - centre[1] + 200,
+                     -x * np.sin(a) + z * np.cos(a)], axis=1).astype(np.float32)
+
+
+def test_the_warp_stays_near_each_pixels_own_source_triangle_on_edge_on_triangles(faces, swapper) -> None:
+    # A head turned by 50 degrees sees the sides of its nose edge-on: slivers. Drawn with the full half
+    # pixel around them, their pixels' barycentric weights reached -120 and the warp read the source far
+    # off the face (black specks beside the nostril on the bundled clip). A sliver now reaches only half
+    # its own height: no weight below -SLIVER_REACH, wherever the pixel is drawn.
+    lm = faces["obama"].landmarks.astype(np.float64)
+    turned = _turned(lm, 50)
+    source = (lm[:, :2] - lm[:, :2].min(axis=0) + 10).astype(np.float32)
+    ids, map_x, map_y = swapper._maps((400, 400), turned[:, :2], turned[:, 2], source)
+    # The turn makes slivers: triangles whose height over their longest edge is under a fifth of a pixel
+    # (the full half-pixel reach would put their pixels' weights below -2.5).
+    every = turned[:, :2].astype(np.float64)[mesh.triangles()]
+    edges = np.roll(every, -1, axis=1) - every
+    e1, e2 = every[:, 1] - every[:, 0], every[:, 2] - every[:, 0]
+    heights = np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])  # twice the area, then over the edge
+    heights /= np.hypot(edges[..., 0], edges[..., 1]).max(axis=1)
+    assert (heights < 0.2).sum() >= 5
+    ys, xs = np.nonzero(ids >= 0)
+    tris = mesh.triangles()[ids[ys, xs]]
+    corners = source.astype(np.float64)[tris]  # each drawn pixel's source triangle
+    at = np.stack([map_x[ys, xs], map_y[ys, xs]], axis=1).astype(np.float64)
+    weights = mesh.barycentric_affines(corners.reshape(-1, 2), np.arange(3 * len(tris)).reshape(-1, 3))
+    w1 = weights[:, 0] * at[:, 0] + weights[:, 1] * at[:, 1] + weights[:, 2]
+    w2 = weights[:, 3] * at[:, 0] + weights[:, 4] * at[:, 1] + weights[:, 5]
+    assert min(w1.min(), w2.min(), (1 - w1 - w2).min()) > -SLIVER_REACH - 1e-3
 
 def test_face_partly_outside_the_image(photos, faces, swapper) -> None:
     target = photos["obama"]
