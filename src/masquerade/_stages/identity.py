@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -291,8 +291,7 @@ class IdentityMapper:
         track.last_check = self._calls
         vote = self._vote(image, face)
         track.look, track.view = event.look, vote.weight
-        track.votes.append(_Vote(vote.person, vote.weight * SETTLING_WEIGHT, vote.clear) if event.settling
-                           else vote)
+        track.votes.append(replace(vote, weight=vote.weight * SETTLING_WEIGHT) if event.settling else vote)
         weights: dict[int | None, float] = {}
         for v in track.votes:
             weights[v.person] = weights.get(v.person, 0.0) + v.weight
