@@ -92,19 +92,6 @@ def test_triangle_affines_map_vertices_onto_vertices() -> None:
         assert np.allclose(mapped, src[tris[:, k]], atol=1e-6)
 
 
-def test_barycentric_affines_give_each_corner_its_weight() -> None:
-    rng = np.random.default_rng(0)
-    points = rng.uniform(0, 100, (468, 2))
-    tris = mesh.triangles()
-    c = mesh.barycentric_affines(points, tris)
-    for k, expected in enumerate(([0, 0], [1, 0], [0, 1])):
-        x, y = points[tris[:, k], 0], points[tris[:, k], 1]
-        weights = np.stack([c[:, 0] * x + c[:, 1] * y + c[:, 2], c[:, 3] * x + c[:, 4] * y + c[:, 5]], axis=1)
-        assert np.allclose(weights, expected, atol=1e-6)
-    flat = mesh.barycentric_affines(np.zeros((468, 2)), tris)  # zero-area triangles: the first corner
-    assert np.array_equal(flat, np.zeros_like(flat))
-
-
 def test_facing_on_real_and_turned_faces(mesh_faces) -> None:
     lm = mesh_faces["obama"].landmarks
     cos = mesh.facing(lm, mesh.tessellation())

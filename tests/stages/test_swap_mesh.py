@@ -331,9 +331,11 @@ def test_the_warp_stays_near_each_pixels_own_source_triangle_on_edge_on_triangle
     assert (heights < 0.2).sum() >= 5
     ys, xs = np.nonzero(ids >= 0)
     tris = mesh.triangles()[ids[ys, xs]]
-    corners = source.astype(np.float64)[tris]  # each drawn pixel's source triangle
+    corners = source.astype(np.float64)[tris].reshape(-1, 2)  # each drawn pixel's source triangle
     at = np.stack([map_x[ys, xs], map_y[ys, xs]], axis=1).astype(np.float64)
-    weights = mesh.barycentric_affines(corners.reshape(-1, 2), np.arange(3 * len(tris)).reshape(-1, 3))
+    # Barycentric weights of the second and third corner: the affine map onto the unit triangle.
+    unit = np.tile([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], (len(tris), 1))
+    weights = mesh.triangle_affines(corners, unit, np.arange(len(corners)).reshape(-1, 3))
     w1 = weights[:, 0] * at[:, 0] + weights[:, 1] * at[:, 1] + weights[:, 2]
     w2 = weights[:, 3] * at[:, 0] + weights[:, 4] * at[:, 1] + weights[:, 5]
     assert min(w1.min(), w2.min(), (1 - w1 - w2).min()) > -SLIVER_REACH - 1e-3

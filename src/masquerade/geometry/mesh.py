@@ -249,18 +249,3 @@ def triangle_affines(
     gy = (f2 * e1[:, 0:1] - f1 * e2[:, 0:1]) * inv[:, None]  # d(src)/dy
     offset = s[:, 0] - gx * d[:, 0, 0:1] - gy * d[:, 0, 1:2]
     return np.column_stack([gx[:, 0], gy[:, 0], offset[:, 0], gx[:, 1], gy[:, 1], offset[:, 1]])
-
-
-def barycentric_affines(points: NDArray[np.floating], tris: NDArray[np.int32]) -> NDArray[np.float64]:
-    """(T, 6) coefficients ``a, b, c, d, e, f`` of the affine map ``(x, y) -> (ax + by + c, dx + ey + f)``
-    giving, for each triangle of ``points`` (N, 2), the barycentric weights of its second and third
-    corner (the first's is 1 minus both). Zero-area triangles get the constant (0, 0): their first corner."""
-    d = np.asarray(points, dtype=np.float64)[tris]  # (T, 3, 2)
-    e1, e2 = d[:, 1] - d[:, 0], d[:, 2] - d[:, 0]
-    det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
-    degenerate = np.abs(det) < 1e-6
-    inv = np.where(degenerate, 0.0, 1.0 / np.where(degenerate, 1.0, det))
-    a, b = e2[:, 1] * inv, -e2[:, 0] * inv  # weight of the second corner: (e2 x (p - d0)) / det
-    d_, e = -e1[:, 1] * inv, e1[:, 0] * inv  # of the third: (e1 x (p - d0)) / det, sign flipped
-    x0, y0 = d[:, 0, 0], d[:, 0, 1]
-    return np.column_stack([a, b, -(a * x0 + b * y0), d_, e, -(d_ * x0 + e * y0)])
