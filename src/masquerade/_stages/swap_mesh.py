@@ -641,9 +641,10 @@ def _follow_field(ids: NDArray[np.int32], back: NDArray[np.float32], shaped: NDA
     inside = ids >= 0
     grid = np.dstack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
     # Inside a triangle the shift is a blend of its corners' shifts, so it lies within the range of
-    # the landmarks' shifts; a near-degenerate triangle's affine map (a sliver on the outline) sends
-    # its few pixels thousands of px away, and the outside would spread that into a smear that
-    # comes and goes with sub-pixel changes of the landmarks: clamp to the corners' range.
+    # the landmarks' shifts. A pixel the rasteriser gives a triangle from just outside it extrapolates
+    # (at most half the triangle's height for a sliver, ``SLIVER_REACH``), and the outside would spread
+    # any overshoot into a smear that comes and goes with sub-pixel changes of the landmarks: clamp to
+    # the corners' range.
     moves = target - shaped
     shift = np.clip(back - grid, moves.min(axis=0), moves.max(axis=0))
     shift = np.where(inside[..., None], shift, 0.0).astype(np.float32)
